@@ -1,0 +1,52 @@
+"""The `alexnet` command: parses arguments and calls the library; it holds no logic of its own.
+
+Each subcommand lives in its own module in this package with two functions: `add_parser(subparsers)` and
+`run(args) -> int`. Only argparse is imported here; each `run` imports torch and friends when it is called, so
+`alexnet --help` answers in well under a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from alexnet import __version__
+from alexnet.errors import AlexNetError
+
+# Subcommand modules, in the order `alexnet --help` lists them.
+COMMANDS = ["models", "summary", "data", "train", "eval", "predict", "export", "bench", "demo"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="alexnet",
+        description="Train, evaluate, inspect, export and reproduce AlexNet (Krizhevsky et al., 2012).",
+    )
+    parser.add_argument("--version", action="version", version=f"alexnet {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"alexnet.cli.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"alexnet.cli.{name}":
+                raise
+            continue  # a command not built yet
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except AlexNetError as e:
+        print(f"alexnet {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"alexnet {args.command}: interrupted", file=sys.stderr)
+        return 130
