@@ -1,0 +1,197 @@
+"""Metrics: loss, top-1/top-5, the confusion matrix with per-class precision and recall, and the paper's 10-crop.
+
+`evaluate()` takes a model and an iterable of (images, labels) batches and knows nothing about where they come
+from; the validation pass of `fit()` and `alexnet eval` both use it. Counts are accumulated as tensors on the
+device and summed over torchrun ranks once, at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from alexnet.distributed import all_reduce_sum
+
+
+@dataclass
+class EvalResult:
+    """Counts from one pass over a split; every rate is derived from them."""
+
+    loss_sum: float  # summed (not averaged) cross-entropy over the images
+    correct: int  # top-1 hits
+    correct5: int  # top-5 hits (top-C when there are fewer than 5 classes)
+    total: int
+    confusion: np.ndarray  # (C, C) int64: rows are true classes, columns predicted
+    class_names: list[str] = field(default_factory=list)
+
+    @property
+    def loss(self) -> float:
+        return self.loss_sum / self.total if self.total else math.nan
+
+    @property
+    def top1(self) -> float:
+        return self.correct / self.total if self.total else math.nan
+
+    @property
+    def top5(self) -> float:
+        return self.correct5 / self.total if self.total else math.nan
+
+    def per_class(self) -> list[dict[str, Any]]:
+        """Precision (of the predictions of this class, how many were right) and recall (of the images of this
+        class, how many were found); None where the denominator is zero."""
+        out = []
+        predicted = self.confusion.sum(axis=0)
+        actual = self.confusion.sum(axis=1)
+        for i, name in enumerate(self.class_names):
+            hits = int(self.confusion[i, i])
+            out.append(
+                {
+                    "class": name,
+                    "precision": hits / int(predicted[i]) if predicted[i] else None,
+                    "recall": hits / int(actual[i]) if actual[i] else None,
+                    "support": int(actual[i]),
+                }
+            )
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "top1": self.top1,
+            "top5": self.top5,
+            "loss": self.loss,
+            "correct": self.correct,
+            "total": self.total,
+            "per_class": self.per_class(),
+            "confusion": self.confusion.tolist(),
+            "class_names": list(self.class_names),
+        }
+
+    def accuracy_line(self) -> str:
+        """The first note's TestNet.py line, verbatim format: `Accuracy: 1234/1500 (82%)`."""
+        return f"Accuracy: {self.correct}/{self.total} ({100.0 * self.correct / max(self.total, 1):.0f}%)"
+
+    def report(self) -> str:
+        lines = [
+            self.accuracy_line(),
+            f"top-1 {self.top1:.4f}  top-5 {self.top5:.4f}  loss {self.loss:.4f}  ({self.total} images)",
+            "",
+            f"{'class':<24} {'precision':>9} {'recall':>9} {'support':>8}",
+        ]
+        for row in self.per_class():
+            p = "-" if row["precision"] is None else f"{row['precision']:.3f}"
+            r = "-" if row["recall"] is None else f"{row['recall']:.3f}"
+            lines.append(f"{row['class'][:24]:<24} {p:>9} {r:>9} {row['support']:>8}")
+        return "\n".join(lines)
+
+
+class MetricTotals:
+    """Running sums on the device (no host sync per batch), reduced over ranks by `result()`."""
+
+    def __init__(self, num_classes: int, device: torch.device):
+        self.num_classes = num_classes
+        self.sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss_sum, correct, correct5, count
+        self.confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
+
+    @torch.no_grad()
+    def update(self, logits: torch.Tensor, labels: torch.Tensor, loss_sum: torch.Tensor | None = None) -> None:
+        logits = logits.float()
+        if loss_sum is None:
+            loss_sum = F.cross_entropy(logits, labels, reduction="sum")
+        k = min(5, self.num_classes)
+        topk = logits.topk(k, dim=1).indices  # (B, k)
+        hit = topk == labels[:, None]
+        self.sums += torch.stack(
+            [loss_sum.double(), hit[:, 0].sum().double(), hit.any(dim=1).sum().double(),
+             torch.tensor(labels.numel(), dtype=torch.float64, device=labels.device)]
+        )
+        self.confusion += torch.bincount(labels * self.num_classes + topk[:, 0], minlength=self.num_classes**2)
+
+    def result(self, class_names: Sequence[str], reduce: bool = True) -> EvalResult:
+        sums, confusion = self.sums.clone(), self.confusion.clone()
+        if reduce:
+            all_reduce_sum(sums)
+            all_reduce_sum(confusion)
+        loss_sum, correct, correct5, total = sums.tolist()
+        return EvalResult(
+            loss_sum=loss_sum,
+            correct=int(correct),
+            correct5=int(correct5),
+            total=int(total),
+            confusion=confusion.cpu().numpy().reshape(self.num_classes, self.num_classes),
+            class_names=list(class_names),
+        )
+
+
+def ten_crop(images: torch.Tensor, size: int) -> torch.Tensor:
+    """The paper's test-time views: four corners and the centre, and their mirror images.
+
+    (B, C, H, W) with H, W >= size -> (10, B, C, size, size). When the images are exactly `size`, the five crops
+    coincide and the ten views reduce to the image and its mirror.
+    """
+    _, _, h, w = images.shape
+    if h < size or w < size:
+        raise ValueError(f"10-crop of {size} needs images at least {size}x{size}, got {h}x{w}")
+    top, left = (h - size) // 2, (w - size) // 2
+    corners = [(0, 0), (0, w - size), (h - size, 0), (h - size, w - size), (top, left)]
+    crops = [images[:, :, y : y + size, x : x + size] for y, x in corners]
+    crops += [c.flip(-1) for c in crops]
+    return torch.stack(crops)
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    num_classes: int,
+    class_names: Sequence[str],
+    device: torch.device,
+    *,
+    ten_crop_size: int | None = None,
+    amp_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+    reduce: bool = True,
+) -> EvalResult:
+    """One pass in eval mode. With `ten_crop_size`, the softmax of the ten views is averaged (the paper, 4.1)."""
+    was_training = model.training
+    model.eval()
+    totals = MetricTotals(num_classes, device)
+    autocast = (
+        torch.autocast(device_type=device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
+    )
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    for images, labels in batches:
+        images = images.to(device, non_blocking=True)
+        labels = labels.to(device, non_blocking=True)
+        if ten_crop_size is None:
+            with autocast:
+                logits = model(images.contiguous(memory_format=memory_format)).float()
+            totals.update(logits, labels)
+        else:
+            views = ten_crop(images, ten_crop_size)  # (10, B, C, S, S)
+            n, b = views.shape[:2]
+            with autocast:
+                logits = model(views.flatten(0, 1).contiguous(memory_format=memory_format)).float()
+            probs = logits.softmax(dim=1).view(n, b, -1).mean(dim=0)  # (B, num_classes)
+            loss_sum = F.nll_loss(probs.clamp_min(1e-12).log(), labels, reduction="sum")
+            totals.update(probs.log(), labels, loss_sum)
+    model.train(was_training)
+    return totals.result(class_names, reduce=reduce)
+
+
+def write_confusion_csv(result: EvalResult, path: str | Path) -> Path:
+    """Header row `true\\predicted,<class>...`, then one row per true class."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["true\\predicted", *result.class_names])
+        for name, row in zip(result.class_names, result.confusion.tolist(), strict=True):
+            writer.writerow([name, *row])
+    return Path(path)

@@ -1,0 +1,178 @@
+"""Checkpoint files: atomic writes, weights_only reads, and errors that name the file and the cause."""
+
+import pickle
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from alexnet.checkpoint import (
+    FORMAT,
+    FORMAT_VERSION,
+    RunPaths,
+    atomic_save,
+    check_matches,
+    find_checkpoint,
+    load_checkpoint,
+    rng_state,
+    set_rng_state,
+)
+from alexnet.errors import CheckpointError
+
+
+def minimal_checkpoint(**extra):
+    layer = torch.nn.Linear(4, 2)
+    ckpt = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model": layer.state_dict(),
+        "model_name": "alexnet-bn",
+        "model_args": {"num_classes": 2, "width_mult": 0.125},
+        "class_names": ["circle", "square"],
+        "image_size": 63,
+        "in_channels": 3,
+    }
+    ckpt.update(extra)
+    return ckpt
+
+
+class NotPlain:
+    """A class a weights_only unpickler must refuse to construct."""
+
+    def __init__(self):
+        self.payload = 1
+
+
+def test_round_trip_and_run_folder_lookup(tmp_path):
+    paths = RunPaths(tmp_path / "run")
+    ckpt = minimal_checkpoint()
+    atomic_save(ckpt, paths.last)
+    loaded = load_checkpoint(paths.root, prefer="last")
+    assert loaded["class_names"] == ["circle", "square"]
+    assert torch.equal(loaded["model"]["weight"], ckpt["model"]["weight"])
+    assert find_checkpoint(paths.root, prefer="best") == paths.last  # no best.pt yet: falls back to last.pt
+    atomic_save(ckpt, paths.best)
+    assert find_checkpoint(paths.root, prefer="best") == paths.best
+    assert sorted(p.name for p in paths.checkpoints.iterdir()) == ["best.pt", "last.pt"]  # no temporaries left
+
+
+def test_failed_save_leaves_the_previous_file_intact(tmp_path):
+    path = tmp_path / "last.pt"
+    atomic_save(minimal_checkpoint(image_size=63), path)
+    before = path.read_bytes()
+    with pytest.raises(Exception):  # noqa: B017 - whatever torch.save raises for an unpicklable object
+        atomic_save(minimal_checkpoint(image_size=lambda: 0), path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+def test_zero_byte_file_is_named(tmp_path):
+    path = tmp_path / "last.pt"
+    path.write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"last\.pt: empty file \(0 bytes\)"):
+        load_checkpoint(path)
+
+
+def test_truncated_file_is_named(tmp_path):
+    path = tmp_path / "last.pt"
+    atomic_save(minimal_checkpoint(), path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=r"last\.pt: not a PyTorch checkpoint, or truncated"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("content", [b"\xff\xd8\xff\xe0 a jpeg, not a checkpoint", b"epoch,lr\n1,0.1\n"])
+def test_foreign_file_is_named(tmp_path, content):
+    path = tmp_path / "model.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=r"model\.pt: not a PyTorch checkpoint"):
+        load_checkpoint(path)
+
+
+def test_pickled_objects_are_refused_never_unpickled(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"format": FORMAT, "thing": NotPlain()}, path)
+    with pytest.raises(CheckpointError, match=r"evil\.pt: holds Python objects other than tensors"):
+        load_checkpoint(path)
+    raw = tmp_path / "raw.pt"
+    raw.write_bytes(pickle.dumps(NotPlain()))
+    with pytest.raises(CheckpointError, match=r"raw\.pt"):
+        load_checkpoint(raw)
+
+
+def test_bare_state_dict_from_the_notes_is_explained(tmp_path):
+    path = tmp_path / "AlexNet.pth"
+    torch.save(torch.nn.Linear(4, 2).state_dict(), path)  # what the note's TrainingNet.py saves
+    with pytest.raises(CheckpointError, match=r"AlexNet\.pth: a bare state_dict"):
+        load_checkpoint(path)
+
+
+def test_other_torch_dict_is_not_an_alexnet_checkpoint(tmp_path):
+    path = tmp_path / "other.pt"
+    torch.save({"epoch": 3, "weights": [1, 2]}, path)
+    with pytest.raises(CheckpointError, match=r"other\.pt: not an alexnet checkpoint"):
+        load_checkpoint(path)
+
+
+def test_newer_format_and_missing_fields_are_refused(tmp_path):
+    path = tmp_path / "new.pt"
+    atomic_save(minimal_checkpoint(format_version=FORMAT_VERSION + 1), path)
+    with pytest.raises(CheckpointError, match="newer alexnet"):
+        load_checkpoint(path)
+    ckpt = minimal_checkpoint()
+    del ckpt["class_names"]
+    atomic_save(ckpt, path)
+    with pytest.raises(CheckpointError, match="lacks field 'class_names'"):
+        load_checkpoint(path)
+
+
+def test_non_finite_weights_are_refused(tmp_path):
+    ckpt = minimal_checkpoint()
+    ckpt["model"]["bias"][0] = float("nan")
+    path = tmp_path / "nan.pt"
+    atomic_save(ckpt, path)
+    with pytest.raises(CheckpointError, match=r"nan\.pt: weight 'bias' holds NaN"):
+        load_checkpoint(path)
+
+
+def test_missing_path_and_empty_folder(tmp_path):
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "nope.pt")
+    with pytest.raises(CheckpointError, match="no checkpoints/best.pt"):
+        load_checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("class_names", ["cat", "dog"]), ("image_size", 227), ("model_name", "alexnet"), ("in_channels", 1)],
+)
+def test_mismatch_names_the_field(field, value):
+    ckpt = minimal_checkpoint(path="x/last.pt")
+    expected = {k: ckpt[k] for k in ("class_names", "image_size", "model_name", "in_channels")}
+    check_matches(ckpt, expected, "resume")  # identical: accepted
+    expected[field] = value
+    with pytest.raises(CheckpointError, match=rf"cannot resume: {field} differs: checkpoint x/last\.pt has"):
+        check_matches(ckpt, expected, "resume")
+
+
+def test_model_args_mismatch_names_the_argument():
+    ckpt = minimal_checkpoint()
+    with pytest.raises(CheckpointError, match=r"model_args\.width_mult differs"):
+        check_matches(ckpt, {"model_args": {"num_classes": 2, "width_mult": 0.25}}, "evaluate")
+
+
+def test_rng_states_round_trip_through_a_weights_only_file(tmp_path):
+    random.seed(1)
+    np.random.seed(2)
+    torch.manual_seed(3)
+    path = tmp_path / "rng.pt"
+    state = rng_state()
+    expected = (random.random(), np.random.rand(), torch.rand(1).item())
+    atomic_save(minimal_checkpoint(rng=state), path)  # builds a layer: draws from torch's RNG
+    random.seed(9)
+    np.random.seed(9)
+    torch.manual_seed(9)
+    set_rng_state(load_checkpoint(path)["rng"])
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
