@@ -495,3 +495,22 @@ def load_torchvision_weights(model: AlexNet, path: str | Path, *, skip_head: boo
         )
     model.load_state_dict(state, strict=not skip_head)
     return model
+
+
+def describe_variants() -> list[dict[str, Any]]:
+    """One dict per registered variant, for `alexnet models`: name, parameters, input, classes, source, deviations."""
+    rows = []
+    for v in VARIANTS.values():
+        cfg = v.config()
+        with torch.device("meta"):  # parameter counts without allocating 60M floats each
+            params = num_params(AlexNet(cfg))
+        rows.append({
+            "name": v.name,
+            "params": params,
+            "input": [cfg.in_channels, cfg.image_size, cfg.image_size],
+            "num_classes": cfg.num_classes,
+            "summary": v.summary,
+            "source": v.source,
+            "deviations": v.deviations,
+        })
+    return rows
