@@ -1,0 +1,43 @@
+"""The data layer: every source users bring, the built-in dataset, transform presets, a uint8 cache, bad input.
+
+    from alexnet.data import build_datasets, DataBundle, load_image, build_transform
+    bundle = build_datasets("path/to/folder", image_size=227, in_channels=3, preset="seed")
+
+Modules: images (the one decoder), folders (scanning), idx (IDX reader), tvsources (mnist/fashion-mnist/cifar10),
+synthetic (`shapes`), transforms (presets on the PIL path), datasets, sources (`build_datasets`), cache (uint8
+memory-mapped cache), augment (whole-batch augmentation, 10-crop).
+
+Names are resolved lazily so that `import alexnet.data.synthetic` or the CLI's `alexnet data` do not pay for torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "build_datasets": "sources",
+    "build_from_description": "sources",
+    "DataBundle": "sources",
+    "load_image": "images",
+    "decode_image": "images",
+    "build_transform": "transforms",
+    "PRESETS": "transforms",
+    "scan_folder": "folders",
+    "read_idx": "idx",
+    "IdxError": "idx",
+    "make_shapes": "synthetic",
+    "ShapesConfig": "synthetic",
+    "cache_split": "cache",
+    "CachedImages": "cache",
+    "BatchAugment": "augment",
+    "ten_crop": "augment",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        module = importlib.import_module(f"alexnet.data.{_EXPORTS[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module 'alexnet.data' has no attribute {name!r}")

@@ -1,0 +1,387 @@
+"""Scanning an image folder into labelled file lists: layouts, junk, bad files, symlink loops, stratified split.
+
+Three layouts are recognised (checked in this order):
+
+- `ROOT/train/` (+ `ROOT/val/`, `valid/` or `validation/`): the cats-vs-dogs note's layout. Without a val folder,
+  train is split. Inside each, class folders, or a flat Kaggle folder (below).
+- `ROOT/<class>/...`: class folders (searched recursively, like torchvision's ImageFolder), split stratified by class.
+- `ROOT/cat.123.jpg`: a flat Kaggle folder; the label is the file name up to `.NUMBER` / `_NUMBER` / `-NUMBER`.
+
+What is not data is *ignored* and listed (never an error, even with strict): hidden files and folders (`.DS_Store`,
+`.ipynb_checkpoints`, `._name.jpg` AppleDouble files), `Thumbs.db`, `desktop.ini`, `__MACOSX`, files without an image
+extension, a second path to a file already seen (symlinks). What looks like data but cannot be used is *skipped* and
+listed with the reason (zero-byte, not an image, truncated, too small, decompression bomb, broken symlink); with
+`strict=True` the first skip is a DataError naming the file. Each is logged once per file per process.
+
+Class names are sorted (ImageFolder's order), so the label order does not depend on the file system.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import re
+import stat
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from alexnet.data.images import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MIN_SIDE,
+    IMAGE_EXTENSIONS,
+    decode_image,
+    display_path,
+)
+from alexnet.errors import DataError
+
+log = logging.getLogger("alexnet.data")
+
+VAL_FOLDER_NAMES = ("val", "valid", "validation")
+SYSTEM_FILES = {"thumbs.db", "desktop.ini", "ehthumbs.db"}
+SYSTEM_FOLDERS = {"__macosx", "$recycle.bin", "system volume information", "@eadir"}
+# cat.123.jpg, dog_7.png, golden-retriever-12.jpg -> cat, dog, golden-retriever
+FLAT_LABEL = re.compile(r"^(?P<label>.+?)[._-]\d+$")
+
+_reported: set[tuple[str, str]] = set()  # (path, reason) already logged in this process
+
+
+def report(kind: str, path: str, reason: str) -> None:
+    """Logs a skipped/ignored/noted file once per process, with a path that is safe to print."""
+    key = (path, reason)
+    if key in _reported:
+        return
+    _reported.add(key)
+    level = logging.WARNING if kind == "skipped" else logging.INFO
+    log.log(level, "%s %s: %s", kind, display_path(path), reason)
+
+
+@dataclass
+class ScanResult:
+    """What a folder holds: labelled files per split, and everything left out with the reason."""
+
+    root: str
+    layout: str  # "train/val", "classes" or "flat" (a train/val root says e.g. "train/val (flat)")
+    class_names: list[str]
+    train: list[tuple[str, int]]  # (path, label), sorted
+    val: list[tuple[str, int]]
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # data that cannot be used
+    ignored: list[tuple[str, str]] = field(default_factory=list)  # not data at all
+    notes: list[tuple[str, str]] = field(default_factory=list)  # used, but worth knowing (animated GIF, ...)
+
+    def files(self) -> list[str]:
+        return [p for p, _ in self.train] + [p for p, _ in self.val]
+
+
+class _Walker:
+    """Lists candidate image files under a folder, following symlinks without looping or double counting."""
+
+    def __init__(self, ignored: list[tuple[str, str]], skipped: list[tuple[str, str]]):
+        self.ignored = ignored
+        self.skipped = skipped
+        self.seen_dirs: set[tuple[int, int]] = set()
+        self.seen_files: dict[tuple[int, int], str] = {}
+        self.listings: dict[str, tuple[list[str], list[str]]] = {}  # each folder listed (and reported) once
+
+    def ignore(self, path: str, reason: str) -> None:
+        self.ignored.append((path, reason))
+        report("ignored", path, reason)
+
+    def skip(self, path: str, reason: str) -> None:
+        self.skipped.append((path, reason))
+        report("skipped", path, reason)
+
+    def visible_entries(self, folder: str) -> tuple[list[str], list[str]]:
+        """(subfolders, files) directly in `folder`, sorted; hidden and system entries are ignored here."""
+        if folder in self.listings:
+            return self.listings[folder]
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            raise DataError(f"{display_path(folder)}: cannot list the folder ({e.strerror or e})") from None
+        dirs, files = [], []
+        for entry in entries:
+            name, path = entry.name, entry.path
+            try:
+                st = os.stat(path)  # follows symlinks
+            except OSError as e:
+                if entry.is_symlink():
+                    reason = "symlink loop" if getattr(e, "errno", None) == 40 else "broken symlink"
+                    self.skip(path, reason)
+                else:
+                    self.skip(path, f"cannot read ({e.strerror or e})")
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                if name.startswith("."):
+                    self.ignore(path, "hidden folder, never a class")
+                elif name.lower() in SYSTEM_FOLDERS:
+                    self.ignore(path, "system folder")
+                else:
+                    dirs.append(path)
+            elif stat.S_ISREG(st.st_mode):
+                files.append(path)
+            else:
+                self.ignore(path, "not a regular file")
+        self.listings[folder] = (dirs, files)
+        return dirs, files
+
+    def accept_file(self, path: str) -> bool:
+        """Filters one file by name and identity (duplicates through symlinks); contents are checked later."""
+        name = os.path.basename(path)
+        lower = name.lower()
+        if name.startswith("._"):
+            self.ignore(path, "macOS AppleDouble metadata file, not an image")
+            return False
+        if name.startswith("."):
+            self.ignore(path, "hidden file")
+            return False
+        if lower in SYSTEM_FILES:
+            self.ignore(path, "system file")
+            return False
+        if not lower.endswith(IMAGE_EXTENSIONS):
+            self.ignore(path, f"not an image extension ({os.path.splitext(name)[1] or 'none'})")
+            return False
+        st = os.stat(path)
+        key = (st.st_dev, st.st_ino)
+        if key in self.seen_files:
+            self.ignore(path, f"same file as {display_path(self.seen_files[key])} (a link), counted once")
+            return False
+        self.seen_files[key] = path
+        return True
+
+    def walk_images(self, folder: str) -> list[str]:
+        """Every acceptable image file below `folder` (recursively), each real folder visited once."""
+        st = os.stat(folder)
+        key = (st.st_dev, st.st_ino)
+        if key in self.seen_dirs:
+            self.ignore(folder, "folder already visited (symlink loop or second link), not followed")
+            return []
+        self.seen_dirs.add(key)
+        dirs, files = self.visible_entries(folder)
+        out = [f for f in files if self.accept_file(f)]
+        for d in dirs:
+            out.extend(self.walk_images(d))
+        return out
+
+
+def _flat_label(path: str) -> str | None:
+    stem = os.path.splitext(os.path.basename(path))[0]
+    m = FLAT_LABEL.match(stem)
+    return m.group("label") if m else None
+
+
+def _collect_split(walker: _Walker, folder: str) -> tuple[str, dict[str, list[str]]]:
+    """Files by class name for one split folder: class folders if there are any, else labels from file names."""
+    dirs, files = walker.visible_entries(folder)
+    walker.seen_dirs.add((os.stat(folder).st_dev, os.stat(folder).st_ino))
+    if dirs:
+        by_class: dict[str, list[str]] = {}
+        for f in files:
+            if walker.accept_file(f):
+                walker.ignore(f, "image outside any class folder")
+        for d in dirs:
+            name = display_path(os.path.basename(d))
+            images = walker.walk_images(d)
+            if name in by_class:
+                by_class[name].extend(images)
+            else:
+                by_class[name] = images
+        return "classes", by_class
+    by_class = {}
+    for f in files:
+        if not walker.accept_file(f):
+            continue
+        label = _flat_label(f)
+        if label is None:
+            walker.skip(f, "no label in the file name (a flat folder needs names like cat.123.jpg)")
+            continue
+        by_class.setdefault(display_path(label), []).append(f)
+    return "flat", by_class
+
+
+def _verify_files(
+    paths: list[str], min_side: int, max_pixels: int, workers: int
+) -> dict[str, tuple[str | None, list[str]]]:
+    """Decodes every file once (JPEG at reduced scale, which still reads the whole stream) to find the bad ones.
+
+    Results are remembered in $ALEXNET_CACHE/verify/ keyed by path, size and mtime, so a second scan of a large folder
+    is instant. Returns path -> (reason it is unusable or None, notes).
+    """
+    from alexnet.data.paths import cache_dir  # local: keeps this module importable without side effects
+
+    settings = f"{min_side}:{max_pixels}:v1"
+    store_path = os.path.join(cache_dir("verify"), hashlib.sha1(settings.encode()).hexdigest()[:16] + ".json")
+    try:
+        with open(store_path, encoding="utf-8") as f:
+            store: dict[str, list] = json.load(f)
+    except (OSError, ValueError):
+        store = {}
+
+    def key_of(p: str) -> str:
+        st = os.stat(p)
+        return f"{display_path(os.path.realpath(p))}|{st.st_size}|{st.st_mtime_ns}"
+
+    def check(p: str) -> tuple[str | None, list[str]]:
+        try:
+            decoded = decode_image(p, 3, min_side=min_side, max_pixels=max_pixels, draft=(32, 32))
+        except DataError as e:
+            # The message starts with the path; keep only the cause.
+            msg = str(e)
+            prefix = display_path(p) + ": "
+            return (msg[len(prefix) :] if msg.startswith(prefix) else msg), []
+        return None, decoded.notes
+
+    results: dict[str, tuple[str | None, list[str]]] = {}
+    todo: list[tuple[str, str]] = []
+    for p in paths:
+        k = key_of(p)
+        if k in store:
+            results[p] = (store[k][0], list(store[k][1]))
+        else:
+            todo.append((p, k))
+    if todo:
+        with ThreadPoolExecutor(max(1, workers)) as pool:  # PIL releases the GIL while decoding
+            for (p, k), res in zip(todo, pool.map(lambda t: check(t[0]), todo), strict=True):
+                results[p] = res
+                store[k] = [res[0], res[1]]
+        tmp = f"{store_path}.{os.getpid()}.tmp"
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(store, f)
+            os.replace(tmp, store_path)
+        except OSError:
+            pass  # a read-only cache only costs speed
+    return results
+
+
+def stratified_split(
+    by_class: dict[str, list[str]], val_split: float, seed: int
+) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Seeded per-class split; independent of listing order. A class of n >= 2 gives at least one image to each side."""
+    rng = random.Random(seed)
+    train, val = {}, {}
+    for name in sorted(by_class):
+        files = sorted(by_class[name])
+        rng.shuffle(files)
+        n = len(files)
+        n_val = round(n * val_split)
+        if val_split > 0 and n >= 2:
+            n_val = min(max(n_val, 1), n - 1)
+        val[name] = sorted(files[:n_val])
+        train[name] = sorted(files[n_val:])
+    return train, val
+
+
+def scan_folder(
+    root: str | os.PathLike,
+    *,
+    val_split: float = 0.2,
+    seed: int = 0,
+    strict: bool = False,
+    min_side: int = DEFAULT_MIN_SIDE,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    verify: bool = True,
+    workers: int | None = None,
+) -> ScanResult:
+    """Scans an image folder in any of the three layouts (module docstring) into labelled train/val lists."""
+    root = os.fspath(root)
+    shown = display_path(root)
+    if not os.path.isdir(root):
+        raise DataError(f"{shown}: not a folder" if os.path.exists(root) else f"{shown}: no such folder")
+    if not 0.0 <= val_split < 1.0:
+        raise DataError(f"val_split must be in [0, 1), got {val_split}")
+    skipped: list[tuple[str, str]] = []
+    ignored: list[tuple[str, str]] = []
+    walker = _Walker(ignored, skipped)
+    root_stat = os.stat(root)
+    walker.seen_dirs.add((root_stat.st_dev, root_stat.st_ino))  # a link back to the root is never followed
+
+    subdirs = {os.path.basename(d).lower(): d for d in walker.visible_entries(root)[0]}
+    train_dir = subdirs.get("train")
+    val_dir = next((subdirs[n] for n in VAL_FOLDER_NAMES if n in subdirs), None)
+    # Either both given splits (train_by_class, val_by_class) or one pool to split (all_by_class).
+    train_by_class = val_by_class = all_by_class = None
+    if train_dir is not None and val_dir is not None:
+        kind, train_by_class = _collect_split(walker, train_dir)
+        _, val_by_class = _collect_split(walker, val_dir)
+        unknown = sorted(set(val_by_class) - set(train_by_class))
+        if unknown:
+            raise DataError(
+                f"{display_path(val_dir)}: classes {unknown} are not in {display_path(train_dir)} "
+                f"(train has {sorted(train_by_class)})"
+            )
+        layout = f"train/val ({kind})"
+    elif train_dir is not None:
+        kind, all_by_class = _collect_split(walker, train_dir)
+        layout = f"train only, split ({kind})"
+    else:
+        kind, all_by_class = _collect_split(walker, root)
+        layout = kind
+
+    train_where = display_path(train_dir) if train_dir is not None else shown
+    pools = {train_where: train_by_class, display_path(val_dir or ""): val_by_class}
+    if all_by_class is not None:
+        pools = {train_where: all_by_class}
+    for where, by_class in pools.items():
+        if not by_class and where == train_where:
+            raise DataError(
+                f"{where}: no classes found (expected class folders, train/ and val/, or file names like cat.1.jpg)"
+            )
+        for name, files in by_class.items():
+            if not files:
+                raise DataError(f"{where}: class folder {name!r} holds no image files")
+
+    if strict and skipped:
+        p, reason = skipped[0]
+        raise DataError(f"{display_path(p)}: {reason} (strict mode: fix or remove the file)")
+
+    # Content check: every candidate file is decoded once (remembered by size and mtime).
+    notes: list[tuple[str, str]] = []
+    if verify:
+        candidates = sorted({f for by_class in pools.values() for files in by_class.values() for f in files})
+        results = _verify_files(candidates, min_side, max_pixels, workers or min(4, os.cpu_count() or 1))
+        bad = set()
+        for p in candidates:
+            reason, file_notes = results[p]
+            if reason is not None:
+                if strict:
+                    raise DataError(f"{display_path(p)}: {reason} (strict mode: fix or remove the file)")
+                walker.skip(p, reason)
+                bad.add(p)
+            for n in file_notes:
+                notes.append((p, n))
+                report("note", p, n)
+        for where, by_class in pools.items():
+            for name in by_class:
+                kept = [f for f in by_class[name] if f not in bad]
+                if not kept and where == train_where:
+                    raise DataError(
+                        f"{where}: class {name!r} has no usable images (all {len(by_class[name])} skipped, "
+                        f"first: {display_path(by_class[name][0])})"
+                    )
+                by_class[name] = kept
+
+    if all_by_class is not None:
+        train_by_class, val_by_class = stratified_split(all_by_class, val_split, seed)
+    for name in sorted(train_by_class):
+        if not val_by_class.get(name):
+            notes.append((root, f"class {name!r} has no validation images"))
+
+    class_names = sorted(train_by_class)
+    index = {name: i for i, name in enumerate(class_names)}
+    train = sorted((f, index[c]) for c, fs in train_by_class.items() for f in fs)
+    val = sorted((f, index[c]) for c, fs in val_by_class.items() for f in fs)
+    if not train:
+        raise DataError(f"{shown}: no usable training images ({len(skipped)} skipped)")
+    return ScanResult(root, layout, class_names, train, val, skipped, ignored, notes)
+
+
+def count_by_class(samples: Iterable[tuple[str, int]], num_classes: int) -> list[int]:
+    counts = [0] * num_classes
+    for _, label in samples:
+        counts[label] += 1
+    return counts
