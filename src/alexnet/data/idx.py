@@ -36,7 +36,9 @@ GZIP_MAGIC = b"\x1f\x8b"
 _CHUNK = 1 << 22  # read gzip streams 4 MiB at a time: memory follows what the file really holds
 
 # train-images-idx3-ubyte(.gz), t10k-labels.idx1-ubyte, emnist-letters-train-images-idx3-ubyte.gz, ...
-IDX_NAME = re.compile(r"^(?:(?P<prefix>.*)-)?(?P<split>train|t10k|test)-(?P<what>images|labels)[.-]idx(?P<ndim>\d)-ubyte(?P<gz>\.gz)?$")
+IDX_NAME = re.compile(
+    r"^(?:(?P<prefix>.*)-)?(?P<split>train|t10k|test)-(?P<what>images|labels)[.-]idx(?P<ndim>\d)-ubyte(?P<gz>\.gz)?$"
+)
 
 
 class IdxError(DataError):
@@ -78,7 +80,9 @@ def read_idx(path: str | os.PathLike, *, ndim: int | None = None, dtype: str | N
     if named_gz and not is_gz:
         raise _fail(path, "gzip-compressed data (the name ends in .gz)", f"raw bytes {head!r}")
     if is_gz and not named_gz:
-        raise _fail(path, "raw IDX bytes (no .gz in the name)", "gzip-compressed data; add .gz to the name or gunzip it")
+        raise _fail(
+            path, "raw IDX bytes (no .gz in the name)", "gzip-compressed data; add .gz to the name or gunzip it"
+        )
     try:
         f = gzip.open(path, "rb") if is_gz else open(path, "rb")  # noqa: SIM115 (closed in finally)
     except OSError as e:

@@ -81,7 +81,9 @@ class DataBundle:
             "seed": self.seed,
             "mean": list(self.mean),
             "std": list(self.std),
-            "pca": None if self.pca is None else {"eigval": list(self.pca[0]), "eigvec": [list(r) for r in self.pca[1]]},
+            "pca": None
+            if self.pca is None
+            else {"eigval": list(self.pca[0]), "eigvec": [list(r) for r in self.pca[1]]},
             "stats_from": self.stats_from,
             "class_names": list(self.class_names),
             "num_train": len(self.train),
@@ -169,7 +171,9 @@ def build_datasets(
 
     if name is None or name == BUILTIN:
         folder = make_shapes(shapes)
-        scan = scan_folder(folder, val_split=val_split, seed=seed, strict=strict, min_side=min_side, max_pixels=max_pixels)
+        scan = scan_folder(
+            folder, val_split=val_split, seed=seed, strict=strict, min_side=min_side, max_pixels=max_pixels
+        )
         train = ImageFileDataset(scan.train, min_side=min_side, max_pixels=max_pixels, **common)
         val = ImageFileDataset(scan.val, min_side=min_side, max_pixels=max_pixels, **common)
         class_names, kind, layout, shown = scan.class_names, BUILTIN, scan.layout, BUILTIN
@@ -202,7 +206,9 @@ def build_datasets(
             val = ArrayDataset(va_x, va_y, origin=f"{shown}:val", **common)
         else:
             kind = "folder"
-            scan = scan_folder(name, val_split=val_split, seed=seed, strict=strict, min_side=min_side, max_pixels=max_pixels)
+            scan = scan_folder(
+                name, val_split=val_split, seed=seed, strict=strict, min_side=min_side, max_pixels=max_pixels
+            )
             train = ImageFileDataset(scan.train, min_side=min_side, max_pixels=max_pixels, **common)
             val = ImageFileDataset(scan.val, min_side=min_side, max_pixels=max_pixels, **common)
             class_names, layout = scan.class_names, scan.layout

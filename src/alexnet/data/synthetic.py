@@ -78,7 +78,20 @@ def _shape_polygon(kind: str, cx: float, cy: float, r: float, angle: float) -> l
         ]
     elif kind == "cross":
         w = 0.3  # half the arm width, relative to r
-        pts = [(w, -1), (w, -w), (1, -w), (1, w), (w, w), (w, 1), (-w, 1), (-w, w), (-1, w), (-1, -w), (-w, -w), (-w, -1)]
+        pts = [
+            (w, -1),
+            (w, -w),
+            (1, -w),
+            (1, w),
+            (w, w),
+            (w, 1),
+            (-w, 1),
+            (-w, w),
+            (-1, w),
+            (-1, -w),
+            (-w, -w),
+            (-w, -1),
+        ]
     else:
         raise ValueError(kind)
     c, s = math.cos(angle), math.sin(angle)

@@ -20,7 +20,18 @@ from alexnet.data.images import display_path
 from alexnet.errors import DataError
 
 MNIST_CLASSES = [str(i) for i in range(10)]
-FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+FASHION_CLASSES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 # name -> (torchvision class name, folder under root)
 TORCHVISION_SOURCES = {
@@ -136,8 +147,10 @@ def read_cifar10(folder: str) -> ArraySplits:
     files = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
     missing = [f for f in files if not os.path.exists(os.path.join(folder, f))]
     if missing:
-        raise _missing("cifar10", folder) if len(missing) == len(files) else DataError(
-            f"{display_path(folder)}: incomplete CIFAR-10, missing {', '.join(missing)}"
+        raise (
+            _missing("cifar10", folder)
+            if len(missing) == len(files)
+            else DataError(f"{display_path(folder)}: incomplete CIFAR-10, missing {', '.join(missing)}")
         )
     parts = [_read_cifar_batch(os.path.join(folder, f)) for f in files]
     names = list(CIFAR10_CLASSES)

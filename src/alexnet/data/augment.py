@@ -1,0 +1,141 @@
+"""Whole-batch augmentation on uint8 tensors (the fast path), on whatever device the batch is on.
+
+Same presets and same order of operations as the PIL path (transforms.py), applied to a (B, C, H, W) uint8 batch
+that the cache stored at `resize_size(preset, S)`:
+
+- `paper`, training: a random S x S crop per image, a horizontal flip with p = 0.5, PCA colour noise; evaluation:
+  the centre S x S crop (or `ten_crop`).
+- `seed` with augment=True: a random rotation in [-20, 20] degrees (zero fill, like RandomRotation) and a flip.
+- `d2l`, and every preset at evaluation: no randomness.
+
+Every random number comes from the torch.Generator given (on the CPU, whatever the batch's device), drawn in a fixed
+order, so a run that saves `generator.get_state()` and restores it augments the next batch bit-for-bit the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from alexnet.data.transforms import PCA_SIGMA, check_preset, default_mean_std, default_pca
+
+
+def _center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    # The same rounding as torchvision's CenterCrop, so both paths take the same pixels.
+    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+    return x[..., top : top + size, left : left + size]
+
+
+def _fit(x: torch.Tensor, size: int) -> torch.Tensor:
+    """A batch stored smaller than needed (or not square) is resized to at least `size` on each side."""
+    h, w = x.shape[-2:]
+    if h >= size and w >= size:
+        return x
+    out = F.interpolate(
+        x.float(), size=(max(h, size), max(w, size)), mode="bilinear", antialias=True, align_corners=False
+    )
+    return out.round().clamp(0, 255).to(x.dtype) if not x.is_floating_point() else out
+
+
+def five_crop(x: torch.Tensor, size: int) -> list[torch.Tensor]:
+    """Top-left, top-right, bottom-left, bottom-right and centre crops of a (..., H, W) batch (torchvision's order)."""
+    h, w = x.shape[-2:]
+    return [
+        x[..., :size, :size],
+        x[..., :size, w - size :],
+        x[..., h - size :, :size],
+        x[..., h - size :, w - size :],
+        _center_crop(x, size),
+    ]
+
+
+def ten_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    """The paper's 10 test crops, batched: (B, C, H, W) -> (B, 10, C, size, size), any dtype.
+
+    The five crops of the image, then the five crops of its mirror image, as torchvision's TenCrop orders them.
+    """
+    x = _fit(x, size)
+    crops = five_crop(x, size) + five_crop(x.flip(-1), size)
+    return torch.stack(crops, dim=1)
+
+
+class BatchAugment:
+    """uint8 (B, C, H, W) -> float (B, C, S, S) normalised, on the batch's device; see the module docstring."""
+
+    def __init__(
+        self,
+        preset: str,
+        image_size: int,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        train: bool = True,
+        pca: tuple | None = None,
+        generator: torch.Generator | None = None,
+        *,
+        augment: bool | None = None,
+        ten_crop: bool = False,
+        sigma: float = PCA_SIGMA,
+        in_channels: int | None = None,
+    ):
+        channels = in_channels or len(mean or ()) or 3
+        check_preset(preset, image_size, channels)
+        d_mean, d_std = default_mean_std(preset, channels)
+        self.preset, self.size, self.train = preset, image_size, train
+        self.augment = (preset == "paper") if augment is None else augment
+        self.ten_crop = ten_crop
+        self.sigma = sigma
+        self.generator = generator
+        self.mean = torch.tensor(mean or d_mean, dtype=torch.float32)
+        self.std = torch.tensor(std or d_std, dtype=torch.float32)
+        eigval, eigvec = pca or default_pca(channels)
+        self.eigval = torch.tensor(eigval, dtype=torch.float32)
+        self.eigvec = torch.tensor(eigvec, dtype=torch.float32)
+
+    def _normalize(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (1,) * (x.dim() - 3) + (-1, 1, 1)
+        mean = self.mean.to(x.device).view(shape)
+        std = self.std.to(x.device).view(shape)
+        return (x - mean) / std
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        if batch.dim() != 4:
+            raise ValueError(f"BatchAugment expects (B, C, H, W), got shape {tuple(batch.shape)}")
+        S = self.size
+        x = _fit(batch, S)
+        B = x.shape[0]
+        if self.ten_crop:
+            return self._normalize(ten_crop(x, S).float() / 255.0)  # (B, 10, C, S, S)
+        randomize = self.train and self.augment and self.preset != "d2l"
+        if randomize and self.preset == "paper":
+            h, w = x.shape[-2:]
+            g = self.generator
+            oy = torch.randint(0, h - S + 1, (B,), generator=g).tolist()
+            ox = torch.randint(0, w - S + 1, (B,), generator=g).tolist()
+            flip = torch.rand(B, generator=g) < 0.5
+            alpha = torch.randn(B, self.eigval.numel(), generator=g) * self.sigma
+            x = torch.stack([x[i, :, oy[i] : oy[i] + S, ox[i] : ox[i] + S] for i in range(B)])  # (B, C, S, S)
+            x = torch.where(flip.to(x.device).view(B, 1, 1, 1), x.flip(-1), x)
+            x = x.float() / 255.0
+            # The paper's colour noise: eigvec @ (alpha * eigval), one draw per image, added to every pixel.
+            shift = (alpha * self.eigval) @ self.eigvec.T  # (B, C)
+            x = x + shift.to(x.device).view(B, -1, 1, 1)
+            return self._normalize(x)
+        if randomize:  # seed with the note's augmentation: rotation in [-20, 20] degrees, then a flip
+            g = self.generator
+            angle = (torch.rand(B, generator=g) * 40 - 20) * torch.pi / 180
+            flip = torch.rand(B, generator=g) < 0.5
+            x = _center_crop(x, S).float() / 255.0
+            cos, sin = torch.cos(angle), torch.sin(angle)
+            theta = torch.zeros(B, 2, 3)
+            theta[:, 0, 0], theta[:, 0, 1], theta[:, 1, 0], theta[:, 1, 1] = cos, -sin, sin, cos
+            grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
+            x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+            x = torch.where(flip.to(x.device).view(B, 1, 1, 1), x.flip(-1), x)
+            return self._normalize(x)
+        return self._normalize(_center_crop(x, S).float() / 255.0)
+
+    def __repr__(self) -> str:
+        return f"BatchAugment(preset={self.preset!r}, size={self.size}, train={self.train}, augment={self.augment})"
