@@ -116,8 +116,10 @@ class AlexNetConfig:
 
     @property
     def conv_channels(self) -> tuple[int, ...]:
-        """conv1..conv5 output channels after width_mult, rounded to a multiple of groups."""
+        """conv1..conv5 output channels after width_mult, rounded to a multiple of groups (as given at 1.0)."""
         g = self.groups
+        if self.width_mult == 1.0:
+            return self.channels  # explicit widths are never changed behind the user's back; checked in validation
         return tuple(max(g, round(c * self.width_mult / g) * g) for c in self.channels)
 
     @property

@@ -1,0 +1,87 @@
+"""LocalResponseNorm: torch's convention (alpha / n) and the paper's printed formula, forward and backward."""
+
+import pytest
+import torch
+
+from alexnet.errors import ConfigError
+from alexnet.lrn import LocalResponseNorm
+
+
+def literal_lrn(a: torch.Tensor, n: int, alpha: float, beta: float, k: float) -> torch.Tensor:
+    """The first note's formula, channel by channel, in float64:
+    b^i = a^i / (k + alpha * sum_{j=max(0, i-n/2)}^{min(N-1, i+n/2)} (a^j)^2)^beta."""
+    a = a.double()
+    num_channels = a.shape[1]
+    out = torch.empty_like(a)
+    for i in range(num_channels):
+        lo, hi = max(0, i - n // 2), min(num_channels - 1, i + n // 2)
+        s = sum(a[:, j] ** 2 for j in range(lo, hi + 1))
+        out[:, i] = a[:, i] / (k + alpha * s) ** beta
+    return out
+
+
+# Large alpha and k=1 make the normalisation strong, so a wrong window or scale cannot hide in the tolerance.
+PARAMS = [(5, 1e-4, 0.75, 2.0), (5, 0.5, 0.75, 1.0), (3, 1.0, 0.5, 1.0), (4, 0.8, 0.75, 1.5), (1, 2.0, 1.0, 0.5)]
+
+
+@pytest.mark.parametrize(("size", "alpha", "beta", "k"), PARAMS)
+@pytest.mark.parametrize("shape", [(2, 7, 5, 4), (3, 6, 9), (2, 8, 3, 2, 2)])
+def test_per_size_matches_torch_forward_and_backward(size, alpha, beta, k, shape):
+    torch.manual_seed(0)
+    x = (torch.randn(shape, dtype=torch.float64) * 3).requires_grad_()
+    x_ref = x.detach().clone().requires_grad_()
+    ours = LocalResponseNorm(size, alpha, beta, k, alpha_convention="per_size")(x)
+    ref = torch.nn.LocalResponseNorm(size, alpha, beta, k)(x_ref)
+    torch.testing.assert_close(ours, ref)
+    grad = torch.randn_like(ours)
+    ours.backward(grad)
+    ref.backward(grad)
+    torch.testing.assert_close(x.grad, x_ref.grad)
+
+
+def test_per_size_matches_torch_in_float32():
+    x = torch.randn(4, 96, 13, 13) * 5
+    torch.testing.assert_close(LocalResponseNorm()(x), torch.nn.LocalResponseNorm(5, 1e-4, 0.75, 2.0)(x))
+
+
+@pytest.mark.parametrize(("size", "alpha", "beta", "k"), PARAMS)
+def test_literal_matches_the_papers_formula_in_float64(size, alpha, beta, k):
+    torch.manual_seed(1)
+    x = torch.randn(2, 9, 4, 3) * 3
+    ours = LocalResponseNorm(size, alpha, beta, k, alpha_convention="literal")(x.double())
+    torch.testing.assert_close(ours, literal_lrn(x, size, alpha, beta, k), rtol=1e-12, atol=1e-12)
+    # float32 input stays float32 and close to the float64 reference
+    ours32 = LocalResponseNorm(size, alpha, beta, k, alpha_convention="literal")(x)
+    assert ours32.dtype == torch.float32
+    torch.testing.assert_close(ours32.double(), literal_lrn(x, size, alpha, beta, k), rtol=1e-5, atol=1e-6)
+
+
+def test_conventions_differ_by_the_factor_n_for_odd_sizes():
+    x = torch.randn(2, 10, 3, 3, dtype=torch.float64)
+    literal = LocalResponseNorm(5, 0.2, 0.75, 1.0, alpha_convention="literal")(x)
+    per_size = LocalResponseNorm(5, 0.2 * 5, 0.75, 1.0, alpha_convention="per_size")(x)
+    torch.testing.assert_close(literal, per_size)
+    assert not torch.allclose(literal, LocalResponseNorm(5, 0.2, 0.75, 1.0)(x))
+
+
+def test_literal_gradient_is_exact():
+    x = torch.randn(1, 6, 2, 2, dtype=torch.float64, requires_grad=True)
+    module = LocalResponseNorm(3, 0.7, 0.75, 1.0, alpha_convention="literal")
+    assert torch.autograd.gradcheck(module, (x,))
+
+
+def test_module_has_no_parameters_and_says_its_convention():
+    m = LocalResponseNorm()
+    assert list(m.parameters()) == []
+    assert "alpha_convention='per_size'" in repr(m) and "k=2.0" in repr(m)
+
+
+@pytest.mark.parametrize("kwargs", [{"size": 0}, {"size": 2.5}, {"alpha_convention": "per-size"}])
+def test_bad_arguments_are_config_errors(kwargs):
+    with pytest.raises(ConfigError):
+        LocalResponseNorm(**kwargs)
+
+
+def test_too_few_dims_is_a_clear_error():
+    with pytest.raises(ConfigError, match="3 or more dims"):
+        LocalResponseNorm()(torch.randn(4, 5))

@@ -1,0 +1,384 @@
+"""Contract tests over every registered variant, the exact parameter counts, the switches and weight import."""
+
+import dataclasses
+import json
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from alexnet.errors import CheckpointError, ConfigError
+from alexnet.lrn import LocalResponseNorm
+from alexnet.models import (
+    AlexNet,
+    AlexNetConfig,
+    build_model,
+    describe_variants,
+    list_models,
+    load_torchvision_weights,
+    min_input_size,
+    model_config,
+    num_params,
+)
+
+VARIANTS = list_models()
+SMALL = {"width_mult": 0.125}  # 12-32-48-48-32 channels, fc 512: a forward takes milliseconds
+
+EXACT_PARAMS = {
+    "alexnet": 60_965_224,
+    "alexnet-1gpu": 62_378_344,
+    "alexnet-owt": 61_100_840,
+    "alexnet-bn": 58_292_290,  # with its 2 classes
+    "alexnet-d2l": 46_764_746,  # 1 channel, 10 classes, 224
+}
+
+
+def small(name: str, **overrides) -> AlexNet:
+    torch.manual_seed(0)
+    cfg = model_config(name, **SMALL, **overrides)
+    return AlexNet(dataclasses.replace(cfg, image_size=overrides.get("image_size", 99)))
+
+
+def batch(model: AlexNet, n: int = 3, size: int | None = None) -> torch.Tensor:
+    torch.manual_seed(1)
+    size = size or model.config.image_size
+    return torch.randn(n, model.config.in_channels, size, size)
+
+
+def test_registry_order_and_names():
+    assert VARIANTS == ["alexnet", "alexnet-1gpu", "alexnet-bn", "alexnet-d2l", "alexnet-owt"]
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_exact_parameter_count(name):
+    model = build_model(name)  # full width, default config, real CPU tensors
+    assert num_params(model) == EXACT_PARAMS[name]
+
+
+def test_defaults_of_the_config_are_the_paper():
+    assert AlexNetConfig() == model_config("alexnet")
+    assert num_params(AlexNet()) == EXACT_PARAMS["alexnet"]
+
+
+# --- contract: every variant ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_output_shape_and_finite(name):
+    model = small(name).eval()
+    x = batch(model)
+    with torch.no_grad():
+        y = model(x)
+    assert y.shape == (3, model.config.num_classes)
+    assert torch.isfinite(y).all()
+    # the timm-style split is the same computation
+    with torch.no_grad():
+        features = model.forward_features(x)
+        assert features.dim() == 4 and features.shape[1] == model.config.conv_channels[-1]
+        torch.testing.assert_close(model.forward_head(features), y)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_every_parameter_gets_a_gradient(name):
+    model = small(name).train()
+    x = batch(model, n=4)
+    target = torch.arange(4) % model.config.num_classes
+    nn.functional.cross_entropy(model(x), target).backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None, pname
+        assert torch.isfinite(p.grad).all(), pname
+        assert p.grad.abs().sum() > 0, f"{pname} got an all-zero gradient"
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_dropout_is_random_in_train_and_off_in_eval(name):
+    model = small(name)
+    x = batch(model, n=2)
+    with torch.no_grad():
+        model.eval()
+        torch.testing.assert_close(model(x), model(x))
+        model.train()
+        torch.manual_seed(2)
+        a = model(x)
+        torch.manual_seed(3)
+        b = model(x)
+    assert not torch.allclose(a, b), "dropout did nothing in train mode"
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_without_dropout_train_mode_is_deterministic_except_batchnorm(name):
+    model = small(name, dropout=0.0).train()
+    x = batch(model, n=2)
+    with torch.no_grad():
+        torch.manual_seed(2)
+        a = model(x)
+        torch.manual_seed(3)
+        b = model(x)
+    torch.testing.assert_close(a, b)
+
+
+def test_batchnorm_uses_batch_statistics_in_train_and_running_ones_in_eval():
+    model = small("alexnet-bn")
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert len(bns) == 5
+    x = batch(model, n=4)
+    with torch.no_grad():
+        model.train()
+        before = bns[0].running_mean.clone()
+        model(x)
+        assert not torch.equal(bns[0].running_mean, before), "train mode must update running stats"
+        # in train mode an image's output depends on the rest of its batch
+        assert not torch.allclose(model(x)[1], model(x[1:3])[0], atol=1e-5)
+        model.eval()
+        frozen = bns[0].running_mean.clone()
+        torch.testing.assert_close(model(x)[1:2], model(x[1:2]))
+        assert torch.equal(bns[0].running_mean, frozen), "eval mode must not touch running stats"
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_rebuild_from_asdict_and_through_json_and_a_weights_only_checkpoint(name, tmp_path):
+    model = small(name)
+    args = dataclasses.asdict(model.config)
+    rebuilt = AlexNet(AlexNetConfig(**args))
+    assert rebuilt.config == model.config
+    rebuilt.load_state_dict(model.state_dict())  # same keys and shapes
+    # YAML/JSON turn tuples into lists: still accepted
+    from_json = AlexNet(AlexNetConfig.from_dict(json.loads(json.dumps(args))))
+    assert from_json.config == model.config
+    torch.save({"model_args": args, "model": model.state_dict()}, tmp_path / "ckpt.pt")
+    ckpt = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    again = AlexNet(AlexNetConfig(**ckpt["model_args"]))
+    again.load_state_dict(ckpt["model"])
+    x = batch(model, n=1)
+    with torch.no_grad():
+        torch.testing.assert_close(again.eval()(x), model.eval()(x))
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_too_small_input_names_the_smallest_size(name):
+    cfg = model_config(name, **SMALL)
+    smallest = min_input_size(cfg)
+    with pytest.raises(ConfigError, match=f"smallest valid input is {smallest}x{smallest}"):
+        model_config(name, image_size=smallest - 1)
+    model = AlexNet(dataclasses.replace(cfg, image_size=smallest))
+    with torch.no_grad():
+        assert model(batch(model, n=1, size=smallest)).shape[0] == 1
+        with pytest.raises(ConfigError, match=f"smallest valid input is {smallest}x{smallest}"):
+            model(batch(model, n=1, size=smallest - 1))
+    # and min_input_size is really the smallest: the bare conv stack fails one pixel below it
+    with pytest.raises(RuntimeError):
+        model.features(batch(model, n=1, size=smallest - 1))
+
+
+def test_min_input_sizes_of_the_variants():
+    assert {n: min_input_size(model_config(n)) for n in VARIANTS} == {
+        "alexnet": 67, "alexnet-1gpu": 67, "alexnet-bn": 67, "alexnet-d2l": 67, "alexnet-owt": 63,
+    }
+
+
+def test_flatten_head_refuses_another_size_and_says_what_to_do():
+    model = small("alexnet", image_size=99)
+    with pytest.raises(ConfigError, match="image_size"):
+        model(batch(model, n=1, size=160))
+
+
+def test_adaptive_head_takes_any_valid_size():
+    model = small("alexnet-owt").eval()
+    with torch.no_grad():
+        for size in (63, 99, 250):
+            assert model(batch(model, n=1, size=size)).shape == (1, 1000)
+
+
+def test_wrong_channel_count_is_a_config_error():
+    model = small("alexnet")
+    with pytest.raises(ConfigError, match="1 input channel"):
+        small("alexnet-d2l")(torch.randn(1, 3, 99, 99))
+    with pytest.raises(ConfigError, match="3 input channel"):
+        model(torch.randn(1, 1, 99, 99))
+
+
+# --- the layouts and switches ----------------------------------------------------------------------------------------
+
+
+def _layer_types(model: AlexNet) -> list[str]:
+    return [name for name, _ in model.named_layers()]
+
+
+def test_paper_layout():
+    model = build_model("alexnet", **SMALL)
+    assert _layer_types(model) == [
+        "conv1", "relu1", "lrn1", "pool1", "conv2", "relu2", "lrn2", "pool2", "conv3", "relu3", "conv4", "relu4",
+        "conv5", "relu5", "pool5", "flatten", "fc6", "relu6", "drop6", "fc7", "relu7", "drop7", "fc8",
+    ]
+    groups = {n: model.layer(n).groups for n in ("conv1", "conv2", "conv3", "conv4", "conv5")}
+    assert groups == {"conv1": 1, "conv2": 2, "conv3": 1, "conv4": 2, "conv5": 2}
+    pools = [m for m in model.features if isinstance(m, nn.MaxPool2d)]
+    assert [(p.kernel_size, p.stride) for p in pools] == [(3, 2)] * 3
+    lrn = model.layer("lrn1")
+    assert isinstance(lrn, LocalResponseNorm)
+    assert (lrn.size, lrn.alpha, lrn.beta, lrn.k, lrn.alpha_convention) == (5, 1e-4, 0.75, 2.0, "per_size")
+    assert model.conv1 is model.features[0] and model.conv1.kernel_size == (11, 11)
+    assert build_model("alexnet").conv1.out_channels == 96
+
+
+def test_paper_init():
+    torch.manual_seed(0)
+    model = build_model("alexnet")
+    for name in ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"):
+        m = model.layer(name)
+        assert m.weight.mean().abs() < 1e-3 and abs(m.weight.std().item() - 0.01) < 5e-4, name
+        expected_bias = 1.0 if name in ("conv2", "conv4", "conv5", "fc6", "fc7") else 0.0
+        assert torch.all(m.bias == expected_bias), name
+
+
+def test_default_and_kaiming_init_differ_from_paper():
+    torch.manual_seed(0)
+    default = build_model("alexnet", init="default", **SMALL)
+    kaiming = build_model("alexnet", init="kaiming", **SMALL)
+    assert default.layer("conv2").bias.abs().max() < 1  # PyTorch's uniform, not the paper's ones
+    fan_out = kaiming.layer("conv3").out_channels * 9
+    assert abs(kaiming.layer("conv3").weight.std().item() - (2 / fan_out) ** 0.5) < 0.2 * (2 / fan_out) ** 0.5
+    assert torch.all(kaiming.layer("conv2").bias == 0)
+
+
+def test_bn_and_d2l_and_owt_layouts():
+    bn = build_model("alexnet-bn", **SMALL)
+    assert _layer_types(bn)[:4] == ["conv1", "bn1", "relu1", "pool1"]
+    assert _layer_types(bn)[-7:] == ["drop6", "fc6", "relu6", "drop7", "fc7", "relu7", "fc8"]
+    assert not any(isinstance(m, LocalResponseNorm) for m in bn.modules())
+    d2l = build_model("alexnet-d2l")
+    assert d2l.layer("fc6").in_features == 6400 and d2l.conv1.in_channels == 1 and d2l.conv1.padding == (0, 0)
+    owt = build_model("alexnet-owt", **SMALL)
+    assert isinstance(owt.avgpool, nn.AdaptiveAvgPool2d)
+
+
+def test_switches_change_what_they_say():
+    tanh = build_model("alexnet", activation="tanh", **SMALL)
+    assert not any(isinstance(m, nn.ReLU) for m in tanh.modules())
+    assert sum(isinstance(m, nn.Tanh) for m in tanh.modules()) == 7
+    plain = build_model("alexnet", pooling="plain", **SMALL)
+    assert all(m.kernel_size == 2 and m.stride == 2 for m in plain.modules() if isinstance(m, nn.MaxPool2d))
+    none = build_model("alexnet", norm="none", **SMALL)
+    assert not any(isinstance(m, LocalResponseNorm) for m in none.modules())
+    literal = build_model("alexnet", lrn_alpha_convention="literal", **SMALL)
+    assert literal.layer("lrn2").alpha_convention == "literal"
+    p = build_model("alexnet", dropout=0.3, **SMALL)
+    assert [m.p for m in p.modules() if isinstance(m, nn.Dropout)] == [0.3, 0.3]
+    one_tower = build_model("alexnet", groups=1, **SMALL)
+    assert all(m.groups == 1 for m in one_tower.modules() if isinstance(m, nn.Conv2d))
+
+
+def test_width_mult_scales_convs_and_fcs():
+    model = build_model("alexnet", width_mult=0.25)
+    assert model.config.conv_channels == (24, 64, 96, 96, 64)
+    assert model.layer("fc6").out_features == 1024 and model.layer("fc6").in_features == 64 * 6 * 6
+    # channels stay divisible by groups whatever the multiplier
+    odd = build_model("alexnet", width_mult=0.07)
+    assert all(c % 2 == 0 for c in odd.config.conv_channels)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"norm": "layer"}, "norm"),
+        ({"activation": "gelu"}, "activation"),
+        ({"pooling": "avg"}, "pooling"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"width_mult": 0}, "width_mult"),
+        ({"num_classes": 0}, "num_classes"),
+        ({"in_channels": True}, "in_channels"),
+        ({"image_size": 227.0}, "image_size"),
+        ({"channels": (96, 256, 384)}, "channels"),
+        ({"channels": (96, 255, 384, 384, 256)}, "groups"),
+        ({"init": "xavier"}, "init"),
+        ({"head": "gap"}, "head"),
+        ({"lrn_alpha": "literal"}, "lrn_alpha_convention"),
+        ({"lrn_alpha_convention": "paper"}, "lrn_alpha_convention"),
+        ({"dropout_position": "middle"}, "dropout_position"),
+    ],
+)
+def test_bad_config_names_the_field(overrides, field):
+    with pytest.raises(ConfigError, match=field):
+        model_config("alexnet", **overrides)
+
+
+def test_unknown_names_and_options_list_the_valid_ones():
+    with pytest.raises(ConfigError, match="alexnet, alexnet-1gpu, alexnet-bn, alexnet-d2l, alexnet-owt"):
+        build_model("alexnet-v2")
+    with pytest.raises(ConfigError, match="num_clases"):
+        build_model("alexnet", num_clases=3)
+    with pytest.raises(ConfigError, match="bogus"):
+        AlexNetConfig.from_dict({"bogus": 1})
+
+
+def test_every_variant_documents_source_and_deviations():
+    rows = describe_variants()
+    assert [r["name"] for r in rows] == VARIANTS
+    for r in rows:
+        assert r["params"] == EXACT_PARAMS[r["name"]]
+        assert len(r["source"]) > 20 and len(r["deviations"]) > 20 and r["summary"]
+    assert "1,413,120" in rows[1]["deviations"]
+    assert EXACT_PARAMS["alexnet-1gpu"] - EXACT_PARAMS["alexnet"] == 1_413_120
+
+
+class NotATensor:
+    """Something a weights-only load must refuse to unpickle."""
+
+
+# --- torchvision weights ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def torchvision_pth(tmp_path_factory):
+    torch.manual_seed(0)
+    tv = torchvision.models.alexnet().eval()  # random init: no download
+    path = tmp_path_factory.mktemp("tv") / "alexnet.pth"
+    torch.save(tv.state_dict(), path)
+    return tv, path
+
+
+def test_owt_is_state_dict_compatible_and_loads_torchvision_weights(torchvision_pth):
+    tv, path = torchvision_pth
+    model = build_model("alexnet-owt")
+    assert list(model.state_dict()) == list(tv.state_dict())
+    load_torchvision_weights(model, path)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(x), tv(x), rtol=0, atol=0)
+
+
+def test_owt_loads_into_one_channel_by_summing_conv1(torchvision_pth):
+    tv, path = torchvision_pth
+    gray = load_torchvision_weights(build_model("alexnet-owt", in_channels=1), path).eval()
+    g = torch.randn(2, 1, 120, 120)
+    with torch.no_grad():
+        torch.testing.assert_close(gray(g), tv(g.expand(-1, 3, -1, -1)), rtol=1e-4, atol=1e-5)
+
+
+def test_owt_fine_tuning_head_is_kept_with_skip_head(torchvision_pth):
+    tv, path = torchvision_pth
+    torch.manual_seed(5)
+    model = build_model("alexnet-owt", num_classes=10)
+    fresh_fc8 = model.layer("fc8").weight.clone()
+    with pytest.raises(CheckpointError, match="classifier.6.weight"):
+        load_torchvision_weights(model, path)
+    load_torchvision_weights(model, path, skip_head=True)
+    assert torch.equal(model.layer("fc8").weight, fresh_fc8)
+    assert torch.equal(model.layer("fc6").weight, tv.classifier[1].weight)
+
+
+def test_weight_loading_refuses_what_it_cannot_use(torchvision_pth, tmp_path):
+    _, path = torchvision_pth
+    with pytest.raises(CheckpointError, match="does not fit"):
+        load_torchvision_weights(build_model("alexnet", **SMALL), path)
+    with pytest.raises(CheckpointError, match="no such file"):
+        load_torchvision_weights(build_model("alexnet-owt", **SMALL), tmp_path / "missing.pth")
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="garbage.pth"):
+        load_torchvision_weights(build_model("alexnet-owt", **SMALL), garbage)
+    pickled = tmp_path / "pickled.pth"
+    torch.save({"features.0.weight": torch.zeros(1), "hook": NotATensor()}, pickled)
+    with pytest.raises(CheckpointError, match="weights-only"):
+        load_torchvision_weights(build_model("alexnet-owt", **SMALL), pickled)
