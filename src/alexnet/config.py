@@ -69,6 +69,7 @@ class DataSpec:
     strict: bool = False  # unreadable images are errors instead of skipped-and-listed
     download: bool = False  # let torchvision download mnist / fashion-mnist / cifar10
     root: str | None = None  # where downloaded datasets live (None: $ALEXNET_CACHE/datasets)
+    augment: bool | None = None  # training augmentation on/off (None: the preset's own: paper on, seed/d2l off)
     loader: str = "cache"  # cache: uint8 tensor + whole-batch augmentation (fast, exactly resumable); pil: DataLoader
     workers: int = 0  # DataLoader worker processes (pil loader, and decoding into the cache)
 

@@ -131,22 +131,6 @@ class MetricTotals:
         )
 
 
-def ten_crop(images: torch.Tensor, size: int) -> torch.Tensor:
-    """The paper's test-time views: four corners and the centre, and their mirror images.
-
-    (B, C, H, W) with H, W >= size -> (10, B, C, size, size). When the images are exactly `size`, the five crops
-    coincide and the ten views reduce to the image and its mirror.
-    """
-    _, _, h, w = images.shape
-    if h < size or w < size:
-        raise ValueError(f"10-crop of {size} needs images at least {size}x{size}, got {h}x{w}")
-    top, left = (h - size) // 2, (w - size) // 2
-    corners = [(0, 0), (0, w - size), (h - size, 0), (h - size, w - size), (top, left)]
-    crops = [images[:, :, y : y + size, x : x + size] for y, x in corners]
-    crops += [c.flip(-1) for c in crops]
-    return torch.stack(crops)
-
-
 @torch.no_grad()
 def evaluate(
     model: torch.nn.Module,
@@ -155,12 +139,12 @@ def evaluate(
     class_names: Sequence[str],
     device: torch.device,
     *,
-    ten_crop_size: int | None = None,
     amp_dtype: torch.dtype | None = None,
     channels_last: bool = False,
     reduce: bool = True,
 ) -> EvalResult:
-    """One pass in eval mode. With `ten_crop_size`, the softmax of the ten views is averaged (the paper, 4.1)."""
+    """One pass in eval mode. Batches of shape (B, V, C, S, S) hold V views of each image (the paper's 10 crops,
+    `alexnet.data.augment.ten_crop`): the softmax of the views is averaged (the paper, section 4.1)."""
     was_training = model.training
     model.eval()
     totals = MetricTotals(num_classes, device)
@@ -171,18 +155,16 @@ def evaluate(
     for images, labels in batches:
         images = images.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True)
-        if ten_crop_size is None:
+        if images.dim() == 4:
             with autocast:
-                logits = model(images.contiguous(memory_format=memory_format)).float()
+                logits = model(images.contiguous(memory_format=memory_format)).float()  # (B, num_classes)
             totals.update(logits, labels)
         else:
-            views = ten_crop(images, ten_crop_size)  # (10, B, C, S, S)
-            n, b = views.shape[:2]
+            b, v = images.shape[:2]
             with autocast:
-                logits = model(views.flatten(0, 1).contiguous(memory_format=memory_format)).float()
-            probs = logits.softmax(dim=1).view(n, b, -1).mean(dim=0)  # (B, num_classes)
-            loss_sum = F.nll_loss(probs.clamp_min(1e-12).log(), labels, reduction="sum")
-            totals.update(probs.log(), labels, loss_sum)
+                logits = model(images.flatten(0, 1).contiguous(memory_format=memory_format)).float()  # (B*V, C)
+            log_probs = logits.softmax(dim=1).view(b, v, -1).mean(dim=1).clamp_min(1e-12).log()  # (B, num_classes)
+            totals.update(log_probs, labels, F.nll_loss(log_probs, labels, reduction="sum"))
     model.train(was_training)
     return totals.result(class_names, reduce=reduce)
 

@@ -1,0 +1,799 @@
+"""Training: `fit()` is the one place that wires data -> batches -> model -> loss/optimizer -> checkpoints/metrics.
+
+Read `fit()` top to bottom to see a whole run. The pieces it calls take explicit objects and know nothing about
+files or the command line: `train_one_epoch()` (the optimisation loop), `LRSchedule` (warm-up, step, cosine, and the
+paper's divide-by-10-on-plateau), `CacheBatches` / `LoaderBatches` (where each step's images come from), and
+`alexnet.evaluate.evaluate()` (validation).
+
+Exact resume. Nothing random depends on history: the epoch's order is a permutation drawn from a generator seeded
+by (seed, epoch); the augmentation and the dropout masks of a step come from generators seeded by
+(seed, epoch, step, rank). A checkpoint therefore only needs the weights, the optimizer/schedule/scaler state and
+the position (epoch, step in epoch); a resumed run draws exactly what the uninterrupted run drew, and on CPU with
+`--deterministic` it ends with bitwise-equal weights. (RNG states are saved and restored too, for anything else
+that draws from the global generators.)
+
+Batch size is GLOBAL: each torchrun rank takes a contiguous part of every batch, and the loss is scaled so that
+DDP's gradient mean equals the gradient of the whole batch's mean loss.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import math
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from alexnet import distributed
+from alexnet.checkpoint import (
+    FORMAT,
+    FORMAT_VERSION,
+    RunPaths,
+    atomic_save,
+    check_matches,
+    load_checkpoint,
+    remove_stale_temporaries,
+    rng_state,
+    set_rng_state,
+    versions,
+)
+from alexnet.config import OptimSpec, TrainConfig, save_yaml
+from alexnet.distributed import DistInfo
+from alexnet.errors import AlexNetError
+from alexnet.evaluate import evaluate
+
+METRIC_COLUMNS = [
+    "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_top1", "val_top5", "seconds", "images_per_s",
+]
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
+CHANCE_WINDOW = 20  # steps averaged when checking the loss against ln(C)
+CHANCE_TOLERANCE = 0.1  # "near ln(C)": within 10 % of it
+
+
+class TrainingError(AlexNetError):
+    """The run cannot go on (non-finite loss, ...); the last good checkpoint is left as it was."""
+
+
+class RunInterrupted(AlexNetError):
+    """SIGTERM or SIGINT: the current step was finished and checkpoints/last.pt written."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+
+
+@dataclass
+class FitResult:
+    run_dir: Path
+    epochs_done: int
+    global_step: int
+    best_val_top1: float
+    rows: list[dict[str, Any]]  # metrics.csv, one dict per epoch
+    stopped_early: bool = False  # run.max_steps reached before the last epoch ended
+
+
+# --- seeds -------------------------------------------------------------------------------------------------------
+
+
+def derive_seed(*parts: int) -> int:
+    """A 63-bit seed from integers (seed, epoch, step, rank, purpose): independent streams, no shared state."""
+    return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(2, np.uint64)[0] >> 1)
+
+
+_PURPOSE_ORDER, _PURPOSE_AUGMENT, _PURPOSE_DROPOUT = 1, 2, 3
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The order of the training set in `epoch`: the same on every rank and in every resumed process."""
+    g = torch.Generator().manual_seed(derive_seed(seed, epoch, _PURPOSE_ORDER))
+    return torch.randperm(n, generator=g)
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Full batches only (an incomplete last batch is dropped, as each epoch's order differs); one batch of
+    everything when the set is smaller than a batch."""
+    return max(1, n // batch_size)
+
+
+def batch_indices(perm: torch.Tensor, step: int, batch_size: int) -> torch.Tensor:
+    return perm[step * batch_size : (step + 1) * batch_size]
+
+
+# --- learning-rate schedule --------------------------------------------------------------------------------------
+
+
+class LRSchedule:
+    """lr for (epoch, step): linear warm-up, then constant (none), step, cosine, or the paper's plateau rule.
+
+    Plateau (section 5 of the paper): "divide the learning rate by 10 when the validation error rate stopped
+    improving with the current learning rate", at most `max_drops` times (3 in the paper). Its only state is a few
+    numbers (`state_dict()`), saved in every checkpoint.
+    """
+
+    def __init__(self, spec: OptimSpec, epochs: int, steps_per_epoch: int):
+        self.spec = spec
+        self.epochs = epochs
+        self.steps_per_epoch = steps_per_epoch
+        self.drops = 0
+        self.best = -math.inf
+        self.bad_epochs = 0
+
+    def lr_at(self, epoch: int, step: int) -> float:
+        s = self.spec
+        t = epoch + (step + 1) / self.steps_per_epoch  # epochs completed after this step
+        factor = 1.0
+        if s.warmup_epochs > 0 and t < s.warmup_epochs:
+            factor = t / s.warmup_epochs
+        if s.lr_schedule == "step":
+            factor *= s.gamma ** (epoch // s.step_size)
+        elif s.lr_schedule == "cosine":
+            span = max(self.epochs - s.warmup_epochs, 1e-9)
+            progress = min(max((t - s.warmup_epochs) / span, 0.0), 1.0)
+            factor *= 0.5 * (1.0 + math.cos(math.pi * progress))
+        elif s.lr_schedule == "plateau":
+            factor *= s.gamma**self.drops
+        return s.lr * factor
+
+    def end_epoch(self, val_top1: float) -> bool:
+        """Record an epoch's validation accuracy; True when the plateau rule divides the lr."""
+        if self.spec.lr_schedule != "plateau":
+            return False
+        if val_top1 > self.best:
+            self.best, self.bad_epochs = val_top1, 0
+            return False
+        self.bad_epochs += 1
+        if self.bad_epochs > self.spec.patience and self.drops < self.spec.max_drops:
+            self.drops += 1
+            self.bad_epochs = 0
+            return True
+        return False
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"drops": self.drops, "best": self.best, "bad_epochs": self.bad_epochs}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.drops, self.best, self.bad_epochs = int(state["drops"]), float(state["best"]), int(state["bad_epochs"])
+
+
+# --- where the batches come from ---------------------------------------------------------------------------------
+
+
+class CacheBatches:
+    """The fast path: the split as one uint8 tensor (N, C, H, W), augmented a whole batch at a time.
+
+    Decoding JPEGs is done once (alexnet.data.cache); each step indexes the tensor, moves the uint8 batch to the
+    device (4x fewer bytes than float) and augments it there.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, augment: Any, generator: torch.Generator,
+                 batch_size: int, seed: int, info: DistInfo, device: torch.device):
+        self.images, self.labels = images, labels
+        self.augment, self.generator = augment, generator
+        self.batch_size, self.seed, self.info, self.device = batch_size, seed, info, device
+        self.steps = steps_per_epoch(len(labels), batch_size)
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def batches(self, epoch: int, start: int) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, int]]:
+        """(step, images, labels, global batch size) for steps start..end of `epoch`, this rank's part only."""
+        perm = epoch_permutation(len(self.labels), self.seed, epoch)
+        for step in range(start, self.steps):
+            idx = batch_indices(perm, step, self.batch_size)
+            local = distributed.shard(idx, self.info)
+            self.generator.manual_seed(derive_seed(self.seed, epoch, step, self.info.rank, _PURPOSE_AUGMENT))
+            x = self.images[local].to(self.device, non_blocking=True)
+            y = self.labels[local].to(self.device, non_blocking=True)
+            yield step, self.augment(x), y, len(idx)
+
+
+class LoaderBatches:
+    """The PIL path (what the notes do): a DataLoader over decoded-per-step images, with a sampler that plays the
+    role of DistributedSampler (each rank its part of the same (seed, epoch) permutation) and can start mid-epoch."""
+
+    def __init__(self, dataset: Any, batch_size: int, seed: int, info: DistInfo, device: torch.device, workers: int):
+        self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
+        self.info, self.device, self.workers = info, device, workers
+        self.steps = steps_per_epoch(len(dataset), batch_size)
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def batches(self, epoch: int, start: int) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, int]]:
+        perm = epoch_permutation(len(self.dataset), self.seed, epoch)
+        plan = [batch_indices(perm, s, self.batch_size) for s in range(start, self.steps)]
+        local = [distributed.shard(idx, self.info).tolist() for idx in plan]
+        loader = torch.utils.data.DataLoader(
+            self.dataset, batch_sampler=local, num_workers=self.workers,
+            pin_memory=self.device.type == "cuda", persistent_workers=False,
+            generator=torch.Generator().manual_seed(derive_seed(self.seed, epoch, start, _PURPOSE_AUGMENT)),
+        )
+        for offset, (x, y) in enumerate(loader):
+            torch.manual_seed(derive_seed(self.seed, epoch, start + offset, self.info.rank, _PURPOSE_AUGMENT))
+            yield start + offset, x.to(self.device, non_blocking=True), y.to(self.device), len(plan[offset])
+
+
+# --- one epoch ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class EpochTotals:
+    """Sums over this rank's images of the epoch so far (saved in checkpoints, to resume mid-epoch)."""
+
+    loss_sum: float = 0.0
+    correct: int = 0
+    count: int = 0
+    seconds: float = 0.0  # training time of this epoch, across resumes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"loss_sum": self.loss_sum, "correct": self.correct, "count": self.count, "seconds": self.seconds}
+
+
+@dataclass
+class ChanceWatch:
+    """Warns once when, after `after_steps` steps, the training loss still averages about ln(C) (chance level)."""
+
+    num_classes: int
+    after_steps: int
+    warned: bool = False
+    recent: deque = field(default_factory=lambda: deque(maxlen=CHANCE_WINDOW))
+
+    def check(self, global_step: int, loss: float) -> str | None:
+        self.recent.append(loss)
+        if self.warned or self.after_steps <= 0 or global_step < self.after_steps or self.num_classes < 2:
+            return None
+        chance = math.log(self.num_classes)
+        mean = sum(self.recent) / len(self.recent)
+        if abs(mean - chance) > max(CHANCE_TOLERANCE * chance, 0.02):
+            return None
+        self.warned = True
+        return (
+            f"warning: after {global_step} steps the training loss is {mean:.3f}, still about ln({self.num_classes}) = "
+            f"{chance:.3f}, i.e. chance: the network is not learning. Usual causes: the learning rate (too high makes "
+            "ReLUs die, too low does nothing: try --lr 1e-4 with Adam or 0.01 with SGD), the init (the paper's "
+            "N(0, 0.01) without BatchNorm trains slowly from scratch: try --model alexnet-bn), the normalisation "
+            "(inputs not scaled by mean/std), or labels that do not match the images"
+        )
+
+
+def train_one_epoch(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    schedule: LRSchedule,
+    scaler: torch.amp.GradScaler | None,
+    source: CacheBatches | LoaderBatches,
+    epoch: int,
+    start_step: int,
+    totals: EpochTotals,
+    *,
+    seed: int,
+    info: DistInfo,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    channels_last: bool,
+    label_smoothing: float,
+    after_step: Callable[[int, float, int], bool],
+) -> int:
+    """Optimise over the steps start_step.. of `epoch`; returns the position reached (steps done in the epoch).
+
+    `after_step(step, loss, images)` runs after each step (progress, checkpoints, signals) and returns True to
+    stop. Raises TrainingError on a non-finite loss before the step that would apply it, on every rank at once.
+    `totals` is updated in place; its `seconds` include fetching the batches.
+    """
+    model.train()
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    autocast = (
+        torch.autocast(device_type=device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
+    )
+    position = start_step
+    last = time.perf_counter()
+    for step, images, labels, global_batch in source.batches(epoch, start_step):
+        lr = schedule.lr_at(epoch, step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        torch.manual_seed(derive_seed(seed, epoch, step, info.rank, _PURPOSE_DROPOUT))  # dropout masks
+        with autocast:
+            logits = model(images.contiguous(memory_format=memory_format))  # (B, num_classes)
+        loss_sum = F.cross_entropy(logits.float(), labels, reduction="sum", label_smoothing=label_smoothing)
+        # Scaled so that DDP's mean over ranks of the gradients is the gradient of the global batch's mean loss.
+        loss = loss_sum * (info.world_size / global_batch)
+        loss_value = loss_sum.item() / max(len(labels), 1)
+        bad = torch.tensor([0.0 if math.isfinite(loss_value) else 1.0], device=device)
+        distributed.all_reduce_sum(bad)
+        if bad.item() > 0:
+            raise TrainingError(
+                f"non-finite loss ({loss_value}) at epoch {epoch + 1}, step {step + 1}: stopped before applying it; "
+                "the last checkpoint is intact. Usual causes: a learning rate too high for this optimizer/init "
+                "(try 10x lower), fp16 overflow (--amp bf16 or none), or corrupt input values"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        totals.loss_sum += loss_sum.item()
+        totals.correct += int((logits.argmax(dim=1) == labels).sum().item())
+        totals.count += len(labels)
+        now = time.perf_counter()
+        totals.seconds += now - last
+        last = now
+        position = step + 1
+        if after_step(step, loss_value, global_batch):
+            break
+    return position
+
+
+# --- the run -----------------------------------------------------------------------------------------------------
+
+
+def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | None = None) -> FitResult:
+    """Train `cfg`; with `resume` (a run folder or checkpoint), continue that run exactly where it stopped.
+
+    Under torchrun every rank calls this; rank 0 alone prints and writes files.
+    """
+    # Imported here: the data layer pulls torchvision and PIL, the model module its own helpers.
+    from alexnet.data import build_datasets
+    from alexnet.models import build_model, model_config
+
+    # 1. Where and how: device, process group, numerics, seeds.
+    info = distributed.env_info()
+    device = distributed.resolve_device(cfg.run.device, info)
+    distributed.setup(info, device)
+    try:
+        if cfg.run.batch_size < info.world_size:
+            raise AlexNetError(f"field 'run.batch_size' ({cfg.run.batch_size}) is smaller than the number of ranks "
+                               f"({info.world_size}): it is the global batch, split over ranks")
+        set_determinism(cfg.run.deterministic, device)
+        amp_dtype = AMP_DTYPES[cfg.run.amp]
+        ckpt = load_checkpoint(resume, prefer="last") if resume is not None else None
+
+        # 2. The run folder (rank 0 writes; the others only read the path).
+        run_dir = Path(resume).resolve() if resume is not None and Path(resume).is_dir() else None
+        if ckpt is not None and run_dir is None:
+            from alexnet.checkpoint import run_dir_of
+
+            run_dir = run_dir_of(Path(ckpt["path"]))
+        if run_dir is None:
+            run_dir = Path(cfg.run.output_dir or default_output_dir(cfg)).resolve()
+        paths = RunPaths(run_dir)
+        log = RunLog(paths.log if info.is_main else None, enabled=info.is_main)
+
+        # 3. Data: the model variant decides channels and the default input size.
+        base = model_config(cfg.model.name, width_mult=cfg.model.width_mult, dropout=cfg.model.dropout,
+                            norm=cfg.model.norm, in_channels=cfg.model.in_channels)
+        image_size = cfg.data.image_size or base.image_size
+        with rank0_first(info):  # the built-in dataset and the caches are written once, by rank 0
+            bundle = build_datasets(
+                source=cfg.data.source, image_size=image_size, in_channels=base.in_channels, preset=cfg.data.preset,
+                val_split=cfg.data.val_split, seed=cfg.data.split_seed, strict=cfg.data.strict,
+                download=cfg.data.download, root=cfg.data.root, augment=cfg.data.augment,
+            )
+            train_source, val_batches = build_batches(cfg, bundle, image_size, base.in_channels, info, device)
+        class_names = list(bundle.class_names)
+        num_classes = len(class_names)
+
+        # 4. Model: same init on every rank (DDP also broadcasts rank 0's weights).
+        torch.manual_seed(cfg.run.seed)
+        raw_model = build_model(cfg.model.name, num_classes=num_classes, image_size=image_size,
+                                width_mult=cfg.model.width_mult, dropout=cfg.model.dropout, norm=cfg.model.norm,
+                                in_channels=cfg.model.in_channels)
+        model_args = as_plain(raw_model.config)
+        if ckpt is not None:
+            check_matches(ckpt, {"model_name": cfg.model.name, "class_names": class_names, "image_size": image_size,
+                                 "in_channels": base.in_channels, "model_args": model_args}, "resume")
+            raw_model.load_state_dict(ckpt["model"])
+        memory_format = torch.channels_last if cfg.run.channels_last else torch.contiguous_format
+        raw_model.to(device=device, memory_format=memory_format)
+        model: torch.nn.Module = raw_model
+        if info.enabled:
+            model = torch.nn.parallel.DistributedDataParallel(
+                raw_model, device_ids=[device.index] if device.type == "cuda" else None)
+        if cfg.run.compile:
+            model = torch.compile(model)
+
+        # 5. Optimizer, schedule, loss scaling.
+        optimizer = build_optimizer(cfg.optim, raw_model)
+        schedule = LRSchedule(cfg.optim, cfg.run.epochs, len(train_source))
+        scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
+
+        # 6. Where to start: the beginning, or exactly where the checkpoint left off.
+        epoch, start_step, global_step, best = 0, 0, 0, -math.inf
+        totals = EpochTotals()
+        chance = ChanceWatch(num_classes, cfg.run.chance_warn_steps)
+        if ckpt is not None:
+            optimizer.load_state_dict(ckpt["optimizer"])
+            schedule.load_state_dict(ckpt["scheduler"])
+            if scaler is not None and ckpt.get("scaler"):
+                scaler.load_state_dict(ckpt["scaler"])
+            epoch, start_step, global_step = ckpt["epoch"], ckpt["step_in_epoch"], ckpt["global_step"]
+            best = ckpt["best_val_top1"]
+            totals = EpochTotals(**ckpt["epoch_totals"][info.rank]) if info.world_size == len(
+                ckpt["epoch_totals"]) else EpochTotals()
+            chance.warned = bool(ckpt.get("chance_warned", False))
+            set_rng_state(ckpt["rng"])
+        if info.is_main:
+            paths.checkpoints.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(paths.checkpoints)
+            save_yaml(cfg, paths.config)
+            rows = truncate_metrics(paths.metrics, keep_epochs=epoch)
+        else:
+            rows = []
+        distributed.barrier()
+
+        log(f"run folder: {run_dir}")
+        if ckpt is not None:
+            log(f"resuming from {ckpt['path']}: epoch {epoch + 1}, step {start_step} of {len(train_source)}")
+        log(describe_run(cfg, raw_model, bundle, image_size, device, info, len(train_source)))
+        for path, reason in list(getattr(bundle, "skipped", []) or [])[:20]:
+            log(f"skipped {path}: {reason}")
+
+        # 7. Checkpoint contents: tensors and plain types only (weights_only=True loads them).
+        def checkpoint(epoch_: int, step_: int) -> dict[str, Any]:
+            gathered = gather_totals(totals, info)
+            return {
+                "format": FORMAT, "format_version": FORMAT_VERSION,
+                "model": raw_model.state_dict(), "model_name": cfg.model.name, "model_args": model_args,
+                "optimizer": optimizer.state_dict(), "scheduler": schedule.state_dict(),
+                "scaler": scaler.state_dict() if scaler is not None else None,
+                "epoch": epoch_, "step_in_epoch": step_, "global_step": global_step, "best_val_top1": best,
+                "epoch_totals": gathered, "chance_warned": chance.warned,
+                "rng": rng_state(), "sampler": {"seed": cfg.run.seed, "epoch": epoch_, "kind": cfg.data.loader},
+                "class_names": class_names, "mean": list(bundle.mean), "std": list(bundle.std),
+                "image_size": image_size, "in_channels": base.in_channels, "preset": cfg.data.preset,
+                "data": plain(bundle.describe()), "config": cfg.to_dict(), "versions": versions(),
+                "world_size": info.world_size,
+            }
+
+        # 8. Signals: finish the step, save, stop.
+        stop = StopFlag()
+        bar = make_bar(progress, info, total=len(train_source) * cfg.run.batch_size)
+
+        def after_step(step: int, loss: float, images: int) -> bool:
+            nonlocal global_step
+            global_step += 1
+            bar.update(images)
+            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}", refresh=False)
+            warning = chance.check(global_step, loss)
+            if warning:
+                log(warning)
+            stopping = stop.agreed(device)
+            done_steps = cfg.run.max_steps is not None and global_step >= cfg.run.max_steps
+            every = cfg.run.save_every_steps
+            if stopping or (every and global_step % every == 0 and step + 1 < len(train_source)):
+                state = checkpoint(epoch, step + 1)
+                if info.is_main:
+                    atomic_save(state, paths.last)
+            if stopping:
+                raise RunInterrupted(f"{stop.name}: finished step {step + 1} of epoch {epoch + 1} and saved "
+                                     f"{paths.last}; continue with: alexnet train --resume {run_dir}", stop.signum)
+            return done_steps
+
+        # 9. The epochs.
+        stopped_early = False
+        with stop.installed():
+            while epoch < cfg.run.epochs:
+                bar.reset(total=len(train_source) * cfg.run.batch_size)
+                bar.update(start_step * cfg.run.batch_size)
+                bar.set_description(f"epoch {epoch + 1}/{cfg.run.epochs}")
+                position = train_one_epoch(
+                    model, optimizer, schedule, scaler, train_source, epoch, start_step, totals,
+                    seed=cfg.run.seed, info=info, device=device, amp_dtype=amp_dtype,
+                    channels_last=cfg.run.channels_last, label_smoothing=cfg.optim.label_smoothing,
+                    after_step=after_step,
+                )
+                complete = position >= len(train_source)
+                stopped_early = not complete  # run.max_steps reached mid-epoch
+                eval_start = time.perf_counter()
+                # The bare model, not the DDP wrapper: ranks hold different numbers of val batches, and DDP's
+                # forward would broadcast BatchNorm buffers (a collective) on each call.
+                val = evaluate(raw_model, val_batches, num_classes, class_names, device, amp_dtype=amp_dtype,
+                               channels_last=cfg.run.channels_last)
+                train = reduce_totals(totals, info)
+                seconds = train["seconds"] + (time.perf_counter() - eval_start)
+                row = {
+                    "epoch": epoch + 1,
+                    "lr": optimizer.param_groups[0]["lr"],
+                    "train_loss": train["loss"], "train_acc": train["acc"],
+                    "val_loss": val.loss, "val_top1": val.top1, "val_top5": val.top5,
+                    "seconds": seconds, "images_per_s": train["count"] / max(train["seconds"], 1e-9),
+                }
+                rows.append(row)
+                log(d2l_line(row))
+                improved = val.top1 > best
+                best = max(best, val.top1)
+                if schedule.end_epoch(val.top1):
+                    log(f"validation top-1 stopped improving: lr divided by {1 / cfg.optim.gamma:g} "
+                        f"({schedule.drops} of at most {cfg.optim.max_drops})")
+                if complete:
+                    totals = EpochTotals()
+                    next_position = (epoch + 1, 0)
+                else:  # stay in this epoch, at the step reached: a resume continues from there
+                    next_position = (epoch, position)
+                state = checkpoint(*next_position)
+                if info.is_main:
+                    write_metrics(paths.metrics, rows)
+                    atomic_save(state, paths.last)
+                    if improved:
+                        atomic_save(state, paths.best)
+                    draw_plots(paths, rows, raw_model, cfg)
+                distributed.barrier()
+                epoch, start_step = next_position
+                if stopped_early:
+                    break
+        bar.close()
+        if info.is_main:
+            log(f"best val top-1 {best:.4f}; results in {run_dir}")
+        return FitResult(run_dir=run_dir, epochs_done=epoch, global_step=global_step, best_val_top1=best,
+                         rows=rows, stopped_early=stopped_early)
+    finally:
+        distributed.cleanup()
+
+
+# --- helpers fit() calls -----------------------------------------------------------------------------------------
+
+
+def set_determinism(on: bool, device: torch.device) -> None:
+    if on:
+        if device.type == "cuda":
+            import os
+
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's requirement for determinism
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    else:
+        torch.backends.cudnn.benchmark = device.type == "cuda"
+
+
+def default_output_dir(cfg: TrainConfig) -> str:
+    return str(Path("runs") / f"{cfg.recipe or cfg.model.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+@contextlib.contextmanager
+def rank0_first(info: DistInfo):
+    """Rank 0 runs the block first (it may write shared files), then the others run it and find them done."""
+    if not info.is_main:
+        distributed.barrier()
+    yield
+    if info.is_main:
+        distributed.barrier()
+
+
+def build_batches(cfg: TrainConfig, bundle: Any, image_size: int, in_channels: int, info: DistInfo,
+                  device: torch.device) -> tuple[CacheBatches | LoaderBatches, Any]:
+    """The training batch source and the validation batch iterable for this rank."""
+    if cfg.data.loader == "cache":
+        from alexnet.data.augment import BatchAugment
+        from alexnet.data.cache import cache_split
+
+        workers = cfg.data.workers or None
+        train, val = cache_split(bundle, "train", workers=workers), cache_split(bundle, "val", workers=workers)
+        generator = torch.Generator()  # BatchAugment draws on the CPU whatever the batch's device
+        train_aug = BatchAugment(cfg.data.preset, image_size, bundle.mean, bundle.std, train=True, pca=bundle.pca,
+                                 generator=generator, augment=cfg.data.augment, in_channels=in_channels)
+        val_aug = BatchAugment(cfg.data.preset, image_size, bundle.mean, bundle.std, train=False,
+                               in_channels=in_channels)
+        source = CacheBatches(train.images, train.labels, train_aug, generator, cfg.run.batch_size, cfg.run.seed,
+                              info, device)
+        return source, CacheEval(val.images, val.labels, val_aug, cfg.run.batch_size, info, device)
+    source = LoaderBatches(bundle.train, cfg.run.batch_size, cfg.run.seed, info, device, cfg.data.workers)
+    return source, LoaderEval(bundle.val, cfg.run.batch_size, info, cfg.data.workers)
+
+
+class CacheEval:
+    """Validation batches from a uint8 cache: this rank's contiguous part of the split, centre view."""
+
+    def __init__(self, images, labels, augment, batch_size: int, info: DistInfo, device: torch.device):
+        self.images, self.labels, self.augment = images, labels, augment
+        self.batch_size, self.device = batch_size, device
+        self.part = torch.tensor_split(torch.arange(len(labels)), info.world_size)[info.rank]
+
+    def __iter__(self):
+        for chunk in self.part.split(self.batch_size):
+            x = self.images[chunk].to(self.device, non_blocking=True)
+            yield self.augment(x), self.labels[chunk]
+
+
+class LoaderEval:
+    def __init__(self, dataset, batch_size: int, info: DistInfo, workers: int):
+        self.dataset, self.batch_size, self.workers = dataset, batch_size, workers
+        self.part = torch.tensor_split(torch.arange(len(dataset)), info.world_size)[info.rank].tolist()
+
+    def __iter__(self):
+        subset = torch.utils.data.Subset(self.dataset, self.part)
+        yield from torch.utils.data.DataLoader(subset, batch_size=self.batch_size, num_workers=self.workers)
+
+
+def build_optimizer(spec: OptimSpec, model: torch.nn.Module) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if spec.opt == "sgd":
+        return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
+    if spec.opt == "adam":
+        return torch.optim.Adam(params, lr=spec.lr, weight_decay=spec.weight_decay)
+    return torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
+
+
+def as_plain(config: Any) -> dict[str, Any]:
+    import dataclasses
+
+    return plain(dataclasses.asdict(config))
+
+
+def plain(value: Any) -> Any:
+    """Nested dicts/lists of str, int, float, bool, None: what a weights_only checkpoint may hold."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    return str(value)
+
+
+def gather_totals(totals: EpochTotals, info: DistInfo) -> list[dict[str, Any]]:
+    """Every rank's epoch totals (collective: all ranks call it), so a resume restores each rank's sums."""
+    if not info.enabled:
+        return [totals.to_dict()]
+    out: list[Any] = [None] * info.world_size
+    torch.distributed.all_gather_object(out, totals.to_dict())
+    return out
+
+
+def reduce_totals(totals: EpochTotals, info: DistInfo) -> dict[str, float]:
+    t = torch.tensor([totals.loss_sum, totals.correct, totals.count], dtype=torch.float64)
+    if info.enabled:
+        t = t.to(torch.device("cuda", torch.cuda.current_device())) if torch.distributed.get_backend() == "nccl" else t
+        distributed.all_reduce_sum(t)
+    loss_sum, correct, count = t.tolist()
+    return {"loss": loss_sum / max(count, 1), "acc": correct / max(count, 1), "count": count,
+            "seconds": totals.seconds}
+
+
+def d2l_line(row: dict[str, Any]) -> str:
+    """The d2l note's per-epoch line, same format: `epoch 3, loss 0.2952, train acc 0.891, test acc 0.894, time 68.6 sec`."""
+    return (f"epoch {row['epoch']}, loss {row['train_loss']:.4f}, train acc {row['train_acc']:.3f}, "
+            f"test acc {row['val_top1']:.3f}, time {row['seconds']:.1f} sec")
+
+
+def describe_run(cfg: TrainConfig, model: torch.nn.Module, bundle: Any, image_size: int, device: torch.device,
+                 info: DistInfo, steps: int) -> str:
+    params = sum(p.numel() for p in model.parameters())
+    return (
+        f"training {cfg.model.name} (width x{cfg.model.width_mult:g}, {params:,} parameters) on "
+        f"{len(bundle.train)} train / {len(bundle.val)} val images, {len(bundle.class_names)} classes, "
+        f"{image_size}x{image_size} px, preset {cfg.data.preset}, loader {cfg.data.loader}; {cfg.optim.opt} lr "
+        f"{cfg.optim.lr:g} ({cfg.optim.lr_schedule}), batch {cfg.run.batch_size} x {steps} steps/epoch, "
+        f"{cfg.run.epochs} epochs, device {device}, amp {cfg.run.amp}"
+        + (f", {info.world_size} ranks" if info.enabled else "")
+    )
+
+
+def truncate_metrics(path: Path, keep_epochs: int) -> list[dict[str, Any]]:
+    """Rows of epochs 1..keep_epochs (a resumed run rewrites the later ones)."""
+    if not path.exists():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = [
+            {k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()}
+            for row in csv.DictReader(f)
+        ]
+    rows = [r for r in rows if r["epoch"] <= keep_epochs]
+    write_metrics(path, rows)
+    return rows
+
+
+def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k]) for k in METRIC_COLUMNS})
+    tmp.replace(path)
+
+
+def draw_plots(paths: RunPaths, rows: list[dict[str, Any]], model: Any, cfg: TrainConfig) -> None:
+    from alexnet.plots import plot_curves, plot_filters
+
+    plot_curves(rows, paths.curves, title=f"{cfg.model.name} ({cfg.recipe or 'custom'})")
+    plot_filters(model.conv1.weight, paths.filters, title=f"{cfg.model.name} conv1 filters")
+
+
+class RunLog:
+    """Lines for the user: printed (above the progress bar) and appended to log.txt, on rank 0 only."""
+
+    def __init__(self, path: Path | None, enabled: bool):
+        self.path, self.enabled = path, enabled
+
+    def __call__(self, message: str) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        tqdm.write(message, file=sys.stdout)
+        sys.stdout.flush()
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(message + "\n")
+
+
+def make_bar(progress: bool | None, info: DistInfo, total: int):
+    """tqdm over images (so its rate is images/s), on stderr, only on rank 0 and only when stderr is a terminal."""
+    from tqdm import tqdm
+
+    show = sys.stderr.isatty() if progress is None else progress
+    return tqdm(total=total, unit="img", unit_scale=True, dynamic_ncols=True, leave=False,
+                disable=not (show and info.is_main), file=sys.stderr)
+
+
+class StopFlag:
+    """SIGTERM/SIGINT set a flag; the loop finishes its step, saves and stops. A second SIGINT stops at once."""
+
+    def __init__(self):
+        self.signum = 0
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum else ""
+
+    def _handle(self, signum, frame):
+        if self.signum and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    @contextlib.contextmanager
+    def installed(self):
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {s: signal.signal(s, self._handle) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield self
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    def agreed(self, device: torch.device) -> bool:
+        """True on every rank when any rank was signalled (ranks must stop at the same step)."""
+        flag = torch.tensor([float(self.signum)], device=device)
+        distributed.all_reduce_sum(flag)
+        if flag.item() and not self.signum:
+            self.signum = signal.SIGTERM
+        return bool(flag.item())
+
+
+
+def resume_config(resume: str | Path, config_path: str | Path | None = None,
+                  overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """The configuration of the run being resumed (its config.yaml, else its checkpoint's), with the user's
+    YAML and flags on top. fit() then refuses changes that would not fit the checkpoint (model, classes, size)."""
+    from alexnet.config import load_yaml, merge, overrides_to_dict
+
+    folder = Path(resume)
+    saved = folder / "config.yaml" if folder.is_dir() else None
+    if saved is not None and saved.is_file():
+        base = load_yaml(saved)
+    else:
+        base = load_checkpoint(resume, prefer="last")["config"]
+    user = load_yaml(config_path) if config_path is not None else {}
+    user.pop("recipe", None)
+    return TrainConfig.from_dict(merge(merge(base, user), overrides_to_dict(overrides or {})), origin="resume")
