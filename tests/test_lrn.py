@@ -85,3 +85,15 @@ def test_bad_arguments_are_config_errors(kwargs):
 def test_too_few_dims_is_a_clear_error():
     with pytest.raises(ConfigError, match="3 or more dims"):
         LocalResponseNorm()(torch.randn(4, 5))
+
+
+@pytest.mark.parametrize(("alpha", "k"), [(1e-4, 2.0), (0.5, 1.0), (1.0, 0.5)])
+def test_half_precision_input_is_normalised_in_float32(alpha, k):
+    # bf16 in, bf16 out, and no error beyond the final rounding (half a bf16 ulp, 2**-8 relative): a sum of squares taken
+    # in bf16 more than doubles it.
+    torch.manual_seed(0)
+    x = (torch.randn(4, 32, 8, 8) * 4).bfloat16()
+    y = LocalResponseNorm(5, alpha, 0.75, k, alpha_convention="literal")(x)
+    assert y.dtype == torch.bfloat16
+    ref = literal_lrn(x.float(), 5, alpha, 0.75, k)
+    assert ((y.double() - ref).abs() / ref.abs().clamp_min(1e-6)).max() <= 2**-8

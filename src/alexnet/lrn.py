@@ -42,14 +42,17 @@ def local_response_norm(
         raise ConfigError(f"LocalResponseNorm expects an input shaped (B, C, ...) with 3 or more dims, got {tuple(x.shape)}")
     before, after = channel_window(size, alpha_convention)
     shape = x.shape
-    squares = x.square().reshape(shape[0], shape[1], -1)  # (B, C, L)
+    # Under bf16/fp16 autocast the sum of squares and the power are taken in float32: k + alpha/n * sum is 2.0
+    # plus a small term that half precision would round away (and sum errors would double the output's error).
+    acc = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+    squares = acc.square().reshape(shape[0], shape[1], -1)  # (B, C, L)
     # Zero-pad the channel axis so that every channel has a full window; channels outside [0, N-1] add nothing,
     # which is the paper's max(0, .) / min(N-1, .) bounds.
     padded = F.pad(squares, (0, 0, before, after))  # (B, before + C + after, L)
     window_sum = padded.unfold(1, before + after + 1, 1).sum(-1)  # (B, C, L)
     scale = alpha / size if alpha_convention == "per_size" else alpha
     denominator = (k + scale * window_sum).pow(beta).reshape(shape)
-    return x / denominator
+    return (acc / denominator).to(x.dtype)
 
 
 class LocalResponseNorm(nn.Module):
