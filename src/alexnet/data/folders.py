@@ -153,11 +153,11 @@ class _Walker:
         self.seen_files[key] = path
         return True
 
-    def walk_images(self, folder: str) -> list[str]:
+    def walk_images(self, folder: str, top: bool = False) -> list[str]:
         """Every acceptable image file below `folder` (recursively), each real folder visited once."""
         st = os.stat(folder)
         key = (st.st_dev, st.st_ino)
-        if key in self.seen_dirs:
+        if key in self.seen_dirs and not top:
             self.ignore(folder, "folder already visited (symlink loop or second link), not followed")
             return []
         self.seen_dirs.add(key)
@@ -183,9 +183,13 @@ def _collect_split(walker: _Walker, folder: str) -> tuple[str, dict[str, list[st
         for f in files:
             if walker.accept_file(f):
                 walker.ignore(f, "image outside any class folder")
+        # Class folders are claimed first, so a link inside one class to another class's folder is not followed.
+        for d in dirs:
+            st = os.stat(d)
+            walker.seen_dirs.add((st.st_dev, st.st_ino))
         for d in dirs:
             name = display_path(os.path.basename(d))
-            images = walker.walk_images(d)
+            images = walker.walk_images(d, top=True)
             if name in by_class:
                 by_class[name].extend(images)
             else:

@@ -1,0 +1,139 @@
+"""`alexnet data`: look at a dataset before training on it, and make the built-in one.
+
+    alexnet data check SRC [--strict] [--json]      what would be trained on: classes, counts, skipped files and why
+    alexnet data make-shapes [--output DIR]         write the built-in `shapes` dataset as an image folder
+    alexnet data cache SRC --image-size S           decode a dataset once into the uint8 cache (the fast path)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import Counter
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("data", help="check a dataset, make the built-in one, build the uint8 cache",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+
+    def source_args(q) -> None:
+        q.add_argument("source", metavar="SRC",
+                       help="a folder (train/+val/, class folders, flat cat.1.jpg names, IDX files), "
+                            "or shapes, mnist, fashion-mnist, cifar10")  # fmt: skip
+        q.add_argument("--image-size", type=int, default=227, help="working size S (default 227)")
+        q.add_argument("--in-channels", type=int, choices=(1, 3), default=3)
+        q.add_argument("--preset", choices=("seed", "d2l", "paper"), default="seed")
+        q.add_argument("--val-split", type=float, default=0.2, help="held out when there is no val/ (default 0.2)")
+        q.add_argument("--seed", type=int, default=0, help="seed of the stratified split (default 0)")
+        q.add_argument("--strict", action="store_true", help="the first unusable file is an error")
+        q.add_argument("--download", action="store_true", help="download mnist / fashion-mnist / cifar10")
+        q.add_argument("--root", help="where torchvision datasets live (default $ALEXNET_CACHE/torchvision)")
+        q.add_argument("--min-side", type=int, default=8, help="skip images with a shorter side below this (px)")
+
+    check = sub.add_parser("check", help="scan a dataset; print classes, counts and every skipped file with why")
+    source_args(check)
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.add_argument("--all", action="store_true", help="list every ignored file too, not only a count per reason")
+    check.set_defaults(run=run_check)
+
+    make = sub.add_parser("make-shapes", help="write the built-in shapes dataset (train/ and val/ JPEG folders)")
+    make.add_argument("--output", help="folder to write (default $ALEXNET_CACHE/datasets/shapes-...)")
+    make.add_argument("--image-size", type=int, default=64, help="side of the images in px (default 64)")
+    make.add_argument("--train-per-class", type=int, default=600)
+    make.add_argument("--val-per-class", type=int, default=150)
+    make.add_argument("--seed", type=int, default=0)
+    make.add_argument("--workers", type=int, default=2)
+    make.set_defaults(run=run_make_shapes)
+
+    cache = sub.add_parser("cache", help="decode a dataset once into the memory-mapped uint8 cache")
+    source_args(cache)
+    cache.set_defaults(run=run_cache)
+    p.set_defaults(run=lambda args: p.print_help() or 2)
+
+
+def _bundle(args):
+    from alexnet.data import build_datasets
+
+    return build_datasets(
+        args.source, image_size=args.image_size, in_channels=args.in_channels, preset=args.preset,
+        val_split=args.val_split, seed=args.seed, strict=args.strict, download=args.download, root=args.root,
+        min_side=args.min_side, statistics=False,
+    )  # fmt: skip
+
+
+def run_check(args) -> int:
+    from alexnet.data.images import display_path
+
+    bundle = _bundle(args)
+    train_counts = Counter(bundle.train.targets)
+    val_counts = Counter(bundle.val.targets)
+    report = {
+        "source": bundle.source,
+        "layout": bundle.layout,
+        "classes": [
+            {"name": name, "train": train_counts.get(i, 0), "val": val_counts.get(i, 0)}
+            for i, name in enumerate(bundle.class_names)
+        ],
+        "train": len(bundle.train),
+        "val": len(bundle.val),
+        "skipped": [{"path": display_path(p), "reason": r} for p, r in bundle.skipped],
+        "ignored": [{"path": display_path(p), "reason": r} for p, r in bundle.ignored],
+        "notes": [{"path": display_path(p), "note": n} for p, n in bundle.notes],
+    }
+    if args.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+        return 0
+    print(f"{report['source']}: {report['layout']}, {len(bundle.class_names)} classes, "
+          f"{report['train']} train / {report['val']} val images")  # fmt: skip
+    width = max(len("class"), *(len(c["name"]) for c in report["classes"]))
+    print(f"  {'class':<{width}}  {'train':>7}  {'val':>7}")
+    for c in report["classes"]:
+        print(f"  {c['name']:<{width}}  {c['train']:>7}  {c['val']:>7}")
+    if report["skipped"]:
+        print(f"skipped {len(report['skipped'])} file(s):")
+        for s in report["skipped"]:
+            print(f"  {s['path']}: {s['reason']}")
+    if report["ignored"]:
+        if args.all:
+            print(f"ignored {len(report['ignored'])} entr(y/ies) that are not data:")
+            for s in report["ignored"]:
+                print(f"  {s['path']}: {s['reason']}")
+        else:
+            by_reason = Counter(s["reason"] for s in report["ignored"])
+            print(f"ignored {len(report['ignored'])} entr(y/ies) that are not data (--all lists them):")
+            for reason, n in by_reason.most_common():
+                print(f"  {n} x {reason}")
+    for s in report["notes"]:
+        print(f"note: {s['path']}: {s['note']}")
+    return 0
+
+
+def run_make_shapes(args) -> int:
+    from alexnet.data.synthetic import ShapesConfig, make_shapes
+
+    cfg = ShapesConfig(image_size=args.image_size, train_per_class=args.train_per_class,
+                       val_per_class=args.val_per_class, seed=args.seed)  # fmt: skip
+    start = time.perf_counter()
+    folder = make_shapes(cfg, args.output, workers=args.workers)
+    with open(f"{folder}/shapes.json", encoding="utf-8") as f:
+        info = json.load(f)
+    print(f"{folder}: {info['images']} images of {cfg.image_size}x{cfg.image_size} px, classes "
+          f"{', '.join(info['classes'])} (generated in {info['seconds_to_generate']} s; "
+          f"this call took {time.perf_counter() - start:.1f} s)")  # fmt: skip
+    return 0
+
+
+def run_cache(args) -> int:
+    from alexnet.data.cache import cache_split
+
+    bundle = _bundle(args)
+    for split in ("train", "val"):
+        start = time.perf_counter()
+        cached = cache_split(bundle, split)
+        n, c, h, w = cached.images.shape
+        what = "built" if cached.built else "reused"
+        print(f"{split}: {n} images x {c}x{h}x{w} uint8 ({cached.images.numel() / 2**20:.1f} MiB) {what} in "
+              f"{time.perf_counter() - start:.1f} s: {cached.path}")  # fmt: skip
+    return 0

@@ -1,0 +1,187 @@
+"""Scanning image folders: the three layouts, the seeded stratified split, junk, bad files, links, strict mode."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+
+import pytest
+
+import data_factories as f
+from alexnet.data.folders import scan_folder
+from alexnet.errors import DataError
+
+
+def reasons(scan) -> dict[str, str]:
+    return {os.path.basename(p): r for p, r in scan.skipped + scan.ignored}
+
+
+def test_train_val_class_folders_keep_the_given_split(tmp_path):
+    f.image_folder(tmp_path / "train", ("dog", "cat"), per_class=4)
+    f.image_folder(tmp_path / "val", ("dog", "cat"), per_class=2)
+    scan = scan_folder(tmp_path)
+    assert scan.layout == "train/val (classes)"
+    assert scan.class_names == ["cat", "dog"]  # sorted, like ImageFolder
+    assert len(scan.train) == 8 and len(scan.val) == 4
+    assert all("/train/" in p for p, _ in scan.train) and all("/val/" in p for p, _ in scan.val)
+    assert all(os.path.basename(os.path.dirname(p)) == scan.class_names[y] for p, y in scan.train + scan.val)
+
+
+def test_class_folders_without_split_are_split_stratified_and_seeded(tmp_path):
+    f.image_folder(tmp_path, ("a", "b", "c"), per_class=10)
+    scan = scan_folder(tmp_path, val_split=0.2, seed=1)
+    assert scan.layout == "classes"
+    assert Counter(y for _, y in scan.val) == {0: 2, 1: 2, 2: 2}
+    assert Counter(y for _, y in scan.train) == {0: 8, 1: 8, 2: 8}
+    assert not {p for p, _ in scan.train} & {p for p, _ in scan.val}
+    again = scan_folder(tmp_path, val_split=0.2, seed=1)
+    other = scan_folder(tmp_path, val_split=0.2, seed=2)
+    assert again.val == scan.val
+    assert other.val != scan.val
+
+
+def test_small_classes_still_get_one_validation_image(tmp_path):
+    f.image_folder(tmp_path, ("few", "many"), per_class=2)
+    scan = scan_folder(tmp_path, val_split=0.2)
+    assert Counter(y for _, y in scan.val) == {0: 1, 1: 1}
+
+
+def test_flat_kaggle_folder_takes_labels_from_file_names(tmp_path):
+    for i in range(3):
+        f.write_jpeg(tmp_path / f"cat.{i}.jpg", f.noise(seed=i))
+        f.write_jpeg(tmp_path / f"dog.{i + 10}.jpg", f.noise(seed=10 + i))
+    f.write_jpeg(tmp_path / "golden_retriever_7.JPG", f.noise(seed=99))
+    f.write_jpeg(tmp_path / "1234.jpg", f.noise(seed=98))  # Kaggle's test1/ style: no label
+    scan = scan_folder(tmp_path, val_split=0.34)
+    assert scan.layout == "flat"
+    assert scan.class_names == ["cat", "dog", "golden_retriever"]
+    assert reasons(scan)["1234.jpg"].startswith("no label in the file name")
+    assert len(scan.train) + len(scan.val) == 7
+
+
+def test_kaggle_train_folder_alone_is_split(tmp_path):
+    for i in range(5):
+        f.write_jpeg(tmp_path / "train" / f"cat.{i}.jpg", f.noise(seed=i))
+        f.write_jpeg(tmp_path / "train" / f"dog.{i}.jpg", f.noise(seed=50 + i))
+    f.write_jpeg(tmp_path / "test1" / "1.jpg", f.noise(seed=7))
+    scan = scan_folder(tmp_path, val_split=0.2)
+    assert scan.layout == "train only, split (flat)"
+    assert len(scan.val) == 2 and len(scan.train) == 8
+
+
+def test_dirty_folder_skips_and_ignores_each_file_with_its_reason(tmp_path, caplog):
+    root = f.image_folder(tmp_path / "data", ("cat", "dog"), per_class=3)
+    cat = root / "cat"
+    f.write_bytes(cat / "empty.jpg", b"")
+    f.html_page(cat / "download.jpg")
+    f.appledouble(cat / "._cat_0.jpg")
+    f.write_bytes(cat / ".DS_Store", b"\x00\x00\x00\x01Bud1")
+    f.write_bytes(cat / "Thumbs.db", b"\xd0\xcf\x11\xe0")
+    f.write_bytes(cat / "notes.txt", b"hello")
+    f.truncated_jpeg(cat / "cut.jpg")
+    f.write_png(cat / "tiny.png", f.solid((0, 0, 0), (3, 3)))
+    f.decompression_bomb_png(cat / "bomb.png")
+    f.write_jpeg(cat / "jpeg_named.png", f.noise(seed=5))  # fine: decoded by content
+    f.cmyk_jpeg(cat / "cmyk.jpg")  # fine: converted
+    f.animated_gif(cat / "anim.gif")  # fine: first frame, noted
+    f.image_folder(root / ".ipynb_checkpoints", ("cat",), per_class=1)
+    f.image_folder(root / "__MACOSX", ("cat",), per_class=1)
+    with caplog.at_level(logging.INFO, logger="alexnet.data"):
+        scan = scan_folder(root)
+    assert scan.class_names == ["cat", "dog"]  # hidden and system folders are never classes
+    why = reasons(scan)
+    assert why["empty.jpg"] == "empty file (0 bytes)"
+    assert why["download.jpg"].startswith("not an image file")
+    assert why["._cat_0.jpg"] == "macOS AppleDouble metadata file, not an image"
+    assert why[".DS_Store"] == "hidden file"
+    assert why["Thumbs.db"] == "system file"
+    assert why["notes.txt"] == "not an image extension (.txt)"
+    assert "truncated" in why["cut.jpg"]
+    assert why["tiny.png"].startswith("image too small")
+    assert why["bomb.png"].startswith("decompression bomb refused")
+    assert why[".ipynb_checkpoints"] == "hidden folder, never a class"
+    used = {os.path.basename(p) for p in scan.files()}
+    assert {"jpeg_named.png", "cmyk.jpg", "anim.gif"} <= used
+    assert not used & {"empty.jpg", "download.jpg", "cut.jpg", "tiny.png", "bomb.png", "._cat_0.jpg"}
+    assert [n for p, n in scan.notes if p.endswith("anim.gif")] == ["animated GIF with 3 frames: the first frame is used"]
+    # Reported once per file: a second scan in the same process logs nothing new.
+    logged = [r.getMessage() for r in caplog.records]
+    assert sum("cut.jpg" in m for m in logged) == 1
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="alexnet.data"):
+        scan_folder(root)
+    assert not [r for r in caplog.records if "cut.jpg" in r.getMessage()]
+
+
+def test_strict_makes_the_first_bad_file_an_error(tmp_path):
+    root = f.image_folder(tmp_path, ("cat", "dog"), per_class=2)
+    f.write_bytes(root / ".DS_Store", b"junk")  # not data: never an error, even in strict mode
+    assert scan_folder(root, strict=True).class_names == ["cat", "dog"]
+    f.truncated_jpeg(root / "dog" / "cut.jpg")
+    with pytest.raises(DataError, match=r"dog/cut\.jpg: cannot decode .* \(strict mode"):
+        scan_folder(root, strict=True)
+
+
+def test_empty_class_folder_is_an_error_naming_the_class(tmp_path):
+    root = f.image_folder(tmp_path, ("cat", "dog"), per_class=2)
+    (root / "bird").mkdir()
+    f.write_bytes(root / "bird" / ".DS_Store", b"junk")
+    with pytest.raises(DataError, match=r"class folder 'bird' holds no image files"):
+        scan_folder(root)
+
+
+def test_class_whose_every_file_is_bad_is_an_error(tmp_path):
+    root = f.image_folder(tmp_path, ("cat",), per_class=2)
+    f.write_bytes(root / "dog" / "a.jpg", b"")
+    with pytest.raises(DataError, match=r"class 'dog' has no usable images \(all 1 skipped"):
+        scan_folder(root)
+
+
+@pytest.mark.parametrize("content", ["nothing", "junk only", "files no label"])
+def test_root_with_no_classes_or_no_images(tmp_path, content):
+    if content == "junk only":
+        f.write_bytes(tmp_path / ".DS_Store", b"x")
+        f.write_bytes(tmp_path / "readme.txt", b"x")
+    elif content == "files no label":
+        f.write_jpeg(tmp_path / "1.jpg")
+    with pytest.raises(DataError, match="no classes found"):
+        scan_folder(tmp_path)
+
+
+def test_missing_root_and_val_class_not_in_train(tmp_path):
+    with pytest.raises(DataError, match="no such folder"):
+        scan_folder(tmp_path / "nope")
+    f.image_folder(tmp_path / "train", ("cat",), per_class=2)
+    f.image_folder(tmp_path / "val", ("cat", "cow"), per_class=1)
+    with pytest.raises(DataError, match=r"classes \['cow'\] are not in"):
+        scan_folder(tmp_path)
+
+
+def test_symlink_loops_do_not_hang_or_duplicate(tmp_path):
+    root = f.image_folder(tmp_path / "data", ("cat", "dog"), per_class=3)
+    os.symlink("..", root / "cat" / "up")  # cat/up -> data: a loop back to the root
+    os.symlink(root / "dog", root / "cat" / "sub")  # a second path to dog's images
+    os.symlink("self", root / "dog" / "self")  # a link to itself (ELOOP)
+    os.symlink("missing.jpg", root / "dog" / "gone.jpg")
+    os.symlink(root / "cat" / "cat_0.jpg", root / "cat" / "again.jpg")
+    scan = scan_folder(root, val_split=0.0)
+    paths = [p for p, _ in scan.train]
+    assert len(paths) == 6
+    assert len({os.path.realpath(p) for p in paths}) == 6
+    why = reasons(scan)
+    assert why["gone.jpg"] == "broken symlink"
+    assert why["self"] == "symlink loop"
+    # again.jpg sorts first, so it is the one used and cat_0.jpg is the second path to the same file.
+    assert why["cat_0.jpg"].startswith("same file as ") and why["cat_0.jpg"].endswith("again.jpg (a link), counted once")
+
+
+def test_non_utf8_names_are_scanned_and_reported_safely(tmp_path):
+    root = f.image_folder(tmp_path, ("cat",), per_class=2)
+    good = f.non_utf8_name(root / "cat")
+    f.write_jpeg(good, f.noise(seed=42))
+    bad = f.non_utf8_name(root / "cat", b"caf\xe9_bad")
+    f.write_bytes(bad, b"")
+    scan = scan_folder(root, val_split=0.0)
+    assert good in [p for p, _ in scan.train]
+    assert [r for p, r in scan.skipped if p == bad] == ["empty file (0 bytes)"]
