@@ -2,8 +2,8 @@
 
 What it is: small RGB JPEG photos of ONE filled shape on a textured, noisy background. The class is the shape
 (circle, ring, square, triangle, star, cross). Everything else is random per image and independent of the class:
-the shape's colour, position, size (about 35-75 % of the image side) and rotation; the background (a colour
-gradient, stripes at any angle and frequency, a checkerboard, or smooth blobs, in two random colours); Gaussian pixel
+the shape's colour, position, size (about 45-80 % of the image side) and rotation; the background (a colour
+gradient, stripes at any angle and frequency, a checkerboard, or smooth blobs, in two nearby random colours); Gaussian pixel
 noise; a few thin clutter lines drawn over everything; and JPEG compression.
 
 Why: the class lives only in the *arrangement* of edges (corners, holes, arms), never in a colour or in where pixels
@@ -31,7 +31,7 @@ from alexnet.data.paths import cache_dir
 from alexnet.errors import DataError
 
 SHAPES = ("circle", "cross", "ring", "square", "star", "triangle")  # sorted: the label order of the folder
-VERSION = 1  # bump when the pictures change, so old caches are not reused
+VERSION = 2  # bump when the pictures change, so old caches are not reused
 _SPLIT_ID = {"train": 1, "val": 2}
 _SUPERSAMPLE = 4  # shapes are drawn 4x larger and box-filtered down: anti-aliased edges like a photo
 
@@ -41,8 +41,8 @@ class ShapesConfig:
     """Everything that determines the dataset's bytes."""
 
     image_size: int = 64  # side of the square images, in pixels
-    train_per_class: int = 600  # images per class in train/
-    val_per_class: int = 150  # images per class in val/
+    train_per_class: int = 1000  # images per class in train/
+    val_per_class: int = 200  # images per class in val/
     seed: int = 0
     quality: int = 90  # JPEG quality
 
@@ -100,7 +100,9 @@ def _shape_polygon(kind: str, cx: float, cy: float, r: float, angle: float) -> l
 
 def _background(rng: np.random.Generator, n: int) -> np.ndarray:
     """A (n, n, 3) float texture in 0..255 made of two random colours."""
-    c1, c2 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+    # The second colour stays near the first: a texture, not a second set of edges as strong as the shape's.
+    c1 = rng.uniform(0, 255, 3)
+    c2 = np.clip(c1 + rng.normal(0, 45, 3), 0, 255)
     yy, xx = np.mgrid[0:n, 0:n].astype(np.float32) / n
     kind = rng.integers(4)
     theta = rng.uniform(0, np.pi)
@@ -128,9 +130,9 @@ def render_shape(kind: str, rng: np.random.Generator, n: int) -> np.ndarray:
     bg_mean = img.reshape(-1, 3).mean(0)
     for _ in range(20):
         colour = rng.uniform(0, 255, 3)
-        if np.linalg.norm(colour - bg_mean) > 110:
+        if np.linalg.norm(colour - bg_mean) > 120:
             break
-    r = rng.uniform(0.18, 0.38) * n  # circumradius: the shape spans 35-75 % of the side
+    r = rng.uniform(0.22, 0.40) * n  # circumradius: the shape spans 45-80 % of the side
     cx, cy = rng.uniform(r, n - r), rng.uniform(r, n - r)
     angle = rng.uniform(0, 2 * np.pi)
     big = n * _SUPERSAMPLE
@@ -158,7 +160,7 @@ def render_shape(kind: str, rng: np.random.Generator, n: int) -> np.ndarray:
     if line_colours:
         la = np.asarray(lines.resize((n, n), Image.BOX), dtype=np.float32)[..., None] / 255.0
         img = img * (1 - la) + np.mean(line_colours, axis=0) * la
-    img = img + rng.normal(0, rng.uniform(4, 16), img.shape)
+    img = img + rng.normal(0, rng.uniform(3, 12), img.shape)
     return np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
 

@@ -37,8 +37,8 @@ PCA_SIGMA = 0.1  # the paper's standard deviation of alpha
 def check_preset(preset: str, image_size: int, in_channels: int) -> None:
     if preset not in PRESETS:
         raise ConfigError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
-    if not isinstance(image_size, int) or image_size < 8:
-        raise ConfigError(f"image_size must be an integer >= 8, got {image_size!r}")
+    if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < 1:
+        raise ConfigError(f"image_size must be a positive integer, got {image_size!r}")
     if in_channels not in (1, 3):
         raise ConfigError(f"in_channels must be 1 or 3, got {in_channels!r}")
 

@@ -1,0 +1,192 @@
+"""Presets on the PIL path, the uint8 cache, whole-batch augmentation and 10-crop: shapes, equivalence, determinism."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import data_factories as f
+from alexnet.data import BatchAugment, build_datasets, build_transform, cache_split, ten_crop
+from alexnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, PCAColourNoise, pixel_statistics, resize_size
+
+
+@pytest.mark.parametrize("preset", ["seed", "d2l", "paper"])
+@pytest.mark.parametrize("size", [9, 17, 227])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_every_preset_works_at_any_size(preset, size, channels):
+    img = f.noise((50, 37), mode="RGB" if channels == 3 else "L")
+    for train in (True, False):
+        x = build_transform(preset, size, train, in_channels=channels)(img)
+        assert x.shape == (channels, size, size) and torch.isfinite(x).all()
+    crops = build_transform(preset, size, False, in_channels=channels, ten_crop=True)(img)
+    assert crops.shape == (10, channels, size, size)
+
+
+def test_seed_preset_is_the_notes_transform():
+    from torchvision import transforms as T
+
+    img = f.noise((61, 45))
+    note = T.Compose([T.Resize(size=(227, 227)), T.ToTensor(), T.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD)])
+    assert torch.equal(build_transform("seed", 227, train=True)(img), note(img))
+    assert torch.equal(build_transform("seed", 227, train=False)(img), note(img))
+
+
+def test_d2l_preset_is_resize_and_to_tensor_only():
+    from torchvision import transforms as T
+
+    img = f.noise((28, 28), mode="L")
+    x = build_transform("d2l", 224, train=True, in_channels=1)(img)
+    assert torch.equal(x, T.Compose([T.Resize((224, 224)), T.ToTensor()])(img))
+
+
+def test_paper_preset_eval_is_the_centre_of_the_resized_shorter_side():
+    # 64x32 image, S=28 -> R=32: the shorter side is already 32, the centre 32x32 is the middle of the long side,
+    # and the test crop is its centre 28x28.
+    arr = np.zeros((32, 64, 3), np.uint8)
+    arr[:, 16:48] = 200  # the central square is bright
+    x = build_transform("paper", 28, train=False, mean=(0, 0, 0), std=(1, 1, 1))(Image.fromarray(arr))
+    assert resize_size("paper", 28) == 32 and resize_size("paper", 224) == 256
+    assert torch.allclose(x, torch.full_like(x, 200 / 255))
+
+
+def test_paper_training_crops_flips_and_colours_randomly():
+    img = f.noise((80, 60))
+    t = build_transform("paper", 32, train=True)
+    torch.manual_seed(0)
+    outs = [t(img) for _ in range(4)]
+    assert all(o.shape == (3, 32, 32) for o in outs)
+    assert not torch.equal(outs[0], outs[1])
+
+
+def test_pca_colour_noise_moves_colours_along_the_principal_axis():
+    noise = PCAColourNoise((0.04, 0.0, 0.0), ((1, 0, 0), (0, 1, 0), (0, 0, 1)), sigma=0.1)
+    x = torch.full((3, 4, 4), 0.5)
+    out = noise(x, torch.Generator().manual_seed(1))
+    shift = out - x
+    assert shift[0].std() == 0 and shift[0, 0, 0] != 0  # one shift per image, on red only
+    assert torch.equal(shift[1:], torch.zeros(2, 4, 4))
+
+
+def test_pixel_statistics_of_known_images():
+    a = np.zeros((4, 4, 3), np.uint8)
+    b = np.full((4, 4, 3), 255, np.uint8)
+    stats = pixel_statistics([a, b])
+    assert stats["mean"] == pytest.approx((0.5, 0.5, 0.5))
+    assert stats["std"] == pytest.approx((0.5, 0.5, 0.5))
+    assert stats["eigval"][0] == pytest.approx(0.75)  # all variance along (1, 1, 1) / sqrt(3)
+    assert np.allclose(np.abs(stats["eigvec"]).T[0], 1 / np.sqrt(3))
+
+
+@pytest.fixture
+def photo_folder(tmp_path):
+    """Photo-like JPEGs of different sizes and aspect ratios, two classes."""
+    root = tmp_path / "photos"
+    for c, name in enumerate(("cat", "dog")):
+        for i in range(6):
+            size = [(50, 37), (37, 50), (40, 40)][i % 3]
+            f.write_jpeg(root / name / f"{name}.{i}.jpg", f.noise(size, seed=10 * c + i), quality=90)
+    return root
+
+
+@pytest.mark.parametrize("preset", ["seed", "d2l", "paper"])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_cache_plus_batch_augment_at_eval_equals_the_pil_path(photo_folder, preset, channels):
+    bundle = build_datasets(str(photo_folder), image_size=24, in_channels=channels, preset=preset, val_split=0.5)
+    cached = cache_split(bundle, "val")
+    assert cached.images.dtype == torch.uint8
+    assert cached.images.shape == (len(bundle.val), channels, resize_size(preset, 24), resize_size(preset, 24))
+    assert cached.labels.tolist() == bundle.val.targets
+    aug = BatchAugment(preset, 24, bundle.mean, bundle.std, train=False, pca=bundle.pca)
+    fast = aug(cached.images)
+    slow = torch.stack([bundle.val[i][0] for i in range(len(bundle.val))])
+    assert fast.shape == slow.shape
+    assert torch.allclose(fast, slow, atol=1e-5)  # same pixels through both paths
+    tc = BatchAugment(preset, 24, bundle.mean, bundle.std, train=False, ten_crop=True)(cached.images)
+    slow_tc = torch.stack([bundle.transform(False, ten_crop=True)(bundle.val.load_pil(i)) for i in range(len(bundle.val))])
+    assert torch.allclose(tc, slow_tc, atol=1e-5)
+
+
+def test_cache_is_reused_and_rebuilt_when_the_source_changes(photo_folder):
+    bundle = build_datasets(str(photo_folder), image_size=16, val_split=0.5)
+    first = cache_split(bundle, "train")
+    assert first.built and first.path.startswith(os.environ["ALEXNET_CACHE"])
+    again = cache_split(bundle, "train")
+    assert not again.built and again.path == first.path
+    assert torch.equal(again.images, first.images)
+    # Replace one training image with different content (size and mtime change): a new cache.
+    changed = bundle.train.samples[0][0]
+    f.write_jpeg(changed, f.noise((44, 33), seed=999))
+    rebuilt = cache_split(build_datasets(str(photo_folder), image_size=16, val_split=0.5), "train")
+    assert rebuilt.built and rebuilt.path != first.path
+    assert not torch.equal(rebuilt.images[0], first.images[0])
+    # A different working size is a different cache too.
+    assert cache_split(build_datasets(str(photo_folder), image_size=20, val_split=0.5), "train").images.shape[-1] == 20
+
+
+def test_cache_never_reads_a_half_written_file(photo_folder):
+    bundle = build_datasets(str(photo_folder), image_size=16, val_split=0.5)
+    first = cache_split(bundle, "val")
+    meta = first.path[: -len(".u8")] + ".json"
+    os.remove(meta)  # as if the process died before writing the metadata
+    assert cache_split(bundle, "val").built
+
+
+def test_batch_augment_training_is_deterministic_given_a_generator(photo_folder):
+    bundle = build_datasets(str(photo_folder), image_size=24, preset="paper", val_split=0.5)
+    x = cache_split(bundle, "train").images
+
+    def run(seed):
+        g = torch.Generator().manual_seed(seed)
+        aug = BatchAugment("paper", 24, bundle.mean, bundle.std, train=True, pca=bundle.pca, generator=g)
+        return aug(x), aug(x), g
+
+    a1, a2, g = run(0)
+    b1, b2, _ = run(0)
+    assert torch.equal(a1, b1) and torch.equal(a2, b2)  # bitwise
+    assert not torch.equal(a1, a2)  # but random from batch to batch
+    assert not torch.equal(a1, run(1)[0])
+    # Resume: restoring the generator state reproduces the next batch exactly.
+    g2 = torch.Generator().manual_seed(0)
+    aug = BatchAugment("paper", 24, bundle.mean, bundle.std, train=True, pca=bundle.pca, generator=g2)
+    aug(x)
+    state = g2.get_state()
+    expected = aug(x)
+    g2.set_state(state)
+    assert torch.equal(aug(x), expected)
+
+
+def test_batch_augment_crop_and_flip_take_real_crops():
+    # A ramp image: every crop/flip of it is recognisable from its first row.
+    x = torch.arange(10, dtype=torch.uint8).repeat(1, 1, 10, 1)  # (1, 1, 10, 10), value = column
+    x = x.repeat(64, 1, 1, 1)
+    aug = BatchAugment("paper", 6, (0.0,), (1 / 255,), train=True, pca=((0.0,), ((1.0,),)),
+                       generator=torch.Generator().manual_seed(0))  # fmt: skip
+    out = aug(x).round().to(torch.int64)  # back to 0..255 units, no colour noise (eigval 0)
+    rows = out[:, 0, 0]  # (64, 6)
+    steps = rows[:, 1:] - rows[:, :-1]
+    assert ((steps == 1).all(1) | (steps == -1).all(1)).all()  # contiguous columns, forwards or mirrored
+    assert (steps[:, 0] == -1).any() and (steps[:, 0] == 1).any()  # both flips happen
+    assert len({int(r[0]) for r in rows}) > 3  # several crop offsets
+
+
+def test_seed_augmentation_rotates_and_flips_in_batch():
+    x = torch.randint(0, 256, (8, 3, 20, 20), dtype=torch.uint8)
+    g = torch.Generator().manual_seed(0)
+    out = BatchAugment("seed", 20, train=True, augment=True, generator=g)(x)
+    plain = BatchAugment("seed", 20, train=False)(x)
+    assert out.shape == plain.shape == (8, 3, 20, 20)
+    assert not torch.allclose(out, plain)
+
+
+def test_ten_crop_order_matches_torchvision():
+    from torchvision.transforms import functional as F
+
+    img = f.noise((13, 11))
+    x = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None]  # (1, 3, 11, 13)
+    ours = ten_crop(x, 7)[0]
+    theirs = torch.stack([torch.from_numpy(np.array(c)).permute(2, 0, 1) for c in F.ten_crop(img, 7)])
+    assert torch.equal(ours, theirs)
