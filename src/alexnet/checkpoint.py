@@ -244,7 +244,8 @@ def versions() -> dict[str, str]:
 
     from alexnet import __version__
 
-    return {"alexnet": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__}
+    # str(): torch.__version__ is a TorchVersion object, which a weights_only load refuses.
+    return {"alexnet": str(__version__), "torch": str(torch.__version__), "torchvision": str(torchvision.__version__)}
 
 
 def _to_tuple(x: Any) -> Any:
@@ -260,3 +261,15 @@ def _first_line(e: BaseException) -> str:
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 200 else text[:197] + "..."
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], device: torch.device | str = "cpu"):
+    """Rebuild the model without the command line (`AlexNet(AlexNetConfig(**model_args))`), weights loaded, eval mode."""
+    from alexnet.models import AlexNet, AlexNetConfig
+
+    model = AlexNet(AlexNetConfig.from_dict(dict(ckpt["model_args"])))
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as e:
+        raise CheckpointError(f"{ckpt.get('path', 'checkpoint')}: weights do not fit model_args ({_first_line(e)})") from None
+    return model.to(device).eval()

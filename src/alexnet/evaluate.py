@@ -177,3 +177,75 @@ def write_confusion_csv(result: EvalResult, path: str | Path) -> Path:
         for name, row in zip(result.class_names, result.confusion.tolist(), strict=True):
             writer.writerow([name, *row])
     return Path(path)
+
+
+@dataclass
+class EvalRun:
+    result: EvalResult
+    description: str  # which images were evaluated, for the report's first line
+    confusion_csv: Path
+    confusion_png: Path
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    *,
+    data: str | None = None,
+    split: str = "val",
+    ten_crop: bool = False,
+    batch_size: int = 64,
+    output_dir: str | Path | None = None,
+    device: torch.device | str = "cpu",
+    workers: int | None = None,
+) -> EvalRun:
+    """`alexnet eval`: a checkpoint on its own validation data (or on `data`), with its recorded preprocessing.
+
+    A source without a train/val split of its own (one folder of class folders, like the note's TEST_PATH) is
+    evaluated whole. Class names must match the checkpoint's, else the refusal names the field.
+    """
+    from alexnet.checkpoint import check_matches, load_checkpoint, model_from_checkpoint, run_dir_of
+    from alexnet.data import build_datasets
+    from alexnet.data.augment import BatchAugment
+    from alexnet.data.cache import cache_split
+    from alexnet.plots import plot_confusion
+
+    ckpt = load_checkpoint(checkpoint, prefer="best")
+    device = torch.device(device)
+    model = model_from_checkpoint(ckpt, device)
+    cfg = ckpt.get("config") or {}
+    data_cfg = cfg.get("data", {})
+    image_size, in_channels, preset = int(ckpt["image_size"]), int(ckpt["in_channels"]), ckpt["preset"]
+    common = {"image_size": image_size, "in_channels": in_channels, "preset": preset, "statistics": False}
+    if data is None:  # the data the checkpoint was trained and validated on, split the same way
+        bundle = build_datasets(source=data_cfg.get("source"), val_split=data_cfg.get("val_split", 0.2),
+                                seed=data_cfg.get("split_seed", 0), root=data_cfg.get("root"), **common)
+        whole = False
+    else:
+        bundle = build_datasets(source=data, val_split=data_cfg.get("val_split", 0.2),
+                                seed=data_cfg.get("split_seed", 0), **common)
+        whole = not (bundle.layout.startswith("train/val") or "train/test" in bundle.layout)
+        if whole:  # no split of its own: every image is a test image
+            bundle = build_datasets(source=data, val_split=0.0, seed=0, **common)
+    check_matches(ckpt, {"class_names": list(bundle.class_names)}, "evaluate")
+    part = "train" if whole or split == "train" else "val"
+    cached = cache_split(bundle, part, workers=workers)
+    if len(cached) == 0:
+        from alexnet.errors import DataError
+
+        raise DataError(f"{bundle.source}: the {part} split holds no images")
+    augment = BatchAugment(preset, image_size, ckpt["mean"], ckpt["std"], train=False, ten_crop=ten_crop,
+                           in_channels=in_channels)
+
+    def batches():
+        for chunk in torch.arange(len(cached)).split(batch_size):
+            yield augment(cached.images[chunk]), cached.labels[chunk]
+
+    result = evaluate(model, batches(), len(ckpt["class_names"]), ckpt["class_names"], device, reduce=False)
+    folder = Path(output_dir) if output_dir is not None else run_dir_of(Path(ckpt["path"]))
+    folder.mkdir(parents=True, exist_ok=True)
+    csv_path = write_confusion_csv(result, folder / "confusion.csv")
+    png_path = plot_confusion(result.confusion, result.class_names, folder / "confusion.png",
+                              title=f"{Path(ckpt['path']).name} on {part}{' (10-crop)' if ten_crop else ''}")
+    shown = "all images" if whole else f"{part} split"
+    description = f"{ckpt['path']} on the {shown} of {bundle.source} ({len(cached)} images{', 10-crop' if ten_crop else ''})"
+    return EvalRun(result, description, csv_path, png_path)

@@ -1,0 +1,47 @@
+"""`alexnet eval`: accuracy, top-5, per-class precision/recall and the confusion matrix of a checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "eval",
+        help="evaluate a checkpoint: Accuracy line, top-1/top-5, per-class precision/recall, confusion matrix",
+        description="Evaluate a checkpoint (a file or a run folder: its best.pt) with the preprocessing recorded in "
+        "it. Without --data, on the data it was trained on (its validation split). Writes confusion.csv and "
+        "confusion.png into the checkpoint's run folder, or --output-dir.",
+    )
+    p.add_argument("--checkpoint", required=True, metavar="PATH", help="checkpoint file or run folder")
+    p.add_argument("--data", metavar="SRC", help="evaluate on this data instead (same classes); a folder with no "
+                   "train/val split of its own is evaluated whole")
+    p.add_argument("--split", choices=["val", "train"], default="val")
+    p.add_argument("--ten-crop", action="store_true", help="average the paper's 10 crops (corners, centre, mirrored)")
+    p.add_argument("--batch-size", type=int, default=64, metavar="N")
+    p.add_argument("--device", default="auto", metavar="DEV", help="auto | cpu | cuda | cuda:N | mps")
+    p.add_argument("--workers", type=int, metavar="N", help="decoding threads")
+    p.add_argument("--output-dir", metavar="DIR", help="where confusion.csv/png go (default: the run folder)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from alexnet.distributed import DistInfo, resolve_device
+    from alexnet.errors import ConfigError
+    from alexnet.evaluate import evaluate_checkpoint
+
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
+    device = resolve_device(args.device, DistInfo())
+    out = evaluate_checkpoint(args.checkpoint, data=args.data, split=args.split, ten_crop=args.ten_crop,
+                              batch_size=args.batch_size, output_dir=args.output_dir, device=device,
+                              workers=args.workers)
+    if args.json:
+        print(json.dumps(out.result.to_json()))
+    else:
+        print(out.description)
+        print(out.result.report())
+        print(f"\nconfusion matrix: {out.confusion_csv}, {out.confusion_png}")
+    return 0
