@@ -326,6 +326,8 @@ def _activation(name: str) -> nn.Module:
 def _init_weights(model: AlexNet, cfg: AlexNetConfig) -> None:
     if cfg.init == "default":
         return  # PyTorch's own (Kaiming-uniform with a=sqrt(5)), as torchvision and the notes use
+    if next(model.parameters()).is_meta:
+        return  # shapes only (alexnet summary): normal_ on meta tensors would import torch._dynamo, ~2 s, for nothing
     for name, m in model.named_layers():
         if not isinstance(m, (nn.Conv2d, nn.Linear)):
             continue
