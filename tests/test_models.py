@@ -382,3 +382,10 @@ def test_weight_loading_refuses_what_it_cannot_use(torchvision_pth, tmp_path):
     torch.save({"features.0.weight": torch.zeros(1), "hook": NotATensor()}, pickled)
     with pytest.raises(CheckpointError, match="weights-only"):
         load_torchvision_weights(build_model("alexnet-owt", **SMALL), pickled)
+
+
+def test_a_plain_dict_config_is_accepted_and_checked():
+    args = dataclasses.asdict(model_config("alexnet-d2l", width_mult=0.125))
+    assert AlexNet(args).config.name == "alexnet-d2l"
+    with pytest.raises(ConfigError, match="bogus"):
+        AlexNet({**args, "bogus": 1})

@@ -203,7 +203,8 @@ def min_input_size(cfg: AlexNetConfig, ceil: bool = False) -> int:
 class AlexNet(nn.Module):
     """AlexNet with switches: features (conv stack) -> avgpool -> flatten -> classifier (fc6, fc7, fc8)."""
 
-    def __init__(self, config: AlexNetConfig | None = None) -> None:
+    def __init__(self, config: AlexNetConfig | dict[str, Any] | None = None) -> None:
+        """Build from a config (default: the paper), or from its `dataclasses.asdict` form."""
         super().__init__()
         cfg = config if config is not None else AlexNetConfig()
         if isinstance(cfg, dict):
