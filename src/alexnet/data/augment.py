@@ -94,11 +94,20 @@ class BatchAugment:
         self.eigval = torch.tensor(eigval, dtype=torch.float32)
         self.eigvec = torch.tensor(eigvec, dtype=torch.float32)
 
-    def _normalize(self, x: torch.Tensor) -> torch.Tensor:
-        shape = (1,) * (x.dim() - 3) + (-1, 1, 1)
-        mean = self.mean.to(x.device).view(shape)
-        std = self.std.to(x.device).view(shape)
-        return (x - mean) / std
+    def _to_float(self, x: torch.Tensor, shift: torch.Tensor | None = None) -> torch.Tensor:
+        """uint8 (..., C, H, W) -> (x / 255 + shift - mean) / std in two passes over memory instead of five:
+        the per-image colour shift (B, C) is folded into the per-channel bias."""
+        c = x.shape[-3]
+        lead = (1,) * (x.dim() - 3)
+        std = self.std.to(x.device)
+        scale = (1.0 / (255.0 * std)).view(*lead, c, 1, 1)
+        bias = -self.mean.to(x.device) / std  # (C,)
+        if shift is not None:
+            bias = bias + shift.to(x.device) / std  # (B, C)
+            bias = bias.view(x.shape[0], *lead[1:], c, 1, 1)
+        else:
+            bias = bias.view(*lead, c, 1, 1)
+        return torch.addcmul(bias, x.to(torch.float32), scale)
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         if batch.dim() != 4:
@@ -107,22 +116,21 @@ class BatchAugment:
         x = _fit(batch, S)
         B = x.shape[0]
         if self.ten_crop:
-            return self._normalize(ten_crop(x, S).float() / 255.0)  # (B, 10, C, S, S)
+            return self._to_float(ten_crop(x, S))  # (B, 10, C, S, S)
         randomize = self.train and self.augment and self.preset != "d2l"
         if randomize and self.preset == "paper":
             h, w = x.shape[-2:]
             g = self.generator
             oy = torch.randint(0, h - S + 1, (B,), generator=g).tolist()
             ox = torch.randint(0, w - S + 1, (B,), generator=g).tolist()
-            flip = torch.rand(B, generator=g) < 0.5
+            flip = (torch.rand(B, generator=g) < 0.5).tolist()
             alpha = torch.randn(B, self.eigval.numel(), generator=g) * self.sigma
-            x = torch.stack([x[i, :, oy[i] : oy[i] + S, ox[i] : ox[i] + S] for i in range(B)])  # (B, C, S, S)
-            x = torch.where(flip.to(x.device).view(B, 1, 1, 1), x.flip(-1), x)
-            x = x.float() / 255.0
+            # Crop and flip on uint8 (a quarter of the bytes of float), one copy into the stacked batch.
+            crops = [x[i, :, oy[i] : oy[i] + S, ox[i] : ox[i] + S] for i in range(B)]
+            x = torch.stack([c.flip(-1) if f else c for c, f in zip(crops, flip, strict=True)])  # (B, C, S, S)
             # The paper's colour noise: eigvec @ (alpha * eigval), one draw per image, added to every pixel.
             shift = (alpha * self.eigval) @ self.eigvec.T  # (B, C)
-            x = x + shift.to(x.device).view(B, -1, 1, 1)
-            return self._normalize(x)
+            return self._to_float(x, shift)
         if randomize:  # seed with the note's augmentation: rotation in [-20, 20] degrees, then a flip
             g = self.generator
             angle = (torch.rand(B, generator=g) * 40 - 20) * torch.pi / 180
@@ -134,8 +142,8 @@ class BatchAugment:
             grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
             x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
             x = torch.where(flip.to(x.device).view(B, 1, 1, 1), x.flip(-1), x)
-            return self._normalize(x)
-        return self._normalize(_center_crop(x, S).float() / 255.0)
+            return (x - self.mean.to(x.device).view(1, -1, 1, 1)) / self.std.to(x.device).view(1, -1, 1, 1)
+        return self._to_float(_center_crop(x, S))
 
     def __repr__(self) -> str:
         return f"BatchAugment(preset={self.preset!r}, size={self.size}, train={self.train}, augment={self.augment})"
