@@ -55,6 +55,8 @@ def test_builtin_shapes_default_location_is_under_alexnet_cache():
     assert bundle.train.samples[0][0].startswith(os.environ["ALEXNET_CACHE"])
     assert len(bundle.train) == 24 and len(bundle.val) == 12
     check_bundle(bundle, 24, 3)
+    again = build_from_description(bundle.describe())  # the checkpoint's description regenerates the same files
+    assert again.train.samples == bundle.train.samples
     grey = build_datasets(None, image_size=24, in_channels=1, preset="d2l", shapes=TINY_SHAPES)
     check_bundle(grey, 24, 1)
     assert grey.mean == (0.0,) and grey.std == (1.0,)

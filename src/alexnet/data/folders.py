@@ -208,7 +208,7 @@ def _collect_split(walker: _Walker, folder: str) -> tuple[str, dict[str, list[st
 
 
 def _verify_files(
-    paths: list[str], min_side: int, max_pixels: int, workers: int
+    root: str, paths: list[str], min_side: int, max_pixels: int, workers: int
 ) -> dict[str, tuple[str | None, list[str]]]:
     """Decodes every file once (JPEG at reduced scale, which still reads the whole stream) to find the bad ones.
 
@@ -217,7 +217,7 @@ def _verify_files(
     """
     from alexnet.data.paths import cache_dir  # local: keeps this module importable without side effects
 
-    settings = f"{min_side}:{max_pixels}:v1"
+    settings = f"{display_path(os.path.realpath(root))}:{min_side}:{max_pixels}:v1"  # one small file per dataset
     store_path = os.path.join(cache_dir("verify"), hashlib.sha1(settings.encode()).hexdigest()[:16] + ".json")
     try:
         with open(store_path, encoding="utf-8") as f:
@@ -347,7 +347,7 @@ def scan_folder(
     notes: list[tuple[str, str]] = []
     if verify:
         candidates = sorted({f for by_class in pools.values() for files in by_class.values() for f in files})
-        results = _verify_files(candidates, min_side, max_pixels, workers or min(4, os.cpu_count() or 1))
+        results = _verify_files(root, candidates, min_side, max_pixels, workers or min(4, os.cpu_count() or 1))
         bad = set()
         for p in candidates:
             reason, file_notes = results[p]
@@ -371,9 +371,10 @@ def scan_folder(
 
     if all_by_class is not None:
         train_by_class, val_by_class = stratified_split(all_by_class, val_split, seed)
-    for name in sorted(train_by_class):
-        if not val_by_class.get(name):
-            notes.append((root, f"class {name!r} has no validation images"))
+    if any(val_by_class.values()):  # with no validation set at all (val_split=0) there is nothing to point out
+        for name in sorted(train_by_class):
+            if not val_by_class.get(name):
+                notes.append((root, f"class {name!r} has no validation images"))
 
     class_names = sorted(train_by_class)
     index = {name: i for i, name in enumerate(class_names)}

@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 import random
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -63,6 +63,8 @@ class DataBundle:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     ignored: list[tuple[str, str]] = field(default_factory=list)
     notes: list[tuple[str, str]] = field(default_factory=list)
+    shapes: dict | None = None  # the ShapesConfig of the built-in dataset, to regenerate the same images
+    root: str | None = None  # where torchvision datasets were read from
 
     @property
     def num_classes(self) -> int:
@@ -89,6 +91,8 @@ class DataBundle:
             "num_train": len(self.train),
             "num_val": len(self.val),
             "num_skipped": len(self.skipped),
+            "shapes": self.shapes,
+            "root": self.root,
         }
 
     def transform(self, train: bool, *, ten_crop: bool = False, augment: bool | None = None):
@@ -168,6 +172,7 @@ def build_datasets(
     ignored: list = []
     notes: list = []
     common = {"in_channels": in_channels}
+    tv_root = None
 
     if name is None or name == BUILTIN:
         folder = make_shapes(shapes)
@@ -236,6 +241,8 @@ def build_datasets(
     bundle = DataBundle(
         train, val, list(class_names), tuple(mean), tuple(std), shown, kind, layout, preset, image_size, in_channels,
         val_split, seed, pca, stats_from, skipped, ignored, notes,
+        asdict(shapes or ShapesConfig()) if kind == BUILTIN else None,
+        tv_root if kind in TORCHVISION_SOURCES else None,
     )  # fmt: skip
     train.transform = bundle.transform(train=True, augment=augment)
     val.transform = bundle.transform(train=False)
@@ -252,6 +259,10 @@ def build_from_description(description: dict, **overrides) -> DataBundle:
         "val_split": description["val_split"],
         "seed": description["seed"],
     }
+    if description.get("root"):
+        args["root"] = description["root"]
+    if description.get("shapes"):
+        args["shapes"] = ShapesConfig(**description["shapes"])
     args.update(overrides)
     bundle = build_datasets(**args)
     if bundle.class_names != list(description["class_names"]):
