@@ -1,0 +1,191 @@
+"""Training end to end on tiny real image folders: run folder, metrics, plots, checkpoints, refusals, schedules."""
+
+import csv
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from alexnet.checkpoint import load_checkpoint
+from alexnet.config import OptimSpec, resolve_config
+from alexnet.errors import CheckpointError
+from alexnet.train import (
+    METRIC_COLUMNS,
+    ChanceWatch,
+    LRSchedule,
+    TrainingError,
+    d2l_line,
+    epoch_permutation,
+    fit,
+    resume_config,
+)
+
+# The smallest run that still exercises everything: 1/8-width alexnet-bn at its smallest input (67 px).
+TINY = ["--width-mult", "0.125", "--image-size", "67", "--batch-size", "8", "--no-progress"]
+TINY_OVERRIDES = {"model.width_mult": 0.125, "data.image_size": 67, "run.batch_size": 8, "run.device": "cpu"}
+D2L_LINE = re.compile(r"^epoch \d+, loss \d+\.\d{4}, train acc \d\.\d{3}, test acc \d\.\d{3}, time \d+\.\d sec$")
+
+
+def make_folder(root: Path, classes=("cat", "dog"), train=16, val=4, size=40, seed=0) -> Path:
+    """train/<class>/ and val/<class>/ with real PNG and JPEG files; the classes differ in stripe direction."""
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", train), ("val", val)):
+        for c, name in enumerate(classes):
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                stripes = (np.arange(size) // 4 % 2 * 160 + 40).astype(np.uint8)
+                img = np.tile(stripes[:, None] if c % 2 == 0 else stripes[None, :], (1, size) if c % 2 == 0 else (size, 1))
+                img = np.clip(img + rng.normal(0, 20, (size, size)), 0, 255).astype(np.uint8)
+                rgb = np.stack([img, np.roll(img, c * 3, axis=0), img // 2], axis=-1)
+                ext = "png" if i % 2 else "jpg"
+                Image.fromarray(rgb).save(folder / f"{name}.{i}.{ext}")
+    return root
+
+
+def run_cli(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "alexnet", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def tiny_config(data: Path, out: Path, **extra):
+    return resolve_config(overrides={**TINY_OVERRIDES, "data.source": str(data), "run.output_dir": str(out), **extra})
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    return make_folder(tmp_path_factory.mktemp("pets"))
+
+
+@pytest.mark.slow
+def test_train_eval_predict_from_the_command_line(tiny_data, tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli("train", "--data", str(tiny_data), *TINY, "--epochs", "2", "--output-dir", str(run_dir),
+                     "--opt", "sgd", "--lr", "0.01")
+    assert result.returncode == 0, result.stderr
+    epoch_lines = [line for line in result.stdout.splitlines() if line.startswith("epoch ")]
+    assert len(epoch_lines) == 2 and all(D2L_LINE.match(line) for line in epoch_lines), result.stdout
+    for name in ("config.yaml", "metrics.csv", "log.txt", "curves.png", "filters.png", "checkpoints/last.pt",
+                 "checkpoints/best.pt"):
+        assert (run_dir / name).is_file(), name
+    for png in ("curves.png", "filters.png"):
+        with Image.open(run_dir / png) as img:
+            assert img.format == "PNG" and img.size[0] > 100
+    with open(run_dir / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == METRIC_COLUMNS and [r["epoch"] for r in rows] == ["1", "2"]
+    assert epoch_lines[0] in (run_dir / "log.txt").read_text()
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["data"]["source"] == str(tiny_data) and saved["optim"]["opt"] == "sgd"
+    # Only tensors and plain types: loadable with weights_only=True by torch itself.
+    raw = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert raw["class_names"] == ["cat", "dog"] and raw["epoch"] == 2 and raw["step_in_epoch"] == 0
+    assert set(raw["rng"]) >= {"python", "numpy", "torch"} and raw["model_args"]["width_mult"] == 0.125
+    assert raw["versions"]["torch"] == torch.__version__
+
+    ev = run_cli("eval", "--checkpoint", str(run_dir))
+    assert ev.returncode == 0, ev.stderr
+    assert re.search(r"^Accuracy: \d+/8 \(\d+%\)$", ev.stdout, re.M), ev.stdout
+    assert "precision" in ev.stdout and (run_dir / "confusion.csv").is_file() and (run_dir / "confusion.png").is_file()
+
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    cat = tiny_data / "val" / "cat" / "cat.0.jpg"
+    pr = run_cli("predict", "--checkpoint", str(run_dir / "checkpoints" / "best.pt"), str(cat), str(broken),
+                 str(tiny_data / "val" / "dog" / "*.png"), "--top-k", "2", "--json")
+    assert pr.returncode == 1  # one file failed
+    import json
+
+    out = json.loads(pr.stdout)
+    assert [o["file"] for o in out][:2] == [str(cat), str(broken)] and len(out) == 4
+    assert set(out[1]) == {"file", "error"} and "broken.jpg" in out[1]["error"]
+    for o in out[:1] + out[2:]:
+        assert set(o) == {"file", "top"} and [t["label"] for t in o["top"]] in (["cat", "dog"], ["dog", "cat"])
+        assert math.isclose(sum(t["prob"] for t in o["top"]), 1.0, rel_tol=1e-4)
+
+
+def test_fit_in_process_writes_a_run_and_resumes_past_max_steps(tiny_data, tmp_path):
+    cfg = tiny_config(tiny_data, tmp_path / "run", **{"run.epochs": 2, "run.max_steps": 3})
+    first = fit(cfg, progress=False)
+    assert first.stopped_early and first.global_step == 3
+    ckpt = load_checkpoint(tmp_path / "run", prefer="last")
+    assert (ckpt["epoch"], ckpt["step_in_epoch"], ckpt["global_step"]) == (0, 3, 3)
+    again = fit(resume_config(tmp_path / "run", overrides={"run.max_steps": 100}), resume=tmp_path / "run",
+                progress=False)
+    assert not again.stopped_early and again.global_step == 8  # 2 epochs x (32 images / 8)
+    assert [r["epoch"] for r in again.rows] == [1, 2]  # the partial epoch's row was replaced, not duplicated
+
+
+def test_non_finite_loss_stops_at_once_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path):
+    cfg = tiny_config(tiny_data, tmp_path / "run", **{
+        "model.norm": "none", "optim.opt": "sgd", "optim.lr": 1e12, "optim.momentum": 0.0,
+        "run.epochs": 3, "run.save_every_steps": 1})
+    with pytest.raises(TrainingError, match=r"non-finite loss .* at epoch \d+, step \d+"):
+        fit(cfg, progress=False)
+    ckpt = load_checkpoint(tmp_path / "run", prefer="last")  # refuses NaN weights: these are all finite
+    assert ckpt["global_step"] >= 1
+
+
+def test_resume_refuses_a_different_model_size_or_classes(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    fit(tiny_config(tiny_data, run, **{"run.epochs": 1, "run.max_steps": 1}), progress=False)
+    with pytest.raises(CheckpointError, match="cannot resume: image_size differs"):
+        fit(resume_config(run, overrides={"data.image_size": 75}), resume=run, progress=False)
+    with pytest.raises(CheckpointError, match="cannot resume: model_name differs"):
+        fit(resume_config(run, overrides={"model.name": "alexnet-1gpu"}), resume=run, progress=False)
+    other = make_folder(tmp_path / "other", classes=("bird", "fish"), train=4, val=2)
+    with pytest.raises(CheckpointError, match="cannot resume: class_names differs"):
+        fit(resume_config(run, overrides={"data.source": str(other)}), resume=run, progress=False)
+    last = run / "checkpoints" / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match=r"last\.pt: not a PyTorch checkpoint, or truncated"):
+        fit(resume_config(run), resume=run, progress=False)
+
+
+def test_chance_warning_fires_once_with_hints():
+    watch = ChanceWatch(num_classes=2, after_steps=5)
+    messages = [watch.check(step, math.log(2) + 0.01) for step in range(1, 10)]
+    fired = [m for m in messages if m]
+    assert len(fired) == 1 and "ln(2)" in fired[0] and "learning rate" in fired[0] and "normalisation" in fired[0]
+    learning = ChanceWatch(num_classes=2, after_steps=5)
+    assert not any(learning.check(step, 0.2) for step in range(1, 10))
+
+
+def test_d2l_line_has_the_notes_format():
+    row = {"epoch": 3, "train_loss": 0.29524, "train_acc": 0.8912, "val_top1": 0.8941, "seconds": 68.61}
+    assert d2l_line(row) == "epoch 3, loss 0.2952, train acc 0.891, test acc 0.894, time 68.6 sec"
+
+
+def test_plateau_schedule_divides_by_ten_at_most_three_times():
+    spec = OptimSpec(opt="sgd", lr=0.01, lr_schedule="plateau", patience=0, max_drops=3)
+    schedule = LRSchedule(spec, epochs=20, steps_per_epoch=10)
+    schedule.end_epoch(0.5)
+    assert schedule.lr_at(1, 0) == pytest.approx(0.01)
+    drops = [schedule.end_epoch(0.4) for _ in range(6)]
+    assert drops == [True, True, True, False, False, False]
+    assert schedule.lr_at(7, 0) == pytest.approx(1e-5)
+    restored = LRSchedule(spec, epochs=20, steps_per_epoch=10)
+    restored.load_state_dict(schedule.state_dict())
+    assert restored.lr_at(7, 0) == schedule.lr_at(7, 0)
+
+
+def test_warmup_cosine_and_step_schedules():
+    warm = LRSchedule(OptimSpec(lr=1.0, lr_schedule="cosine", warmup_epochs=1), epochs=3, steps_per_epoch=4)
+    lrs = [warm.lr_at(e, s) for e in range(3) for s in range(4)]
+    assert lrs[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])  # linear warm-up over the first epoch
+    assert lrs[-1] == pytest.approx(0.0, abs=1e-12) and all(a >= b for a, b in zip(lrs[3:], lrs[4:], strict=False))
+    step = LRSchedule(OptimSpec(lr=1.0, lr_schedule="step", step_size=2, gamma=0.1), epochs=6, steps_per_epoch=1)
+    assert [step.lr_at(e, 0) for e in range(6)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
+
+
+def test_epoch_order_depends_only_on_seed_and_epoch():
+    a = epoch_permutation(100, seed=1, epoch=3)
+    assert torch.equal(a, epoch_permutation(100, seed=1, epoch=3))
+    assert not torch.equal(a, epoch_permutation(100, seed=1, epoch=4))
+    assert sorted(a.tolist()) == list(range(100))
