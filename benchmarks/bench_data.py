@@ -5,8 +5,10 @@
 Paths, each delivering normalised float batches of 64 at the working size (227 by default):
 - `PIL loader, N workers`: our ImageFileDataset (load_image + the preset's PIL transform) through a DataLoader with
   N = 0, 1, 2 worker processes: what the notes' ImageFolder pipeline does on every epoch.
+- `first scan`: build_datasets on the fresh folder, which decodes every file once (JPEG at 1/8 scale) to find bad ones.
 - `uint8 cache build`: the one-time decode of every file into the memory-mapped uint8 cache (threads).
-- `uint8 cache + BatchAugment`: every later epoch: index a random batch of the cache, crop/flip/colour it as a tensor.
+- `uint8 cache + BatchAugment`: every later epoch: index a random batch of the cache, crop/flip/colour it as a tensor;
+  `(out=)` writes every batch into one reused float buffer instead of a new tensor.
 
 Steady state: the first batch of each timed pass (worker start-up) is excluded; each figure is the median of
 `--repeats` passes. The machine may be shared: compare rows of one run, not runs on different days.
@@ -68,16 +70,16 @@ def time_loader(dataset, workers: int, batches: int, repeats: int) -> list[float
     return rates
 
 
-def time_batch_augment(cached, aug, batches: int, repeats: int) -> list[float]:
+def time_batch_augment(cached, aug, batches: int, repeats: int, reuse: bool) -> list[float]:
     rates = []
     n_images = len(cached)
     for r in range(repeats):
         g = torch.Generator().manual_seed(r)
-        aug(cached.images[:BATCH])  # warm-up
+        out = aug(cached.images[:BATCH])  # warm-up
         start, n = time.perf_counter(), 0
         for _ in range(batches):
             idx = torch.randint(0, n_images, (BATCH,), generator=g)
-            x = aug(cached.images[idx])
+            x = aug(cached.images[idx], out=out if reuse else None)
             n += x.shape[0]
         rates.append(n / (time.perf_counter() - start))
     return rates
@@ -112,6 +114,11 @@ def main() -> None:
           f"torch threads {torch.get_num_threads()}, cpu count {os.cpu_count()}", flush=True)  # fmt: skip
 
     rows = []
+    t0 = time.perf_counter()
+    build_datasets(folder, image_size=args.image_size, val_split=0.0)  # first scan: every file verified once
+    scan = args.images / (time.perf_counter() - t0)
+    rows.append({"preset": "-", "path": "first scan (verify every file)", "images_per_s": scan, "runs": [scan]})
+    print(f"{'-':6s} {rows[-1]['path']:32s} {scan:8.1f} images/s", flush=True)
     for preset in args.presets.split(","):
         bundle = build_datasets(folder, image_size=args.image_size, preset=preset, val_split=0.0)
         for workers in (int(w) for w in args.workers.split(",")):
@@ -126,10 +133,11 @@ def main() -> None:
         print(f"{preset:6s} {rows[-1]['path']:32s} {build:8.1f} images/s", flush=True)
         aug = BatchAugment(preset, args.image_size, bundle.mean, bundle.std, train=True, pca=bundle.pca,
                            generator=torch.Generator().manual_seed(0))  # fmt: skip
-        rates = time_batch_augment(cached, aug, args.batches, args.repeats)
-        rows.append({"preset": preset, "path": "uint8 cache + BatchAugment", "images_per_s": statistics.median(rates),
-                     "runs": rates})  # fmt: skip
-        print(f"{preset:6s} {rows[-1]['path']:32s} {rows[-1]['images_per_s']:8.1f} images/s", flush=True)
+        for reuse in (False, True):
+            rates = time_batch_augment(cached, aug, args.batches, args.repeats, reuse)
+            path = "uint8 cache + BatchAugment" + (" (out=)" if reuse else "")
+            rows.append({"preset": preset, "path": path, "images_per_s": statistics.median(rates), "runs": rates})
+            print(f"{preset:6s} {rows[-1]['path']:32s} {rows[-1]['images_per_s']:8.1f} images/s", flush=True)
 
     print("\n| preset | path | images/s (median) |\n|---|---|---:|")
     for r in rows:

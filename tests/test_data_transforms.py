@@ -190,3 +190,16 @@ def test_ten_crop_order_matches_torchvision():
     ours = ten_crop(x, 7)[0]
     theirs = torch.stack([torch.from_numpy(np.array(c)).permute(2, 0, 1) for c in F.ten_crop(img, 7)])
     assert torch.equal(ours, theirs)
+
+
+def test_batch_augment_out_buffer_gives_the_same_result():
+    x = torch.randint(0, 256, (4, 3, 30, 30), dtype=torch.uint8)
+    for train in (True, False):
+        a = BatchAugment("paper", 26, train=train, generator=torch.Generator().manual_seed(0))
+        b = BatchAugment("paper", 26, train=train, generator=torch.Generator().manual_seed(0))
+        buf = torch.empty(4, 3, 26, 26)
+        res = b(x, out=buf)
+        assert res.data_ptr() == buf.data_ptr()
+        assert torch.equal(a(x), res)
+    with pytest.raises(ValueError, match="out must be float32 of shape"):
+        BatchAugment("seed", 30, train=False)(x, out=torch.empty(4, 3, 29, 29))
