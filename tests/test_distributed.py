@@ -1,0 +1,71 @@
+"""torchrun: 2 CPU processes (gloo) take the same steps as 1 process on the same global batch and seed."""
+
+import csv
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from test_train import make_folder
+
+# No dropout (its masks are drawn per rank) and no BatchNorm (its statistics are per rank): then the only
+# difference between 1 and 2 processes is the order of float additions in the gradient all-reduce.
+COMMON = ["--width-mult", "0.125", "--image-size", "67", "--batch-size", "8", "--no-progress", "--norm", "none",
+          "--dropout", "0", "--opt", "sgd", "--lr", "0.02", "--momentum", "0.9", "--epochs", "2", "--device", "cpu"]
+
+
+def torchrun() -> list[str]:
+    exe = Path(sys.executable).with_name("torchrun")
+    return [str(exe)] if exe.exists() else [shutil.which("torchrun") or "torchrun"]
+
+
+def train(args: list[str], nproc: int) -> subprocess.CompletedProcess:
+    if nproc == 1:
+        cmd = [sys.executable, "-m", "alexnet", "train", *args]
+    else:
+        cmd = [*torchrun(), "--standalone", "--nproc-per-node", str(nproc), "-m", "alexnet", "train", *args]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.double() - b.double()).norm() / a.double().norm().clamp_min(1e-12))
+
+
+def metrics(run: Path) -> list[dict]:
+    with open(run / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_and_resume(tmp_path):
+    data = make_folder(tmp_path / "data", train=16, val=5)  # 4 steps per epoch; 10 val images, 5 per rank
+    single, double = tmp_path / "single", tmp_path / "double"
+    train(["--data", str(data), *COMMON, "--output-dir", str(single), "--max-steps", "6"], nproc=1)
+
+    # 2 ranks: stop after 2 steps, then resume under torchrun to the same 6 steps.
+    first = train(["--data", str(data), *COMMON, "--output-dir", str(double), "--max-steps", "2"], nproc=2)
+    assert first.stdout.count("epoch 1, loss") == 1  # rank 0 alone prints
+    assert "2 ranks" in first.stdout
+    second = train(["--resume", str(double), "--max-steps", "6"], nproc=2)
+    assert "resuming from" in second.stdout and second.stdout.count("epoch 2, loss") == 1
+
+    a = torch.load(single / "checkpoints" / "last.pt", weights_only=True)
+    b = torch.load(double / "checkpoints" / "last.pt", weights_only=True)
+    assert a["global_step"] == b["global_step"] == 6 and b["world_size"] == 2
+    for name, tensor in a["model"].items():
+        assert relative_difference(tensor, b["model"][name]) <= 1e-5, name
+    # Metrics are reduced over ranks: the 2-process validation saw all 10 images, as the 1-process one did.
+    ma, mb = metrics(single), metrics(double)
+    assert [r["epoch"] for r in ma] == [r["epoch"] for r in mb] == ["1", "2"]
+    for ra, rb in zip(ma, mb, strict=True):
+        assert float(ra["val_top1"]) == float(rb["val_top1"])
+        assert float(ra["val_loss"]) == pytest.approx(float(rb["val_loss"]), rel=1e-4)
+        assert float(ra["train_loss"]) == pytest.approx(float(rb["train_loss"]), rel=1e-4)
+    # Files come from rank 0 only: one log with one line per epoch.
+    log = (double / "log.txt").read_text()
+    assert log.count("epoch 1, loss") == 2  # the first launch's partial epoch 1, then the resumed full one
