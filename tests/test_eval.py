@@ -1,0 +1,112 @@
+"""Evaluation: counts and rates, the note's Accuracy line, 10-crop averaging, eval of a real checkpoint, refusals."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from alexnet.errors import CheckpointError
+from alexnet.evaluate import EvalResult, MetricTotals, evaluate, evaluate_checkpoint, write_confusion_csv
+from alexnet.train import fit
+from test_train import make_folder, tiny_config
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny trained run: (data folder, run folder)."""
+    root = tmp_path_factory.mktemp("trained")
+    data = make_folder(root / "data", train=8, val=3)
+    fit(tiny_config(data, root / "run", **{"run.epochs": 1, "optim.lr": 0.003}), progress=False)
+    return data, root / "run"
+
+
+def test_counts_rates_and_per_class():
+    totals = MetricTotals(num_classes=3, device=torch.device("cpu"))
+    logits = torch.tensor([[5.0, 1, 0], [0, 5, 1], [0, 5, 1], [5, 0, 1]])
+    labels = torch.tensor([0, 1, 2, 2])
+    totals.update(logits, labels)
+    result = totals.result(["a", "b", "c"], reduce=False)
+    assert (result.correct, result.correct5, result.total) == (2, 4, 4)  # 3 classes: top-5 is top-3
+    assert result.confusion.tolist() == [[1, 0, 0], [0, 1, 0], [1, 1, 0]]
+    per_class = {row["class"]: row for row in result.per_class()}
+    assert per_class["a"]["precision"] == 0.5 and per_class["a"]["recall"] == 1.0
+    assert per_class["c"]["precision"] is None and per_class["c"]["recall"] == 0.0 and per_class["c"]["support"] == 2
+    assert result.loss == pytest.approx(torch.nn.functional.cross_entropy(logits, labels).item())
+
+
+def test_accuracy_line_is_the_notes_format():
+    result = EvalResult(loss_sum=0.0, correct=1234, correct5=1500, total=1500, confusion=np.zeros((2, 2)),
+                        class_names=["cat", "dog"])
+    assert result.accuracy_line() == "Accuracy: 1234/1500 (82%)"
+    assert result.report().splitlines()[0] == "Accuracy: 1234/1500 (82%)"
+
+
+class MeanSign(torch.nn.Module):
+    """Class 1 when the image's mean is positive: a model whose answer per view is easy to predict."""
+
+    def forward(self, x):
+        m = x.mean(dim=(1, 2, 3))
+        return torch.stack([-m, m], dim=1) * 10
+
+
+def test_views_are_averaged_in_probability():
+    # One strongly negative view against nine mildly positive ones: the average probability says class 1.
+    views = torch.full((1, 10, 3, 4, 4), 0.2)
+    views[0, 0] = -0.9
+    result = evaluate(MeanSign(), [(views, torch.tensor([1]))], 2, ["neg", "pos"], torch.device("cpu"), reduce=False)
+    assert result.correct == 1
+    single = evaluate(MeanSign(), [(views[:, 0], torch.tensor([1]))], 2, ["neg", "pos"], torch.device("cpu"),
+                      reduce=False)
+    assert single.correct == 0
+
+
+def test_confusion_csv_layout(tmp_path):
+    result = EvalResult(0.0, 3, 3, 4, np.array([[2, 1], [0, 1]]), ["cat", "dog"])
+    with open(write_confusion_csv(result, tmp_path / "confusion.csv"), newline="") as f:
+        assert list(csv.reader(f)) == [["true\\predicted", "cat", "dog"], ["cat", "2", "1"], ["dog", "0", "1"]]
+
+
+def test_eval_a_trained_checkpoint_on_its_own_data(trained, tmp_path):
+    data, run = trained
+    out = evaluate_checkpoint(run, output_dir=tmp_path)
+    assert out.result.total == 6 and 0 <= out.result.correct <= 6
+    assert out.confusion_csv == tmp_path / "confusion.csv" and out.confusion_png.is_file()
+    doc = out.result.to_json()
+    assert {"top1", "top5", "correct", "total", "per_class", "confusion"} <= set(doc)
+    json.dumps(doc)  # plain types
+    ten = evaluate_checkpoint(run, output_dir=tmp_path, ten_crop=True)
+    assert ten.result.total == 6 and "10-crop" in ten.description
+
+
+def test_eval_on_a_plain_class_folder_uses_every_image(trained, tmp_path):
+    # The note's TestNet.py points ImageFolder at val/ itself: class folders, no split of their own.
+    data, run = trained
+    out = evaluate_checkpoint(run, data=str(data / "val"), output_dir=tmp_path)
+    assert out.result.total == 6 and "all images" in out.description
+
+
+def test_eval_refuses_other_classes(trained, tmp_path):
+    _, run = trained
+    other = make_folder(tmp_path / "other", classes=("bird", "fish"), train=2, val=2)
+    with pytest.raises(CheckpointError, match="cannot evaluate: class_names differs"):
+        evaluate_checkpoint(run, data=str(other), output_dir=tmp_path)
+
+
+@pytest.mark.slow
+def test_eval_cli_json_and_one_line_errors(trained, tmp_path):
+    _, run = trained
+    result = subprocess.run([sys.executable, "-m", "alexnet", "eval", "--checkpoint", str(run), "--json",
+                             "--output-dir", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["total"] == 6 and len(doc["confusion"]) == 2 and len(doc["per_class"]) == 2
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    result = subprocess.run([sys.executable, "-m", "alexnet", "eval", "--checkpoint", str(empty)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"alexnet eval: error: {empty}: empty file (0 bytes), not a checkpoint"]

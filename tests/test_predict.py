@@ -1,0 +1,69 @@
+"""Prediction: files, folders and globs in; top-k with probabilities out; unreadable files reported, not fatal."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from alexnet.checkpoint import load_checkpoint
+from alexnet.predict import expand_inputs, format_csv, format_json, format_table, predict_files
+from test_eval import trained  # noqa: F401 - the module-scoped trained run
+
+
+def test_expand_files_folders_globs_and_missing(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / ".hidden").mkdir()
+    for p in ("a/1.jpg", "a/b/2.PNG", "a/.hidden/3.jpg", "a/._4.jpg", "a/notes.txt", "c.png"):
+        (tmp_path / p).write_bytes(b"x")
+    (tmp_path / "empty").mkdir()
+    got = expand_inputs([str(tmp_path / "a"), str(tmp_path / "*.png"), str(tmp_path / "missing.jpg"),
+                         str(tmp_path / "empty"), str(tmp_path / "*.gif")])
+    assert got == [
+        (str(tmp_path / "a" / "1.jpg"), None),
+        (str(tmp_path / "a" / "b" / "2.PNG"), None),
+        (str(tmp_path / "c.png"), None),
+        (str(tmp_path / "missing.jpg"), "no such file"),
+        (str(tmp_path / "empty"), "folder holds no image files"),
+        (str(tmp_path / "*.gif"), "pattern matches no files"),
+    ]
+
+
+def test_predict_mixed_inputs(trained, tmp_path):  # noqa: F811
+    data, run = trained
+    ckpt = load_checkpoint(run)
+    grey = tmp_path / "grey.png"
+    Image.fromarray(np.full((50, 30), 128, np.uint8)).save(grey)  # 1 channel: converted to the model's 3
+    rgba = tmp_path / "rgba.png"
+    Image.fromarray(np.full((40, 40, 4), 200, np.uint8)).save(rgba)
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8 truncated")
+    results = predict_files(ckpt, [str(grey), str(bad), str(rgba), str(data / "val" / "dog")], top_k=5)
+    assert [r.file for r in results][:3] == [str(grey), str(bad), str(rgba)] and len(results) == 6
+    assert results[1].error and "bad.jpg" in results[1].error and results[1].top == []
+    for r in results[:1] + results[2:]:
+        assert r.error is None and len(r.top) == 2  # top-5 of 2 classes
+        assert sorted(label for label, _ in r.top) == ["cat", "dog"]
+        assert sum(p for _, p in r.top) == pytest.approx(1.0, rel=1e-5) and r.top[0][1] >= r.top[1][1]
+    doc = json.loads(format_json(results))
+    assert doc[1] == {"file": str(bad), "error": results[1].error}
+    assert set(doc[0]) == {"file", "top"} and set(doc[0]["top"][0]) == {"label", "prob"}
+    rows = format_csv(results).splitlines()
+    assert rows[0] == "file,label1,prob1,label2,prob2,error" and len(rows) == 7
+    assert "ERROR" in format_table(results).splitlines()[1]
+
+
+@pytest.mark.slow
+def test_predict_cli_exit_status(trained, tmp_path):  # noqa: F811
+    data, run = trained
+    ok = subprocess.run([sys.executable, "-m", "alexnet", "predict", "--checkpoint", str(run), "--csv", "--top-k", "1",
+                         str(data / "val" / "cat" / "*.jpg")], capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.splitlines()[0] == "file,label1,prob1,error" and len(ok.stdout.splitlines()) == 3
+    missing = subprocess.run([sys.executable, "-m", "alexnet", "predict", "--checkpoint", str(run),
+                              str(tmp_path / "nope.jpg"), str(data / "val" / "cat" / "cat.0.jpg")],
+                             capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 1
+    assert "nope.jpg: ERROR no such file" in missing.stdout and "cat.0.jpg: " in missing.stdout
