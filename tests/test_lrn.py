@@ -97,3 +97,46 @@ def test_half_precision_input_is_normalised_in_float32(alpha, k):
     assert y.dtype == torch.bfloat16
     ref = literal_lrn(x.float(), 5, alpha, 0.75, k)
     assert ((y.double() - ref).abs() / ref.abs().clamp_min(1e-6)).max() <= 2**-8
+
+
+# --- the fast kernel the module runs, against the reference formula -------------------------------------------------
+
+
+@pytest.mark.parametrize("convention", ["per_size", "literal"])
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 7])
+def test_fast_kernel_matches_reference_forward_and_backward(convention, size):
+    from alexnet.lrn import fast_local_response_norm, local_response_norm
+
+    torch.manual_seed(size)
+    # 9 images: two full chunks and a partial one; 6 channels: windows wider than the channel count at size 7.
+    x = (torch.randn(9, 6, 5, 4, dtype=torch.float64) * 3).requires_grad_()
+    x_ref = x.detach().clone().requires_grad_()
+    ours = fast_local_response_norm(x, size, 0.7, 0.75, 1.0, convention)
+    ref = local_response_norm(x_ref, size, 0.7, 0.75, 1.0, convention)
+    torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-12)
+    grad = torch.randn_like(ours)
+    ours.backward(grad)
+    ref.backward(grad)
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-10, atol=1e-12)
+
+
+def test_fast_kernel_gradcheck_per_size():
+    x = torch.randn(5, 7, 2, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(LocalResponseNorm(5, 0.9, 0.75, 1.0), (x,))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fast_kernel_keeps_channels_last_and_dtype(dtype):
+    x = (torch.randn(6, 16, 7, 7) * 4).to(dtype).contiguous(memory_format=torch.channels_last).requires_grad_()
+    y = LocalResponseNorm()(x)
+    assert y.dtype == dtype and y.is_contiguous(memory_format=torch.channels_last)
+    grad = torch.randn_like(y)
+    y.backward(grad)
+    assert x.grad.dtype == dtype and x.grad.is_contiguous(memory_format=torch.channels_last)
+    # the same numbers as torch's LRN, taken in float32 on a contiguous copy
+    x_ref = x.detach().float().contiguous().requires_grad_()
+    ref = torch.nn.LocalResponseNorm(5, 1e-4, 0.75, 2.0)(x_ref)
+    ref.backward(grad.float())
+    tol = {"rtol": 1.3e-6, "atol": 1e-5} if dtype == torch.float32 else {"rtol": 2**-7, "atol": 2**-7}
+    torch.testing.assert_close(y.float(), ref, **tol)
+    torch.testing.assert_close(x.grad.float(), x_ref.grad, **tol)
