@@ -30,3 +30,13 @@ def test_unknown_command_fails():
     result = run_cli("no-such-command")
     assert result.returncode != 0
     assert "invalid choice" in result.stderr
+
+
+def test_closed_pipe_exits_quietly():
+    # `alexnet summary alexnet | head`: the reader leaves early (here `true` leaves before a byte is written, as
+    # head does on long outputs); no BrokenPipeError traceback.
+    result = subprocess.run(
+        f"'{sys.executable}' -m alexnet summary alexnet | true", shell=True, capture_output=True, text=True,
+        timeout=120,
+    )
+    assert "Traceback" not in result.stderr and "BrokenPipeError" not in result.stderr

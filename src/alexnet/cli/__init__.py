@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from alexnet import __version__
@@ -50,3 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"alexnet {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `alexnet summary ... | head`: the reader left. Point stdout at devnull so that the interpreter's final
+        # flush does not raise again, and exit quietly as other command-line tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
