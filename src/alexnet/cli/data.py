@@ -40,10 +40,11 @@ def add_parser(subparsers) -> None:
 
     make = sub.add_parser("make-shapes", help="write the built-in shapes dataset (train/ and val/ JPEG folders)")
     make.add_argument("--output", help="folder to write (default $ALEXNET_CACHE/datasets/shapes-...)")
-    make.add_argument("--image-size", type=int, default=64, help="side of the images in px (default 64)")
-    make.add_argument("--train-per-class", type=int, default=600)
-    make.add_argument("--val-per-class", type=int, default=150)
-    make.add_argument("--seed", type=int, default=0)
+    # Defaults are ShapesConfig's, read when the command runs (importing it here would slow `alexnet --help`).
+    make.add_argument("--image-size", type=int, help="side of the images in px (default 64)")
+    make.add_argument("--train-per-class", type=int, help="images per class in train/ (default 1000)")
+    make.add_argument("--val-per-class", type=int, help="images per class in val/ (default 200)")
+    make.add_argument("--seed", type=int)
     make.add_argument("--workers", type=int, default=2)
     make.set_defaults(run=run_make_shapes)
 
@@ -113,8 +114,8 @@ def run_check(args) -> int:
 def run_make_shapes(args) -> int:
     from alexnet.data.synthetic import ShapesConfig, make_shapes
 
-    cfg = ShapesConfig(image_size=args.image_size, train_per_class=args.train_per_class,
-                       val_per_class=args.val_per_class, seed=args.seed)  # fmt: skip
+    given = {k: getattr(args, k) for k in ("image_size", "train_per_class", "val_per_class", "seed")}
+    cfg = ShapesConfig(**{k: v for k, v in given.items() if v is not None})
     start = time.perf_counter()
     folder = make_shapes(cfg, args.output, workers=args.workers)
     with open(f"{folder}/shapes.json", encoding="utf-8") as f:

@@ -242,7 +242,11 @@ def _verify_files(
     results: dict[str, tuple[str | None, list[str]]] = {}
     todo: list[tuple[str, str]] = []
     for p in paths:
-        k = key_of(p)
+        try:
+            k = key_of(p)
+        except OSError as e:  # removed or made unreadable since it was listed
+            results[p] = (f"cannot read ({e.strerror or e})", [])
+            continue
         if k in store:
             results[p] = (store[k][0], list(store[k][1]))
         else:
