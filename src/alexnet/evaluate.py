@@ -98,7 +98,8 @@ class MetricTotals:
 
     def __init__(self, num_classes: int, device: torch.device):
         self.num_classes = num_classes
-        self.sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss_sum, correct, correct5, count
+        self.dtype = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+        self.sums = torch.zeros(4, dtype=self.dtype, device=device)  # loss_sum, correct, correct5, count
         self.confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
 
     @torch.no_grad()
@@ -110,9 +111,8 @@ class MetricTotals:
         topk = logits.topk(k, dim=1).indices  # (B, k)
         hit = topk == labels[:, None]
         self.sums += torch.stack(
-            [loss_sum.double(), hit[:, 0].sum().double(), hit.any(dim=1).sum().double(),
-             torch.tensor(labels.numel(), dtype=torch.float64, device=labels.device)]
-        )
+            [loss_sum.detach(), hit[:, 0].sum(), hit.any(dim=1).sum(), torch.tensor(labels.numel(), device=labels.device)]
+        ).to(self.dtype)
         self.confusion += torch.bincount(labels * self.num_classes + topk[:, 0], minlength=self.num_classes**2)
 
     def result(self, class_names: Sequence[str], reduce: bool = True) -> EvalResult:

@@ -44,6 +44,7 @@ from alexnet.checkpoint import (
     load_checkpoint,
     remove_stale_temporaries,
     rng_state,
+    run_dir_of,
     set_rng_state,
     versions,
 )
@@ -363,8 +364,6 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
         # 2. The run folder (rank 0 writes; the others only read the path).
         run_dir = Path(resume).resolve() if resume is not None and Path(resume).is_dir() else None
         if ckpt is not None and run_dir is None:
-            from alexnet.checkpoint import run_dir_of
-
             run_dir = run_dir_of(Path(ckpt["path"]))
         if run_dir is None:
             run_dir = Path(cfg.run.output_dir or default_output_dir(cfg)).resolve()
@@ -501,7 +500,7 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
                 # forward would broadcast BatchNorm buffers (a collective) on each call.
                 val = evaluate(raw_model, val_batches, num_classes, class_names, device, amp_dtype=amp_dtype,
                                channels_last=cfg.run.channels_last)
-                train = reduce_totals(totals, info)
+                train = reduce_totals(totals, device)
                 seconds = train["seconds"] + (time.perf_counter() - eval_start)
                 row = {
                     "epoch": epoch + 1,
@@ -655,11 +654,11 @@ def gather_totals(totals: EpochTotals, info: DistInfo) -> list[dict[str, Any]]:
     return out
 
 
-def reduce_totals(totals: EpochTotals, info: DistInfo) -> dict[str, float]:
-    t = torch.tensor([totals.loss_sum, totals.correct, totals.count], dtype=torch.float64)
-    if info.enabled:
-        t = t.to(torch.device("cuda", torch.cuda.current_device())) if torch.distributed.get_backend() == "nccl" else t
-        distributed.all_reduce_sum(t)
+def reduce_totals(totals: EpochTotals, device: torch.device) -> dict[str, float]:
+    """The epoch's training loss and accuracy over all ranks' images; seconds are rank 0's."""
+    dtype = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+    t = torch.tensor([totals.loss_sum, totals.correct, totals.count], dtype=dtype, device=device)
+    distributed.all_reduce_sum(t)
     loss_sum, correct, count = t.tolist()
     return {"loss": loss_sum / max(count, 1), "acc": correct / max(count, 1), "count": count,
             "seconds": totals.seconds}
