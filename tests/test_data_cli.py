@@ -24,10 +24,12 @@ def dirty(tmp_path):
 
 def test_check_prints_counts_and_skipped_files(dirty, capsys):
     assert main(["data", "check", str(dirty), "--val-split", "0.25"]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "cut.jpg" not in captured.err  # listed once, on stdout, not again by the log
     assert "classes (split 0.25, seed 0), 2 classes, 6 train / 2 val images" in out
     assert "  cat          3        1" in out
-    assert "skipped 2 file(s):" in out
+    assert "skipped 2 files:" in out
     assert f"{dirty}/dog/cut.jpg: cannot decode the image, the file is damaged or truncated" in out
     assert f"{dirty}/cat/page.jpg: not an image file" in out
     assert "1 x hidden file" in out

@@ -65,8 +65,12 @@ def _bundle(args):
 
 
 def run_check(args) -> int:
+    import logging
+
     from alexnet.data.images import display_path
 
+    # This command prints every skipped file itself; the per-file log lines (meant for training runs) would repeat them.
+    logging.getLogger("alexnet.data").setLevel(logging.ERROR)
     bundle = _bundle(args)
     train_counts = Counter(bundle.train.targets)
     val_counts = Counter(bundle.val.targets)
@@ -93,22 +97,26 @@ def run_check(args) -> int:
     for c in report["classes"]:
         print(f"  {c['name']:<{width}}  {c['train']:>7}  {c['val']:>7}")
     if report["skipped"]:
-        print(f"skipped {len(report['skipped'])} file(s):")
+        print(f"skipped {_count(len(report['skipped']), 'file', 'files')}:")
         for s in report["skipped"]:
             print(f"  {s['path']}: {s['reason']}")
     if report["ignored"]:
         if args.all:
-            print(f"ignored {len(report['ignored'])} entr(y/ies) that are not data:")
+            print(f"ignored {_count(len(report['ignored']), 'entry', 'entries')} that are not data:")
             for s in report["ignored"]:
                 print(f"  {s['path']}: {s['reason']}")
         else:
             by_reason = Counter(s["reason"] for s in report["ignored"])
-            print(f"ignored {len(report['ignored'])} entr(y/ies) that are not data (--all lists them):")
+            print(f"ignored {_count(len(report['ignored']), 'entry', 'entries')} that are not data (--all lists them):")
             for reason, n in by_reason.most_common():
                 print(f"  {n} x {reason}")
     for s in report["notes"]:
         print(f"note: {s['path']}: {s['note']}")
     return 0
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
 
 
 def run_make_shapes(args) -> int:
