@@ -211,3 +211,25 @@ def test_variants_of_a_run_train_and_checkpoint(tiny_data, tmp_path, extra):
     assert ckpt["config"]["data"]["preset"] == extra.get("data.preset", "seed")
     assert ckpt["in_channels"] == extra.get("model.in_channels", 3)
     assert (ckpt["scaler"] is not None) == (extra.get("run.amp") == "fp16")
+
+
+def test_every_flag_of_the_issue_parses_into_the_config():
+    from alexnet.cli import build_parser
+    from alexnet.cli.train import overrides_from
+
+    args = build_parser().parse_args([
+        "train", "--data", "pets", "--model", "alexnet", "--image-size", "227", "--epochs", "3", "--batch-size", "32",
+        "--opt", "sgd", "--lr", "0.02", "--momentum", "0.8", "--weight-decay", "5e-4", "--lr-schedule", "step",
+        "--warmup-epochs", "1", "--amp", "bf16", "--channels-last", "--compile", "--device", "cuda:1",
+        "--workers", "3", "--seed", "7", "--deterministic", "--output-dir", "out", "--save-every-steps", "5",
+        "--strict"])
+    cfg = resolve_config(recipe=args.recipe, config_path=args.config, overrides=overrides_from(args))
+    assert (cfg.data.source, cfg.model.name, cfg.data.image_size, cfg.run.epochs, cfg.run.batch_size) == (
+        "pets", "alexnet", 227, 3, 32)
+    assert (cfg.optim.opt, cfg.optim.lr, cfg.optim.momentum, cfg.optim.weight_decay, cfg.optim.lr_schedule,
+            cfg.optim.warmup_epochs) == ("sgd", 0.02, 0.8, 5e-4, "step", 1.0)
+    assert (cfg.run.amp, cfg.run.channels_last, cfg.run.compile, cfg.run.device, cfg.data.workers, cfg.run.seed,
+            cfg.run.deterministic, cfg.run.output_dir, cfg.run.save_every_steps, cfg.data.strict) == (
+        "bf16", True, True, "cuda:1", 3, 7, True, "out", 5, True)
+    unset = build_parser().parse_args(["train", "--recipe", "paper"])
+    assert resolve_config(recipe="paper", overrides=overrides_from(unset)) == resolve_config(recipe="paper")
