@@ -203,3 +203,19 @@ def test_batch_augment_out_buffer_gives_the_same_result():
         assert torch.equal(a(x), res)
     with pytest.raises(ValueError, match="out must be float32 of shape"):
         BatchAugment("seed", 30, train=False)(x, out=torch.empty(4, 3, 29, 29))
+
+
+def test_small_cache_is_resized_up_per_batch(tmp_path):
+    folder = f.write_mnist_folder(tmp_path / "mnist", n_train=20, n_test=10, side=12)
+    bundle = build_datasets(str(folder), image_size=24, in_channels=1, preset="d2l")
+    small = cache_split(bundle, "val", size=12)
+    assert small.images.shape == (10, 1, 12, 12)
+    assert cache_split(bundle, "val").images.shape == (10, 1, 24, 24)  # a different cache, not a reuse
+    fast = BatchAugment("d2l", 24, bundle.mean, bundle.std, train=False)(small.images)
+    slow = torch.stack([bundle.val[i][0] for i in range(10)])
+    assert fast.shape == slow.shape == (10, 1, 24, 24)
+    assert (fast - slow).abs().mean() < 0.02  # bilinear upsampling on either path, up to rounding
+    paper = build_datasets(str(folder), image_size=24, in_channels=1, preset="paper")
+    x = BatchAugment("paper", 24, paper.mean, paper.std, train=True, pca=paper.pca,
+                     generator=torch.Generator().manual_seed(0))(cache_split(paper, "train", size=12).images)  # fmt: skip
+    assert x.shape == (20, 1, 24, 24) and torch.isfinite(x).all()

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from alexnet.data.transforms import PCA_SIGMA, check_preset, default_mean_std, default_pca
+from alexnet.data.transforms import PCA_SIGMA, check_preset, default_mean_std, default_pca, resize_size
 
 
 def _center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -121,7 +121,8 @@ class BatchAugment:
         if batch.dim() != 4:
             raise ValueError(f"BatchAugment expects (B, C, H, W), got shape {tuple(batch.shape)}")
         S = self.size
-        x = _fit(batch, S)
+        # A batch stored smaller than the preset's resize size is resized up first (cache_split(size=...)).
+        x = _fit(batch, S) if batch.shape[-1] >= S and batch.shape[-2] >= S else _fit(batch, resize_size(self.preset, S))
         B = x.shape[0]
         if self.ten_crop:
             return self._to_float(ten_crop(x, S), out=out)  # (B, 10, C, S, S)

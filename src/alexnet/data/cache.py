@@ -63,15 +63,21 @@ def cache_key(dataset, preset: str, stored: int, in_channels: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def cache_split(bundle, split: str, *, workers: int | None = None, folder: str | None = None) -> CachedImages:
+def cache_split(
+    bundle, split: str, *, size: int | None = None, workers: int | None = None, folder: str | None = None
+) -> CachedImages:
     """Returns the uint8 cache of `bundle.train` or `bundle.val`, building it on first use.
 
-    `folder` puts the cache elsewhere (e.g. next to a run); default `$ALEXNET_CACHE/uint8`.
+    `size` stores the images smaller than the preset's resize size (e.g. MNIST at 28 instead of 224: 64x less disk);
+    BatchAugment then resizes each batch up on the fly. `folder` puts the cache elsewhere (e.g. next to a run);
+    default `$ALEXNET_CACHE/uint8`.
     """
     if split not in ("train", "val"):
         raise DataError(f"split must be 'train' or 'val', got {split!r}")
+    if size is not None and size < 1:
+        raise DataError(f"cache size must be a positive number of pixels, got {size}")
     dataset = getattr(bundle, split)
-    stored, channels = resize_size(bundle.preset, bundle.image_size), bundle.in_channels
+    stored, channels = size or resize_size(bundle.preset, bundle.image_size), bundle.in_channels
     key = cache_key(dataset, bundle.preset, stored, channels)
     folder = folder or cache_dir("uint8")
     os.makedirs(folder, exist_ok=True)
