@@ -1,0 +1,372 @@
+"""Speed, measured: this machine's ceilings, then the notes' plain loop and ours side by side on the same data.
+
+    alexnet bench [--model alexnet-bn] [--image-size 227] [--batch-size 64] [--repeats 3] [--json FILE]
+
+Every figure is a median over `repeats` timed passes taken in this one process, and the headline is a ratio of
+two figures taken in the same run (ours / plain), because absolute numbers move with the machine's load.
+
+- ceilings: a large fp32 and bf16 matrix product (oneDNN/MKL) and a memory copy: what the hardware gives.
+- train step: images/s of forward + backward + Adam on batches already in memory. "plain" is the notes' loop:
+  fp32, contiguous, eager, torch.nn.LocalResponseNorm where the model has LRN. "ours" is what `alexnet train` runs on
+  this machine: bf16 autocast, channels_last, the fast LRN kernel. Achieved FLOP/s = images/s x 3 x the forward
+  FLOPs (forward + backward ~ 3 forwards), against the ceiling of the same dtype.
+- LRN cost: the paper model's step vs the same model with norm="none", ours; the target is >= 85%.
+- end to end: one epoch over real 500x375 JPEG files. Plain: torchvision's ImageFolder + PIL transforms (the note's
+  Resize(227) / ToTensor / Normalize), a DataLoader with no workers, the plain step. Ours: the uint8 cache (decoded
+  once, timed apart) + whole-batch augmentation + our step.
+- inference: batch-64 images/s and batch-1 latency, plain (fp32 eager, no_grad) vs ours (inference_mode, bf16,
+  channels_last).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import resource
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from alexnet.errors import ConfigError
+from alexnet.lrn import LocalResponseNorm
+from alexnet.models import AlexNet, build_model
+from alexnet.shapes import summarize
+
+PHOTO_SIZE = (500, 375)  # (width, height) of a typical Kaggle cats-vs-dogs photo
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    model: str = "alexnet-bn"  # the cats-vs-dogs note's model: the workload users bring
+    image_size: int = 227
+    batch_size: int = 64
+    num_classes: int = 2
+    width_mult: float = 1.0  # < 1 only for quick checks: the headline figures are at full width
+    steps: int = 3  # timed training steps per pass (after one untimed warm-up step)
+    repeats: int = 3  # passes; every figure is the median over them
+    photos: int = 192  # JPEG files in the end-to-end epoch
+    lrn_model: str = "alexnet"  # the paper model, for the LRN cost
+    sections: tuple[str, ...] = ("ceilings", "train", "lrn", "end_to_end", "inference")
+
+    def __post_init__(self) -> None:
+        for name in ("image_size", "batch_size", "num_classes", "steps", "repeats", "photos"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"bench {name} must be >= 1, got {getattr(self, name)}")
+        unknown = set(self.sections) - set(BenchConfig.sections)
+        if unknown:
+            raise ConfigError(f"unknown bench section(s) {', '.join(sorted(unknown))}; valid: {', '.join(BenchConfig.sections)}")
+
+
+# --- the machine's ceilings ----------------------------------------------------------------------------------------
+
+
+def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
+    """Median GFLOP/s of an n x n matrix product: the most this machine does in this dtype."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    torch.mm(a, b)  # warm-up: kernel selection, page faults
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        times.append(time.perf_counter() - start)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def memcopy_gbs(megabytes: int = 256, repeats: int = 5) -> float:
+    """Median GB/s of copying a large buffer (read + write counted once each)."""
+    src = torch.ones(megabytes * 2**20 // 4)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        dst.copy_(src)
+        times.append(time.perf_counter() - start)
+    return 2 * src.numel() * 4 / statistics.median(times) / 1e9
+
+
+def ceilings(repeats: int) -> dict[str, float]:
+    return {
+        "matmul_fp32_gflops": round(matmul_gflops(torch.float32, repeats=repeats), 1),
+        "matmul_bf16_gflops": round(matmul_gflops(torch.bfloat16, repeats=repeats), 1),
+        "memcopy_gbs": round(memcopy_gbs(repeats=repeats), 1),
+    }
+
+
+# --- plain and ours -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Mode:
+    """How a step runs: the notes' plain loop, or ours."""
+
+    name: str
+    amp: bool  # bf16 autocast
+    channels_last: bool
+    torch_lrn: bool  # torch.nn.LocalResponseNorm instead of our fast kernel
+
+
+PLAIN = Mode("plain", amp=False, channels_last=False, torch_lrn=True)
+OURS = Mode("ours", amp=True, channels_last=True, torch_lrn=False)
+
+
+def prepare(model: AlexNet, mode: Mode) -> nn.Module:
+    """A copy of `model` as `mode` runs it (same weights)."""
+    model = copy.deepcopy(model)
+    if mode.torch_lrn:
+        for name, module in list(model.features.named_children()):
+            if isinstance(module, LocalResponseNorm):
+                if module.alpha_convention != "per_size":
+                    raise ConfigError("the plain loop's torch.nn.LocalResponseNorm only has the per_size convention")
+                model.features.register_module(name, nn.LocalResponseNorm(module.size, module.alpha, module.beta, module.k))
+    if mode.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def autocast(mode: Mode):
+    return torch.autocast("cpu", dtype=torch.bfloat16) if mode.amp else contextlib.nullcontext()
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, mode: Mode) -> float:
+    if mode.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with autocast(mode):
+        logits = model(x)
+    loss = F.cross_entropy(logits.float(), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def training_flops_per_image(model: AlexNet) -> float:
+    """Forward FLOPs x 3: the backward pass costs about two forwards (input and weight gradients)."""
+    return 3 * 2 * summarize(model.config).macs
+
+
+def time_train_steps(model: AlexNet, mode: Mode, cfg: BenchConfig) -> float:
+    """Median images/s of the model step alone, on a batch already in memory."""
+    net = prepare(model, mode).train()
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(cfg.batch_size, model.config.in_channels, cfg.image_size, cfg.image_size, generator=gen)
+    y = torch.randint(0, model.config.num_classes, (cfg.batch_size,), generator=gen)
+    train_step(net, optimizer, x, y, mode)  # warm-up: oneDNN primitive creation, allocator growth
+    rates = []
+    for _ in range(cfg.repeats):
+        start = time.perf_counter()
+        for _ in range(cfg.steps):
+            train_step(net, optimizer, x, y, mode)
+        rates.append(cfg.steps * cfg.batch_size / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
+def time_inference(model: AlexNet, mode: Mode, cfg: BenchConfig) -> dict[str, float]:
+    """Median batch-`batch_size` images/s and batch-1 latency in ms."""
+    net = prepare(model, mode).eval()
+    gen = torch.Generator().manual_seed(0)
+    shape = (model.config.in_channels, cfg.image_size, cfg.image_size)
+    batch, single = torch.randn(cfg.batch_size, *shape, generator=gen), torch.randn(1, *shape, generator=gen)
+    if mode.channels_last:
+        batch, single = batch.contiguous(memory_format=torch.channels_last), single.contiguous(memory_format=torch.channels_last)
+    grad_off = torch.inference_mode if mode is OURS else torch.no_grad
+
+    def run(x: torch.Tensor, times: int) -> float:
+        with grad_off(), autocast(mode):
+            net(x)  # warm-up
+            start = time.perf_counter()
+            for _ in range(times):
+                net(x)
+            return (time.perf_counter() - start) / times
+
+    batch_s = statistics.median(run(batch, 1) for _ in range(cfg.repeats))
+    single_s = statistics.median(run(single, 5) for _ in range(cfg.repeats))
+    return {"images_per_s": cfg.batch_size / batch_s, "latency_ms": 1e3 * single_s}
+
+
+# --- end to end on JPEG files ----------------------------------------------------------------------------------
+
+
+def make_photo_folder(root: Path, n: int, seed: int = 0) -> Path:
+    """`n` photo-like 500x375 JPEGs in cat/ and dog/ class folders: smooth colour fields, a few discs, sensor noise."""
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(seed)
+    w, h = PHOTO_SIZE
+    for i in range(n):
+        coarse = rng.uniform(0, 255, (6, 8, 3)).astype(np.uint8)
+        img = Image.fromarray(coarse).resize((w, h), Image.BICUBIC)
+        draw = ImageDraw.Draw(img)
+        for _ in range(5):
+            x, y, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(20, 120)
+            draw.ellipse((x - r, y - r, x + r, y + r), fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
+        pixels = np.asarray(img).astype(np.int16) + rng.normal(0, 6, (h, w, 3)).astype(np.int16)
+        folder = root / ("cat", "dog")[i % 2]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(folder / f"{i}.jpg", quality=90)
+    return root
+
+
+def plain_epoch(model: AlexNet, folder: Path, cfg: BenchConfig) -> float:
+    """The note's TrainingNet.py: ImageFolder + Resize/ToTensor/Normalize, DataLoader(shuffle), fp32 eager Adam."""
+    import torchvision
+    from torchvision import transforms
+
+    transform = transforms.Compose([
+        transforms.Resize(size=(cfg.image_size, cfg.image_size)),
+        transforms.ToTensor(),
+        transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
+    ])
+    dataset = torchvision.datasets.ImageFolder(root=str(folder), transform=transform)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, num_workers=0)
+    net = prepare(model, PLAIN).train()
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
+    start = time.perf_counter()
+    for x, y in loader:
+        train_step(net, optimizer, x, y, PLAIN)
+    return len(dataset) / (time.perf_counter() - start)
+
+
+def our_epochs(model: AlexNet, folder: Path, cache_folder: Path, cfg: BenchConfig) -> dict[str, float]:
+    """What `alexnet train` does: scan + decode once into the uint8 cache, then batches augmented as tensors."""
+    from alexnet.data import BatchAugment, build_datasets, cache_split
+
+    start = time.perf_counter()
+    bundle = build_datasets(str(folder), image_size=cfg.image_size, in_channels=model.config.in_channels,
+                            preset="seed", val_split=0.0, seed=0)
+    cached = cache_split(bundle, "train", folder=str(cache_folder))
+    prepare_s = time.perf_counter() - start
+    augment = BatchAugment("seed", cfg.image_size, bundle.mean, bundle.std, train=True, generator=torch.Generator().manual_seed(0))
+    net = prepare(model, OURS).train()
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
+    n = len(cached.labels)
+    rates = []
+    for epoch in range(cfg.repeats):
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(epoch))
+        start = time.perf_counter()
+        for i in range(0, n, cfg.batch_size):
+            index = order[i : i + cfg.batch_size]
+            train_step(net, optimizer, augment(cached.images[index]), cached.labels[index], OURS)
+        rates.append(n / (time.perf_counter() - start))
+    return {"images_per_s": statistics.median(rates), "decode_and_cache_s": prepare_s, "images": n}
+
+
+# --- the whole run ----------------------------------------------------------------------------------------------
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run(cfg: BenchConfig, log=print) -> dict[str, Any]:
+    torch.manual_seed(0)
+    results: dict[str, Any] = {"config": asdict(cfg), "torch": torch.__version__, "threads": torch.get_num_threads()}
+    model = build_model(cfg.model, num_classes=cfg.num_classes, image_size=cfg.image_size, width_mult=cfg.width_mult)
+    flops = training_flops_per_image(model)
+    results["train_flop_per_image"] = int(flops)
+
+    if "ceilings" in cfg.sections:
+        log("measuring the machine's ceilings ...")
+        results["ceilings"] = ceilings(cfg.repeats)
+    ceiling = results.get("ceilings", {})
+
+    if "train" in cfg.sections:
+        log(f"training steps: {cfg.model} at {cfg.image_size}, batch {cfg.batch_size} ...")
+        section = {}
+        for mode, ceiling_key in ((PLAIN, "matmul_fp32_gflops"), (OURS, "matmul_bf16_gflops")):
+            rate = time_train_steps(model, mode, cfg)
+            row = {"images_per_s": round(rate, 1), "gflops": round(rate * flops / 1e9, 3)}
+            if ceiling_key in ceiling:
+                row["of_ceiling"] = round(row["gflops"] / ceiling[ceiling_key], 3)
+            section[mode.name] = row
+        section["ours_over_plain"] = round(section["ours"]["images_per_s"] / section["plain"]["images_per_s"], 2)
+        results["train_step"] = section
+
+    if "lrn" in cfg.sections:
+        log(f"LRN cost: {cfg.lrn_model} with and without LRN, ours ...")
+        size = {"num_classes": cfg.num_classes, "image_size": cfg.image_size, "width_mult": cfg.width_mult}
+        paper, without = build_model(cfg.lrn_model, **size), build_model(cfg.lrn_model, norm="none", **size)
+        with_lrn, no_lrn = time_train_steps(paper, OURS, cfg), time_train_steps(without, OURS, cfg)
+        plain_lrn, plain_none = time_train_steps(paper, PLAIN, cfg), time_train_steps(without, PLAIN, cfg)
+        results["lrn"] = {
+            "ours_with_lrn": round(with_lrn, 1), "ours_without_lrn": round(no_lrn, 1),
+            "ours_ratio": round(with_lrn / no_lrn, 3),
+            "plain_with_lrn": round(plain_lrn, 1), "plain_without_lrn": round(plain_none, 1),
+            "plain_ratio": round(plain_lrn / plain_none, 3),
+        }
+
+    if "end_to_end" in cfg.sections:
+        log(f"end to end: {cfg.photos} JPEG files of {PHOTO_SIZE[0]}x{PHOTO_SIZE[1]} ...")
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = make_photo_folder(Path(tmp) / "photos", cfg.photos)
+            plain_rates = [plain_epoch(model, folder, cfg) for _ in range(cfg.repeats)]
+            ours = our_epochs(model, folder, Path(tmp) / "cache", cfg)
+        plain = statistics.median(plain_rates)
+        results["end_to_end"] = {
+            "plain_images_per_s": round(plain, 1),
+            "ours_images_per_s": round(ours["images_per_s"], 1),
+            "ours_over_plain": round(ours["images_per_s"] / plain, 2),
+            "ours_decode_and_cache_s": round(ours["decode_and_cache_s"], 1),
+        }
+
+    if "inference" in cfg.sections:
+        log(f"inference: batch {cfg.batch_size} and batch 1 ...")
+        plain, ours = time_inference(model, PLAIN, cfg), time_inference(model, OURS, cfg)
+        results["inference"] = {
+            "plain_images_per_s": round(plain["images_per_s"], 1), "ours_images_per_s": round(ours["images_per_s"], 1),
+            "throughput_ratio": round(ours["images_per_s"] / plain["images_per_s"], 2),
+            "plain_latency_ms": round(plain["latency_ms"], 1), "ours_latency_ms": round(ours["latency_ms"], 1),
+            "latency_ratio": round(ours["latency_ms"] / plain["latency_ms"], 2),
+        }
+    results["peak_rss_mb"] = round(peak_rss_mb())
+    return results
+
+
+def format_table(results: dict[str, Any]) -> str:
+    cfg = results["config"]
+    lines = [f"alexnet bench: {cfg['model']} at {cfg['image_size']}, batch {cfg['batch_size']}, "
+             f"torch {results['torch']}, {results['threads']} threads; medians of {cfg['repeats']}"]
+    if "ceilings" in results:
+        c = results["ceilings"]
+        lines.append(f"machine ceilings: matmul fp32 {c['matmul_fp32_gflops']} GFLOP/s, bf16 {c['matmul_bf16_gflops']} "
+                     f"GFLOP/s, memory copy {c['memcopy_gbs']} GB/s")
+    lines.append(f"{'measure':<34}{'plain':>12}{'ours':>12}{'ours/plain':>12}")
+
+    def row(label: str, plain: float, ours: float, ratio: float) -> None:
+        lines.append(f"{label:<34}{plain:>12,.1f}{ours:>12,.1f}{ratio:>11.2f}x")
+
+    if "train_step" in results:
+        t = results["train_step"]
+        row("train step, images/s", t["plain"]["images_per_s"], t["ours"]["images_per_s"], t["ours_over_plain"])
+        row("train step, GFLOP/s", t["plain"]["gflops"], t["ours"]["gflops"], t["ours_over_plain"])
+        if "of_ceiling" in t["ours"]:
+            lines.append(f"{'  share of the dtype ceiling':<34}{t['plain']['of_ceiling']:>12.0%}{t['ours']['of_ceiling']:>12.0%}")
+    if "end_to_end" in results:
+        e = results["end_to_end"]
+        row("end to end on JPEGs, images/s", e["plain_images_per_s"], e["ours_images_per_s"], e["ours_over_plain"])
+        lines.append(f"{'  one-time decode into the cache':<34}{'':>12}{e['ours_decode_and_cache_s']:>11.1f}s")
+    if "inference" in results:
+        i = results["inference"]
+        row(f"inference batch {cfg['batch_size']}, images/s", i["plain_images_per_s"], i["ours_images_per_s"], i["throughput_ratio"])
+        row("inference batch 1, latency ms", i["plain_latency_ms"], i["ours_latency_ms"], i["latency_ratio"])
+    if "lrn" in results:
+        r = results["lrn"]
+        lines.append(f"LRN cost ({cfg['lrn_model']}): with LRN / without, train images/s: plain "
+                     f"{r['plain_with_lrn']}/{r['plain_without_lrn']} = {r['plain_ratio']:.0%}, ours "
+                     f"{r['ours_with_lrn']}/{r['ours_without_lrn']} = {r['ours_ratio']:.0%} (target >= 85%)")
+    lines.append(f"peak resident memory of the run: {results['peak_rss_mb']:,} MB")
+    return "\n".join(lines)
+
+
+def write_json(results: dict[str, Any], path: str | Path) -> None:
+    Path(path).write_text(json.dumps(results, indent=2) + "\n")

@@ -1,0 +1,37 @@
+"""`alexnet bench`: this machine's ceilings, then the notes' plain loop and ours side by side (see alexnet.bench)."""
+
+from __future__ import annotations
+
+import argparse
+
+SECTIONS = ("ceilings", "train", "lrn", "end_to_end", "inference")
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "bench", help="measure training and inference speed, plain loop vs ours", description=__doc__,
+    )
+    p.add_argument("--model", default="alexnet-bn", help="variant to time (default: the cats-vs-dogs note's alexnet-bn)")
+    p.add_argument("--image-size", type=int, default=227)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--width-mult", type=float, default=1.0, help="scale the model's widths (quick checks only)")
+    p.add_argument("--steps", type=int, default=3, help="timed training steps per pass")
+    p.add_argument("--repeats", type=int, default=3, help="passes per figure; figures are medians")
+    p.add_argument("--photos", type=int, default=192, help="JPEG files in the end-to-end epoch")
+    p.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), metavar="SECTION",
+                   help=f"sections to run: {', '.join(SECTIONS)} (default: all)")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from alexnet import bench
+
+    cfg = bench.BenchConfig(model=args.model, image_size=args.image_size, batch_size=args.batch_size,
+                            steps=args.steps, width_mult=args.width_mult, repeats=args.repeats, photos=args.photos, sections=tuple(args.only))
+    results = bench.run(cfg)
+    print(bench.format_table(results))
+    if args.json:
+        bench.write_json(results, args.json)
+        print(f"results written to {args.json}")
+    return 0

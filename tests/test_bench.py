@@ -1,0 +1,47 @@
+"""`alexnet bench` runs every section end to end on a tiny model and reports consistent figures (no time asserted)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from alexnet.bench import OURS, PLAIN, prepare
+from alexnet.lrn import LocalResponseNorm
+from alexnet.models import build_model
+
+
+def test_plain_mode_swaps_in_torchs_lrn_with_the_same_numbers():
+    model = build_model("alexnet", num_classes=3, image_size=67, width_mult=0.125).eval()
+    plain, ours = prepare(model, PLAIN), prepare(model, OURS)
+    assert any(isinstance(m, torch.nn.LocalResponseNorm) for m in plain.modules())
+    assert not any(isinstance(m, LocalResponseNorm) for m in plain.modules())
+    assert any(isinstance(m, LocalResponseNorm) for m in ours.modules())
+    x = torch.randn(2, 3, 67, 67)
+    torch.testing.assert_close(plain(x), model(x))  # the same model, only the kernel differs
+
+
+@pytest.mark.slow
+def test_bench_command_writes_every_section(tmp_path):
+    out = tmp_path / "bench.json"
+    args = ["--image-size", "67", "--batch-size", "4", "--width-mult", "0.125", "--steps", "1", "--repeats", "1",
+            "--photos", "6", "--json", str(out)]
+    result = subprocess.run([sys.executable, "-m", "alexnet", "bench", *args], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "ours/plain" in result.stdout and "machine ceilings" in result.stdout
+    results = json.loads(out.read_text())
+    for section in ("ceilings", "train_step", "lrn", "end_to_end", "inference"):
+        assert section in results
+    step = results["train_step"]
+    assert step["ours_over_plain"] == pytest.approx(step["ours"]["images_per_s"] / step["plain"]["images_per_s"], rel=0.02)
+    # achieved FLOP/s is images/s times the model's training FLOPs per image
+    assert step["plain"]["gflops"] == pytest.approx(step["plain"]["images_per_s"] * results["train_flop_per_image"] / 1e9, rel=0.05)
+    assert all(v > 0 for v in results["ceilings"].values())
+
+
+def test_bad_bench_arguments_are_one_line_errors():
+    result = subprocess.run([sys.executable, "-m", "alexnet", "bench", "--batch-size", "0"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2
+    assert "batch_size must be >= 1" in result.stderr and "Traceback" not in result.stderr
