@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import ImageFile
 
 import data_factories as f
@@ -144,3 +148,44 @@ def test_non_utf8_file_name_is_decoded_and_printable(tmp_path):
 def test_in_channels_must_be_1_or_3(tmp_path):
     with pytest.raises(DataError, match="in_channels must be 1 or 3"):
         load_image(f.write_jpeg(tmp_path / "a.jpg"), 4)
+
+
+def _seed_files() -> list[bytes]:
+    import io
+
+    out = []
+    for fmt in ("JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF", "PPM"):
+        buf = io.BytesIO()
+        f.noise((24, 16), seed=1).save(buf, format=fmt)
+        out.append(buf.getvalue())
+    return out
+
+
+SEED_FILES = _seed_files()
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(which=st.integers(0, len(SEED_FILES) - 1), cut=st.floats(0, 1), flips=st.lists(st.tuples(st.floats(0, 1),
+       st.integers(0, 255)), max_size=8), name=st.sampled_from(["x.jpg", "x.png", "x.gif", "x.tif"]))  # fmt: skip
+def test_damaged_real_images_raise_only_data_error(which, cut, flips, name):
+    # Real files of every common format, truncated and with random bytes overwritten: the decoder either returns an
+    # image or raises DataError naming the file, never another exception (found by fuzzing: PPM headers, PNG IHDR).
+    import tempfile
+    import warnings
+
+    data = bytearray(SEED_FILES[which])
+    data = data[: max(1, int(len(data) * cut))] if cut < 0.9 else data
+    for pos, value in flips:
+        data[min(int(pos * len(data)), len(data) - 1)] = value
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, name)
+        with open(path, "wb") as fh:
+            fh.write(bytes(data))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PIL's TIFF reader warns about damaged tags
+            try:
+                img = load_image(path)
+            except DataError as e:
+                assert str(e).startswith(path)
+                return
+        assert img.mode == "RGB" and min(img.size) >= 8

@@ -71,8 +71,8 @@ def _open_checked(path: str, max_pixels: int) -> Image.Image:
         with open(path, "rb") as f:
             head = f.read(16)
         raise DataError(f"{shown}: not an image file (first bytes {head!r})") from None
-    except OSError as e:
-        raise DataError(f"{shown}: cannot open the image ({e})") from None
+    except Exception as e:  # PIL's header parsers raise OSError, ValueError, struct.error, ... on damaged bytes
+        raise DataError(f"{shown}: cannot open the image, the header is damaged ({type(e).__name__}: {e})") from None
     w, h = img.size
     if w * h > max_pixels:
         img.close()
@@ -144,7 +144,7 @@ def decode_image(
             # Never fill a truncated file with grey, whatever another library set globally.
             ImageFile.LOAD_TRUNCATED_IMAGES = False
             img.load()
-        except (OSError, SyntaxError, ValueError, EOFError) as e:
+        except Exception as e:  # OSError "image file is truncated", SyntaxError, ValueError, struct.error, ...
             raise DataError(f"{shown}: cannot decode the image, the file is damaged or truncated ({e})") from None
         finally:
             ImageFile.LOAD_TRUNCATED_IMAGES = truncated_flag
@@ -160,7 +160,7 @@ def decode_image(
         return Decoded(out, notes)
     except DataError:
         raise
-    except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as e:
+    except Exception as e:  # whatever a damaged file makes a decoder raise: the file is the cause, name it
         raise DataError(f"{shown}: cannot decode the image ({type(e).__name__}: {e})") from None
     finally:
         img.close()
