@@ -185,3 +185,17 @@ def test_non_utf8_names_are_scanned_and_reported_safely(tmp_path):
     scan = scan_folder(root, val_split=0.0)
     assert good in [p for p, _ in scan.train]
     assert [r for p, r in scan.skipped if p == bad] == ["empty file (0 bytes)"]
+
+
+def test_verification_is_remembered_by_size_and_mtime(tmp_path):
+    root = f.image_folder(tmp_path, ("cat", "dog"), per_class=2)
+    target = root / "dog" / "dog_1.jpg"
+    assert scan_folder(root, val_split=0.0).skipped == []
+    # Same size and mtime, different bytes: the remembered verdict is used (no second decode of a large folder)...
+    st = target.stat()
+    target.write_bytes(b"\x00" * st.st_size)
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert scan_folder(root, val_split=0.0).skipped == []
+    # ...and any change of mtime makes the file checked again.
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    assert [os.path.basename(p) for p, _ in scan_folder(root, val_split=0.0).skipped] == ["dog_1.jpg"]

@@ -28,7 +28,9 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from alexnet.errors import DataError
 
 # File names an image folder may hold; anything else is skipped with a reason. Lower case, compared lower-cased.
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm")
+IMAGE_EXTENSIONS = (
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm",
+)  # fmt: skip
 # PIL's own default bomb limit (~89.5 megapixels, a 9459x9459 image); larger images are refused.
 DEFAULT_MAX_PIXELS = 89_478_485
 # Smaller than this on the shorter side is not a photo worth training on (favicons, 1x1 tracking pixels).
@@ -136,7 +138,8 @@ def decode_image(
         frames = getattr(img, "n_frames", 1)
         if frames > 1:
             img.seek(0)
-            notes.append(f"animated {img.format} with {frames} frames: the first frame is used")
+            kind = f"animated {img.format}" if img.format in ("GIF", "PNG", "WEBP") else f"multi-frame {img.format}"
+            notes.append(f"{kind} with {frames} frames: the first frame is used")  # MPO, multi-page TIFF, ...
         if draft is not None and img.format == "JPEG":
             img.draft(None, draft)
         truncated_flag = ImageFile.LOAD_TRUNCATED_IMAGES
