@@ -68,6 +68,7 @@ def test_kaggle_train_folder_alone_is_split(tmp_path):
     scan = scan_folder(tmp_path, val_split=0.2)
     assert scan.layout == "train only, split (flat)"
     assert len(scan.val) == 2 and len(scan.train) == 8
+    assert [(os.path.basename(p), n.split(" (")[0]) for p, n in scan.notes] == [("test1", "folder beside train/ not used")]
 
 
 def test_dirty_folder_skips_and_ignores_each_file_with_its_reason(tmp_path, caplog):

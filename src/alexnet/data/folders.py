@@ -349,6 +349,10 @@ def scan_folder(
 
     # Content check: every candidate file is decoded once (remembered by size and mtime).
     notes: list[tuple[str, str]] = []
+    if train_dir is not None:  # e.g. Kaggle's test1/ or a test/ split: said, not silently dropped
+        for other in sorted(set(subdirs.values()) - {train_dir, val_dir}):
+            notes.append((other, "folder beside train/ not used (to evaluate on it: alexnet eval --checkpoint RUN --data FOLDER)"))
+            report("note", other, notes[-1][1])
     if verify:
         candidates = sorted({f for by_class in pools.values() for files in by_class.values() for f in files})
         results = _verify_files(root, candidates, min_side, max_pixels, workers or min(4, os.cpu_count() or 1))
