@@ -56,6 +56,10 @@ def local_response_norm(
     return (acc / denominator).to(x.dtype)
 
 
+def _tracing() -> bool:
+    return torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing()
+
+
 def fast_local_response_norm(
     x: torch.Tensor, size: int, alpha: float, beta: float, k: float, alpha_convention: str = "per_size"
 ) -> torch.Tensor:
@@ -150,6 +154,10 @@ class LocalResponseNorm(nn.Module):
         self.alpha_convention = alpha_convention
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _tracing():
+            # torch.compile, torch.export and the ONNX exporter see the reference formula: they fuse it themselves,
+            # and an autograd.Function with a Python loop over chunks is opaque to them.
+            return local_response_norm(x, self.size, self.alpha, self.beta, self.k, self.alpha_convention)
         return fast_local_response_norm(x, self.size, self.alpha, self.beta, self.k, self.alpha_convention)
 
     def extra_repr(self) -> str:

@@ -1,0 +1,39 @@
+"""`alexnet export`: a checkpoint as a Hub-style folder (safetensors + config.json), ONNX (checked against ONNX
+Runtime) and a torch.export program."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+FORMATS = ("hub", "onnx", "torch-export")
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("export", help="export a checkpoint: safetensors + config.json, ONNX, torch.export",
+                              description=__doc__)
+    p.add_argument("--checkpoint", required=True, help="a checkpoint file or a run folder (its best.pt)")
+    p.add_argument("--format", nargs="+", choices=[*FORMATS, "all"], default=["all"], dest="formats",
+                   help="formats to write (default: all)")
+    p.add_argument("--output-dir", help="where to write (default: the run folder's export/)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from alexnet.export import export_checkpoint
+
+    formats = list(FORMATS) if "all" in args.formats else args.formats
+    report = export_checkpoint(args.checkpoint, args.output_dir, formats)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"exported {report['checkpoint']} to {report['output_dir']}")
+    if "hub" in report:
+        print(f"  hub folder: model.safetensors + config.json (reloaded: max |diff| {report['hub']['max_abs_diff']:.2g})")
+    if "onnx" in report:
+        print(f"  ONNX: {report['onnx']['path']} (ONNX Runtime vs PyTorch: max |diff| "
+              f"{report['onnx']['onnxruntime_max_abs_diff']:.2g}, dynamic batch)")
+    if "torch_export" in report:
+        print(f"  torch.export: {report['torch_export']['path']} (max |diff| {report['torch_export']['max_abs_diff']:.2g})")
+    return 0

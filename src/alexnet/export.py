@@ -1,0 +1,151 @@
+"""Export a trained checkpoint: a Hub-style folder (safetensors + config.json), ONNX checked against ONNX Runtime,
+and a torch.export program.
+
+Every format takes what the model takes: a float batch (B, C, S, S) already normalised with the mean and std that
+config.json records (the preprocessing is data, not part of the graph, as in torchvision and timm).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from alexnet.errors import AlexNetError, CheckpointError
+from alexnet.models import AlexNet, AlexNetConfig
+
+FORMATS = ("hub", "onnx", "torch-export")
+HUB_WEIGHTS, HUB_CONFIG = "model.safetensors", "config.json"
+ONNX_FILE, PROGRAM_FILE = "model.onnx", "model.pt2"
+# ONNX Runtime and PyTorch reorder float sums differently; logits of a trained AlexNet agree far better than this.
+ONNX_TOLERANCE = 1e-3
+
+
+class ExportError(AlexNetError):
+    """An export could not be written or did not reproduce the model's outputs."""
+
+
+def preprocessing(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """What a user must do to an image before the exported model sees it."""
+    return {
+        "image_size": int(ckpt["image_size"]),
+        "in_channels": int(ckpt.get("in_channels", ckpt["model_args"]["in_channels"])),
+        "preset": ckpt.get("preset"),
+        "mean": [float(v) for v in ckpt.get("mean", ())],
+        "std": [float(v) for v in ckpt.get("std", ())],
+    }
+
+
+def example_input(model: AlexNet, batch: int = 2, seed: int = 0) -> torch.Tensor:
+    c, s = model.config.in_channels, model.config.image_size
+    return torch.randn(batch, c, s, s, generator=torch.Generator().manual_seed(seed))
+
+
+def _atomic_write(path: Path, write) -> None:
+    """write(tmp_path) then rename: a reader never sees half a file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def export_hub(model: AlexNet, ckpt: dict[str, Any], folder: Path) -> list[Path]:
+    """model.safetensors (the state_dict, no pickle) + config.json (model_args, class names, preprocessing)."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    _atomic_write(folder / HUB_WEIGHTS, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+    config = {
+        "architecture": "AlexNet",
+        "model_name": ckpt["model_name"],
+        "model_args": dict(ckpt["model_args"]),
+        "class_names": list(ckpt["class_names"]),
+        "preprocessing": preprocessing(ckpt),
+        "paper": "Krizhevsky, Sutskever, Hinton. ImageNet Classification with Deep Convolutional Neural Networks. 2012",
+    }
+    _atomic_write(folder / HUB_CONFIG, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2) + "\n"))
+    return [folder / HUB_WEIGHTS, folder / HUB_CONFIG]
+
+
+def load_hub(folder: str | Path) -> tuple[AlexNet, dict[str, Any]]:
+    """The model and config.json of a folder written by `export_hub`, in eval mode."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    try:
+        config = json.loads((folder / HUB_CONFIG).read_text())
+        state = load_file(folder / HUB_WEIGHTS)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{folder}: not an exported alexnet folder ({e})") from None
+    model = AlexNet(AlexNetConfig.from_dict(config["model_args"]))
+    model.load_state_dict(state)
+    return model.eval(), config
+
+
+def export_onnx(model: AlexNet, path: Path) -> dict[str, Any]:
+    """ONNX through torch.export (dynamic batch), then run by ONNX Runtime and compared with PyTorch."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ExportError("ONNX export needs the export extra: pip install 'alexnet[export]'") from None
+    x = example_input(model)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    try:
+        program = torch.onnx.export(model, (x,), dynamo=True, dynamic_shapes=({0: batch},),
+                                    input_names=["images"], output_names=["logits"])
+    except ImportError as e:
+        raise ExportError(f"ONNX export needs the export extra (pip install 'alexnet[export]'): {e}") from None
+    _atomic_write(path, lambda tmp: program.save(tmp))
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    # A batch size other than the traced one proves the batch axis really is dynamic.
+    check = example_input(model, batch=3, seed=1)
+    with torch.inference_mode():
+        expected = model(check).numpy()
+    got = session.run(None, {session.get_inputs()[0].name: check.numpy()})[0]
+    max_abs_diff = float(abs(got - expected).max())
+    if not max_abs_diff <= ONNX_TOLERANCE:
+        raise ExportError(f"{path}: ONNX Runtime's logits differ from PyTorch's by {max_abs_diff:.3g} (> {ONNX_TOLERANCE})")
+    return {"path": str(path), "onnxruntime_max_abs_diff": max_abs_diff, "checked_batch": 3}
+
+
+def export_program(model: AlexNet, path: Path) -> dict[str, Any]:
+    """A torch.export ExportedProgram (load with torch.export.load(path).module())."""
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    program = torch.export.export(model, (example_input(model),), dynamic_shapes=({0: batch},))
+    _atomic_write(path, lambda tmp: torch.export.save(program, tmp))
+    check = example_input(model, batch=3, seed=1)
+    with torch.inference_mode():
+        diff = float((torch.export.load(str(path)).module()(check) - model(check)).abs().max())
+    return {"path": str(path), "max_abs_diff": diff}
+
+
+def export_checkpoint(checkpoint: str | Path, output_dir: str | Path | None, formats: list[str]) -> dict[str, Any]:
+    """Write the chosen formats of a checkpoint (a .pt file or a run folder) into output_dir (default: the run's
+    `export/` folder); returns what was written and how closely each reproduces the model."""
+    from alexnet.checkpoint import load_checkpoint, model_from_checkpoint, run_dir_of
+
+    ckpt = load_checkpoint(checkpoint)
+    model = model_from_checkpoint(ckpt)
+    folder = Path(output_dir) if output_dir else run_dir_of(Path(ckpt["path"])) / "export"
+    folder.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {"checkpoint": ckpt["path"], "output_dir": str(folder)}
+    if "hub" in formats:
+        report["hub"] = {"files": [str(p) for p in export_hub(model, ckpt, folder)]}
+        reloaded, _ = load_hub(folder)
+        x = example_input(model)
+        with torch.inference_mode():
+            report["hub"]["max_abs_diff"] = float((reloaded(x) - model(x)).abs().max())
+    if "onnx" in formats:
+        report["onnx"] = export_onnx(model, folder / ONNX_FILE)
+    if "torch-export" in formats:
+        report["torch_export"] = export_program(model, folder / PROGRAM_FILE)
+    return report

@@ -1,0 +1,66 @@
+"""`alexnet export`: the Hub folder round-trips, ONNX Runtime reproduces PyTorch, torch.export reloads; bad input."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from alexnet.export import export_checkpoint, load_hub
+from alexnet.train import fit
+from test_train import make_folder, tiny_config
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    data = make_folder(root / "data", train=6, val=2)
+    # the paper model (LRN, groups) so that the exported graph holds the LRN formula
+    fit(tiny_config(data, root / "run", **{"run.epochs": 1, "model.name": "alexnet"}), progress=False)
+    return root / "run"
+
+
+def test_every_format_reproduces_the_checkpoint(run_dir, tmp_path):
+    import onnxruntime
+
+    from alexnet.checkpoint import load_checkpoint, model_from_checkpoint
+
+    report = export_checkpoint(run_dir, tmp_path / "out", ["hub", "onnx", "torch-export"])
+    ckpt = load_checkpoint(run_dir)
+    model = model_from_checkpoint(ckpt)
+    x = torch.randn(5, model.config.in_channels, model.config.image_size, model.config.image_size)
+    with torch.inference_mode():
+        expected = model(x)
+
+    reloaded, config = load_hub(tmp_path / "out")
+    assert config["class_names"] == list(ckpt["class_names"])
+    assert config["preprocessing"]["image_size"] == ckpt["image_size"]
+    with torch.inference_mode():
+        torch.testing.assert_close(reloaded(x), expected, rtol=0, atol=0)
+
+    session = onnxruntime.InferenceSession(report["onnx"]["path"], providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]  # batch 5: not the traced batch
+    np.testing.assert_allclose(got, expected.numpy(), atol=1e-4, rtol=1e-4)
+
+    program = torch.export.load(report["torch_export"]["path"]).module()
+    torch.testing.assert_close(program(x), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_export_cli_writes_into_the_run_folder(run_dir):
+    result = subprocess.run([sys.executable, "-m", "alexnet", "export", "--checkpoint", str(run_dir), "--format", "hub",
+                             "--json"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert (run_dir / "export" / "model.safetensors").is_file() and (run_dir / "export" / "config.json").is_file()
+    assert report["hub"]["max_abs_diff"] == 0.0
+
+
+def test_export_of_a_non_checkpoint_is_one_line(tmp_path):
+    bogus = tmp_path / "weights.pt"
+    bogus.write_bytes(b"not a checkpoint")
+    result = subprocess.run([sys.executable, "-m", "alexnet", "export", "--checkpoint", str(bogus)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert str(bogus) in result.stderr and "Traceback" not in result.stderr
