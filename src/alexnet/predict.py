@@ -96,7 +96,8 @@ def format_table(results: Iterable[Prediction]) -> str:
     lines = []
     for r in results:
         if r.error is not None:
-            lines.append(f"{r.file}: ERROR {r.error}")
+            reason = r.error.removeprefix(f"{r.file}: ")  # the loader's messages start with the file name already
+            lines.append(f"{r.file}: ERROR {reason}")
         else:
             lines.append(f"{r.file}: " + "  ".join(f"{label} {prob:.3f}" for label, prob in r.top))
     return "\n".join(lines)

@@ -374,7 +374,7 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
         base = model_config(cfg.model.name, width_mult=cfg.model.width_mult, dropout=cfg.model.dropout,
                             norm=cfg.model.norm, in_channels=cfg.model.in_channels)
         image_size = cfg.data.image_size or base.image_size
-        with rank0_first(info):  # the built-in dataset and the caches are written once, by rank 0
+        with rank0_first(info):  # the built-in dataset and the caches are written once per machine
             bundle = build_datasets(
                 source=cfg.data.source, image_size=image_size, in_channels=base.in_channels, preset=cfg.data.preset,
                 val_split=cfg.data.val_split, seed=cfg.data.split_seed, strict=cfg.data.strict,
@@ -562,11 +562,13 @@ def default_output_dir(cfg: TrainConfig) -> str:
 
 @contextlib.contextmanager
 def rank0_first(info: DistInfo):
-    """Rank 0 runs the block first (it may write shared files), then the others run it and find them done."""
-    if not info.is_main:
+    """Each machine's local rank 0 runs the block first (it may write the dataset and caches under
+    $ALEXNET_CACHE), then that machine's other ranks run it and find the files done."""
+    first = info.local_rank == 0
+    if not first:
         distributed.barrier()
     yield
-    if info.is_main:
+    if first:
         distributed.barrier()
 
 
