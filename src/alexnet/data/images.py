@@ -19,6 +19,7 @@ Every refusal is a `DataError` whose message names the file and the cause.
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from dataclasses import dataclass
 
@@ -35,6 +36,7 @@ IMAGE_EXTENSIONS = (
 DEFAULT_MAX_PIXELS = 89_478_485
 # Smaller than this on the shorter side is not a photo worth training on (favicons, 1x1 tracking pixels).
 DEFAULT_MIN_SIDE = 8
+_TRUNCATION_LOCK = threading.Lock()
 # The compositing background for transparent pixels (see the module docstring).
 TRANSPARENT_BACKGROUND = (255, 255, 255)
 
@@ -142,15 +144,20 @@ def decode_image(
             notes.append(f"{kind} with {frames} frames: the first frame is used")  # MPO, multi-page TIFF, ...
         if draft is not None and img.format == "JPEG":
             img.draft(None, draft)
-        truncated_flag = ImageFile.LOAD_TRUNCATED_IMAGES
         try:
-            # Never fill a truncated file with grey, whatever another library set globally.
-            ImageFile.LOAD_TRUNCATED_IMAGES = False
-            img.load()
+            if ImageFile.LOAD_TRUNCATED_IMAGES:
+                # Another library asked PIL to fill truncated files with grey; we never do. The flag is global, so
+                # it is switched off only around our own load, under a lock (decoding runs in threads).
+                with _TRUNCATION_LOCK:
+                    saved, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False
+                    try:
+                        img.load()
+                    finally:
+                        ImageFile.LOAD_TRUNCATED_IMAGES = saved
+            else:
+                img.load()
         except Exception as e:  # OSError "image file is truncated", SyntaxError, ValueError, struct.error, ...
             raise DataError(f"{shown}: cannot decode the image, the file is damaged or truncated ({e})") from None
-        finally:
-            ImageFile.LOAD_TRUNCATED_IMAGES = truncated_flag
         try:
             oriented = ImageOps.exif_transpose(img)
         except Exception as e:  # a malformed EXIF block: keep the pixels, tell the user
