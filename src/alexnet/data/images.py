@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import threading
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,11 +64,10 @@ def _open_checked(path: str, max_pixels: int) -> Image.Image:
     if size == 0:
         raise DataError(f"{shown}: empty file (0 bytes)")
     try:
-        with warnings.catch_warnings():
-            # PIL only warns between 1x and 2x its limit; here both are the same refusal.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(path)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        # Above 2x its limit PIL refuses (DecompressionBombError); between 1x and 2x it only warns, and the size check
+        # below refuses. (warnings.catch_warnings would turn that warning into an error, but it is not thread-safe.)
+        img = Image.open(path)
+    except Image.DecompressionBombError as e:
         raise DataError(f"{shown}: decompression bomb refused ({e})") from None
     except UnidentifiedImageError:
         with open(path, "rb") as f:
