@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import ImageFile
+from PIL import Image, ImageFile
 
 import data_factories as f
 from alexnet.data.images import decode_image, display_path, load_image
@@ -125,7 +125,12 @@ def test_decompression_bomb_is_refused_before_decoding(tmp_path):
     assert path.stat().st_size < 200_000  # tiny on disk, 400 megapixels inside
     with pytest.raises(DataError, match=r"bomb\.png: decompression bomb refused"):
         load_image(path)
-    # A lower limit of our own applies too, between PIL's warning and error thresholds.
+    # Between PIL's warning (1x its limit) and its error (2x), our own check refuses.
+    medium = f.decompression_bomb_png(tmp_path / "medium.png", side=10000)
+    refused = r"medium\.png: decompression bomb refused \(10000x10000 = 100,000,000 pixels"
+    with pytest.raises(DataError, match=refused), pytest.warns(Image.DecompressionBombWarning):
+        load_image(medium)
+    # A lower limit of our own applies too.
     small = f.write_png(tmp_path / "big.png", f.solid((0, 0, 0), (100, 100)))
     with pytest.raises(DataError, match=r"10,000 pixels > limit 5,000"):
         load_image(small, max_pixels=5000)
