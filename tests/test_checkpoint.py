@@ -91,6 +91,7 @@ def test_foreign_file_is_named(tmp_path, content):
         load_checkpoint(path)
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # the raw pickle below is protocol 4 on purpose
 def test_pickled_objects_are_refused_never_unpickled(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"format": FORMAT, "thing": NotPlain()}, path)

@@ -195,13 +195,14 @@ def test_epoch_order_depends_only_on_seed_and_epoch():
     "extra",
     [
         {"data.loader": "pil", "data.augment": True},  # the notes' DataLoader path, with the note's augmentation
+        {"data.augment": True},  # the seed note's rotation + flip, on whole uint8 batches
         {"run.amp": "bf16", "run.channels_last": True},
         {"run.amp": "fp16"},  # with a GradScaler
         {"model.name": "alexnet", "data.preset": "paper", "optim.opt": "sgd", "optim.lr": 0.01,
          "optim.lr_schedule": "plateau", "optim.weight_decay": 5e-4},  # the paper's model, crops + PCA colour
         {"model.name": "alexnet-d2l", "data.preset": "d2l", "model.in_channels": 1},  # grayscale input
     ],
-    ids=["pil-loader", "bf16-channels-last", "fp16-scaler", "paper", "d2l-grey"],
+    ids=["pil-loader", "cache-augment", "bf16-channels-last", "fp16-scaler", "paper", "d2l-grey"],
 )
 def test_variants_of_a_run_train_and_checkpoint(tiny_data, tmp_path, extra):
     result = fit(tiny_config(tiny_data, tmp_path / "run", **{"run.epochs": 1, "run.max_steps": 2, **extra}),

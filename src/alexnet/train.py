@@ -182,6 +182,9 @@ class CacheBatches:
         self.augment, self.generator = augment, generator
         self.batch_size, self.seed, self.info, self.device = batch_size, seed, info, device
         self.steps = steps_per_epoch(len(labels), batch_size)
+        # One output buffer per batch shape, reused: a fresh float batch per step is page-faulted into existence
+        # every time (benchmarks/README.md). Safe because a step's backward is done before the next batch is made.
+        self.buffers: dict[tuple[int, ...], torch.Tensor] = {}
 
     def __len__(self) -> int:
         return self.steps
@@ -195,7 +198,10 @@ class CacheBatches:
             self.generator.manual_seed(derive_seed(self.seed, epoch, step, self.info.rank, _PURPOSE_AUGMENT))
             x = self.images[local].to(self.device, non_blocking=True)
             y = self.labels[local].to(self.device, non_blocking=True)
-            yield step, self.augment(x), y, len(idx)
+            shape = (len(local), x.shape[1], self.augment.size, self.augment.size)
+            if shape not in self.buffers:
+                self.buffers[shape] = torch.empty(shape, dtype=torch.float32, device=self.device)
+            yield step, self.augment(x, out=self.buffers[shape]), y, len(idx)
 
 
 class LoaderBatches:
