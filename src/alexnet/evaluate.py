@@ -217,8 +217,9 @@ def evaluate_checkpoint(
     image_size, in_channels, preset = int(ckpt["image_size"]), int(ckpt["in_channels"]), ckpt["preset"]
     common = {"image_size": image_size, "in_channels": in_channels, "preset": preset, "statistics": False}
     if data is None:  # the data the checkpoint was trained and validated on, split the same way
-        bundle = build_datasets(source=data_cfg.get("source"), val_split=data_cfg.get("val_split", 0.2),
-                                seed=data_cfg.get("split_seed", 0), root=data_cfg.get("root"), **common)
+        from alexnet.data import build_from_description
+
+        bundle = build_from_description(ckpt["data"], statistics=False)
         whole = False
     else:
         bundle = build_datasets(source=data, val_split=data_cfg.get("val_split", 0.2),
