@@ -22,67 +22,13 @@ import os
 import statistics
 import tempfile
 import time
+from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image, ImageDraw
+
+from alexnet.bench import PHOTO_SIZE, make_photos, time_batch_augment, time_loader
 
 BATCH = 64
-PHOTO_SIZE = (500, 375)  # the typical Kaggle cats-vs-dogs photo
-
-
-def make_photos(folder: str, n: int, seed: int = 0) -> None:
-    """Photo-like JPEGs (smooth colour fields, a few shapes, sensor noise), quality 90, flat Kaggle names."""
-    rng = np.random.default_rng(seed)
-    w, h = PHOTO_SIZE
-    for i in range(n):
-        coarse = rng.uniform(0, 255, (6, 8, 3)).astype(np.uint8)
-        img = Image.fromarray(coarse).resize((w, h), Image.BICUBIC)
-        draw = ImageDraw.Draw(img)
-        for _ in range(5):
-            x, y = rng.uniform(0, w), rng.uniform(0, h)
-            r = rng.uniform(20, 120)
-            draw.ellipse((x - r, y - r, x + r, y + r), fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
-        arr = np.asarray(img).astype(np.int16) + rng.normal(0, 6, (h, w, 3)).astype(np.int16)
-        name = ("cat", "dog")[i % 2]
-        Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(os.path.join(folder, f"{name}.{i}.jpg"), quality=90)
-
-
-def time_loader(dataset, workers: int, batches: int, repeats: int) -> list[float]:
-    from torch.utils.data import DataLoader
-
-    rates = []
-    for r in range(repeats):
-        g = torch.Generator().manual_seed(r)
-        loader = DataLoader(dataset, batch_size=BATCH, shuffle=True, num_workers=workers, generator=g,
-                            persistent_workers=False)  # fmt: skip
-        it = iter(loader)
-        next(it)  # start-up excluded
-        start, n = time.perf_counter(), 0
-        for _ in range(batches):
-            try:
-                x, _ = next(it)
-            except StopIteration:
-                break
-            n += x.shape[0]
-        rates.append(n / (time.perf_counter() - start))
-        del it, loader
-    return rates
-
-
-def time_batch_augment(cached, aug, batches: int, repeats: int, reuse: bool) -> list[float]:
-    rates = []
-    n_images = len(cached)
-    for r in range(repeats):
-        g = torch.Generator().manual_seed(r)
-        out = aug(cached.images[:BATCH])  # warm-up
-        start, n = time.perf_counter(), 0
-        for _ in range(batches):
-            idx = torch.randint(0, n_images, (BATCH,), generator=g)
-            x = aug(cached.images[idx], out=out if reuse else None)
-            n += x.shape[0]
-        rates.append(n / (time.perf_counter() - start))
-    return rates
 
 
 def main() -> None:
@@ -109,7 +55,7 @@ def main() -> None:
     os.makedirs(folder, exist_ok=True)
     start = time.perf_counter()
     if not any(n.endswith(".jpg") for n in os.listdir(folder)):
-        make_photos(folder, args.images)
+        make_photos(Path(folder), args.images, class_folders=False)
     print(f"{args.images} JPEGs of {PHOTO_SIZE[0]}x{PHOTO_SIZE[1]} in {folder} ({time.perf_counter() - start:.1f} s); "
           f"torch threads {torch.get_num_threads()}, cpu count {os.cpu_count()}", flush=True)  # fmt: skip
 
@@ -124,7 +70,7 @@ def main() -> None:
     for preset in args.presets.split(","):
         bundle = build_datasets(folder, image_size=args.image_size, preset=preset, val_split=0.0)
         for workers in (int(w) for w in args.workers.split(",")):
-            rates = time_loader(bundle.train, workers, args.batches, args.repeats)
+            rates = time_loader(bundle.train, BATCH, workers, args.batches, args.repeats)
             rows.append({"preset": preset, "path": f"PIL loader, {workers} workers", "images_per_s": statistics.median(rates),
                          "runs": rates})  # fmt: skip
             print(f"{preset:6s} {rows[-1]['path']:32s} {rows[-1]['images_per_s']:8.1f} images/s", flush=True)
@@ -136,7 +82,7 @@ def main() -> None:
         aug = BatchAugment(preset, args.image_size, bundle.mean, bundle.std, train=True, pca=bundle.pca,
                            generator=torch.Generator().manual_seed(0))  # fmt: skip
         for reuse in (False, True):
-            rates = time_batch_augment(cached, aug, args.batches, args.repeats, reuse)
+            rates = time_batch_augment(cached, aug, BATCH, args.batches, args.repeats, reuse)
             path = "uint8 cache + BatchAugment" + (" (out=)" if reuse else "")
             rows.append({"preset": preset, "path": path, "images_per_s": statistics.median(rates), "runs": rates})
             print(f"{preset:6s} {rows[-1]['path']:32s} {rows[-1]['images_per_s']:8.1f} images/s", flush=True)

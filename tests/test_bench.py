@@ -26,12 +26,12 @@ def test_plain_mode_swaps_in_torchs_lrn_with_the_same_numbers():
 def test_bench_command_writes_every_section(tmp_path):
     out = tmp_path / "bench.json"
     args = ["--image-size", "67", "--batch-size", "4", "--width-mult", "0.125", "--steps", "1", "--repeats", "1",
-            "--photos", "6", "--json", str(out)]
+            "--photos", "12", "--json", str(out)]
     result = subprocess.run([sys.executable, "-m", "alexnet", "bench", *args], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert "ours/plain" in result.stdout and "machine ceilings" in result.stdout
     results = json.loads(out.read_text())
-    for section in ("ceilings", "train_step", "lrn", "end_to_end", "inference"):
+    for section in ("ceilings", "train_step", "lrn", "data", "end_to_end", "inference"):
         assert section in results
     step = results["train_step"]
     assert step["ours_over_plain"] == pytest.approx(step["ours"]["images_per_s"] / step["plain"]["images_per_s"], rel=0.02)

@@ -11,6 +11,7 @@ two figures taken in the same run (ours / plain), because absolute numbers move 
   this machine: bf16 autocast, channels_last, the fast LRN kernel. Achieved FLOP/s = images/s x 3 x the forward
   FLOPs (forward + backward ~ 3 forwards), against the ceiling of the same dtype.
 - LRN cost: the paper model's step vs the same model with norm="none", ours; the target is >= 85%.
+- data paths: images/s fed by the PIL loader (0, 1, 2 workers), the cache build, and cache + BatchAugment.
 - end to end: one epoch over real 500x375 JPEG files. Plain: torchvision's ImageFolder + PIL transforms (the note's
   Resize(227) / ToTensor / Normalize), a DataLoader with no workers, the plain step. Ours: the uint8 cache (decoded
   once, timed apart) + whole-batch augmentation + our step.
@@ -55,7 +56,7 @@ class BenchConfig:
     repeats: int = 3  # passes; every figure is the median over them
     photos: int = 192  # JPEG files in the end-to-end epoch
     lrn_model: str = "alexnet"  # the paper model, for the LRN cost
-    sections: tuple[str, ...] = ("ceilings", "train", "lrn", "end_to_end", "inference")
+    sections: tuple[str, ...] = ("ceilings", "train", "lrn", "data", "end_to_end", "inference")
 
     def __post_init__(self) -> None:
         for name in ("image_size", "batch_size", "num_classes", "steps", "repeats", "photos"):
@@ -197,12 +198,14 @@ def time_inference(model: AlexNet, mode: Mode, cfg: BenchConfig) -> dict[str, fl
 # --- end to end on JPEG files ----------------------------------------------------------------------------------
 
 
-def make_photo_folder(root: Path, n: int, seed: int = 0) -> Path:
-    """`n` photo-like 500x375 JPEGs in cat/ and dog/ class folders: smooth colour fields, a few discs, sensor noise."""
+def make_photos(root: Path, n: int, seed: int = 0, class_folders: bool = True) -> Path:
+    """`n` photo-like 500x375 JPEGs (smooth colour fields, a few discs, sensor noise, quality 90), as cat/ and dog/
+    class folders (what ImageFolder reads) or flat Kaggle names (cat.0.jpg)."""
     from PIL import Image, ImageDraw
 
     rng = np.random.default_rng(seed)
     w, h = PHOTO_SIZE
+    root.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         coarse = rng.uniform(0, 255, (6, 8, 3)).astype(np.uint8)
         img = Image.fromarray(coarse).resize((w, h), Image.BICUBIC)
@@ -211,10 +214,67 @@ def make_photo_folder(root: Path, n: int, seed: int = 0) -> Path:
             x, y, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(20, 120)
             draw.ellipse((x - r, y - r, x + r, y + r), fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
         pixels = np.asarray(img).astype(np.int16) + rng.normal(0, 6, (h, w, 3)).astype(np.int16)
-        folder = root / ("cat", "dog")[i % 2]
-        folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(folder / f"{i}.jpg", quality=90)
+        label = ("cat", "dog")[i % 2]
+        path = root / label / f"{i}.jpg" if class_folders else root / f"{label}.{i}.jpg"
+        path.parent.mkdir(exist_ok=True)
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path, quality=90)
     return root
+
+
+def time_loader(dataset, batch_size: int, workers: int, batches: int, repeats: int) -> list[float]:
+    """images/s a DataLoader over `dataset` feeds, worker start-up (the first batch) excluded; one rate per pass."""
+    rates = []
+    for r in range(repeats):
+        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers,
+                                             generator=torch.Generator().manual_seed(r))
+        it = iter(loader)
+        next(it)
+        start, n = time.perf_counter(), 0
+        for _ in range(batches):
+            try:
+                x, _ = next(it)
+            except StopIteration:
+                break
+            n += x.shape[0]
+        rates.append(n / (time.perf_counter() - start))
+        del it, loader
+    return rates
+
+
+def time_batch_augment(cached, augment, batch_size: int, batches: int, repeats: int, reuse: bool) -> list[float]:
+    """images/s of random batches from the uint8 cache through whole-batch augmentation; `reuse` writes every batch
+    into one float buffer (what the trainer does) instead of a new tensor."""
+    rates = []
+    for r in range(repeats):
+        gen = torch.Generator().manual_seed(r)
+        out = augment(cached.images[:batch_size])  # warm-up
+        start, n = time.perf_counter(), 0
+        for _ in range(batches):
+            index = torch.randint(0, len(cached), (batch_size,), generator=gen)
+            n += augment(cached.images[index], out=out if reuse else None).shape[0]
+        rates.append(n / (time.perf_counter() - start))
+    return rates
+
+
+def data_paths(folder: Path, cache_folder: Path, cfg: BenchConfig) -> dict[str, float]:
+    """images/s each input path feeds at the working size: the PIL loader with 0, 1, 2 workers (what the notes do
+    every epoch), the one-time build of the uint8 cache, and batches from the cache through BatchAugment."""
+    from alexnet.data import BatchAugment, build_datasets, cache_split
+
+    bundle = build_datasets(str(folder), image_size=cfg.image_size, preset="seed", val_split=0.0, seed=0)
+    batches = max(1, min(4, len(bundle.train) // cfg.batch_size - 1))
+    rates = {}
+    for workers in (0, 1, 2):
+        rates[f"pil_loader_{workers}_workers"] = statistics.median(
+            time_loader(bundle.train, cfg.batch_size, workers, batches, cfg.repeats))
+    start = time.perf_counter()
+    cached = cache_split(bundle, "train", folder=str(cache_folder))
+    rates["cache_build"] = len(cached) / (time.perf_counter() - start)
+    augment = BatchAugment("seed", cfg.image_size, bundle.mean, bundle.std, train=True,
+                           generator=torch.Generator().manual_seed(0))
+    rates["cache_batch_augment"] = statistics.median(
+        time_batch_augment(cached, augment, cfg.batch_size, 4 * batches, cfg.repeats, reuse=True))
+    return {k: round(v, 1) for k, v in rates.items()}
 
 
 def plain_epoch(model: AlexNet, folder: Path, cfg: BenchConfig) -> float:
@@ -305,19 +365,22 @@ def run(cfg: BenchConfig, log=print) -> dict[str, Any]:
             "plain_ratio": round(plain_lrn / plain_none, 3),
         }
 
-    if "end_to_end" in cfg.sections:
-        log(f"end to end: {cfg.photos} JPEG files of {PHOTO_SIZE[0]}x{PHOTO_SIZE[1]} ...")
+    if {"data", "end_to_end"} & set(cfg.sections):
         with tempfile.TemporaryDirectory() as tmp:
-            folder = make_photo_folder(Path(tmp) / "photos", cfg.photos)
-            plain_rates = [plain_epoch(model, folder, cfg) for _ in range(cfg.repeats)]
-            ours = our_epochs(model, folder, Path(tmp) / "cache", cfg)
-        plain = statistics.median(plain_rates)
-        results["end_to_end"] = {
-            "plain_images_per_s": round(plain, 1),
-            "ours_images_per_s": round(ours["images_per_s"], 1),
-            "ours_over_plain": round(ours["images_per_s"] / plain, 2),
-            "ours_decode_and_cache_s": round(ours["decode_and_cache_s"], 1),
-        }
+            folder = make_photos(Path(tmp) / "photos", cfg.photos)
+            if "data" in cfg.sections:
+                log(f"data paths: {cfg.photos} JPEG files of {PHOTO_SIZE[0]}x{PHOTO_SIZE[1]} ...")
+                results["data"] = data_paths(folder, Path(tmp) / "cache-data", cfg)
+            if "end_to_end" in cfg.sections:
+                log(f"end to end: one epoch over {cfg.photos} JPEG files of {PHOTO_SIZE[0]}x{PHOTO_SIZE[1]} ...")
+                plain = statistics.median(plain_epoch(model, folder, cfg) for _ in range(cfg.repeats))
+                ours = our_epochs(model, folder, Path(tmp) / "cache", cfg)
+                results["end_to_end"] = {
+                    "plain_images_per_s": round(plain, 1),
+                    "ours_images_per_s": round(ours["images_per_s"], 1),
+                    "ours_over_plain": round(ours["images_per_s"] / plain, 2),
+                    "ours_decode_and_cache_s": round(ours["decode_and_cache_s"], 1),
+                }
 
     if "inference" in cfg.sections:
         log(f"inference: batch {cfg.batch_size} and batch 1 ...")
@@ -351,6 +414,11 @@ def format_table(results: dict[str, Any]) -> str:
         row("train step, GFLOP/s", t["plain"]["gflops"], t["ours"]["gflops"], t["ours_over_plain"])
         if "of_ceiling" in t["ours"]:
             lines.append(f"{'  share of the dtype ceiling':<34}{t['plain']['of_ceiling']:>12.0%}{t['ours']['of_ceiling']:>12.0%}")
+    if "data" in results:
+        d = results["data"]
+        lines.append("data paths, images/s fed at the working size: PIL loader with 0/1/2 workers "
+                     f"{d['pil_loader_0_workers']:,.0f}/{d['pil_loader_1_workers']:,.0f}/{d['pil_loader_2_workers']:,.0f}; "
+                     f"uint8 cache build {d['cache_build']:,.0f}; cache + BatchAugment {d['cache_batch_augment']:,.0f}")
     if "end_to_end" in results:
         e = results["end_to_end"]
         row("end to end on JPEGs, images/s", e["plain_images_per_s"], e["ours_images_per_s"], e["ours_over_plain"])

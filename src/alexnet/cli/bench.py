@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-SECTIONS = ("ceilings", "train", "lrn", "end_to_end", "inference")
+SECTIONS = ("ceilings", "train", "lrn", "data", "end_to_end", "inference")
 
 
 def add_parser(subparsers) -> None:
