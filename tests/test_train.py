@@ -15,7 +15,7 @@ from PIL import Image
 
 from alexnet.checkpoint import load_checkpoint
 from alexnet.config import OptimSpec, resolve_config
-from alexnet.errors import CheckpointError
+from alexnet.errors import CheckpointError, ConfigError
 from alexnet.train import (
     METRIC_COLUMNS,
     ChanceWatch,
@@ -142,6 +142,8 @@ def test_resume_refuses_a_different_model_size_or_classes(tiny_data, tmp_path):
     other = make_folder(tmp_path / "other", classes=("bird", "fish"), train=4, val=2)
     with pytest.raises(CheckpointError, match="cannot resume: class_names differs"):
         fit(resume_config(run, overrides={"data.source": str(other)}), resume=run, progress=False)
+    with pytest.raises(ConfigError, match="already holds a run.*--resume"):  # never overwritten by accident
+        fit(tiny_config(tiny_data, run, **{"run.epochs": 1, "run.max_steps": 1}), progress=False)
     last = run / "checkpoints" / "last.pt"
     last.write_bytes(last.read_bytes()[:1000])
     with pytest.raises(CheckpointError, match=r"last\.pt: not a PyTorch checkpoint, or truncated"):

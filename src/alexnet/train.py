@@ -50,7 +50,7 @@ from alexnet.checkpoint import (
 )
 from alexnet.config import OptimSpec, TrainConfig, save_yaml
 from alexnet.distributed import DistInfo
-from alexnet.errors import AlexNetError
+from alexnet.errors import AlexNetError, ConfigError
 from alexnet.evaluate import evaluate
 
 METRIC_COLUMNS = [
@@ -374,12 +374,19 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
         if run_dir is None:
             run_dir = Path(cfg.run.output_dir or default_output_dir(cfg)).resolve()
         paths = RunPaths(run_dir)
+        if ckpt is None and paths.last.exists():
+            raise ConfigError(f"{run_dir} already holds a run (checkpoints/last.pt): continue it with "
+                              f"--resume {run_dir}, or choose another --output-dir")
         log = RunLog(paths.log if info.is_main else None, enabled=info.is_main)
+        log(f"run folder: {run_dir}")
 
         # 3. Data: the model variant decides channels and the default input size.
         base = model_config(cfg.model.name, width_mult=cfg.model.width_mult, dropout=cfg.model.dropout,
                             norm=cfg.model.norm, in_channels=cfg.model.in_channels)
         image_size = cfg.data.image_size or base.image_size
+        log(f"preparing data: {cfg.data.source or 'the built-in shapes dataset'} (decoded once into the uint8 cache "
+            "under $ALEXNET_CACHE; the first use takes longer)" if cfg.data.loader == "cache" else
+            f"preparing data: {cfg.data.source or 'the built-in shapes dataset'}")
         with rank0_first(info):  # the built-in dataset and the caches are written once per machine
             bundle = build_datasets(
                 source=cfg.data.source, image_size=image_size, in_channels=base.in_channels, preset=cfg.data.preset,
@@ -438,7 +445,6 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
             rows = []
         distributed.barrier()
 
-        log(f"run folder: {run_dir}")
         if ckpt is not None:
             log(f"resuming from {ckpt['path']}: epoch {epoch + 1}, step {start_step} of {len(train_source)}")
         log(describe_run(cfg, raw_model, bundle, image_size, device, info, len(train_source)))
