@@ -525,7 +525,7 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
                 log(d2l_line(row))
                 improved = val.top1 > best
                 best = max(best, val.top1)
-                if schedule.end_epoch(val.top1):
+                if complete and schedule.end_epoch(val.top1):  # the plateau rule judges whole epochs only
                     log(f"validation top-1 stopped improving: lr divided by {1 / cfg.optim.gamma:g} "
                         f"({schedule.drops} of at most {cfg.optim.max_drops})")
                 if complete:
@@ -557,15 +557,13 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
 
 
 def set_determinism(on: bool, device: torch.device) -> None:
-    if on:
-        if device.type == "cuda":
-            import os
+    """--deterministic: deterministic kernels only (an error names any op that has none), no cuDNN autotuning."""
+    if on and device.type == "cuda":
+        import os
 
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's requirement for determinism
-        torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.benchmark = False
-    else:
-        torch.backends.cudnn.benchmark = device.type == "cuda"
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's requirement for determinism
+    torch.use_deterministic_algorithms(on)
+    torch.backends.cudnn.benchmark = device.type == "cuda" and not on
 
 
 def default_output_dir(cfg: TrainConfig) -> str:
