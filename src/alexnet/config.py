@@ -21,9 +21,8 @@ import yaml
 
 from alexnet.errors import ConfigError
 
-# The named recipes live beside the package in the repository's `configs/` folder (the Makefile installs the
-# package in editable mode, so this path exists wherever the CLI runs from a clone).
-CONFIGS_DIR = Path(__file__).resolve().parents[2] / "configs"
+# The named recipes ship inside the package (package data), so they are there however alexnet was installed.
+CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 
 # The run that `alexnet train` with no --data and `alexnet demo` do.
 DEFAULT_RECIPE = "demo"
