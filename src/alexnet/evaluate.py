@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from alexnet.distributed import all_reduce_sum
+from alexnet.inference import InferenceOptions, prepare_model
 
 
 @dataclass
@@ -131,7 +132,7 @@ class MetricTotals:
         )
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def evaluate(
     model: torch.nn.Module,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
@@ -197,6 +198,7 @@ def evaluate_checkpoint(
     output_dir: str | Path | None = None,
     device: torch.device | str = "cpu",
     workers: int | None = None,
+    inference: InferenceOptions | None = None,
 ) -> EvalRun:
     """`alexnet eval`: a checkpoint on its own validation data (or on `data`), with its recorded preprocessing.
 
@@ -211,7 +213,8 @@ def evaluate_checkpoint(
 
     ckpt = load_checkpoint(checkpoint, prefer="best")
     device = torch.device(device)
-    model = model_from_checkpoint(ckpt, device)
+    inference = inference or InferenceOptions()
+    model = prepare_model(model_from_checkpoint(ckpt, device), inference)
     cfg = ckpt.get("config") or {}
     data_cfg = cfg.get("data", {})
     image_size, in_channels, preset = int(ckpt["image_size"]), int(ckpt["in_channels"]), ckpt["preset"]
@@ -241,7 +244,8 @@ def evaluate_checkpoint(
         for chunk in torch.arange(len(cached)).split(batch_size):
             yield augment(cached.images[chunk]), cached.labels[chunk]
 
-    result = evaluate(model, batches(), len(ckpt["class_names"]), ckpt["class_names"], device, reduce=False)
+    result = evaluate(model, batches(), len(ckpt["class_names"]), ckpt["class_names"], device, reduce=False,
+                      amp_dtype=inference.amp_dtype, channels_last=inference.channels_last)
     folder = Path(output_dir) if output_dir is not None else run_dir_of(Path(ckpt["path"]))
     folder.mkdir(parents=True, exist_ok=True)
     csv_path = write_confusion_csv(result, folder / "confusion.csv")

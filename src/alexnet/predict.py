@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from alexnet.errors import AlexNetError
+from alexnet.inference import InferenceOptions, Predictor
 
 BATCH = 32  # images per forward pass
 
@@ -59,13 +60,13 @@ def expand_inputs(items: Sequence[str]) -> list[tuple[str, str | None]]:
 
 
 def predict_files(ckpt: dict[str, Any], items: Sequence[str], *, top_k: int = 5,
-                  device: torch.device | str = "cpu") -> list[Prediction]:
+                  device: torch.device | str = "cpu", inference: InferenceOptions | None = None) -> list[Prediction]:
     """Top-k predictions for every file named by `items` (files, folders, globs)."""
     from alexnet.checkpoint import model_from_checkpoint
     from alexnet.data import build_transform, load_image
 
     device = torch.device(device)
-    model = model_from_checkpoint(ckpt, device)
+    predictor = Predictor(model_from_checkpoint(ckpt, device), device, inference)
     class_names = list(ckpt["class_names"])
     in_channels = int(ckpt["in_channels"])
     transform = build_transform(ckpt["preset"], int(ckpt["image_size"]), False, ckpt["mean"], ckpt["std"], in_channels)
@@ -84,8 +85,7 @@ def predict_files(ckpt: dict[str, Any], items: Sequence[str], *, top_k: int = 5,
                 r.error = f"{r.file}: cannot read ({e.strerror or e})"
         if not chunk:
             continue
-        with torch.no_grad():
-            probs = model(torch.stack(tensors).to(device)).float().softmax(dim=1)  # (B, num_classes)
+        probs = predictor(torch.stack(tensors)).softmax(dim=1)  # (B, num_classes)
         values, indices = probs.topk(k, dim=1)
         for r, vs, ix in zip(chunk, values.tolist(), indices.tolist(), strict=True):
             r.top = [(class_names[i], float(v)) for v, i in zip(vs, ix, strict=True)]

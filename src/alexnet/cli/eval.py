@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from alexnet.cli.inference_flags import add_inference_flags, inference_options
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
@@ -24,6 +26,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--workers", type=int, metavar="N", help="decoding threads")
     p.add_argument("--output-dir", metavar="DIR", help="where confusion.csv/png go (default: the run folder)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
+    add_inference_flags(p)
     p.set_defaults(run=run)
 
 
@@ -37,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device, DistInfo())
     out = evaluate_checkpoint(args.checkpoint, data=args.data, split=args.split, ten_crop=args.ten_crop,
                               batch_size=args.batch_size, output_dir=args.output_dir, device=device,
-                              workers=args.workers)
+                              workers=args.workers, inference=inference_options(args))
     if args.json:
         print(json.dumps(out.result.to_json()))
     else:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from alexnet.cli.inference_flags import add_inference_flags, inference_options
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
@@ -20,6 +22,7 @@ def add_parser(subparsers) -> None:
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help='a list of {"file", "top": [{"label", "prob"}]}')
     fmt.add_argument("--csv", action="store_true", help="one row per file: file, label1, prob1, ..., error")
+    add_inference_flags(p)
     p.set_defaults(run=run)
 
 
@@ -32,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise ConfigError(f"--top-k must be >= 1, got {args.top_k}")
     ckpt = load_checkpoint(args.checkpoint, prefer="best")
-    results = predict_files(ckpt, args.inputs, top_k=args.top_k, device=resolve_device(args.device, DistInfo()))
+    results = predict_files(ckpt, args.inputs, top_k=args.top_k, device=resolve_device(args.device, DistInfo()),
+                            inference=inference_options(args))
     if args.json:
         print(format_json(results))
     elif args.csv:

@@ -1,0 +1,20 @@
+"""The inference switches that `alexnet eval` and `alexnet predict` share (see alexnet.inference)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_inference_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("inference speed")
+    g.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none",
+                   help="autocast dtype (default none = fp32: bf16 is slower than fp32 on CPUs without AMX)")
+    g.add_argument("--no-channels-last", dest="channels_last", action="store_false",
+                   help="keep activations contiguous (NCHW) instead of channels_last")
+    g.add_argument("--compile", action="store_true", help="torch.compile with frozen weights (slow first batch)")
+
+
+def inference_options(args: argparse.Namespace):
+    from alexnet.inference import InferenceOptions
+
+    return InferenceOptions(amp=args.amp, channels_last=args.channels_last, compile=args.compile)

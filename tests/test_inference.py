@@ -1,0 +1,77 @@
+"""The inference fast path: every option stays within tolerance of plain fp32 eager; eval/predict take the flags."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from alexnet.errors import ConfigError
+from alexnet.inference import InferenceOptions, Predictor
+from alexnet.models import build_model
+
+
+def trained_like(name: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = build_model(name, num_classes=7, image_size=67, width_mult=0.25)
+    for m in model.modules():  # BatchNorm running statistics away from their identity initial values
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+@pytest.mark.parametrize("name", ["alexnet", "alexnet-bn"])
+@pytest.mark.parametrize(
+    ("options", "atol"),
+    [
+        (InferenceOptions(channels_last=False), 0.0),
+        (InferenceOptions(channels_last=True), 1e-4),
+        (InferenceOptions(amp="bf16", channels_last=True), 5e-2),
+    ],
+)
+def test_fast_path_matches_fp32_eager(name, options, atol):
+    model = trained_like(name)
+    x = torch.randn(6, 3, 67, 67, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = model(x)
+    got = Predictor(trained_like(name), torch.device("cpu"), options)(x)
+    assert got.dtype == torch.float32 and got.shape == expected.shape
+    scale = expected.abs().max().item()
+    assert (got - expected).abs().max().item() <= atol * max(scale, 1.0)
+    if options.amp == "bf16":  # half-precision logits still rank the classes the same way on clear inputs
+        assert (got.argmax(1) == expected.argmax(1)).float().mean() >= 5 / 6
+
+
+def test_predictor_runs_without_autograd():
+    out = Predictor(trained_like("alexnet-bn"), torch.device("cpu"))(torch.randn(2, 3, 67, 67))
+    assert not out.requires_grad and out.is_inference()
+
+
+def test_bad_amp_is_a_config_error():
+    with pytest.raises(ConfigError, match="amp must be one of"):
+        InferenceOptions(amp="int8")
+
+
+@pytest.mark.slow
+def test_eval_and_predict_accept_the_inference_flags(tmp_path):
+    from alexnet.train import fit
+    from test_train import make_folder, tiny_config
+
+    data = make_folder(tmp_path / "data", train=6, val=3)
+    fit(tiny_config(data, tmp_path / "run", **{"run.epochs": 1}), progress=False)
+    outs = {}
+    for flags in ([], ["--no-channels-last"], ["--amp", "bf16"]):
+        result = subprocess.run([sys.executable, "-m", "alexnet", "eval", "--checkpoint", str(tmp_path / "run"),
+                                 "--json", *flags], capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        outs[tuple(flags)] = json.loads(result.stdout)
+    assert outs[()]["total"] == outs[("--no-channels-last",)]["total"] == 6
+    assert outs[()]["correct"] == outs[("--no-channels-last",)]["correct"]  # fp32 either way
+    image = next((data / "val" / "cat").iterdir())
+    result = subprocess.run([sys.executable, "-m", "alexnet", "predict", "--checkpoint", str(tmp_path / "run"),
+                             str(image), "--json", "--amp", "bf16"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    top = json.loads(result.stdout)[0]["top"]
+    assert abs(sum(t["prob"] for t in top) - 1.0) < 1e-3  # 2 classes: top-2 is everything
