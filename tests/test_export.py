@@ -64,3 +64,17 @@ def test_export_of_a_non_checkpoint_is_one_line(tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
     assert str(bogus) in result.stderr and "Traceback" not in result.stderr
+
+
+def test_exported_files_are_ordinary_readable_files(run_dir, tmp_path):
+    # written through a private temporary file, then renamed: the result must not stay private (0600)
+    import os
+    import stat
+
+    export_checkpoint(run_dir, tmp_path / "perm", ["hub"])
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("model.safetensors", "config.json"):
+        mode = stat.S_IMODE((tmp_path / "perm" / name).stat().st_mode)
+        assert mode == 0o666 & ~umask, (name, oct(mode))
+    assert not [p for p in (tmp_path / "perm").iterdir() if p.name.startswith(".")]  # no temporaries left

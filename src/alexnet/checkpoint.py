@@ -17,6 +17,7 @@ import os
 import pickle
 import random
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,20 +96,25 @@ def run_dir_of(checkpoint_path: Path) -> Path:
 
 
 def atomic_save(obj: dict[str, Any], path: str | Path) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over `path`.
+    """torch.save through `atomic_write`: a reader or a crash never sees half a checkpoint."""
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def atomic_write(path: str | Path, write: Callable[[str], None], suffix: str = ".tmp") -> None:
+    """`write(tmp)` to a temporary file in the same folder, fsync, then rename over `path`.
 
     The rename is atomic on POSIX and Windows (os.replace), so a reader or a crash at any instant sees either the
     old complete file or the new complete file, never half of one. Same folder because a rename across file
-    systems is a copy.
+    systems is a copy. `suffix` is for writers that insist on an extension (torch.export wants `.pt2`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private (0600); a checkpoint is an ordinary file
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp (and some writers) make it private (0600): an ordinary file
+        with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:

@@ -8,13 +8,12 @@ config.json records (the preprocessing is data, not part of the graph, as in tor
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from alexnet.checkpoint import atomic_write
 from alexnet.errors import AlexNetError, CheckpointError
 from alexnet.models import AlexNet, AlexNetConfig
 
@@ -45,25 +44,13 @@ def example_input(model: AlexNet, batch: int = 2, seed: int = 0) -> torch.Tensor
     return torch.randn(batch, c, s, s, generator=torch.Generator().manual_seed(seed))
 
 
-def _atomic_write(path: Path, write) -> None:
-    """write(tmp_path) then rename: a reader never sees half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def export_hub(model: AlexNet, ckpt: dict[str, Any], folder: Path) -> list[Path]:
     """model.safetensors (the state_dict, no pickle) + config.json (model_args, class names, preprocessing)."""
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    _atomic_write(folder / HUB_WEIGHTS, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+    atomic_write(folder / HUB_WEIGHTS, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
     config = {
         "architecture": "AlexNet",
         "model_name": ckpt["model_name"],
@@ -72,7 +59,7 @@ def export_hub(model: AlexNet, ckpt: dict[str, Any], folder: Path) -> list[Path]
         "preprocessing": preprocessing(ckpt),
         "paper": "Krizhevsky, Sutskever, Hinton. ImageNet Classification with Deep Convolutional Neural Networks. 2012",
     }
-    _atomic_write(folder / HUB_CONFIG, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2) + "\n"))
+    atomic_write(folder / HUB_CONFIG, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2) + "\n"))
     return [folder / HUB_WEIGHTS, folder / HUB_CONFIG]
 
 
@@ -100,11 +87,11 @@ def export_onnx(model: AlexNet, path: Path) -> dict[str, Any]:
     x = example_input(model)
     batch = torch.export.Dim("batch", min=1, max=4096)
     try:
-        program = torch.onnx.export(model, (x,), dynamo=True, dynamic_shapes=({0: batch},),
+        program = torch.onnx.export(model, (x,), dynamo=True, dynamic_shapes=({0: batch},), verbose=False,
                                     input_names=["images"], output_names=["logits"])
     except ImportError as e:
         raise ExportError(f"ONNX export needs the export extra (pip install 'alexnet[export]'): {e}") from None
-    _atomic_write(path, lambda tmp: program.save(tmp))
+    atomic_write(path, lambda tmp: program.save(tmp), suffix=path.suffix)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     # A batch size other than the traced one proves the batch axis really is dynamic.
     check = example_input(model, batch=3, seed=1)
@@ -121,7 +108,7 @@ def export_program(model: AlexNet, path: Path) -> dict[str, Any]:
     """A torch.export ExportedProgram (load with torch.export.load(path).module())."""
     batch = torch.export.Dim("batch", min=1, max=4096)
     program = torch.export.export(model, (example_input(model),), dynamic_shapes=({0: batch},))
-    _atomic_write(path, lambda tmp: torch.export.save(program, tmp))
+    atomic_write(path, lambda tmp: torch.export.save(program, tmp), suffix=path.suffix)
     check = example_input(model, batch=3, seed=1)
     with torch.inference_mode():
         diff = float((torch.export.load(str(path)).module()(check) - model(check)).abs().max())
