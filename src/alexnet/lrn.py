@@ -39,9 +39,7 @@ def local_response_norm(
     x: torch.Tensor, size: int, alpha: float, beta: float, k: float, alpha_convention: str = "per_size"
 ) -> torch.Tensor:
     """The paper's LRN across channels (dim 1) of an input shaped (B, C, ...)."""
-    if x.dim() < 3:
-        raise ConfigError(f"LocalResponseNorm expects an input shaped (B, C, ...) with 3 or more dims, got {tuple(x.shape)}")
-    before, after = channel_window(size, alpha_convention)
+    before, after, scale = _window_and_scale(x, size, alpha, alpha_convention)
     shape = x.shape
     # Under bf16/fp16 autocast the sum of squares and the power are taken in float32: k + alpha/n * sum is 2.0
     # plus a small term that half precision would round away (and sum errors would double the output's error).
@@ -51,7 +49,6 @@ def local_response_norm(
     # which is the paper's max(0, .) / min(N-1, .) bounds.
     padded = F.pad(squares, (0, 0, before, after))  # (B, before + C + after, L)
     window_sum = padded.unfold(1, before + after + 1, 1).sum(-1)  # (B, C, L)
-    scale = alpha / size if alpha_convention == "per_size" else alpha
     denominator = (k + scale * window_sum).pow(beta).reshape(shape)
     return (acc / denominator).to(x.dtype)
 
@@ -64,11 +61,16 @@ def fast_local_response_norm(
     x: torch.Tensor, size: int, alpha: float, beta: float, k: float, alpha_convention: str = "per_size"
 ) -> torch.Tensor:
     """The same numbers as `local_response_norm`, at a fraction of its cost (see `_FastLRN`)."""
+    before, after, scale = _window_and_scale(x, size, alpha, alpha_convention)
+    return _FastLRN.apply(x, before, after, scale, beta, k)
+
+
+def _window_and_scale(x: torch.Tensor, size: int, alpha: float, alpha_convention: str) -> tuple[int, int, float]:
+    """(channels before, channels after, the factor on the sum of squares), after checking x's shape."""
     if x.dim() < 3:
         raise ConfigError(f"LocalResponseNorm expects an input shaped (B, C, ...) with 3 or more dims, got {tuple(x.shape)}")
     before, after = channel_window(size, alpha_convention)
-    scale = alpha / size if alpha_convention == "per_size" else alpha
-    return _FastLRN.apply(x, before, after, scale, beta, k)
+    return before, after, (alpha / size if alpha_convention == "per_size" else alpha)
 
 
 class _FastLRN(torch.autograd.Function):
