@@ -236,3 +236,16 @@ def test_every_flag_of_the_issue_parses_into_the_config():
         "bf16", True, True, "cuda:1", 3, 7, True, "out", 5, True)
     unset = build_parser().parse_args(["train", "--recipe", "paper"])
     assert resolve_config(recipe="paper", overrides=overrides_from(unset)) == resolve_config(recipe="paper")
+
+
+@pytest.mark.slow
+def test_a_skipped_file_is_reported_once_and_kept_in_the_log(tmp_path):
+    data = make_folder(tmp_path / "pets", train=6, val=2)
+    bad = data / "train" / "cat" / "cat.99.jpg"
+    bad.write_bytes(b"<!DOCTYPE html><html></html>")
+    run_dir = tmp_path / "run"
+    result = run_cli("train", "--data", str(data), *TINY, "--epochs", "1", "--output-dir", str(run_dir))
+    assert result.returncode == 0, result.stderr
+    shown = (result.stdout + result.stderr).count("cat.99.jpg")
+    assert shown == 1, result.stdout + result.stderr
+    assert "cat.99.jpg" in (run_dir / "log.txt").read_text()

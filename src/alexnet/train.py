@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import logging
 import math
 import signal
 import sys
@@ -387,6 +388,8 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
         log(f"preparing data: {cfg.data.source or 'the built-in shapes dataset'} (decoded once into the uint8 cache "
             "under $ALEXNET_CACHE; the first use takes longer)" if cfg.data.loader == "cache" else
             f"preparing data: {cfg.data.source or 'the built-in shapes dataset'}")
+        if not info.is_main:  # the data layer reports each skipped file once: on rank 0, not once per rank
+            logging.getLogger("alexnet.data").setLevel(logging.ERROR)
         with rank0_first(info):  # the built-in dataset and the caches are written once per machine
             bundle = build_datasets(
                 source=cfg.data.source, image_size=image_size, in_channels=base.in_channels, preset=cfg.data.preset,
@@ -448,8 +451,8 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
         if ckpt is not None:
             log(f"resuming from {ckpt['path']}: epoch {epoch + 1}, step {start_step} of {len(train_source)}")
         log(describe_run(cfg, raw_model, bundle, image_size, device, info, len(train_source)))
-        for path, reason in list(getattr(bundle, "skipped", []) or [])[:20]:
-            log(f"skipped {path}: {reason}")
+        for path, reason in list(getattr(bundle, "skipped", []) or []):  # shown by the data layer; kept in log.txt
+            log(f"skipped {path}: {reason}", console=False)
 
         # 7. Checkpoint contents: tensors and plain types only (weights_only=True loads them).
         def checkpoint(epoch_: int, step_: int) -> dict[str, Any]:
@@ -732,13 +735,14 @@ class RunLog:
     def __init__(self, path: Path | None, enabled: bool):
         self.path, self.enabled = path, enabled
 
-    def __call__(self, message: str) -> None:
+    def __call__(self, message: str, console: bool = True) -> None:
         if not self.enabled:
             return
-        from tqdm import tqdm
+        if console:
+            from tqdm import tqdm
 
-        tqdm.write(message, file=sys.stdout)
-        sys.stdout.flush()
+            tqdm.write(message, file=sys.stdout)
+            sys.stdout.flush()
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a", encoding="utf-8") as f:
