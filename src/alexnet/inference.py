@@ -17,7 +17,7 @@ from torch import nn
 
 from alexnet.errors import ConfigError
 
-AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # for config.AMP_MODES
 
 
 @dataclass(frozen=True)

@@ -53,11 +53,11 @@ from alexnet.config import OptimSpec, TrainConfig, save_yaml
 from alexnet.distributed import DistInfo
 from alexnet.errors import AlexNetError, ConfigError
 from alexnet.evaluate import evaluate
+from alexnet.inference import AMP_DTYPES
 
 METRIC_COLUMNS = [
     "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_top1", "val_top5", "seconds", "images_per_s",
 ]
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
 CHANCE_WINDOW = 20  # steps averaged when checking the loss against ln(C)
 CHANCE_TOLERANCE = 0.1  # "near ln(C)": within 10 % of it
 
