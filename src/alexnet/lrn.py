@@ -12,9 +12,11 @@ with k = 2, n = 5, alpha = 1e-4, beta = 0.75. Two conventions exist for alpha:
 - ``"literal"``: the formula above as printed (and as the first seed note writes it): alpha multiplies the plain
   sum over ``[i - n//2, i + n//2]``.
 
-Two implementations of the same formula: ``local_response_norm`` is the reference, written as the formula reads;
-``fast_local_response_norm`` (what the module runs) computes the same numbers with a closed-form backward, a few
-images at a time. The tests hold both to ``torch.nn.LocalResponseNorm`` and to the literal formula in float64.
+Three implementations of the same formula: ``local_response_norm`` is the reference, written as the formula reads;
+``fast_local_response_norm`` (what the module runs) computes the same numbers with a closed-form backward, either in
+a small C kernel (``csrc/lrn.c``, built on first use by ``alexnet.native``: float32 CPU tensors, contiguous or
+channels_last) or, for everything else, in ``_FastLRN`` (torch operations, a few images at a time). The tests hold
+all three to ``torch.nn.LocalResponseNorm`` and to the literal formula in float64.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
+from alexnet import native
 from alexnet.errors import ConfigError
 
 ALPHA_CONVENTIONS = ("per_size", "literal")
@@ -60,9 +64,21 @@ def _tracing() -> bool:
 def fast_local_response_norm(
     x: torch.Tensor, size: int, alpha: float, beta: float, k: float, alpha_convention: str = "per_size"
 ) -> torch.Tensor:
-    """The same numbers as `local_response_norm`, at a fraction of its cost (see `_FastLRN`)."""
+    """The same numbers as `local_response_norm`, at a fraction of its cost (see `lrn_kernel`)."""
     before, after, scale = _window_and_scale(x, size, alpha, alpha_convention)
+    if lrn_kernel(x) == "native":
+        return _NativeLRN.apply(x, before, after, scale, beta, k)
     return _FastLRN.apply(x, before, after, scale, beta, k)
+
+
+def lrn_kernel(x: torch.Tensor) -> str:
+    """Which kernel `fast_local_response_norm` runs for x: "native" (csrc/lrn.c) or "python" (`_FastLRN`).
+
+    Native for float32 CPU tensors, contiguous or channels_last, once the C file has built (ALEXNET_NATIVE_LRN=0
+    turns it off). bf16 stays in Python: there the convolutions, not LRN, dominate the step. Tracers (torch.compile,
+    export) cannot see into a ctypes call, so they get the Python kernel (the module gives them the reference).
+    """
+    return "native" if not _tracing() and native.usable(x) else "python"
 
 
 def _window_and_scale(x: torch.Tensor, size: int, alpha: float, alpha_convention: str) -> tuple[int, int, float]:
@@ -128,6 +144,26 @@ class _FastLRN(torch.autograd.Function):
             if not in_place:
                 grad_in[chunk] = gi
         return grad_in, None, None, None, None, None
+
+
+class _NativeLRN(torch.autograd.Function):
+    """`_FastLRN`'s formula in C (alexnet.native): one pass over memory forward, one backward.
+
+    Only x is saved: the backward recomputes the denominators from it, which costs less than writing and reading
+    them back (the kernel is bound by memory, not arithmetic).
+    """
+
+    @staticmethod
+    def forward(ctx, x, before: int, after: int, scale: float, beta: float, k: float):
+        ctx.save_for_backward(x)
+        ctx.window = (before, after, scale, beta, k)
+        return native.lrn(x, before, after, scale, beta, k)
+
+    @staticmethod
+    @once_differentiable  # the C backward builds no graph: a second derivative is an error, not silently zero
+    def backward(ctx, grad_out):
+        (x,) = ctx.saved_tensors
+        return native.lrn(x, *ctx.window, grad=grad_out), None, None, None, None, None
 
 
 def _add_window(out: torch.Tensor, u: torch.Tensor, v: torch.Tensor | None, before: int, after: int,
