@@ -42,6 +42,8 @@ def test_bench_command_writes_every_section(tmp_path):
     # achieved FLOP/s is images/s times the model's training FLOPs per image
     assert step["plain"]["gflops"] == pytest.approx(step["plain"]["images_per_s"] * results["train_flop_per_image"] / 1e9, rel=0.05)
     assert all(v > 0 for v in results["ceilings"].values())
+    # ONNX Runtime int8 is timed next to ours (the export extra is installed in the test environment)
+    assert results["inference"]["int8_images_per_s"] > 0 and "ONNX Runtime int8" in result.stdout
 
 
 def test_bad_bench_arguments_are_one_line_errors():

@@ -16,7 +16,8 @@ two figures taken in the same run (ours / plain), because absolute numbers move 
   Resize(227) / ToTensor / Normalize), a DataLoader with no workers, the plain step. Ours: the uint8 cache (decoded
   once, timed apart) + whole-batch augmentation + our step.
 - inference: batch-64 images/s and batch-1 latency, plain (fp32 eager, no_grad) vs ours (the Predictor of
-  `alexnet eval` / `alexnet predict`: inference mode, channels_last, in the precision chosen above).
+  `alexnet eval` / `alexnet predict`: inference mode, channels_last, in the precision chosen above), and vs
+  `--runtime onnxruntime-int8` (static int8 in ONNX Runtime; its accuracy is checked by `alexnet export`).
 """
 
 from __future__ import annotations
@@ -176,9 +177,10 @@ def time_train_steps(model: AlexNet, mode: Mode, cfg: BenchConfig) -> float:
     return statistics.median(rates)
 
 
-def time_inference(model: AlexNet, mode: Mode, cfg: BenchConfig) -> dict[str, float]:
+def time_inference(model: AlexNet, mode: Mode, cfg: BenchConfig, runtime: str = "torch") -> dict[str, float]:
     """Median batch-`batch_size` images/s and batch-1 latency in ms. Plain: fp32 eager under no_grad, as the
-    note's TestNet.py; ours: the Predictor that `alexnet eval` and `alexnet predict` run."""
+    note's TestNet.py; ours: the Predictor that `alexnet eval` and `alexnet predict` run, in PyTorch or, with
+    `runtime`, in ONNX Runtime (int8 calibrated on the same random batches: values do not change int8 speed)."""
     from alexnet.inference import InferenceOptions, Predictor
 
     gen = torch.Generator().manual_seed(0)
@@ -190,6 +192,9 @@ def time_inference(model: AlexNet, mode: Mode, cfg: BenchConfig) -> dict[str, fl
         def forward(x: torch.Tensor) -> torch.Tensor:
             with torch.no_grad():
                 return net(x)
+    elif runtime != "torch":
+        forward = Predictor(copy.deepcopy(model), torch.device("cpu"), InferenceOptions(runtime=runtime),
+                            calibration=lambda: batch.split(16))
     else:
         forward = Predictor(prepare(model, mode), torch.device("cpu"),
                             InferenceOptions(amp="bf16" if mode.amp else "none", channels_last=mode.channels_last))
@@ -335,6 +340,12 @@ def our_epochs(model: AlexNet, mode: Mode, folder: Path, cache_folder: Path, cfg
 # --- the whole run ----------------------------------------------------------------------------------------------
 
 
+def _has_onnxruntime() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -407,6 +418,14 @@ def run(cfg: BenchConfig, log=print) -> dict[str, Any]:
             "plain_latency_ms": round(plain["latency_ms"], 1), "ours_latency_ms": round(mine["latency_ms"], 1),
             "latency_ratio": round(mine["latency_ms"] / plain["latency_ms"], 2),
         }
+        if _has_onnxruntime():
+            log("inference: ONNX Runtime int8 (export, calibration, quantization first) ...")
+            q = time_inference(model, ours, cfg, runtime="onnxruntime-int8")
+            results["inference"].update({
+                "int8_images_per_s": round(q["images_per_s"], 1), "int8_latency_ms": round(q["latency_ms"], 1),
+                "int8_throughput_ratio": round(q["images_per_s"] / plain["images_per_s"], 2),
+                "int8_latency_ratio": round(q["latency_ms"] / plain["latency_ms"], 2),
+            })
     results["peak_rss_mb"] = round(peak_rss_mb())
     return results
 
@@ -447,6 +466,10 @@ def format_table(results: dict[str, Any]) -> str:
         i = results["inference"]
         row(f"inference batch {cfg['batch_size']}, images/s", i["plain_images_per_s"], i["ours_images_per_s"], i["throughput_ratio"])
         row("inference batch 1, latency ms", i["plain_latency_ms"], i["ours_latency_ms"], i["latency_ratio"])
+        if "int8_images_per_s" in i:
+            row(f"  ONNX Runtime int8, batch {cfg['batch_size']}", i["plain_images_per_s"], i["int8_images_per_s"],
+                i["int8_throughput_ratio"])
+            row("  ONNX Runtime int8, batch 1 ms", i["plain_latency_ms"], i["int8_latency_ms"], i["int8_latency_ratio"])
     if "lrn" in results:
         r = results["lrn"]
         lines.append(f"LRN cost ({cfg['lrn_model']}): with LRN / without, train images/s: plain "

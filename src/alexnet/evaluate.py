@@ -209,12 +209,12 @@ def evaluate_checkpoint(
     from alexnet.data import build_datasets
     from alexnet.data.augment import BatchAugment
     from alexnet.data.cache import cache_split
+    from alexnet.onnxrt import calibration_batches
     from alexnet.plots import plot_confusion
 
     ckpt = load_checkpoint(checkpoint, prefer="best")
-    device = torch.device(device)
     inference = inference or InferenceOptions()
-    model = prepare_model(model_from_checkpoint(ckpt, device), inference)
+    device = torch.device(device) if inference.uses_torch else torch.device("cpu")  # ONNX Runtime: CPU provider
     cfg = ckpt.get("config") or {}
     data_cfg = cfg.get("data", {})
     image_size, in_channels, preset = int(ckpt["image_size"]), int(ckpt["in_channels"]), ckpt["preset"]
@@ -239,13 +239,15 @@ def evaluate_checkpoint(
         raise DataError(f"{bundle.source}: the {part} split holds no images")
     augment = BatchAugment(preset, image_size, ckpt["mean"], ckpt["std"], train=False, ten_crop=ten_crop,
                            in_channels=in_channels)
+    model = prepare_model(model_from_checkpoint(ckpt, device), inference,
+                          calibration=lambda: calibration_batches(ckpt, workers=workers))
 
     def batches():
         for chunk in torch.arange(len(cached)).split(batch_size):
             yield augment(cached.images[chunk]), cached.labels[chunk]
 
     result = evaluate(model, batches(), len(ckpt["class_names"]), ckpt["class_names"], device, reduce=False,
-                      amp_dtype=inference.amp_dtype, channels_last=inference.channels_last)
+                      amp_dtype=inference.amp_dtype, channels_last=inference.channels_last and inference.uses_torch)
     folder = Path(output_dir) if output_dir is not None else run_dir_of(Path(ckpt["path"]))
     folder.mkdir(parents=True, exist_ok=True)
     csv_path = write_confusion_csv(result, folder / "confusion.csv")

@@ -2,7 +2,7 @@
 
 Inference mode (no autograd bookkeeping at all), channels_last (oneDNN's preferred convolution layout: 1.4x the
 images/s of contiguous fp32 at batch 64 on the 2-core build machine), optional bf16/fp16 autocast and optional
-torch.compile with weight freezing. fp32 stays the default: on CPUs without AMX units bf16 convolutions are slower
+torch.compile with weight freezing, or ONNX Runtime in fp32 or int8 (alexnet.onnxrt). fp32 stays the default: on CPUs without AMX units bf16 convolutions are slower
 than fp32 (0.6x measured on the build machine), and on a GPU `--amp bf16` is the switch to flip. Every option keeps
 the logits within a stated tolerance of plain fp32 eager (tests/test_inference.py).
 """
@@ -10,6 +10,8 @@ the logits within a stated tolerance of plain fp32 eager (tests/test_inference.p
 from __future__ import annotations
 
 import contextlib
+import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -25,19 +27,40 @@ class InferenceOptions:
     amp: str = "none"  # none | bf16 | fp16: autocast dtype for the forward pass
     channels_last: bool = True  # NHWC activations and weights
     compile: bool = False  # torch.compile with freezing (weights folded as constants): slow first call
+    runtime: str = "torch"  # torch | onnxruntime | onnxruntime-int8 (alexnet.onnxrt.RUNTIMES)
 
     def __post_init__(self) -> None:
+        from alexnet.onnxrt import RUNTIMES
+
         if self.amp not in AMP_DTYPES:
             raise ConfigError(f"amp must be one of {', '.join(AMP_DTYPES)}, got {self.amp!r}")
+        if self.runtime not in RUNTIMES:
+            raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
+        if self.runtime != "torch" and (self.amp != "none" or self.compile):
+            raise ConfigError(f"--amp and --compile are PyTorch switches; runtime {self.runtime} sets its own precision")
+
+    @property
+    def uses_torch(self) -> bool:
+        return self.runtime == "torch"
 
     @property
     def amp_dtype(self) -> torch.dtype | None:
         return AMP_DTYPES[self.amp]
 
 
-def prepare_model(model: nn.Module, options: InferenceOptions) -> nn.Module:
-    """`model` in eval mode as `options` runs it (converted in place; compiled models are wrapped)."""
+Calibration = Callable[[], Iterable[torch.Tensor]]  # lazily produces normalised training batches for int8
+
+
+def prepare_model(model: nn.Module, options: InferenceOptions, calibration: Calibration | None = None) -> nn.Module:
+    """`model` in eval mode as `options` runs it (converted in place; compiled models are wrapped; the ONNX Runtime
+    runtimes export it, quantize it with batches from `calibration` for int8, and return the loaded session)."""
     model.eval()
+    if not options.uses_torch:
+        from alexnet.onnxrt import runtime_model
+
+        # ONNX Runtime reads the file into memory when the session is created, so the folder can go right after.
+        with tempfile.TemporaryDirectory(prefix="alexnet-onnx-") as folder:
+            return runtime_model(model, options.runtime, folder, calibration() if calibration else None)
     if options.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if options.compile:
@@ -48,17 +71,19 @@ def prepare_model(model: nn.Module, options: InferenceOptions) -> nn.Module:
 class Predictor:
     """images (B, C, S, S), already normalised -> float32 logits (B, num_classes), the fast way."""
 
-    def __init__(self, model: nn.Module, device: torch.device, options: InferenceOptions | None = None):
+    def __init__(self, model: nn.Module, device: torch.device, options: InferenceOptions | None = None,
+                 calibration: Calibration | None = None):
         self.options = options or InferenceOptions()
-        self.device = device
-        self.model = prepare_model(model.to(device), self.options)
+        self.device = device if self.options.uses_torch else torch.device("cpu")  # ONNX Runtime runs on the CPU here
+        self.model = prepare_model(model.to(self.device), self.options, calibration)
 
     def autocast(self):
         dtype = self.options.amp_dtype
         return torch.autocast(self.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        memory_format = torch.channels_last if self.options.channels_last else torch.contiguous_format
+        channels_last = self.options.channels_last and self.options.uses_torch
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
         images = images.to(self.device, non_blocking=True).contiguous(memory_format=memory_format)
         with torch.inference_mode(), self.autocast():
             return self.model(images).float()

@@ -66,7 +66,10 @@ def predict_files(ckpt: dict[str, Any], items: Sequence[str], *, top_k: int = 5,
     from alexnet.data import build_transform, load_image
 
     device = torch.device(device)
-    predictor = Predictor(model_from_checkpoint(ckpt, device), device, inference)
+    from alexnet.onnxrt import calibration_batches
+
+    predictor = Predictor(model_from_checkpoint(ckpt, device), device, inference,
+                          calibration=lambda: calibration_batches(ckpt))
     class_names = list(ckpt["class_names"])
     in_channels = int(ckpt["in_channels"])
     transform = build_transform(ckpt["preset"], int(ckpt["image_size"]), False, ckpt["mean"], ckpt["std"], in_channels)

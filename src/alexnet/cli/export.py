@@ -1,20 +1,22 @@
 """`alexnet export`: a checkpoint as a Hub-style folder (safetensors + config.json), ONNX (checked against ONNX
-Runtime) and a torch.export program."""
+Runtime), int8 ONNX (calibrated on training images, checked on validation images) and a torch.export program."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-FORMATS = ("hub", "onnx", "torch-export")
+FORMATS = ("hub", "onnx", "onnx-int8", "torch-export")
+DEFAULT_FORMATS = ("hub", "onnx", "torch-export")
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("export", help="export a checkpoint: safetensors + config.json, ONNX, torch.export",
                               description=__doc__)
     p.add_argument("--checkpoint", required=True, help="a checkpoint file or a run folder (its best.pt)")
-    p.add_argument("--format", nargs="+", choices=[*FORMATS, "all"], default=["all"], dest="formats",
-                   help="formats to write (default: all)")
+    p.add_argument("--format", nargs="+", choices=[*FORMATS, "all"], default=list(DEFAULT_FORMATS), dest="formats",
+                   help="formats to write (default: %(default)s, which need only the checkpoint; onnx-int8 also "
+                   "reads the checkpoint's training and validation images)")
     p.add_argument("--output-dir", help="where to write (default: the run folder's export/)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=run)
@@ -34,6 +36,10 @@ def run(args: argparse.Namespace) -> int:
     if "onnx" in report:
         print(f"  ONNX: {report['onnx']['path']} (ONNX Runtime vs PyTorch: max |diff| "
               f"{report['onnx']['onnxruntime_max_abs_diff']:.2g}, dynamic batch)")
+    if "onnx_int8" in report:
+        v = report["onnx_int8"]["validation"]
+        print(f"  ONNX int8: {report['onnx_int8']['path']} (on {v['images']} validation images: top-1 agreement with "
+              f"PyTorch fp32 {v['top1_agreement']:.2%}, accuracy {v['candidate_top1']:.4f} vs {v['reference_top1']:.4f})")
     if "torch_export" in report:
         print(f"  torch.export: {report['torch_export']['path']} (max |diff| {report['torch_export']['max_abs_diff']:.2g})")
     return 0

@@ -1,0 +1,168 @@
+"""ONNX Runtime as an inference runtime for `alexnet eval`, `alexnet predict` and `alexnet bench`, in fp32 or in int8.
+
+int8 is the one way to inference several times faster than fp32 on a CPU without AMX: the build machine's AVX-512
+VNNI instructions do 4 int8 multiply-adds where fp32 does one, and int8 weights are a quarter of the bytes, which is
+what batch-1 latency waits for (AlexNet's fully connected layers are 58 of its 61 million parameters). The model is
+quantized statically in the usual way (ONNX Runtime's `quantize_static`, QDQ format): weights per output channel in
+int8, activations in uint8 with ranges calibrated on a few hundred *training* images with the evaluation
+transform. Quantization changes the logits by more than float tolerance, so its check is on decisions:
+`compare_top1` gives the share of images whose top-1 class is unchanged, and `alexnet export --format onnx-int8`
+reports it together with both accuracies on the validation split.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from alexnet.errors import AlexNetError
+
+RUNTIMES = ("torch", "onnxruntime", "onnxruntime-int8")
+CALIBRATION_IMAGES = 256  # ranges settle well before this on AlexNet; more only costs calibration time
+CALIBRATION_BATCH = 32
+
+
+class OnnxRuntimeError(AlexNetError):
+    """ONNX Runtime is missing, or a model could not be exported, quantized or loaded."""
+
+
+def _onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError:
+        raise OnnxRuntimeError("the onnxruntime runtimes need the export extra: pip install 'alexnet[export]'") from None
+    return onnxruntime
+
+
+def has_vnni() -> bool:
+    """Whether this x86 CPU has int8 dot-product instructions (AVX-512 VNNI, AVX-VNNI or AMX). Without them ONNX
+    Runtime's uint8 x int8 kernels can saturate, and its documentation asks for `reduce_range` (7-bit weights)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
+
+
+class OnnxRuntimeModel(nn.Module):
+    """An ONNX file behind the interface of the PyTorch model: float images (B, C, S, S) in, float32 logits out.
+
+    It holds no parameters; `evaluate` and `Predictor` call it as they call an AlexNet."""
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        super().__init__()
+        ort = _onnxruntime()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # ONNX Runtime raises its own exception types, one per failure
+            raise OnnxRuntimeError(f"{path}: ONNX Runtime cannot load it ({str(e).splitlines()[0]})") from None
+        self.path = Path(path)
+        self.input_name = self.session.get_inputs()[0].name
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        array = np.ascontiguousarray(images.detach().to("cpu", torch.float32).numpy())
+        return torch.from_numpy(self.session.run(None, {self.input_name: array})[0])
+
+
+class _Calibration:
+    """onnxruntime.quantization's CalibrationDataReader protocol over an iterable of float batches."""
+
+    def __init__(self, input_name: str, batches: Iterable[torch.Tensor]):
+        self.input_name, self.batches = input_name, iter(batches)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        batch = next(self.batches, None)
+        return None if batch is None else {self.input_name: np.ascontiguousarray(batch.float().numpy())}
+
+
+def quantize_int8(fp32_path: str | Path, int8_path: str | Path, calibration: Iterable[torch.Tensor]) -> Path:
+    """Static int8 quantization of an fp32 ONNX file: per-channel int8 weights, uint8 activations calibrated
+    (min/max) on `calibration`, a few batches of normalised training images. Written atomically."""
+    _onnxruntime()
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from alexnet.checkpoint import atomic_write
+
+    fp32_path, int8_path = Path(fp32_path), Path(int8_path)
+    with tempfile.TemporaryDirectory() as tmp:
+        # Shape inference and graph folding first, as ONNX Runtime's quantization guide asks.
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(fp32_path), str(prepared))
+        import onnx
+
+        input_name = onnx.load(str(prepared), load_external_data=False).graph.input[0].name
+
+        def write(target: str) -> None:
+            quantize_static(str(prepared), target, _Calibration(input_name, calibration),
+                            quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=not has_vnni(),
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+
+        atomic_write(int8_path, write, suffix=".onnx")
+    return int8_path
+
+
+def calibration_batches(ckpt: dict[str, Any], images: int = CALIBRATION_IMAGES, batch: int = CALIBRATION_BATCH,
+                        workers: int | None = None) -> list[torch.Tensor]:
+    """A seeded sample of the checkpoint's own training images, with the evaluation transform, as float batches."""
+    from alexnet.data import build_from_description
+    from alexnet.data.augment import BatchAugment
+    from alexnet.data.cache import cache_split
+
+    try:
+        bundle = build_from_description(ckpt["data"], statistics=False)
+    except AlexNetError as e:
+        raise OnnxRuntimeError(f"int8 calibration reads the checkpoint's training images, which failed: {e} "
+                               "(use --runtime onnxruntime for fp32, which needs no data)") from None
+    cached = cache_split(bundle, "train", workers=workers)
+    if len(cached) == 0:
+        raise OnnxRuntimeError(f"{bundle.source}: no training images to calibrate int8 ranges on")
+    augment = BatchAugment(ckpt["preset"], int(ckpt["image_size"]), ckpt["mean"], ckpt["std"], train=False,
+                           in_channels=int(ckpt["in_channels"]))
+    order = torch.randperm(len(cached), generator=torch.Generator().manual_seed(0))[:images]
+    return [augment(cached.images[chunk]) for chunk in order.split(batch)]
+
+
+def runtime_model(model: nn.Module, runtime: str, folder: str | Path,
+                  calibration: Iterable[torch.Tensor] | None = None) -> OnnxRuntimeModel:
+    """`model` exported to ONNX in `folder` (and quantized to int8 for "onnxruntime-int8"), loaded in ONNX Runtime."""
+    from alexnet.export import export_onnx
+
+    if runtime not in RUNTIMES[1:]:
+        raise OnnxRuntimeError(f"runtime must be one of {', '.join(RUNTIMES[1:])}, got {runtime!r}")
+    folder = Path(folder)
+    fp32_path = folder / "model.onnx"
+    export_onnx(model.to("cpu").float().eval(), fp32_path)
+    if runtime == "onnxruntime":
+        return OnnxRuntimeModel(fp32_path)
+    if calibration is None:
+        raise OnnxRuntimeError("int8 quantization needs calibration images")
+    return OnnxRuntimeModel(quantize_int8(fp32_path, folder / "model.int8.onnx", calibration))
+
+
+def compare_top1(reference: nn.Module, candidate: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
+                 ) -> dict[str, float]:
+    """Top-1 agreement of two models on labelled batches, and each one's accuracy: the parity check of int8."""
+    agree = correct_ref = correct_cand = total = 0
+    max_abs_diff = 0.0
+    with torch.inference_mode():
+        for images, labels in batches:
+            a, b = reference(images).float(), candidate(images).float()
+            agree += int((a.argmax(1) == b.argmax(1)).sum())
+            correct_ref += int((a.argmax(1) == labels).sum())
+            correct_cand += int((b.argmax(1) == labels).sum())
+            max_abs_diff = max(max_abs_diff, float((a - b).abs().max()))
+            total += len(labels)
+    if total == 0:
+        raise OnnxRuntimeError("no images to compare the models on")
+    return {"images": total, "top1_agreement": agree / total, "reference_top1": correct_ref / total,
+            "candidate_top1": correct_cand / total, "max_abs_logit_diff": max_abs_diff}
+
