@@ -71,6 +71,9 @@ class DataSpec:
     augment: bool | None = None  # training augmentation on/off (None: the preset's own: paper on, seed/d2l off)
     loader: str = "cache"  # cache: uint8 tensor + whole-batch augmentation (fast, exactly resumable); pil: DataLoader
     workers: int = 0  # DataLoader worker processes (pil loader, and decoding into the cache)
+    # cache loader: make the next batch in a background thread during the step (None: on for GPUs, and on the CPU
+    # as measured in benchmarks/README.md). The pil loader overlaps through its DataLoader workers instead.
+    prefetch: bool | None = None
 
     def __post_init__(self):
         if self.image_size is not None:
@@ -127,6 +130,9 @@ class RunSpec:
     output_dir: str | None = None  # the run folder (None: runs/<recipe>-<timestamp>)
     save_every_steps: int = 0  # also write checkpoints/last.pt every N steps (0: at the end of each epoch only)
     chance_warn_steps: int = 100  # warn once if the loss still sits near ln(C) after this many steps (0: never)
+    # read the loss and accuracy back from the device every N steps (progress bar, non-finite check); each read
+    # waits for the GPU. 0: every step on the CPU (free there), every 50 on GPUs
+    sync_every: int = 0
 
     def __post_init__(self):
         _require(self.epochs >= 1, "run.epochs", self.epochs, "an integer >= 1")
@@ -137,6 +143,7 @@ class RunSpec:
         _require(_valid_device(self.device), "run.device", self.device, "auto, cpu, cuda, cuda:N or mps")
         _require(self.save_every_steps >= 0, "run.save_every_steps", self.save_every_steps, "an integer >= 0")
         _require(self.chance_warn_steps >= 0, "run.chance_warn_steps", self.chance_warn_steps, "an integer >= 0")
+        _require(self.sync_every >= 0, "run.sync_every", self.sync_every, "an integer >= 0")
 
 
 @dataclass

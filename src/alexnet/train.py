@@ -57,6 +57,7 @@ from alexnet.inference import AMP_DTYPES
 
 METRIC_COLUMNS = [
     "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_top1", "val_top5", "seconds", "images_per_s",
+    "data_wait_s", "data_wait_share",  # time the training loop waited for its next batch, and its share of the epoch
 ]
 CHANCE_WINDOW = 20  # steps averaged when checking the loss against ln(C)
 CHANCE_TOLERANCE = 0.1  # "near ln(C)": within 10 % of it
@@ -170,39 +171,89 @@ class LRSchedule:
 # --- where the batches come from ---------------------------------------------------------------------------------
 
 
+PREFETCH_DEPTH = 1  # batches queued ahead of the step (one more is being made): enough when a step outlasts a batch
+
+
 class CacheBatches:
     """The fast path: the split as one uint8 tensor (N, C, H, W), augmented a whole batch at a time.
 
     Decoding JPEGs is done once (alexnet.data.cache); each step indexes the tensor, moves the uint8 batch to the
-    device (4x fewer bytes than float) and augments it there.
+    device (4x fewer bytes than float) and augments it there. With `prefetch`, a background thread makes the next
+    batches while the model computes (alexnet.data.prefetch); every batch is a function of (seed, epoch, step,
+    rank) alone, so the batches are bit-identical with prefetch on or off and after a resume.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, augment: Any, generator: torch.Generator,
-                 batch_size: int, seed: int, info: DistInfo, device: torch.device):
+                 batch_size: int, seed: int, info: DistInfo, device: torch.device, prefetch: bool = False):
         self.images, self.labels = images, labels
         self.augment, self.generator = augment, generator
         self.batch_size, self.seed, self.info, self.device = batch_size, seed, info, device
+        self.prefetch = prefetch
         self.steps = steps_per_epoch(len(labels), batch_size)
-        # One output buffer per batch shape, reused: a fresh float batch per step is page-faulted into existence
-        # every time (benchmarks/README.md). Safe because a step's backward is done before the next batch is made.
-        self.buffers: dict[tuple[int, ...], torch.Tensor] = {}
+        # On the CPU, output buffers are reused: a fresh float batch per step is page-faulted into existence every
+        # time (benchmarks/README.md). A buffer is free again once its step's backward is done. Without prefetch
+        # that is before the next batch is made (one buffer); with it, while step k computes, batch k + 1..k + depth
+        # wait in the queue and k + depth + 1 is being made, so step s writes buffer s mod (depth + 2). GPUs get a
+        # fresh tensor from PyTorch's caching allocator instead (cheap there, and safe across streams).
+        self.ring = PREFETCH_DEPTH + 2 if prefetch else 1
+        self.buffers: dict[tuple[int, ...], list[torch.Tensor]] = {}
+        # On CUDA the producer copies and augments on its own stream, so that work overlaps the step's kernels.
+        self.stream = torch.cuda.Stream(device) if prefetch and device.type == "cuda" else None
 
     def __len__(self) -> int:
         return self.steps
 
     def batches(self, epoch: int, start: int) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, int]]:
-        """(step, images, labels, global batch size) for steps start..end of `epoch`, this rank's part only."""
+        """(step, images, labels, global batch size) for steps start..end of `epoch`, this rank's part only.
+
+        Close the iterator (contextlib.closing) when leaving early: that stops and joins the prefetch thread."""
+        if not self.prefetch:
+            for step, x, y, n, _ in self._make(epoch, start):
+                yield step, x, y, n
+            return
+        from alexnet.data.prefetch import Prefetcher
+
+        with Prefetcher(self._make(epoch, start), depth=PREFETCH_DEPTH, name=f"alexnet-batches-e{epoch}") as ahead:
+            for step, x, y, n, ready in ahead:
+                if ready is not None:  # CUDA: the compute stream waits for the producer's copy and augmentation
+                    current = torch.cuda.current_stream(self.device)
+                    current.wait_event(ready)
+                    x.record_stream(current)  # the caching allocator must not recycle them while the step runs
+                    y.record_stream(current)
+                yield step, x, y, n
+
+    def _make(self, epoch: int, start: int) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, int, Any]]:
+        """Makes the batches, in whichever thread iterates it; the last item is the CUDA event marking it ready."""
         perm = epoch_permutation(len(self.labels), self.seed, epoch)
+        cuda = self.device.type == "cuda"
         for step in range(start, self.steps):
             idx = batch_indices(perm, step, self.batch_size)
             local = distributed.shard(idx, self.info)
+            # Each batch's randomness is seeded by its position alone: no state carries over from earlier batches,
+            # so it does not matter which thread makes it, or how far ahead.
             self.generator.manual_seed(derive_seed(self.seed, epoch, step, self.info.rank, _PURPOSE_AUGMENT))
-            x = self.images[local].to(self.device, non_blocking=True)
-            y = self.labels[local].to(self.device, non_blocking=True)
-            shape = (len(local), x.shape[1], self.augment.size, self.augment.size)
-            if shape not in self.buffers:
-                self.buffers[shape] = torch.empty(shape, dtype=torch.float32, device=self.device)
-            yield step, self.augment(x, out=self.buffers[shape]), y, len(idx)
+            if cuda:  # gathered straight into pinned memory, so that the copy to the GPU is asynchronous
+                x = torch.empty((len(local), *self.images.shape[1:]), dtype=self.images.dtype, pin_memory=True)
+                torch.index_select(self.images, 0, local, out=x)
+                y = self.labels[local].pin_memory()
+            else:
+                x, y = self.images[local], self.labels[local]
+            with torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext():
+                x = x.to(self.device, non_blocking=True)
+                y = y.to(self.device, non_blocking=True)
+                out = self._buffer(step, (len(local), x.shape[1], self.augment.size, self.augment.size))
+                x = self.augment(x, out=out)
+                ready = torch.cuda.Event() if self.stream is not None else None
+                if ready is not None:
+                    ready.record(self.stream)
+            yield step, x, y, len(idx), ready
+
+    def _buffer(self, step: int, shape: tuple[int, ...]) -> torch.Tensor | None:
+        if self.device.type != "cpu":
+            return None
+        if shape not in self.buffers:
+            self.buffers[shape] = [torch.empty(shape, dtype=torch.float32) for _ in range(self.ring)]
+        return self.buffers[shape][step % self.ring]
 
 
 class LoaderBatches:
@@ -242,9 +293,90 @@ class EpochTotals:
     correct: int = 0
     count: int = 0
     seconds: float = 0.0  # training time of this epoch, across resumes
+    data_wait: float = 0.0  # of which the loop waited for its next batch (absent in older checkpoints: 0)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"loss_sum": self.loss_sum, "correct": self.correct, "count": self.count, "seconds": self.seconds}
+        return {"loss_sum": self.loss_sum, "correct": self.correct, "count": self.count, "seconds": self.seconds,
+                "data_wait": self.data_wait}
+
+
+SYNC_EVERY_ACCELERATOR = 50  # steps between reads of the loss on GPUs (run.sync_every 0 = automatic)
+
+
+def resolve_sync_every(sync_every: int, device: torch.device) -> int:
+    """How often the loss is read back to the host. On the CPU every step: a read costs nothing there (the step's
+    work is already done when `.item()` runs), and it lets the non-finite check run before each step is applied.
+    On GPUs a read makes the CPU wait for every queued kernel, and the GPU then idles while the CPU prepares the
+    next step, so the values stay on the device for SYNC_EVERY_ACCELERATOR steps and are read together."""
+    if sync_every:
+        return sync_every
+    return 1 if device.type == "cpu" else SYNC_EVERY_ACCELERATOR
+
+
+class StepReadback:
+    """The loss sums and correct counts of the steps since the last read, kept on the device as 0-d tensors.
+
+    `read()` brings them to the host in one transfer (one host sync; under torchrun one all-reduce as well) and adds
+    them to the epoch totals step by step, in order, so the totals are bit-for-bit those of a read every step.
+    """
+
+    def __init__(self):
+        self.clear()
+
+    def clear(self) -> None:
+        self.steps: list[int] = []
+        self.loss_sums: list[torch.Tensor] = []
+        self.correct: list[torch.Tensor] = []
+        self.counts: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def add(self, step: int, loss_sum: torch.Tensor, correct: torch.Tensor, count: int) -> None:
+        self.steps.append(step)
+        self.loss_sums.append(loss_sum.detach())
+        self.correct.append(correct)
+        self.counts.append(count)
+
+    def read(self, totals: EpochTotals, epoch: int, sync_every: int) -> list[float]:
+        """The pending steps' mean losses, added to `totals`. Raises TrainingError on every rank at once when any
+        rank's loss was non-finite; the newest pending step is the one not applied yet."""
+        n = len(self.steps)
+        losses = torch.stack(self.loss_sums).float()  # (n,)
+        correct = torch.stack(self.correct).float()  # (n,) exact: a step's count is far below 2**24
+        bad = (~torch.isfinite(losses)).any().float().view(1)
+        distributed.all_reduce_sum(bad)  # ranks must stop at the same step, or the others hang in the next collective
+        host = torch.cat([bad, losses, correct]).tolist()
+        values, hits = host[1 : 1 + n], host[1 + n :]
+        steps, counts = self.steps, self.counts
+        self.clear()
+        if host[0] > 0:
+            raise non_finite_error(epoch, steps, values, sync_every)
+        means = []
+        for value, hit, count in zip(values, hits, counts, strict=True):
+            totals.loss_sum += value
+            totals.correct += int(hit)
+            totals.count += count
+            means.append(value / max(count, 1))
+        return means
+
+
+def non_finite_error(epoch: int, steps: list[int], loss_sums: list[float], sync_every: int) -> TrainingError:
+    first = next((i for i, v in enumerate(loss_sums) if not math.isfinite(v)), None)
+    current = steps[-1]
+    if first is None:
+        where = f"on another rank, between steps {steps[0] + 1} and {current + 1} of epoch {epoch + 1}"
+    else:
+        where = f"({loss_sums[first]}) at epoch {epoch + 1}, step {steps[first] + 1}"
+    if first is not None and steps[first] == current:
+        stopped = "stopped before applying it"
+    else:
+        stopped = (f"stopped at step {current + 1} (the loss is read from the device every {sync_every} steps, "
+                   "--sync-every) without saving the weights since")
+    return TrainingError(
+        f"non-finite loss {where}: {stopped}; the last checkpoint is intact. Usual causes: a learning rate too high "
+        "for this optimizer/init (try 10x lower), fp16 overflow (--amp bf16 or none), or corrupt input values"
+    )
 
 
 @dataclass
@@ -290,57 +422,67 @@ def train_one_epoch(
     amp_dtype: torch.dtype | None,
     channels_last: bool,
     label_smoothing: float,
-    after_step: Callable[[int, float, int], bool],
+    sync_every: int,
+    must_sync: Callable[[int], bool],
+    after_step: Callable[[int, int, list[float] | None], bool],
 ) -> int:
     """Optimise over the steps start_step.. of `epoch`; returns the position reached (steps done in the epoch).
 
-    `after_step(step, loss, images)` runs after each step (progress, checkpoints, signals) and returns True to
-    stop. Raises TrainingError on a non-finite loss before the step that would apply it, on every rank at once.
-    `totals` is updated in place; its `seconds` include fetching the batches.
+    The loss and accuracy stay on the device and are read back (StepReadback) every `sync_every` steps, at the
+    epoch's last step, and at any step where `must_sync(step)` is True (the caller's checkpoints, its last step,
+    a signal). `after_step(step, images, losses)` runs after each step (progress, checkpoints, signals) with the
+    per-step mean losses read back at that step (None when there was no read) and returns True to stop; it must
+    only stop or checkpoint at a read step. A non-finite loss raises TrainingError at the read that finds it, before
+    that step is applied and on every rank at once. `totals` is updated in place; its `seconds` include fetching
+    the batches and `data_wait` is the part spent waiting for them.
     """
     model.train()
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     autocast = (
         torch.autocast(device_type=device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
     )
+    pending = StepReadback()
     position = start_step
     last = time.perf_counter()
-    for step, images, labels, global_batch in source.batches(epoch, start_step):
-        lr = schedule.lr_at(epoch, step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        torch.manual_seed(derive_seed(seed, epoch, step, info.rank, _PURPOSE_DROPOUT))  # dropout masks
-        with autocast:
-            logits = model(images.contiguous(memory_format=memory_format))  # (B, num_classes)
-        loss_sum = F.cross_entropy(logits.float(), labels, reduction="sum", label_smoothing=label_smoothing)
-        # Scaled so that DDP's mean over ranks of the gradients is the gradient of the global batch's mean loss.
-        loss = loss_sum * (info.world_size / global_batch)
-        loss_value = loss_sum.item() / max(len(labels), 1)
-        bad = torch.tensor([0.0 if math.isfinite(loss_value) else 1.0], device=device)
-        distributed.all_reduce_sum(bad)
-        if bad.item() > 0:
-            raise TrainingError(
-                f"non-finite loss ({loss_value}) at epoch {epoch + 1}, step {step + 1}: stopped before applying it; "
-                "the last checkpoint is intact. Usual causes: a learning rate too high for this optimizer/init "
-                "(try 10x lower), fp16 overflow (--amp bf16 or none), or corrupt input values"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
-        totals.loss_sum += loss_sum.item()
-        totals.correct += int((logits.argmax(dim=1) == labels).sum().item())
-        totals.count += len(labels)
-        now = time.perf_counter()
-        totals.seconds += now - last
-        last = now
-        position = step + 1
-        if after_step(step, loss_value, global_batch):
-            break
+    # closing(): leaving early (max_steps, a signal, an exception) stops and joins the prefetch thread at once.
+    with contextlib.closing(source.batches(epoch, start_step)) as batches:
+        while True:
+            wait_start = time.perf_counter()
+            batch = next(batches, None)
+            totals.data_wait += time.perf_counter() - wait_start
+            if batch is None:
+                break
+            step, images, labels, global_batch = batch
+            lr = schedule.lr_at(epoch, step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            torch.manual_seed(derive_seed(seed, epoch, step, info.rank, _PURPOSE_DROPOUT))  # dropout masks
+            with autocast:
+                logits = model(images.contiguous(memory_format=memory_format))  # (B, num_classes)
+            loss_sum = F.cross_entropy(logits.float(), labels, reduction="sum", label_smoothing=label_smoothing)
+            # Scaled so that DDP's mean over ranks of the gradients is the gradient of the global batch's mean loss.
+            loss = loss_sum * (info.world_size / global_batch)
+            pending.add(step, loss_sum, (logits.argmax(dim=1) == labels).sum(), len(labels))
+            losses = None
+            # Read before the backward pass, so that a non-finite loss found here is never applied.
+            if len(pending) >= sync_every or step + 1 == len(source) or must_sync(step):
+                losses = pending.read(totals, epoch, sync_every)
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:  # GradScaler.step reads its inf check on the host: fp16 keeps one sync per step
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
+            now = time.perf_counter()
+            totals.seconds += now - last
+            last = now
+            position = step + 1
+            if after_step(step, global_batch, losses):
+                break
+    if len(pending):  # only when a caller stops at a step it did not ask to read: keep the totals whole anyway
+        pending.read(totals, epoch, sync_every)
     return position
 
 
@@ -475,18 +617,34 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
         stop = StopFlag()
         bar = make_bar(progress, info, total=len(train_source) * cfg.run.batch_size)
 
-        def after_step(step: int, loss: float, images: int) -> bool:
+        sync_every = resolve_sync_every(cfg.run.sync_every, device)
+
+        def checkpoint_due(step: int, number: int) -> bool:
+            """The `--save-every-steps` checkpoint after global step `number` (epoch ends save anyway)."""
+            every = cfg.run.save_every_steps
+            return bool(every) and number % every == 0 and step + 1 < len(train_source)
+
+        def must_sync(step: int) -> bool:
+            """Steps after which after_step may checkpoint or stop: their losses must be read first. The same on
+            every rank; a signal counts on a single process only (under torchrun ranks agree at read steps)."""
+            number = global_step + 1
+            return (checkpoint_due(step, number) or (cfg.run.max_steps is not None and number >= cfg.run.max_steps)
+                    or (not info.enabled and bool(stop.signum)))
+
+        def after_step(step: int, images: int, losses: list[float] | None) -> bool:
             nonlocal global_step
             global_step += 1
             bar.update(images)
-            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}", refresh=False)
-            warning = chance.check(global_step, loss)
-            if warning:
-                log(warning)
-            stopping = stop.agreed(device)
+            if losses is None:  # the loss stays on the device this step: nothing to show, save or agree on
+                return False
+            for i, loss in enumerate(losses):
+                warning = chance.check(global_step - len(losses) + 1 + i, loss)
+                if warning:
+                    log(warning)
+            bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}", refresh=False)
+            stopping = stop.agreed(device, info)
             done_steps = cfg.run.max_steps is not None and global_step >= cfg.run.max_steps
-            every = cfg.run.save_every_steps
-            if stopping or (every and global_step % every == 0 and step + 1 < len(train_source)):
+            if stopping or checkpoint_due(step, global_step):
                 state = checkpoint(epoch, step + 1)
                 if info.is_main:
                     atomic_save(state, paths.last)
@@ -506,7 +664,7 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
                     model, optimizer, schedule, scaler, train_source, epoch, start_step, totals,
                     seed=cfg.run.seed, info=info, device=device, amp_dtype=amp_dtype,
                     channels_last=cfg.run.channels_last, label_smoothing=cfg.optim.label_smoothing,
-                    after_step=after_step,
+                    sync_every=sync_every, must_sync=must_sync, after_step=after_step,
                 )
                 complete = position >= len(train_source)
                 stopped_early = not complete  # run.max_steps reached mid-epoch
@@ -523,9 +681,13 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
                     "train_loss": train["loss"], "train_acc": train["acc"],
                     "val_loss": val.loss, "val_top1": val.top1, "val_top5": val.top5,
                     "seconds": seconds, "images_per_s": train["count"] / max(train["seconds"], 1e-9),
+                    "data_wait_s": train["data_wait"], "data_wait_share": train["data_wait"] / max(train["seconds"], 1e-9),
                 }
                 rows.append(row)
                 log(d2l_line(row))
+                log(f"data wait, epoch {epoch + 1}: waited {row['data_wait_s']:.2f} s for batches, "
+                    f"{100 * row['data_wait_share']:.1f}% of {train['seconds']:.1f} s of training "
+                    f"(prefetch {'on' if getattr(train_source, 'prefetch', False) else 'off'})", console=False)
                 improved = val.top1 > best
                 best = max(best, val.top1)
                 if complete and schedule.end_epoch(val.top1):  # the plateau rule judges whole epochs only
@@ -585,6 +747,18 @@ def rank0_first(info: DistInfo):
         distributed.barrier()
 
 
+PREFETCH_ON_CPU = True  # measured in benchmarks/README.md ("Prefetch and host syncs")
+
+
+def resolve_prefetch(prefetch: bool | None, device: torch.device) -> bool:
+    """data.prefetch None (automatic): on for GPUs, where making a batch would otherwise leave the GPU idle; on the
+    CPU the producer thread shares the cores with the step's own threads, so the default there is what measured
+    faster (PREFETCH_ON_CPU)."""
+    if prefetch is not None:
+        return prefetch
+    return PREFETCH_ON_CPU if device.type == "cpu" else True
+
+
 def build_batches(cfg: TrainConfig, bundle: Any, image_size: int, in_channels: int, info: DistInfo,
                   device: torch.device) -> tuple[CacheBatches | LoaderBatches, Any]:
     """The training batch source and the validation batch iterable for this rank."""
@@ -600,7 +774,7 @@ def build_batches(cfg: TrainConfig, bundle: Any, image_size: int, in_channels: i
         val_aug = BatchAugment(cfg.data.preset, image_size, bundle.mean, bundle.std, train=False,
                                in_channels=in_channels)
         source = CacheBatches(train.images, train.labels, train_aug, generator, cfg.run.batch_size, cfg.run.seed,
-                              info, device)
+                              info, device, prefetch=resolve_prefetch(cfg.data.prefetch, device))
         return source, CacheEval(val.images, val.labels, val_aug, cfg.run.batch_size, info, device)
     source = LoaderBatches(bundle.train, cfg.run.batch_size, cfg.run.seed, info, device, cfg.data.workers)
     return source, LoaderEval(bundle.val, cfg.run.batch_size, info, cfg.data.workers)
@@ -670,13 +844,13 @@ def gather_totals(totals: EpochTotals, info: DistInfo) -> list[dict[str, Any]]:
 
 
 def reduce_totals(totals: EpochTotals, device: torch.device) -> dict[str, float]:
-    """The epoch's training loss and accuracy over all ranks' images; seconds are rank 0's."""
+    """The epoch's training loss and accuracy over all ranks' images; seconds and data_wait are this rank's."""
     dtype = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
     t = torch.tensor([totals.loss_sum, totals.correct, totals.count], dtype=dtype, device=device)
     distributed.all_reduce_sum(t)
     loss_sum, correct, count = t.tolist()
     return {"loss": loss_sum / max(count, 1), "acc": correct / max(count, 1), "count": count,
-            "seconds": totals.seconds}
+            "seconds": totals.seconds, "data_wait": totals.data_wait}
 
 
 def d2l_line(row: dict[str, Any]) -> str:
@@ -703,8 +877,8 @@ def truncate_metrics(path: Path, keep_epochs: int) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     with open(path, newline="", encoding="utf-8") as f:
-        rows = [
-            {k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()}
+        rows = [  # columns a run from an older version did not write stay empty
+            {k: (int(v) if k == "epoch" else float(v)) for k, v in row.items() if v not in ("", None)}
             for row in csv.DictReader(f)
         ]
     rows = [r for r in rows if r["epoch"] <= keep_epochs]
@@ -718,7 +892,8 @@ def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
         writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k]) for k in METRIC_COLUMNS})
+            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v)
+                             for k in METRIC_COLUMNS for v in [row.get(k, "")]})
     tmp.replace(path)
 
 
@@ -787,8 +962,10 @@ class StopFlag:
             for s, handler in previous.items():
                 signal.signal(s, handler)
 
-    def agreed(self, device: torch.device) -> bool:
+    def agreed(self, device: torch.device, info: DistInfo) -> bool:
         """True on every rank when any rank was signalled (ranks must stop at the same step)."""
+        if not info.enabled:  # nothing to agree on; and no tensor, whose .item() would wait for the GPU
+            return bool(self.signum)
         flag = torch.tensor([float(self.signum)], device=device)
         distributed.all_reduce_sum(flag)
         if flag.item() and not self.signum:

@@ -9,7 +9,7 @@ import sys
 FLAG_KEYS = {
     "data": "data.source", "image_size": "data.image_size", "preset": "data.preset", "val_split": "data.val_split",
     "augment": "data.augment", "loader": "data.loader", "workers": "data.workers", "strict": "data.strict",
-    "download": "data.download", "data_root": "data.root",
+    "download": "data.download", "data_root": "data.root", "prefetch": "data.prefetch",
     "model": "model.name", "width_mult": "model.width_mult", "dropout": "model.dropout", "norm": "model.norm",
     "in_channels": "model.in_channels",
     "opt": "optim.opt", "lr": "optim.lr", "momentum": "optim.momentum", "weight_decay": "optim.weight_decay",
@@ -18,7 +18,7 @@ FLAG_KEYS = {
     "epochs": "run.epochs", "batch_size": "run.batch_size", "max_steps": "run.max_steps", "amp": "run.amp",
     "channels_last": "run.channels_last", "compile": "run.compile", "device": "run.device", "seed": "run.seed",
     "deterministic": "run.deterministic", "output_dir": "run.output_dir", "save_every_steps": "run.save_every_steps",
-    "chance_warn_steps": "run.chance_warn_steps",
+    "chance_warn_steps": "run.chance_warn_steps", "sync_every": "run.sync_every",
 }
 
 
@@ -35,6 +35,8 @@ def add_training_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--loader", choices=["cache", "pil"], help="cache: uint8 tensor + batch augmentation (default); "
                    "pil: a DataLoader decoding every image every epoch, as the notes do")
     g.add_argument("--workers", type=int, metavar="N", help="decoding threads / DataLoader workers")
+    g.add_argument("--prefetch", action=on_off, default=None, help="cache loader: make the next batch in a "
+                   "background thread during the step (default: on for GPUs; on the CPU as measured)")
     g.add_argument("--strict", action=on_off, default=None, help="unreadable images are errors, not skipped")
     g.add_argument("--download", action=on_off, default=None, help="let torchvision download mnist/fashion-mnist/cifar10")
     g.add_argument("--data-root", metavar="DIR", help="where downloaded datasets live")
@@ -65,6 +67,8 @@ def add_training_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--output-dir", metavar="DIR", help="run folder (default: runs/<recipe>-<time>)")
     g.add_argument("--save-every-steps", type=int, metavar="N", help="also checkpoint every N steps")
     g.add_argument("--chance-warn-steps", type=int, metavar="N", help="warn if the loss is still ln(C) after N steps")
+    g.add_argument("--sync-every", type=int, metavar="N", help="read the loss back from the device every N steps "
+                   "(progress, non-finite check; default: every step on the CPU, every 50 on GPUs)")
     g.add_argument("--progress", action=on_off, default=None, help="progress bar (default: when stderr is a terminal)")
 
 
