@@ -78,7 +78,8 @@ def test_native_takes_3d_and_5d_contiguous_inputs(shape):
 @needs_cc
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_native_gives_the_same_bits_on_one_and_two_threads(channels_last):
-    # 25 x 25 = 625 positions span two of the kernel's 512-position tiles; 3 images do not split evenly over 2 threads.
+    # 25 x 25 = 625 positions span two of the kernel's 512-position NCHW tiles; 3 x 625 pixels make five NHWC tiles
+    # of 372 pixels (at 7 channels, size 5) and a short last one; 3 images do not split evenly over 2 threads.
     x = torch.randn(3, 7, 25, 25) * 3
     x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
     grad = torch.randn_like(x)

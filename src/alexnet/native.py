@@ -38,10 +38,11 @@ log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).parent / "csrc" / "lrn.c"
 ABI = 1  # ALEXNET_LRN_ABI in lrn.c
-# -fno-math-errno lets sqrtf and the division vectorise without -ffast-math, whose reassociation and approximate
-# reciprocals would change results (the tests hold the kernel to the reference at float32 rounding).
+# -fno-math-errno lets sqrtf vectorise without -ffast-math for the whole file, whose reassociation would change the
+# window sums; lrn.c asks for fast-math in its one d^-beta function only (approximate reciprocals, a few ulp).
 # -fopenmp links libgomp.so.1, the soname of the runtime torch already loaded: one OpenMP thread pool, not two.
 FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fopenmp", "-fPIC", "-shared")
+LIBS = ("-lm",)  # after the source: libm brings libmvec (vector expf, logf) for the general beta
 ENV_SWITCH = "ALEXNET_NATIVE_LRN"  # "0" turns the native kernel off
 
 _lock = threading.Lock()
@@ -81,7 +82,7 @@ def library_path(cc: list[str]) -> Path | None:
         return None
     key = hashlib.sha256(
         "\0".join(
-            [SOURCE.read_text(), " ".join(FLAGS), " ".join(cc), version, platform.machine(), _cpu_flags()]
+            [SOURCE.read_text(), " ".join(FLAGS + LIBS), " ".join(cc), version, platform.machine(), _cpu_flags()]
         ).encode()
     ).hexdigest()[:20]
     return Path(cache_dir("native")) / f"lrn-{key}.so"
@@ -92,7 +93,9 @@ def _compile(cc: list[str], target: Path) -> bool:
     fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
     os.close(fd)
     try:
-        result = subprocess.run([*cc, *FLAGS, str(SOURCE), "-o", tmp], capture_output=True, text=True, timeout=300)
+        result = subprocess.run(
+            [*cc, *FLAGS, str(SOURCE), *LIBS, "-o", tmp], capture_output=True, text=True, timeout=300
+        )
         if result.returncode != 0:
             log.debug("native LRN: %s failed: %s", " ".join(cc), result.stderr.strip()[-2000:])
             return False

@@ -31,9 +31,18 @@
 
 int alexnet_lrn_abi(void) { return ALEXNET_LRN_ABI; }
 
-/* s = d^-beta over n values. beta = 0.75 (the paper's) is rsqrt(d) * sqrt(rsqrt(d)): two square roots and a
- * division vectorise; powf does not without -ffast-math's vector math library. */
-static void neg_pow(float *restrict s, const float *restrict d, int64_t n, float beta) {
+/* s = d^-beta over n values and, if w is not NULL, w = d^-beta / d (the backward's factor).
+ *
+ * This is the kernel's arithmetic bottleneck: exact square roots and divisions share one slow unit (about 12 cycles
+ * per 16 floats each on AVX-512), and the backward needs three of them per element. For the paper's beta = 0.75
+ * (and 0.5, 1) GCC compiles this one function with fast-math, which turns 1/sqrtf and 1/x into the hardware's
+ * approximate reciprocal (square root) plus a Newton step: a few ulp (measured at most 4e-7 relative against
+ * float64), not the 0.5 ulp of an exact division, on numbers that feed a gradient. Only here: elsewhere fast-math
+ * would reorder the window sums. Other compilers ignore the attribute and give exact results, more slowly. */
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("fast-math")))
+#endif
+static void neg_pow_sqrt(float *restrict s, float *restrict w, const float *restrict d, int64_t n, float beta) {
     if (beta == 0.75f) {
         for (int64_t i = 0; i < n; i++) {
             float r = 1.0f / sqrtf(d[i]);
@@ -41,110 +50,163 @@ static void neg_pow(float *restrict s, const float *restrict d, int64_t n, float
         }
     } else if (beta == 0.5f) {
         for (int64_t i = 0; i < n; i++) s[i] = 1.0f / sqrtf(d[i]);
-    } else if (beta == 1.0f) {
-        for (int64_t i = 0; i < n; i++) s[i] = 1.0f / d[i];
     } else {
-        for (int64_t i = 0; i < n; i++) s[i] = powf(d[i], -beta);
+        for (int64_t i = 0; i < n; i++) s[i] = 1.0f / d[i];
     }
+    if (w)
+        for (int64_t i = 0; i < n; i++) w[i] = s[i] / d[i];
+}
+
+/* Any other beta: exp(-beta log d). glibc's vector math library (libmvec, linked through -lm) has 16-wide expf and
+ * logf; declaring them `simd` lets GCC call those instead of the scalar functions, as <math.h> itself does under
+ * -ffast-math (which this file avoids, see above). Its functions are within a few ulp. */
+#if defined(__GLIBC__) && defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((simd("notinbranch"))) float expf(float);
+__attribute__((simd("notinbranch"))) float logf(float);
+#endif
+
+static void neg_pow(float *restrict s, float *restrict w, const float *restrict d, int64_t n, float beta) {
+    if (beta == 0.75f || beta == 0.5f || beta == 1.0f) {
+        neg_pow_sqrt(s, w, d, n, beta);
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) s[i] = expf(-beta * logf(d[i]));
+    if (w)
+        for (int64_t i = 0; i < n; i++) w[i] = s[i] / d[i];
 }
 
 static int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 static int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
 
+/* acc[i] = sum over channels j in [lo, hi] of row_j[i] (squared if `square`), i < t; row_j = base + (j % mod) * stride.
+ *
+ * Rows are added GROUP at a time in one loop (a group short of rows is filled with `zeros`, a zero row at least t
+ * long), so that the paper's window of 5 is one pass: GCC 12 vectorises neither a window loop inside the position
+ * loop nor keeps a register-blocked sum out of memory, and one pass per row measured 9x slower than one pass. */
+#define GROUP 5
+static inline void sum_rows(float *restrict acc, const float *base, int64_t stride, int64_t mod, int64_t lo,
+                            int64_t hi, int64_t t, int square, const float *zeros) {
+    for (int64_t j0 = lo; j0 <= hi; j0 += GROUP) {
+        const float *r[GROUP];
+        for (int q = 0; q < GROUP; q++) r[q] = j0 + q <= hi ? base + ((j0 + q) % mod) * stride : zeros;
+        const float *restrict r0 = r[0], *restrict r1 = r[1], *restrict r2 = r[2], *restrict r3 = r[3],
+                              *restrict r4 = r[4];
+        /* The first group writes acc (whatever it held, NaN included, is never read), later ones add to it. */
+#define SQ(v) (square ? (v) * (v) : (v))
+#define GROUP_SUM(i) (SQ(r0[i]) + SQ(r1[i]) + SQ(r2[i]) + SQ(r3[i]) + SQ(r4[i]))
+        if (j0 == lo)
+            for (int64_t i = 0; i < t; i++) acc[i] = GROUP_SUM(i);
+        else
+            for (int64_t i = 0; i < t; i++) acc[i] += GROUP_SUM(i);
+#undef GROUP_SUM
+#undef SQ
+    }
+}
+
 /* ---- NCHW: per (image, tile of L), walk the channels; rows of one channel are contiguous ---------------------- */
 
-/* d = k + scale * (sum of x_j^2 over the forward window of channel c), over one tile. */
-static void denominator_nchw(float *restrict d, const float *x, int64_t C, int64_t L, int64_t p0, int64_t t, int64_t c,
-                             int before, int after, float scale, float k) {
-    int64_t lo = imax(0, c - before), hi = imin(C - 1, c + after);
-    for (int64_t i = 0; i < t; i++) d[i] = 0.0f;
-    for (int64_t j = lo; j <= hi; j++) {
-        const float *xj = x + j * L + p0;
-        for (int64_t i = 0; i < t; i++) d[i] += xj[i] * xj[i];
-    }
+/* d = k + scale * (sum of x_j^2 over the forward window of channel c), over one tile (x points at its start). */
+static void denominator_nchw(float *restrict d, const float *restrict x, int64_t C, int64_t L, int64_t t, int64_t c,
+                             int before, int after, float scale, float k, const float *zeros) {
+    sum_rows(d, x, L, C, imax(0, c - before), imin(C - 1, c + after), t, 1, zeros);
     for (int64_t i = 0; i < t; i++) d[i] = k + scale * d[i];
 }
 
-static void forward_nchw_tile(const float *x, float *y, int64_t C, int64_t L, int64_t p0, int64_t t, int before,
-                              int after, float scale, float beta, float k, float *d, float *s) {
+static void forward_nchw_tile(const float *restrict x, float *restrict y, int64_t C, int64_t L, int64_t t, int before,
+                              int after, float scale, float beta, float k, float *scratch, const float *zeros) {
+    float *d = scratch, *s = scratch + TILE;
     for (int64_t c = 0; c < C; c++) {
-        denominator_nchw(d, x, C, L, p0, t, c, before, after, scale, k);
-        neg_pow(s, d, t, beta);
-        const float *xc = x + c * L + p0;
-        float *yc = y + c * L + p0;
+        denominator_nchw(d, x, C, L, t, c, before, after, scale, k, zeros);
+        neg_pow(s, NULL, d, t, beta);
+        const float *xc = x + c * L;
+        float *yc = y + c * L;
         for (int64_t i = 0; i < t; i++) yc[i] = xc[i] * s[i];
     }
 }
 
-/* s_i and q_i = g_i x_i s_i / d_i are computed one window ahead of the output into rings of `width` rows, so that
- * each input row comes from memory once and is reused from cache. */
-static void backward_nchw_tile(const float *x, const float *g, float *dx, int64_t C, int64_t L, int64_t p0, int64_t t,
-                               int before, int after, float scale, float beta, float k, float *qring, float *sring,
-                               float *d) {
+/* s_i and q_i = g_i x_i s_i / d_i are computed `before` channels ahead of the output into rings of `width` rows,
+ * so that each input row comes from memory once and is reused from cache. */
+static void backward_nchw_tile(const float *restrict x, const float *restrict g, float *restrict dx, int64_t C,
+                               int64_t L, int64_t t, int before, int after, float scale, float beta, float k,
+                               float *scratch, const float *zeros) {
     int64_t width = (int64_t)before + after + 1;
+    float *qring = scratch, *sring = scratch + width * TILE, *d = sring + width * TILE, *w = d + TILE;
     float coef = 2.0f * scale * beta;
     int64_t ready = 0; /* channels [0, ready) have q and s in the rings */
     for (int64_t c = 0; c < C; c++) {
         int64_t lo = imax(0, c - after), hi = imin(C - 1, c + before);
         for (; ready <= hi; ready++) {
             float *q = qring + (ready % width) * TILE, *s = sring + (ready % width) * TILE;
-            const float *xr = x + ready * L + p0, *gr = g + ready * L + p0;
-            denominator_nchw(d, x, C, L, p0, t, ready, before, after, scale, k);
-            neg_pow(s, d, t, beta);
-            for (int64_t i = 0; i < t; i++) q[i] = gr[i] * xr[i] * s[i] / d[i];
+            const float *xr = x + ready * L, *gr = g + ready * L;
+            denominator_nchw(d, x, C, L, t, ready, before, after, scale, k, zeros);
+            neg_pow(s, w, d, t, beta);
+            for (int64_t i = 0; i < t; i++) q[i] = gr[i] * xr[i] * w[i];
         }
-        float *acc = d; /* free again: d was only needed for q */
-        for (int64_t i = 0; i < t; i++) acc[i] = 0.0f;
-        for (int64_t j = lo; j <= hi; j++) {
-            const float *q = qring + (j % width) * TILE;
-            for (int64_t i = 0; i < t; i++) acc[i] += q[i];
-        }
-        const float *s = sring + (c % width) * TILE;
-        const float *xc = x + c * L + p0, *gc = g + c * L + p0;
-        float *out = dx + c * L + p0;
+        const float *s = sring + (c % width) * TILE, *xc = x + c * L, *gc = g + c * L;
+        float *out = dx + c * L, *acc = d; /* d is free again */
+        sum_rows(acc, qring, TILE, width, lo, hi, t, 0, zeros);
         for (int64_t i = 0; i < t; i++) out[i] = gc[i] * s[i] - coef * xc[i] * acc[i];
     }
 }
 
-/* ---- NHWC: per pixel, the C channels are contiguous; a window is a sum of shifted loads of a zero-padded row ---- */
+/* ---- NHWC: tiles of pixels whose C channels are contiguous; a window is a sum of shifted loads ----------------
+ *
+ * A tile of P pixels is copied (squared) into zero-padded rows of R = C + width - 1 floats laid end to end, so that
+ * one flat pass computes every pixel's window sums: position p * R + c sums the `width` floats from there, which are
+ * channels c - before .. c + after of pixel p. The width - 1 positions between pixels compute sums nobody reads
+ * (4% extra work at C = 96): the price of running each loop over thousands of floats instead of 96. */
 
-/* Scratch per thread for one pixel: two padded rows (C + width - 1 floats each, zero ends) and two rows of C. */
-static size_t nhwc_scratch(int64_t C, int64_t width) { return (size_t)(2 * (C + width) + 2 * C); }
+/* Pixels per tile: about NHWC_FLOATS padded floats, so that a tile's buffers stay in L1/L2 (1024 to 4096 measured
+ * within noise of each other). */
+#define NHWC_FLOATS 2048
+static int64_t nhwc_pixels(int64_t C, int64_t width) { return imax(1, NHWC_FLOATS / (C + width - 1)); }
 
-/* d_c = k + scale * sum_{o < width} pad[c + o], with pad[before + j] = x_j^2: channels c - before .. c + after. */
-static void denominator_nhwc(float *restrict d, float *restrict pad, const float *x, int64_t C, int before,
-                             int64_t width, float scale, float k) {
-    for (int64_t c = 0; c < C; c++) pad[before + c] = x[c] * x[c];
-    for (int64_t c = 0; c < C; c++) d[c] = 0.0f;
-    for (int64_t o = 0; o < width; o++) {
-        const float *p = pad + o;
-        for (int64_t c = 0; c < C; c++) d[c] += p[c];
-    }
-    for (int64_t c = 0; c < C; c++) d[c] = k + scale * d[c];
+/* Scratch per thread: two padded buffers (P * R + width floats, zero between the pixels), then d, s, w and a row
+ * of zeros for sum_rows (P * R each). */
+static size_t nhwc_scratch(int64_t C, int64_t width) {
+    int64_t R = C + width - 1, P = nhwc_pixels(C, width);
+    return (size_t)(2 * (P * R + width) + 4 * P * R);
 }
 
-static void forward_nhwc_pixel(const float *x, float *y, int64_t C, int before, int64_t width, float scale, float beta,
-                               float k, float *scratch) {
-    float *pad = scratch, *d = scratch + 2 * (C + width), *s = d + C;
-    denominator_nhwc(d, pad, x, C, before, width, scale, k);
-    neg_pow(s, d, C, beta);
-    for (int64_t c = 0; c < C; c++) y[c] = x[c] * s[c];
+/* d = k + scale * window sums of squares, s = d^-beta (and w = s / d if w) for pixels x[0 .. P) of one tile. */
+static void denominator_nhwc(float *restrict pad, float *restrict d, float *restrict s, float *restrict w,
+                             const float *restrict x, int64_t P, int64_t C, int before, int64_t width, float scale,
+                             float beta, float k, const float *zeros) {
+    int64_t R = C + width - 1, n = P * R;
+    for (int64_t p = 0; p < P; p++)
+        for (int64_t c = 0; c < C; c++) pad[p * R + before + c] = x[p * C + c] * x[p * C + c];
+    sum_rows(d, pad, 1, n + width, 0, width - 1, n, 0, zeros); /* row o is the buffer shifted by o */
+    for (int64_t i = 0; i < n; i++) d[i] = k + scale * d[i];
+    neg_pow(s, w, d, n, beta);
 }
 
-static void backward_nhwc_pixel(const float *x, const float *g, float *dx, int64_t C, int before, int after,
-                                int64_t width, float scale, float beta, float k, float *scratch) {
-    float *pad = scratch, *qpad = scratch + C + width, *d = scratch + 2 * (C + width), *s = d + C;
-    denominator_nhwc(d, pad, x, C, before, width, scale, k);
-    neg_pow(s, d, C, beta);
-    /* qpad[after + i] = q_i: sum_o qpad[j + o] covers channels j - after .. j + before (the mirrored window) */
-    for (int64_t c = 0; c < C; c++) qpad[after + c] = g[c] * x[c] * s[c] / d[c];
-    float *acc = d, coef = 2.0f * scale * beta;
-    for (int64_t c = 0; c < C; c++) acc[c] = 0.0f;
-    for (int64_t o = 0; o < width; o++) {
-        const float *p = qpad + o;
-        for (int64_t c = 0; c < C; c++) acc[c] += p[c];
-    }
-    for (int64_t c = 0; c < C; c++) dx[c] = g[c] * s[c] - coef * x[c] * acc[c];
+static void forward_nhwc_tile(const float *restrict x, float *restrict y, int64_t P, int64_t C, int before,
+                              int64_t width, float scale, float beta, float k, float *scratch) {
+    int64_t R = C + width - 1, cap = nhwc_pixels(C, width) * R;
+    float *pad = scratch, *d = scratch + 2 * (cap + width), *s = d + cap, *zeros = d + 3 * cap;
+    denominator_nhwc(pad, d, s, NULL, x, P, C, before, width, scale, beta, k, zeros);
+    for (int64_t p = 0; p < P; p++)
+        for (int64_t c = 0; c < C; c++) y[p * C + c] = x[p * C + c] * s[p * R + c];
+}
+
+static void backward_nhwc_tile(const float *restrict x, const float *restrict g, float *restrict dx, int64_t P,
+                               int64_t C, int before, int after, int64_t width, float scale, float beta, float k,
+                               float *scratch) {
+    int64_t R = C + width - 1, n = P * R, cap = nhwc_pixels(C, width) * R;
+    /* The buffers' places follow the full tile, not this one's P: the last, shorter tile must find the pads' gaps
+     * where earlier tiles left them, zero. */
+    float *pad = scratch, *qpad = scratch + cap + width, *d = qpad + cap + width, *s = d + cap, *w = s + cap;
+    const float *zeros = w + cap;
+    denominator_nhwc(pad, d, s, w, x, P, C, before, width, scale, beta, k, zeros);
+    /* qpad[p * R + after + i] = q_i: the sum from p * R + j covers channels j - after .. j + before (mirrored) */
+    for (int64_t p = 0; p < P; p++)
+        for (int64_t c = 0; c < C; c++) qpad[p * R + after + c] = g[p * C + c] * x[p * C + c] * w[p * R + c];
+    float *acc = d; /* d is free again */
+    sum_rows(acc, qpad, 1, n + width, 0, width - 1, n, 0, zeros);
+    float coef = 2.0f * scale * beta;
+    for (int64_t p = 0; p < P; p++)
+        for (int64_t c = 0; c < C; c++)
+            dx[p * C + c] = g[p * C + c] * s[p * R + c] - coef * x[p * C + c] * acc[p * R + c];
 }
 
 /* ---- entry points --------------------------------------------------------------------------------------------- */
@@ -159,34 +221,37 @@ int alexnet_lrn(const float *x, const float *g, float *y, int64_t N, int64_t C, 
         int64_t tiles = (L + TILE - 1) / TILE;
 #pragma omp parallel num_threads(threads) reduction(| : failed)
         {
-            float *scratch = malloc((size_t)(2 * width + 2) * TILE * sizeof(float)); /* q ring, s ring, d, s */
+            /* q and s rings, d, w, and a row of zeros for sum_rows */
+            float *scratch = calloc((size_t)(2 * width + 3) * TILE, sizeof(float));
             if (!scratch) failed = 1;
 #pragma omp for schedule(static)
             for (int64_t w = 0; w < N * tiles; w++) {
                 if (!scratch) continue;
-                int64_t off = (w / tiles) * C * L, p0 = (w % tiles) * TILE, t = imin(TILE, L - p0);
+                const float *zeros = scratch + (2 * width + 2) * TILE;
+                int64_t p0 = (w % tiles) * TILE, off = (w / tiles) * C * L + p0, t = imin(TILE, L - p0);
                 if (g)
-                    backward_nchw_tile(x + off, g + off, y + off, C, L, p0, t, before, after, scale, beta, k, scratch,
-                                       scratch + width * TILE, scratch + 2 * width * TILE);
+                    backward_nchw_tile(x + off, g + off, y + off, C, L, t, before, after, scale, beta, k, scratch,
+                                       zeros);
                 else
-                    forward_nchw_tile(x + off, y + off, C, L, p0, t, before, after, scale, beta, k, scratch,
-                                      scratch + TILE);
+                    forward_nchw_tile(x + off, y + off, C, L, t, before, after, scale, beta, k, scratch, zeros);
             }
             free(scratch);
         }
     } else {
 #pragma omp parallel num_threads(threads) reduction(| : failed)
         {
-            float *scratch = calloc(nhwc_scratch(C, width), sizeof(float)); /* calloc: the pads' ends stay zero */
+            float *scratch = calloc(nhwc_scratch(C, width), sizeof(float)); /* calloc: the pads' gaps stay zero */
             if (!scratch) failed = 1;
+            int64_t P = nhwc_pixels(C, width), tiles = (N * L + P - 1) / P;
 #pragma omp for schedule(static)
-            for (int64_t p = 0; p < N * L; p++) {
+            for (int64_t w = 0; w < tiles; w++) {
                 if (!scratch) continue;
+                int64_t p0 = w * P, np = imin(P, N * L - p0), off = p0 * C;
                 if (g)
-                    backward_nhwc_pixel(x + p * C, g + p * C, y + p * C, C, before, after, width, scale, beta, k,
-                                        scratch);
+                    backward_nhwc_tile(x + off, g + off, y + off, np, C, before, after, width, scale, beta, k,
+                                       scratch);
                 else
-                    forward_nhwc_pixel(x + p * C, y + p * C, C, before, width, scale, beta, k, scratch);
+                    forward_nhwc_tile(x + off, y + off, np, C, before, width, scale, beta, k, scratch);
             }
             free(scratch);
         }
