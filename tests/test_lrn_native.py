@@ -238,3 +238,13 @@ def test_the_key_follows_the_source_and_the_flags(fresh_native, monkeypatch):
     first = native.library_path(cc)
     monkeypatch.setattr(native, "FLAGS", (*native.FLAGS, "-DSOMETHING"))
     assert native.library_path(cc) != first
+
+
+@needs_cc
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="reads the process's mappings from /proc")
+def test_the_library_shares_torchs_openmp_runtime():
+    # Two OpenMP runtimes would mean two thread pools spinning on the same cores.
+    assert native.load() is not None
+    with open("/proc/self/maps") as f:
+        runtimes = {line.split()[-1] for line in f if "libgomp" in line or "libiomp" in line}
+    assert len(runtimes) <= 1, runtimes
