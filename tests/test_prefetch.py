@@ -119,8 +119,9 @@ def test_cache_batches_are_bit_identical_with_prefetch_on_and_off(preset):
     def source(prefetch: bool) -> CacheBatches:
         generator = torch.Generator()
         augment = BatchAugment(preset, 40, train=True, generator=generator, augment=True)
-        return CacheBatches(images, labels, augment, generator, 8, seed=3, info=SINGLE, device=torch.device("cpu"),
-                            prefetch=prefetch)
+        return CacheBatches(
+            images, labels, augment, generator, 8, seed=3, info=SINGLE, device=torch.device("cpu"), prefetch=prefetch
+        )
 
     def collect(batches: CacheBatches, epoch: int, start: int) -> list:
         out = []
@@ -158,8 +159,14 @@ def test_prefetch_on_and_off_train_to_bit_identical_weights(tiny_data, tmp_path,
     runs = {}
     for prefetch in (False, True):
         out = tmp_path / f"prefetch-{prefetch}"
-        fit(tiny_config(tiny_data, out, **{"run.epochs": 2, "run.max_steps": 6, "run.deterministic": True,
-                                           "data.prefetch": prefetch, **extra}), progress=False)
+        fit(
+            tiny_config(
+                tiny_data,
+                out,
+                **{"run.epochs": 2, "run.max_steps": 6, "run.deterministic": True, "data.prefetch": prefetch, **extra},
+            ),
+            progress=False,
+        )
         runs[prefetch] = out
     assert_same_weights(final_weights(runs[False]), final_weights(runs[True]))
     assert prefetch_threads() == []
@@ -169,8 +176,10 @@ def test_reading_the_loss_every_3_steps_gives_the_same_weights_and_metrics(tiny_
     rows = {}
     for every in (1, 3):
         out = tmp_path / f"every-{every}"
-        result = fit(tiny_config(tiny_data, out, **{"run.epochs": 2, "run.deterministic": True,
-                                                    "run.sync_every": every}), progress=False)
+        result = fit(
+            tiny_config(tiny_data, out, **{"run.epochs": 2, "run.deterministic": True, "run.sync_every": every}),
+            progress=False,
+        )
         rows[every] = [(r["train_loss"], r["train_acc"], r["val_top1"]) for r in result.rows]
     assert rows[1] == rows[3]  # the same sums, added in the same order
     assert_same_weights(final_weights(tmp_path / "every-1"), final_weights(tmp_path / "every-3"))
@@ -223,8 +232,11 @@ def test_a_nan_found_at_a_later_read_stops_without_saving_over_the_good_checkpoi
     monkeypatch.setattr(BatchAugment, "__call__", poisoned)
     run = tmp_path / "run"
     cfg = tiny_config(tiny_data, run, **{"run.epochs": 3, "run.sync_every": 3, "data.prefetch": True})
-    with pytest.raises(TrainingError, match=r"non-finite loss \(nan\) at epoch 2, step 2: stopped at step 3 "
-                                            r"\(the loss is read from the device every 3 steps.*checkpoint is intact"):
+    with pytest.raises(
+        TrainingError,
+        match=r"non-finite loss \(nan\) at epoch 2, step 2: stopped at step 3 "
+        r"\(the loss is read from the device every 3 steps.*checkpoint is intact",
+    ):
         fit(cfg, progress=False)
     ckpt = load_checkpoint(run, prefer="last")
     assert (ckpt["epoch"], ckpt["step_in_epoch"], ckpt["global_step"]) == (1, 0, 4)
@@ -274,8 +286,9 @@ def test_the_loss_is_read_from_the_device_once_per_group_of_steps(monkeypatch):
     labels = torch.arange(64) % 2
     generator = torch.Generator()
     augment = BatchAugment("d2l", 8, generator=generator, in_channels=3, mean=(0.5,) * 3, std=(0.5,) * 3)
-    source = CacheBatches(images, labels, augment, generator, 8, seed=0, info=SINGLE, device=torch.device("cpu"),
-                          prefetch=True)
+    source = CacheBatches(
+        images, labels, augment, generator, 8, seed=0, info=SINGLE, device=torch.device("cpu"), prefetch=True
+    )
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(192, 2))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     from alexnet.config import OptimSpec
@@ -299,9 +312,23 @@ def test_the_loss_is_read_from_the_device_once_per_group_of_steps(monkeypatch):
 
     totals = EpochTotals()
     position = train_one_epoch(
-        model, optimizer, LRSchedule(OptimSpec(lr=0.1), 1, len(source)), None, source, 0, 0, totals,
-        seed=0, info=SINGLE, device=torch.device("cpu"), amp_dtype=None, channels_last=False, label_smoothing=0.0,
-        sync_every=3, must_sync=lambda step: False, after_step=after_step,
+        model,
+        optimizer,
+        LRSchedule(OptimSpec(lr=0.1), 1, len(source)),
+        None,
+        source,
+        0,
+        0,
+        totals,
+        seed=0,
+        info=SINGLE,
+        device=torch.device("cpu"),
+        amp_dtype=None,
+        channels_last=False,
+        label_smoothing=0.0,
+        sync_every=3,
+        must_sync=lambda step: False,
+        after_step=after_step,
     )
     assert position == 8 and totals.count == 64 and math.isfinite(totals.loss_sum)
     assert reads == [(2, 3), (5, 3), (7, 2)]
@@ -335,3 +362,14 @@ def test_prefetch_and_sync_every_flags_parse():
 
     with pytest.raises(ConfigError, match="run.sync_every"):
         resolve_config(overrides={"run.sync_every": -1})
+
+
+def test_prefetch_defaults_on_for_cuda_and_as_measured_on_the_cpu():
+    from alexnet.train import PREFETCH_ON_CPU, resolve_prefetch
+
+    assert resolve_prefetch(None, torch.device("cuda", 0)) is True
+    assert resolve_prefetch(None, torch.device("cpu")) is PREFETCH_ON_CPU
+    assert resolve_prefetch(None, torch.device("mps")) is False
+    assert (
+        resolve_prefetch(True, torch.device("cpu")) is True and resolve_prefetch(False, torch.device("cuda")) is False
+    )

@@ -71,8 +71,8 @@ class DataSpec:
     augment: bool | None = None  # training augmentation on/off (None: the preset's own: paper on, seed/d2l off)
     loader: str = "cache"  # cache: uint8 tensor + whole-batch augmentation (fast, exactly resumable); pil: DataLoader
     workers: int = 0  # DataLoader worker processes (pil loader, and decoding into the cache)
-    # cache loader: make the next batch in a background thread during the step (None: on for GPUs, and on the CPU
-    # as measured in benchmarks/README.md). The pil loader overlaps through its DataLoader workers instead.
+    # cache loader: make the next batch in a background thread during the step (None: on for CUDA; off on the CPU,
+    # where it measured slower: benchmarks/README.md). The pil loader overlaps through its DataLoader workers instead.
     prefetch: bool | None = None
 
     def __post_init__(self):

@@ -687,7 +687,7 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
                 log(d2l_line(row))
                 log(f"data wait, epoch {epoch + 1}: waited {row['data_wait_s']:.2f} s for batches, "
                     f"{100 * row['data_wait_share']:.1f}% of {train['seconds']:.1f} s of training "
-                    f"(prefetch {'on' if getattr(train_source, 'prefetch', False) else 'off'})", console=False)
+                    f"({data_path(cfg, train_source)})", console=False)
                 improved = val.top1 > best
                 best = max(best, val.top1)
                 if complete and schedule.end_epoch(val.top1):  # the plateau rule judges whole epochs only
@@ -747,16 +747,28 @@ def rank0_first(info: DistInfo):
         distributed.barrier()
 
 
-PREFETCH_ON_CPU = True  # measured in benchmarks/README.md ("Prefetch and host syncs")
+# Off on the CPU, by measurement (benchmarks/README.md, "Prefetch and host syncs"): prefetch removes the wait for
+# data (4 % of a demo epoch, 22 % with the seed note's rotation) but its thread competes with the step's own
+# threads for the two cores; in back-to-back runs on a quiet machine the demo trained about 20 % faster without it.
+PREFETCH_ON_CPU = False
 
 
 def resolve_prefetch(prefetch: bool | None, device: torch.device) -> bool:
-    """data.prefetch None (automatic): on for GPUs, where making a batch would otherwise leave the GPU idle; on the
-    CPU the producer thread shares the cores with the step's own threads, so the default there is what measured
-    faster (PREFETCH_ON_CPU)."""
+    """data.prefetch None (automatic): on for CUDA, where making a batch would otherwise leave the GPU idle; on the
+    CPU what measured faster (PREFETCH_ON_CPU); off elsewhere (MPS: untested, and the producer would issue MPS work
+    from a second thread)."""
     if prefetch is not None:
         return prefetch
-    return PREFETCH_ON_CPU if device.type == "cpu" else True
+    if device.type == "cuda":
+        return True
+    return PREFETCH_ON_CPU if device.type == "cpu" else False
+
+
+def data_path(cfg: TrainConfig, source: CacheBatches | LoaderBatches) -> str:
+    """How batches reach the step, for the per-epoch data-wait line."""
+    if isinstance(source, CacheBatches):
+        return f"uint8 cache, prefetch {'on' if source.prefetch else 'off'}"
+    return f"pil loader, {cfg.data.workers} DataLoader workers"
 
 
 def build_batches(cfg: TrainConfig, bundle: Any, image_size: int, in_channels: int, info: DistInfo,
