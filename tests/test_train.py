@@ -21,6 +21,7 @@ from alexnet.train import (
     ChanceWatch,
     LRSchedule,
     TrainingError,
+    build_optimizer,
     d2l_line,
     epoch_permutation,
     fit,
@@ -249,3 +250,25 @@ def test_a_skipped_file_is_reported_once_and_kept_in_the_log(tmp_path):
     shown = (result.stdout + result.stderr).count("cat.99.jpg")
     assert shown == 1, result.stdout + result.stderr
     assert "cat.99.jpg" in (run_dir / "log.txt").read_text()
+
+
+@pytest.mark.parametrize("opt", ["sgd", "adam", "adamw"])
+def test_optimizers_use_the_fused_kernel_and_the_same_update_rule(opt):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.ReLU(), torch.nn.Linear(4, 3))
+    reference = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.ReLU(), torch.nn.Linear(4, 3))
+    reference.load_state_dict(model.state_dict())
+    spec = OptimSpec(opt=opt, lr=0.05, weight_decay=1e-3, momentum=0.9)
+    fused = build_optimizer(spec, model)
+    assert fused.defaults["fused"] is True
+    plain_cls = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[opt]
+    extra = {"momentum": 0.9} if opt == "sgd" else {}
+    plain = plain_cls(reference.parameters(), lr=0.05, weight_decay=1e-3, foreach=False, **extra)
+    x, y = torch.randn(8, 5), torch.randint(0, 3, (8,))
+    for _ in range(3):
+        for net, optimizer in ((model, fused), (reference, plain)):
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(net(x), y).backward()
+            optimizer.step()
+    for a, b in zip(model.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

@@ -816,13 +816,21 @@ class LoaderEval:
         yield from torch.utils.data.DataLoader(subset, batch_size=self.batch_size, num_workers=self.workers)
 
 
+FUSED_OPTIMIZER_DEVICES = ("cpu", "cuda")
+
+
 def build_optimizer(spec: OptimSpec, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """SGD / Adam / AdamW with PyTorch's fused kernels where the parameters live on a device that has them: one
+    kernel for the whole update instead of a dozen small ops per parameter tensor (the demo's step: 51 -> 44 ms on
+    the 2-core build machine, `benchmarks/README.md`). Same update rule, rounded differently in the last bits."""
     params = [p for p in model.parameters() if p.requires_grad]
+    fused = bool(params) and all(p.device.type in FUSED_OPTIMIZER_DEVICES and p.is_floating_point() for p in params)
+    options = {"lr": spec.lr, "weight_decay": spec.weight_decay, "fused": fused or None}
     if spec.opt == "sgd":
-        return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
+        return torch.optim.SGD(params, momentum=spec.momentum, **options)
     if spec.opt == "adam":
-        return torch.optim.Adam(params, lr=spec.lr, weight_decay=spec.weight_decay)
-    return torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
+        return torch.optim.Adam(params, **options)
+    return torch.optim.AdamW(params, **options)
 
 
 def as_plain(config: Any) -> dict[str, Any]:
