@@ -373,3 +373,21 @@ def test_prefetch_defaults_on_for_cuda_and_as_measured_on_the_cpu():
     assert (
         resolve_prefetch(True, torch.device("cpu")) is True and resolve_prefetch(False, torch.device("cuda")) is False
     )
+
+
+@pytest.mark.parametrize("preset", ["seed", "paper"])
+def test_cache_batches_come_in_the_models_layout_with_the_same_values(preset):
+    # A channels_last model gets channels_last batches straight from the uint8 -> float copy, so the step's
+    # .contiguous(channels_last) is free; the values are those of the contiguous batches.
+    images = torch.randint(0, 256, (20, 3, 48, 48), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(20) % 2
+    out = {}
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        generator = torch.Generator()
+        augment = BatchAugment(preset, 40, train=True, generator=generator, augment=True)
+        source = CacheBatches(images, labels, augment, generator, 8, seed=3, info=SINGLE, device=torch.device("cpu"),
+                              memory_format=fmt)
+        out[fmt] = [(x.clone(memory_format=torch.preserve_format), y) for _, x, y, _ in source.batches(0, 0)]
+    for (a, ya), (b, yb) in zip(out[torch.contiguous_format], out[torch.channels_last], strict=True):
+        assert b.is_contiguous(memory_format=torch.channels_last) and not b.is_contiguous()
+        assert torch.equal(a, b) and torch.equal(ya, yb)
