@@ -51,3 +51,11 @@ def test_bad_bench_arguments_are_one_line_errors():
                             text=True, timeout=120)
     assert result.returncode == 2
     assert "batch_size must be >= 1" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_ours_steps_with_the_fused_optimizer_and_plain_without():
+    from alexnet.bench import OURS_BF16, OURS_FP32, PLAIN, optimizer_for
+
+    net = torch.nn.Linear(3, 2)
+    assert optimizer_for(net, OURS_FP32).defaults["fused"] and optimizer_for(net, OURS_BF16).defaults["fused"]
+    assert not optimizer_for(net, PLAIN).defaults["fused"]
