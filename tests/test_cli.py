@@ -1,10 +1,7 @@
 """The command line itself: instant help, clean errors."""
 
-import os
 import subprocess
 import sys
-
-import pytest
 
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -43,16 +40,3 @@ def test_closed_pipe_exits_quietly():
         timeout=120,
     )
     assert "Traceback" not in result.stderr and "BrokenPipeError" not in result.stderr
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="transparent huge pages are a Linux feature")
-def test_commands_ask_for_huge_pages_unless_told_otherwise():
-    code = ("import os, sys; from alexnet.cli import main; sys.argv = ['alexnet', 'models']; "
-            "main(['models']); print('THP=' + os.environ.get('THP_MEM_ALLOC_ENABLE', 'unset'))")
-    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().endswith("THP=1")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         env={**env, "THP_MEM_ALLOC_ENABLE": "0"})
-    assert out.stdout.strip().endswith("THP=0")  # the user's choice wins

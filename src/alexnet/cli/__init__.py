@@ -37,21 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# PyTorch's CPU allocator asks Linux for transparent huge pages (2 MB) for its large tensors when this is set. An
-# AlexNet step at 227 allocates hundreds of MB of fresh activations, each first touched 4 KB page by 4 KB page
-# otherwise; with huge pages the training step ran 7-18% faster on the build machine (benchmarks/README.md).
-# PyTorch reads the variable once, at its first large allocation, so it is set before any command imports torch;
-# THP_MEM_ALLOC_ENABLE=0 in the environment keeps the kernel's default.
-HUGE_PAGES_ENV = "THP_MEM_ALLOC_ENABLE"
-
-
-def enable_huge_pages(environ=os.environ) -> None:
-    if sys.platform.startswith("linux"):
-        environ.setdefault(HUGE_PAGES_ENV, "1")
-
-
 def main(argv: list[str] | None = None) -> int:
-    enable_huge_pages()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
