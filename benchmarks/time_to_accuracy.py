@@ -6,7 +6,7 @@ Plain: the first note's TrainingNet.py / TestNet.py, as written: torchvision Ima
 Resize + ToTensor + Normalize on every epoch, DataLoader(shuffle, no workers), the same model (the demo's
 quarter-width alexnet-bn at 96 px) in fp32 eager, Adam at the same learning rate (constant, as in the note), batch 64,
 a validation pass after each epoch. Ours: `alexnet train --recipe demo` in its own process, as a user types it
-(uint8 cache, whole-batch augmentation, channels_last, fused Adam, huge pages, cosine schedule). Both clocks count
+(uint8 cache, whole-batch augmentation, channels_last, fused Adam, cosine schedule). Both clocks count
 training steps with their data loading (validation passes excluded) up to the first epoch whose validation accuracy
 reaches the target; ours is also reported against its whole wall time (start-up and imports, decode into the cache,
 every validation pass, checkpoints and plots of all its epochs), a bound that cannot flatter it. Ratios are
