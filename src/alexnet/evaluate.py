@@ -237,8 +237,7 @@ def evaluate_checkpoint(
         from alexnet.errors import DataError
 
         raise DataError(f"{bundle.source}: the {part} split holds no images")
-    augment = BatchAugment(preset, image_size, ckpt["mean"], ckpt["std"], train=False, ten_crop=ten_crop,
-                           in_channels=in_channels)
+    augment = BatchAugment.for_checkpoint(ckpt, ten_crop=ten_crop)
     model = prepare_model(model_from_checkpoint(ckpt, device), inference,
                           calibration=lambda: calibration_batches(ckpt, workers=workers))
 

@@ -108,18 +108,16 @@ def export_onnx(model: AlexNet, path: Path) -> dict[str, Any]:
 def export_int8(model: AlexNet, ckpt: dict[str, Any], fp32_path: Path, path: Path) -> dict[str, Any]:
     """Static int8 quantization of the ONNX file, calibrated on the checkpoint's training images, then compared with
     the PyTorch model on its validation images: top-1 agreement and both accuracies (alexnet.onnxrt)."""
-    from alexnet.data import build_from_description
     from alexnet.data.augment import BatchAugment
     from alexnet.data.cache import cache_split
-    from alexnet.onnxrt import OnnxRuntimeModel, calibration_batches, compare_top1, quantize_int8
+    from alexnet.onnxrt import OnnxRuntimeModel, calibration_batches, checkpoint_data, compare_top1, quantize_int8
 
-    quantize_int8(fp32_path, path, calibration_batches(ckpt))
-    val = cache_split(build_from_description(ckpt["data"], statistics=False), "val")
-    augment = BatchAugment(ckpt["preset"], int(ckpt["image_size"]), ckpt["mean"], ckpt["std"], train=False,
-                           in_channels=int(ckpt["in_channels"]))
+    bundle = checkpoint_data(ckpt)  # scanned once: training images calibrate, validation images check
+    quantize_int8(fp32_path, path, calibration_batches(ckpt, bundle))
+    val = cache_split(bundle, "val")
+    augment = BatchAugment.for_checkpoint(ckpt)
     chunks = torch.arange(min(len(val), PARITY_IMAGES)).split(64)
-    parity = compare_top1(model, OnnxRuntimeModel(path),
-                          ((augment(val.images[c]), val.labels[c]) for c in chunks)) if chunks else {}
+    parity = compare_top1(model, OnnxRuntimeModel(path), ((augment(val.images[c]), val.labels[c]) for c in chunks))
     return {"path": str(path), "validation": parity}
 
 

@@ -2,10 +2,10 @@
 
 Inference mode (no autograd bookkeeping at all), channels_last (oneDNN's preferred convolution layout: 1.4x the
 images/s of contiguous fp32 at batch 64 on the 2-core build machine), optional bf16/fp16 autocast and optional
-torch.compile with weight freezing, or ONNX Runtime in fp32 or int8 (alexnet.onnxrt). fp32 stays the default: on CPUs without AMX units bf16 convolutions are slower
-than fp32 (0.6x measured on the build machine), and on a GPU `--amp bf16` is the switch to flip. Every option keeps
-the logits within a stated tolerance of plain fp32 eager (tests/test_inference.py).
-"""
+torch.compile with weight freezing, or ONNX Runtime in fp32 or int8 (alexnet.onnxrt). fp32 stays the default: on
+CPUs without AMX units bf16 convolutions are slower than fp32 (0.6x measured on the build machine), and on a GPU
+`--amp bf16` is the switch to flip. Every PyTorch option keeps the logits within a stated tolerance of plain fp32
+eager (tests/test_inference.py); int8 is checked on decisions instead (tests/test_onnxrt.py)."""
 
 from __future__ import annotations
 

@@ -110,25 +110,31 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path, calibration: Ite
     return int8_path
 
 
-def calibration_batches(ckpt: dict[str, Any], images: int = CALIBRATION_IMAGES, batch: int = CALIBRATION_BATCH,
-                        workers: int | None = None) -> list[torch.Tensor]:
-    """A seeded sample of the checkpoint's own training images, with the evaluation transform, as float batches."""
+def checkpoint_data(ckpt: dict[str, Any]):
+    """The data bundle the checkpoint was trained on, or a one-line error that says int8 needs it."""
     from alexnet.data import build_from_description
-    from alexnet.data.augment import BatchAugment
-    from alexnet.data.cache import cache_split
 
     try:
-        bundle = build_from_description(ckpt["data"], statistics=False)
+        return build_from_description(ckpt["data"], statistics=False)
     except AlexNetError as e:
         raise OnnxRuntimeError(f"int8 calibration reads the checkpoint's training images, which failed: {e} "
                                "(use --runtime onnxruntime for fp32, which needs no data)") from None
+
+
+def calibration_batches(ckpt: dict[str, Any], bundle: Any = None, images: int = CALIBRATION_IMAGES,
+                        batch: int = CALIBRATION_BATCH, workers: int | None = None) -> list[torch.Tensor]:
+    """A seeded sample of the checkpoint's own training images (from `bundle`, default: the checkpoint's data),
+    with the evaluation transform, as float batches."""
+    from alexnet.data.augment import BatchAugment
+    from alexnet.data.cache import cache_split
+
+    bundle = bundle if bundle is not None else checkpoint_data(ckpt)
     cached = cache_split(bundle, "train", workers=workers)
     if len(cached) == 0:
         raise OnnxRuntimeError(f"{bundle.source}: no training images to calibrate int8 ranges on")
-    augment = BatchAugment(ckpt["preset"], int(ckpt["image_size"]), ckpt["mean"], ckpt["std"], train=False,
-                           in_channels=int(ckpt["in_channels"]))
+    augment = BatchAugment.for_checkpoint(ckpt)
     order = torch.randperm(len(cached), generator=torch.Generator().manual_seed(0))[:images]
-    return [augment(cached.images[chunk]) for chunk in order.split(batch)]
+    return [augment(torch.index_select(cached.images, 0, chunk)) for chunk in order.split(batch)]
 
 
 def runtime_model(model: nn.Module, runtime: str, folder: str | Path,

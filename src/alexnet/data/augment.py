@@ -94,6 +94,13 @@ class BatchAugment:
         self.eigval = torch.tensor(eigval, dtype=torch.float32)
         self.eigvec = torch.tensor(eigvec, dtype=torch.float32)
 
+    @classmethod
+    def for_checkpoint(cls, ckpt: dict, ten_crop: bool = False) -> BatchAugment:
+        """The evaluation transform a checkpoint records (preset, size, mean, std, channels): what eval, int8
+        calibration and the int8 parity check all apply to cached images."""
+        return cls(ckpt["preset"], int(ckpt["image_size"]), ckpt["mean"], ckpt["std"], train=False, ten_crop=ten_crop,
+                   in_channels=int(ckpt["in_channels"]))
+
     def _to_float(self, x: torch.Tensor, shift: torch.Tensor | None = None, out: torch.Tensor | None = None):
         """uint8 (..., C, H, W) -> (x / 255 + shift - mean) / std, in place in one float buffer: the per-image colour
         shift (B, C) is folded into the per-channel bias. Fresh large buffers cost page faults on every batch
