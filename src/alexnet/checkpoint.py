@@ -13,11 +13,8 @@ Run folder layout (`RunPaths`):
 
 from __future__ import annotations
 
-import os
 import pickle
 import random
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from alexnet import files
 from alexnet.errors import CheckpointError
+from alexnet.files import atomic_write  # the writers of checkpoints and exports import it from here
 
 FORMAT = "alexnet-checkpoint"
 FORMAT_VERSION = 1
@@ -100,48 +99,9 @@ def atomic_save(obj: dict[str, Any], path: str | Path) -> None:
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
-def atomic_write(path: str | Path, write: Callable[[str], None], suffix: str = ".tmp") -> None:
-    """`write(tmp)` to a temporary file in the same folder, fsync, then rename over `path`.
-
-    The rename is atomic on POSIX and Windows (os.replace), so a reader or a crash at any instant sees either the
-    old complete file or the new complete file, never half of one. Same folder because a rename across file
-    systems is a copy. `suffix` is for writers that insist on an extension (torch.export wants `.pt2`).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp (and some writers) make it private (0600): an ordinary file
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable; not every platform lets a folder be opened
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def remove_stale_temporaries(folder: str | Path) -> None:
-    """Temporary files left by a process killed mid-write (SIGKILL cannot be caught)."""
-    for tmp in Path(folder).glob(".*.pt.*.tmp"):
-        tmp.unlink(missing_ok=True)
+    """Checkpoint temporaries left by a process killed mid-write (SIGKILL cannot be caught)."""
+    files.remove_stale_temporaries(folder, name="*.pt")
 
 
 def load_checkpoint(path: str | Path, prefer: str = "best", check_finite: bool = True) -> dict[str, Any]:
