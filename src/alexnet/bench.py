@@ -5,6 +5,11 @@
 Every figure is a median over `repeats` timed passes taken in this one process, and the headline is a ratio of
 two figures taken in the same run (ours / plain), because absolute numbers move with the machine's load.
 
+Before anything else it asks the precision probe (alexnet.precision) whether bf16 is fast on this CPU, and times
+one training step to size the rest (`plan_work`): on a CPU where bf16 crawls (AVX2 only) the bf16 mode is skipped
+and said so, and the default run ends in minutes on the slowest machine seen here. Each section prints its
+progress and its time.
+
 - ceilings: a large fp32 and bf16 matrix product (oneDNN/MKL) and a memory copy: what the hardware gives.
 - train step: images/s of forward + backward + Adam on batches already in memory. "plain" is the notes' loop:
   fp32, contiguous, eager, torch.nn.LocalResponseNorm where the model has LRN, Adam one op at a time. "ours" is
@@ -53,15 +58,15 @@ class BenchConfig:
     batch_size: int = 64
     num_classes: int = 2
     width_mult: float = 1.0  # < 1 only for quick checks: the headline figures are at full width
-    steps: int = 3  # timed training steps per pass (after one untimed warm-up step)
+    steps: int | None = None  # timed training steps per pass, after one warm-up step (None: planned, see plan_work)
     repeats: int = 3  # passes; every figure is the median over them
-    photos: int = 192  # JPEG files in the end-to-end epoch
+    photos: int | None = None  # JPEG files in the end-to-end epoch (None: planned, at most MAX_PHOTOS)
     lrn_model: str = "alexnet"  # the paper model, for the LRN cost
     sections: tuple[str, ...] = ("ceilings", "train", "lrn", "data", "end_to_end", "inference")
 
     def __post_init__(self) -> None:
         for name in ("image_size", "batch_size", "num_classes", "steps", "repeats", "photos"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"bench {name} must be >= 1, got {getattr(self, name)}")
         unknown = set(self.sections) - set(BenchConfig.sections)
         if unknown:
@@ -71,8 +76,16 @@ class BenchConfig:
 # --- the machine's ceilings ----------------------------------------------------------------------------------------
 
 
-def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
-    """Median GFLOP/s of an n x n matrix product: the most this machine does in this dtype."""
+def matmul_gflops(dtype: torch.dtype, n: int | None = None, repeats: int = 5) -> float:
+    """Median GFLOP/s of an n x n matrix product: the most this machine does in this dtype.
+
+    n None: the largest of 256, 512, 1024, 2048 whose product takes at most CEILING_PRODUCT_S here, so that a
+    dtype that crawls (bf16 on AVX2: about 1 GFLOP/s) costs a second, not minutes, and a fast one is measured on
+    a product large enough to reach the peak."""
+    if n is None:
+        n = 256
+        while n < 2048 and _product_seconds(dtype, n) * 8 <= CEILING_PRODUCT_S:  # doubling n costs 8x
+            n *= 2
     a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
     torch.mm(a, b)  # warm-up: kernel selection, page faults
     times = []
@@ -81,6 +94,17 @@ def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
         torch.mm(a, b)
         times.append(time.perf_counter() - start)
     return 2 * n**3 / statistics.median(times) / 1e9
+
+
+CEILING_PRODUCT_S = 0.25  # at most this long for one product of the ceiling measurement
+
+
+def _product_seconds(dtype: torch.dtype, n: int) -> float:
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    torch.mm(a, b)
+    start = time.perf_counter()
+    torch.mm(a, b)
+    return time.perf_counter() - start
 
 
 def memcopy_gbs(megabytes: int = 256, repeats: int = 5) -> float:
@@ -165,8 +189,10 @@ def training_flops_per_image(model: AlexNet) -> float:
     return 3 * 2 * summarize(model.config).macs
 
 
-def time_train_steps(model: AlexNet, mode: Mode, cfg: BenchConfig) -> float:
-    """Median images/s of the model step alone, on a batch already in memory."""
+def time_train_steps(model: AlexNet, mode: Mode, cfg: BenchConfig, steps: int | None = None) -> float:
+    """Median images/s of the model step alone, on a batch already in memory: `steps` per pass (default
+    cfg.steps, else 1), `cfg.repeats` passes, after one warm-up step."""
+    steps = steps or cfg.steps or 1
     net = prepare(model, mode).train()
     optimizer = optimizer_for(net, mode)
     gen = torch.Generator().manual_seed(0)
@@ -176,9 +202,9 @@ def time_train_steps(model: AlexNet, mode: Mode, cfg: BenchConfig) -> float:
     rates = []
     for _ in range(cfg.repeats):
         start = time.perf_counter()
-        for _ in range(cfg.steps):
+        for _ in range(steps):
             train_step(net, optimizer, x, y, mode)
-        rates.append(cfg.steps * cfg.batch_size / (time.perf_counter() - start))
+        rates.append(steps * cfg.batch_size / (time.perf_counter() - start))
     return statistics.median(rates)
 
 
@@ -348,6 +374,45 @@ def our_epochs(model: AlexNet, mode: Mode, folder: Path, cache_folder: Path, cfg
     return {"images_per_s": statistics.median(rates), "decode_and_cache_s": prepare_s, "images": n}
 
 
+# --- planning the work --------------------------------------------------------------------------------------------
+
+# One `alexnet bench` with the defaults must end within about BUDGET_S on the slowest CPU seen here (AVX2 only,
+# 2 cores: a 227 px training step of alexnet-bn at batch 64 takes several seconds there). The bench times one
+# training step first and sizes the rest from it: timed steps per pass and photos in the end-to-end epoch.
+BUDGET_S = 480.0
+PASS_S = 3.0  # a timed pass of training steps lasts at least this long where the step allows (fewer, noisier)
+MAX_STEPS = 5
+MAX_PHOTOS = 192
+DECODE_S = 0.01  # seconds to decode and resize one 500x375 JPEG with PIL (benchmarks/README.md, data paths)
+E2E_SHARE = 0.3  # of the budget, for the end-to-end section (plain and ours, each cfg.repeats epochs)
+
+
+@dataclass(frozen=True)
+class WorkPlan:
+    step_s: float  # one plain training step of the main model, measured
+    steps: int  # timed steps per pass
+    photos: int  # JPEG files in the end-to-end epoch
+    bf16: bool  # the bf16 mode is timed (not where the precision probe says it crawls)
+    note: str  # what was planned and why, for the log
+
+
+def plan_work(cfg: BenchConfig, step_s: float, bf16: bool) -> WorkPlan:
+    """Steps per pass and photos from one measured step; what the user gave explicitly is kept as given."""
+    steps = cfg.steps or max(1, min(MAX_STEPS, round(PASS_S / max(step_s, 1e-6))))
+    per_photo = cfg.repeats * (2 * step_s / cfg.batch_size + DECODE_S)  # plain and ours, repeats epochs each
+    fits = int(E2E_SHARE * BUDGET_S / per_photo)
+    photos = cfg.photos or max(min(cfg.batch_size, MAX_PHOTOS), min(MAX_PHOTOS, fits))
+    note = (f"one training step takes {step_s:.2f} s here: {steps} timed step(s) per pass, {cfg.repeats} passes, "
+            f"{photos} photos in the end-to-end epoch" + ("" if bf16 else "; bf16 is not timed (see above)"))
+    return WorkPlan(step_s=step_s, steps=steps, photos=photos, bf16=bf16, note=note)
+
+
+def measure_step_seconds(model: AlexNet, cfg: BenchConfig) -> float:
+    """One plain training step after a warm-up step: the unit every later section is sized in."""
+    rate = time_train_steps(model, PLAIN, BenchConfig(**{**asdict(cfg), "repeats": 1}), steps=1)
+    return cfg.batch_size / rate
+
+
 # --- the whole run ----------------------------------------------------------------------------------------------
 
 
@@ -361,82 +426,125 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+class Progress:
+    """`[2/6] training steps ...` before each section and its time after, so a slow machine is never silent."""
+
+    def __init__(self, sections: tuple[str, ...], log):
+        self.total, self.done, self.log = len(sections), 0, log
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def section(self, name: str, what: str):
+        self.done += 1
+        self.log(f"[{self.done}/{self.total}] {what} ...")
+        start = time.perf_counter()
+        yield
+        self.seconds[name] = round(time.perf_counter() - start, 1)
+        self.log(f"      {name} done in {self.seconds[name]:.1f} s")
+
+
 def run(cfg: BenchConfig, log=print) -> dict[str, Any]:
+    from alexnet import precision
+
+    start = time.perf_counter()
     torch.manual_seed(0)
     results: dict[str, Any] = {"config": asdict(cfg), "torch": torch.__version__, "threads": torch.get_num_threads()}
+    probe = precision.probe()
+    results["precision"] = precision.summary(probe)
+    bf16 = probe.speed("bf16")
+    log(f"CPU: {probe.cpu.describe()}; bf16 measured {bf16.slowdown:.1f}x the time of fp32 "
+        f"(precision probe{', cached' if probe.cached else ''})"
+        + (": bf16 crawls here, so its training mode is skipped" if bf16.crawls else ""))
     model = build_model(cfg.model, num_classes=cfg.num_classes, image_size=cfg.image_size, width_mult=cfg.width_mult)
     flops = training_flops_per_image(model)
     results["train_flop_per_image"] = int(flops)
+    progress = Progress(("plan", *cfg.sections), log)
+
+    with progress.section("plan", "timing one training step to size the run"):
+        plan = plan_work(cfg, measure_step_seconds(model, cfg), bf16=not bf16.crawls)
+    log(f"      plan: {plan.note}")
+    results["plan"] = asdict(plan)
 
     if "ceilings" in cfg.sections:
-        log("measuring the machine's ceilings ...")
-        results["ceilings"] = ceilings(cfg.repeats)
+        with progress.section("ceilings", "measuring the machine's ceilings"):
+            results["ceilings"] = ceilings(cfg.repeats)
     ceiling = results.get("ceilings", {})
 
     ours = OURS_FP32
     if "train" in cfg.sections:
-        log(f"training steps: {cfg.model} at {cfg.image_size}, batch {cfg.batch_size} ...")
-        section = {}
-        for mode, ceiling_key in ((PLAIN, "matmul_fp32_gflops"), (OURS_FP32, "matmul_fp32_gflops"),
-                                  (OURS_BF16, "matmul_bf16_gflops")):
-            rate = time_train_steps(model, mode, cfg)
-            row = {"images_per_s": round(rate, 1), "gflops": round(rate * flops / 1e9, 3)}
-            if ceiling_key in ceiling:
-                row["of_ceiling"] = round(row["gflops"] / ceiling[ceiling_key], 3)
-            section[mode.name] = row
-        ours = max((OURS_FP32, OURS_BF16), key=lambda m: section[m.name]["images_per_s"])
-        section["ours"] = ours.name
-        section["ours_over_plain"] = round(section[ours.name]["images_per_s"] / section["plain"]["images_per_s"], 2)
-        results["train_step"] = section
+        with progress.section("train", f"training steps: {cfg.model} at {cfg.image_size}, batch {cfg.batch_size}"):
+            section: dict[str, Any] = {}
+            modes = [(PLAIN, "matmul_fp32_gflops"), (OURS_FP32, "matmul_fp32_gflops")]
+            if plan.bf16:
+                modes.append((OURS_BF16, "matmul_bf16_gflops"))
+            else:
+                section[OURS_BF16.name] = {"skipped": f"bf16 measured {bf16.slowdown:.1f}x slower than fp32 here"}
+            for mode, ceiling_key in modes:
+                rate = time_train_steps(model, mode, cfg, plan.steps)
+                row = {"images_per_s": round(rate, 1), "gflops": round(rate * flops / 1e9, 3)}
+                if ceiling_key in ceiling:
+                    row["of_ceiling"] = round(row["gflops"] / ceiling[ceiling_key], 3)
+                section[mode.name] = row
+            timed = [m for m, _ in modes if m is not PLAIN]
+            ours = max(timed, key=lambda m: section[m.name]["images_per_s"])
+            section["ours"] = ours.name
+            section["ours_over_plain"] = round(section[ours.name]["images_per_s"] / section["plain"]["images_per_s"], 2)
+            results["train_step"] = section
     results["ours"] = ours.name
 
     if "lrn" in cfg.sections:
-        log(f"LRN cost: {cfg.lrn_model} with and without LRN, ours ...")
-        size = {"num_classes": cfg.num_classes, "image_size": cfg.image_size, "width_mult": cfg.width_mult}
-        paper, without = build_model(cfg.lrn_model, **size), build_model(cfg.lrn_model, norm="none", **size)
-        with_lrn, no_lrn = time_train_steps(paper, ours, cfg), time_train_steps(without, ours, cfg)
-        plain_lrn, plain_none = time_train_steps(paper, PLAIN, cfg), time_train_steps(without, PLAIN, cfg)
-        results["lrn"] = {
-            "ours_with_lrn": round(with_lrn, 1), "ours_without_lrn": round(no_lrn, 1),
-            "ours_ratio": round(with_lrn / no_lrn, 3),
-            "plain_with_lrn": round(plain_lrn, 1), "plain_without_lrn": round(plain_none, 1),
-            "plain_ratio": round(plain_lrn / plain_none, 3),
-        }
+        with progress.section("lrn", f"LRN cost: {cfg.lrn_model} with and without LRN, plain and ours"):
+            size = {"num_classes": cfg.num_classes, "image_size": cfg.image_size, "width_mult": cfg.width_mult}
+            paper, without = build_model(cfg.lrn_model, **size), build_model(cfg.lrn_model, norm="none", **size)
+            with_lrn, no_lrn = (time_train_steps(paper, ours, cfg, plan.steps),
+                                time_train_steps(without, ours, cfg, plan.steps))
+            plain_lrn, plain_none = (time_train_steps(paper, PLAIN, cfg, plan.steps),
+                                     time_train_steps(without, PLAIN, cfg, plan.steps))
+            results["lrn"] = {
+                "ours_with_lrn": round(with_lrn, 1), "ours_without_lrn": round(no_lrn, 1),
+                "ours_ratio": round(with_lrn / no_lrn, 3),
+                "plain_with_lrn": round(plain_lrn, 1), "plain_without_lrn": round(plain_none, 1),
+                "plain_ratio": round(plain_lrn / plain_none, 3),
+            }
 
     if {"data", "end_to_end"} & set(cfg.sections):
         with tempfile.TemporaryDirectory() as tmp:
-            folder = make_photos(Path(tmp) / "photos", cfg.photos)
+            folder = make_photos(Path(tmp) / "photos", plan.photos)
+            photos = f"{plan.photos} JPEG files of {PHOTO_SIZE[0]}x{PHOTO_SIZE[1]}"
             if "data" in cfg.sections:
-                log(f"data paths: {cfg.photos} JPEG files of {PHOTO_SIZE[0]}x{PHOTO_SIZE[1]} ...")
-                results["data"] = data_paths(folder, Path(tmp) / "cache-data", cfg)
+                with progress.section("data", f"data paths: {photos}"):
+                    results["data"] = data_paths(folder, Path(tmp) / "cache-data", cfg)
             if "end_to_end" in cfg.sections:
-                log(f"end to end: one epoch over {cfg.photos} JPEG files of {PHOTO_SIZE[0]}x{PHOTO_SIZE[1]} ...")
-                plain = statistics.median(plain_epoch(model, folder, cfg) for _ in range(cfg.repeats))
-                mine = our_epochs(model, ours, folder, Path(tmp) / "cache", cfg)
-                results["end_to_end"] = {
-                    "plain_images_per_s": round(plain, 1),
-                    "ours_images_per_s": round(mine["images_per_s"], 1),
-                    "ours_over_plain": round(mine["images_per_s"] / plain, 2),
-                    "ours_decode_and_cache_s": round(mine["decode_and_cache_s"], 1),
-                }
+                with progress.section("end_to_end", f"end to end: one epoch over {photos}, plain and ours"):
+                    plain = statistics.median(plain_epoch(model, folder, cfg) for _ in range(cfg.repeats))
+                    mine = our_epochs(model, ours, folder, Path(tmp) / "cache", cfg)
+                    results["end_to_end"] = {
+                        "photos": plan.photos,
+                        "plain_images_per_s": round(plain, 1),
+                        "ours_images_per_s": round(mine["images_per_s"], 1),
+                        "ours_over_plain": round(mine["images_per_s"] / plain, 2),
+                        "ours_decode_and_cache_s": round(mine["decode_and_cache_s"], 1),
+                    }
 
     if "inference" in cfg.sections:
-        log(f"inference: batch {cfg.batch_size} and batch 1 ...")
-        plain, mine = time_inference(model, PLAIN, cfg), time_inference(model, ours, cfg)
-        results["inference"] = {
-            "plain_images_per_s": round(plain["images_per_s"], 1), "ours_images_per_s": round(mine["images_per_s"], 1),
-            "throughput_ratio": round(mine["images_per_s"] / plain["images_per_s"], 2),
-            "plain_latency_ms": round(plain["latency_ms"], 1), "ours_latency_ms": round(mine["latency_ms"], 1),
-            "latency_ratio": round(mine["latency_ms"] / plain["latency_ms"], 2),
-        }
-        if _has_onnxruntime():
-            log("inference: ONNX Runtime int8 (export, calibration, quantization first) ...")
-            q = time_inference(model, ours, cfg, runtime="onnxruntime-int8")
-            results["inference"].update({
-                "int8_images_per_s": round(q["images_per_s"], 1), "int8_latency_ms": round(q["latency_ms"], 1),
-                "int8_throughput_ratio": round(q["images_per_s"] / plain["images_per_s"], 2),
-                "int8_latency_ratio": round(q["latency_ms"] / plain["latency_ms"], 2),
-            })
+        with progress.section("inference", f"inference: batch {cfg.batch_size} and batch 1, PyTorch and ONNX Runtime"):
+            plain, mine = time_inference(model, PLAIN, cfg), time_inference(model, ours, cfg)
+            results["inference"] = {
+                "plain_images_per_s": round(plain["images_per_s"], 1),
+                "ours_images_per_s": round(mine["images_per_s"], 1),
+                "throughput_ratio": round(mine["images_per_s"] / plain["images_per_s"], 2),
+                "plain_latency_ms": round(plain["latency_ms"], 1), "ours_latency_ms": round(mine["latency_ms"], 1),
+                "latency_ratio": round(mine["latency_ms"] / plain["latency_ms"], 2),
+            }
+            if _has_onnxruntime():
+                q = time_inference(model, ours, cfg, runtime="onnxruntime-int8")
+                results["inference"].update({
+                    "int8_images_per_s": round(q["images_per_s"], 1), "int8_latency_ms": round(q["latency_ms"], 1),
+                    "int8_throughput_ratio": round(q["images_per_s"] / plain["images_per_s"], 2),
+                    "int8_latency_ratio": round(q["latency_ms"] / plain["latency_ms"], 2),
+                })
+    results["section_seconds"] = progress.seconds
+    results["total_seconds"] = round(time.perf_counter() - start, 1)
     results["peak_rss_mb"] = round(peak_rss_mb())
     return results
 
@@ -445,6 +553,13 @@ def format_table(results: dict[str, Any]) -> str:
     cfg = results["config"]
     lines = [f"alexnet bench: {cfg['model']} at {cfg['image_size']}, batch {cfg['batch_size']}, "
              f"torch {results['torch']}, {results['threads']} threads; medians of {cfg['repeats']}"]
+    if "precision" in results:
+        p = results["precision"]
+        cpu, b16 = p["cpu"], p["speeds"]["bf16"]
+        extras = [n for n, on in (("AMX", cpu["amx"]), ("AVX512-BF16", cpu["avx512_bf16"])) if on]
+        lines.append(f"CPU: {cpu['model']}, capability {cpu['capability']}" + (f" + {' + '.join(extras)}" if extras
+                     else ", no AMX") + f"; bf16 takes {b16['slowdown']:.1f}x the time of fp32 (precision probe)"
+                     + (": bf16 skipped" if b16["crawls"] else ""))
     if "ceilings" in results:
         c = results["ceilings"]
         lines.append(f"machine ceilings: matmul fp32 {c['matmul_fp32_gflops']} GFLOP/s, bf16 {c['matmul_bf16_gflops']} "
@@ -462,8 +577,9 @@ def format_table(results: dict[str, Any]) -> str:
         if "of_ceiling" in o:
             lines.append(f"{'  share of the dtype ceiling':<34}{t['plain']['of_ceiling']:>12.0%}{o['of_ceiling']:>12.0%}")
         f32, b16 = t["ours-fp32"], t["ours-bf16"]
+        bf16_rate = f"{b16['images_per_s']} images/s" if "images_per_s" in b16 else f"not timed ({b16['skipped']})"
         lines.append(f"  ours = {t['ours']}, the faster here: fp32 + channels_last {f32['images_per_s']} images/s, "
-                     f"bf16 + channels_last {b16['images_per_s']} images/s")
+                     f"bf16 + channels_last {bf16_rate}")
     if "data" in results:
         d = results["data"]
         lines.append("data paths, images/s fed at the working size: PIL loader with 0/1/2 workers "
@@ -486,6 +602,9 @@ def format_table(results: dict[str, Any]) -> str:
         lines.append(f"LRN cost ({cfg['lrn_model']}): with LRN / without, train images/s: plain "
                      f"{r['plain_with_lrn']}/{r['plain_without_lrn']} = {r['plain_ratio']:.0%}, ours "
                      f"{r['ours_with_lrn']}/{r['ours_without_lrn']} = {r['ours_ratio']:.0%} (target >= 85%)")
+    if "section_seconds" in results:
+        spent = ", ".join(f"{k} {v:.0f}" for k, v in results["section_seconds"].items())
+        lines.append(f"time spent, s: {spent}; total {results['total_seconds']:.0f} s")
     lines.append(f"peak resident memory of the run: {results['peak_rss_mb']:,} MB")
     return "\n".join(lines)
 

@@ -3,8 +3,8 @@
 Inference mode (no autograd bookkeeping at all), channels_last (oneDNN's preferred convolution layout: 1.4x the
 images/s of contiguous fp32 at batch 64 on the 2-core build machine), optional bf16/fp16 autocast and optional
 torch.compile with weight freezing, or ONNX Runtime in fp32 or int8 (alexnet.onnxrt). fp32 stays the default: on
-CPUs without AMX units bf16 convolutions are slower than fp32 (0.6x measured on the build machine), and on a GPU
-`--amp bf16` is the switch to flip. Every PyTorch option keeps the logits within a stated tolerance of plain fp32
+CPUs without AMX units bf16 convolutions are slower than fp32 (0.6x on AVX-512, tens of times slower on AVX2:
+alexnet.precision measures it and warns), and on a GPU `--amp bf16` is the switch to flip. Every PyTorch option keeps the logits within a stated tolerance of plain fp32
 eager (tests/test_inference.py); int8 is checked on decisions instead (tests/test_onnxrt.py)."""
 
 from __future__ import annotations
@@ -75,6 +75,10 @@ class Predictor:
                  calibration: Calibration | None = None):
         self.options = options or InferenceOptions()
         self.device = device if self.options.uses_torch else torch.device("cpu")  # ONNX Runtime runs on the CPU here
+        if self.options.uses_torch:
+            from alexnet.precision import warn_if_slow
+
+            warn_if_slow(self.options.amp, self.device.type)  # an explicit --amp that is slow here: say so, once
         self.model = prepare_model(model.to(self.device), self.options, calibration)
 
     def autocast(self):

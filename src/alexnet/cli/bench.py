@@ -15,9 +15,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--image-size", type=int, default=227)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--width-mult", type=float, default=1.0, help="scale the model's widths (quick checks only)")
-    p.add_argument("--steps", type=int, default=3, help="timed training steps per pass")
+    p.add_argument("--steps", type=int, help="timed training steps per pass (default: planned from one measured "
+                   "step, so that the whole run ends in minutes on any CPU)")
     p.add_argument("--repeats", type=int, default=3, help="passes per figure; figures are medians")
-    p.add_argument("--photos", type=int, default=192, help="JPEG files in the end-to-end epoch")
+    p.add_argument("--photos", type=int, help="JPEG files in the end-to-end epoch (default: planned, at most 192)")
     p.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), metavar="SECTION",
                    help=f"sections to run: {', '.join(SECTIONS)} (default: all)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
