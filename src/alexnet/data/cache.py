@@ -6,15 +6,26 @@ float32, and faster to read than preprocessed floats); BatchAugment then crops, 
 
 The file lives in `$ALEXNET_CACHE/uint8/<key>.u8` beside `<key>.json`. The key hashes the dataset's fingerprint
 (every path, size and mtime, or the arrays' source), the preset's resize rule, R and the channel count: editing,
-adding or removing one image gives a new key, so a stale cache is never read. The JSON is written last, so a
-half-written cache (a killed process) is never used either.
+adding or removing one image gives a new key, so a stale cache is never read.
+
+The cache is input like any other, so it is never trusted on its name alone. On open the JSON's sha256 seal must
+match, its shape and labels must be what this dataset asks for (labels in range), the .u8 must be a regular file of
+exactly N*C*R*R bytes whose sampled checksum matches; anything else is rebuilt with a one-line warning. Both files
+are written 0600 in a 0700 folder through `files.atomic_write` (exclusive unpredictable temporaries), the data
+first and the JSON last, so a killed build is never used. The space is checked and then allocated for real before
+the file is mapped: a sparse map on a full disk would kill the process with SIGBUS at the first page it cannot
+back; here a full disk is a DataError naming the folder and the bytes needed. Builders of one key take a lock, so
+DDP ranks build it once, and only the lock holder removes temporaries a crashed build left behind.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
-import json
+import logging
 import os
+import shutil
+import stat
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -22,11 +33,17 @@ import numpy as np
 import torch
 from PIL import Image
 
-from alexnet.data.paths import cache_dir
+from alexnet.data.limits import SealBroken, decode_workers, open_sealed_json, sealed_json
+from alexnet.data.paths import build_lock, cache_dir
 from alexnet.data.transforms import resize_size
 from alexnet.errors import DataError
+from alexnet.files import atomic_write, atomic_write_text, private_dir, remove_stale_temporaries
 
-CACHE_VERSION = 1
+log = logging.getLogger("alexnet.data")
+
+CACHE_VERSION = 2  # 2: sealed metadata; version-1 files are simply not looked up
+SAMPLE_CHUNKS, SAMPLE_BYTES = 16, 1 << 16  # the data file's checksum reads 16 x 64 KiB, not the whole file
+FILE_MODE = 0o600
 
 
 @dataclass
@@ -66,68 +83,185 @@ def cache_key(dataset, preset: str, stored: int, in_channels: int) -> str:
 def cache_split(
     bundle, split: str, *, size: int | None = None, workers: int | None = None, folder: str | None = None
 ) -> CachedImages:
-    """Returns the uint8 cache of `bundle.train` or `bundle.val`, building it on first use.
+    """Returns the uint8 cache of `bundle.train` or `bundle.val`, building it on first use (or when it is bad).
 
     `size` stores the images smaller than the preset's resize size (e.g. MNIST at 28 instead of 224: 64x less disk);
     BatchAugment then resizes each batch up on the fly. `folder` puts the cache elsewhere (e.g. next to a run);
-    default `$ALEXNET_CACHE/uint8`.
+    default `$ALEXNET_CACHE/uint8`. `workers` decoding threads are clamped to the machine (limits.decode_workers).
     """
     if split not in ("train", "val"):
         raise DataError(f"split must be 'train' or 'val', got {split!r}")
     if size is not None and size < 1:
         raise DataError(f"cache size must be a positive number of pixels, got {size}")
+    threads = decode_workers(workers)
     dataset = getattr(bundle, split)
     stored, channels = size or resize_size(bundle.preset, bundle.image_size), bundle.in_channels
     key = cache_key(dataset, bundle.preset, stored, channels)
-    folder = folder or cache_dir("uint8")
-    os.makedirs(folder, exist_ok=True)
+    folder = str(private_dir(folder)) if folder else cache_dir("uint8")
     data_path, meta_path = os.path.join(folder, key + ".u8"), os.path.join(folder, key + ".json")
     shape = (len(dataset), channels, stored, stored)
-    nbytes = int(np.prod(shape))
+    targets = [int(t) for t in dataset.targets]
+    names = getattr(bundle, "class_names", None)
+    num_classes = len(names) if names else max(targets, default=-1) + 1
+    expect = {"version": CACHE_VERSION, "key": key, "shape": list(shape), "dtype": "uint8", "split": split,
+              "preset_rule": bundle.preset}  # fmt: skip
+
     built = False
-    meta = None
-    if os.path.exists(meta_path) and os.path.exists(data_path) and os.path.getsize(data_path) == nbytes:
-        try:
-            with open(meta_path, encoding="utf-8") as f:
-                meta = json.load(f)
-        except (OSError, ValueError):
-            meta = None
-    if meta is None or meta.get("shape") != list(shape):
-        _build(dataset, bundle.preset, stored, shape, data_path, workers)
-        meta = {"shape": list(shape), "labels": list(dataset.targets), "preset_rule": bundle.preset, "split": split}
-        tmp = f"{meta_path}.{os.getpid()}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(meta, f)
-        os.replace(tmp, meta_path)
-        built = True
+    try:
+        _validate(data_path, meta_path, expect, targets, num_classes)
+    except _BadCache:
+        with build_lock(folder, key):
+            try:  # another process may have built it while this one waited for the lock
+                _validate(data_path, meta_path, expect, targets, num_classes)
+            except _BadCache as bad:
+                if bad.existed:
+                    log.warning("uint8 cache %s: %s; rebuilding it", data_path, bad)
+                for name in (key + ".u8", key + ".json"):
+                    remove_stale_temporaries(folder, name)  # left by a build that was killed (we hold the lock)
+                if os.path.lexists(meta_path):
+                    os.unlink(meta_path)  # the old metadata must never describe the new data
+                _build(dataset, bundle.preset, stored, shape, data_path, threads)
+                atomic_write_text(meta_path, sealed_json({**expect, "labels": targets,
+                                                          "data_sample_sha256": _sample_sha256(data_path)}),
+                                  mode=FILE_MODE)
+                built = True
     if len(dataset) == 0:
         images = torch.zeros(shape, dtype=torch.uint8)
     else:
         # Copy-on-write mapping: pages are shared with the file until written, and the tensor is writable.
         images = torch.from_numpy(np.memmap(data_path, dtype=np.uint8, mode="c", shape=shape))
-    labels = torch.tensor(meta["labels"], dtype=torch.int64)
+    labels = torch.tensor(targets, dtype=torch.int64)
     return CachedImages(images, labels, data_path, stored, built)
 
 
-def _build(dataset, preset: str, stored: int, shape: tuple, data_path: str, workers: int | None) -> None:
-    tmp = f"{data_path}.{os.getpid()}.tmp"
-    if shape[0] == 0:
-        open(tmp, "wb").close()
-        os.replace(tmp, data_path)
-        return
-    out = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=shape)
+class _BadCache(Exception):
+    """Why a cache cannot be used; `existed` is False when there simply is none yet (no warning then)."""
 
-    def one(i: int) -> None:
-        img = _resize(dataset.load_pil(i), preset, stored)
-        arr = np.asarray(img)
-        out[i] = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)  # (H, W, C) -> (C, H, W)
+    def __init__(self, reason: str, existed: bool = True):
+        super().__init__(reason)
+        self.existed = existed
 
+
+def _validate(data_path: str, meta_path: str, expect: dict, targets: list[int], num_classes: int) -> None:
+    """Raises _BadCache unless both files are exactly what `expect` describes (module docstring)."""
+    if not os.path.lexists(meta_path) and not os.path.lexists(data_path):
+        raise _BadCache("not built yet", existed=False)
     try:
-        with ThreadPoolExecutor(max(1, workers or min(4, os.cpu_count() or 1))) as pool:  # PIL releases the GIL
+        meta = open_sealed_json(meta_path, max_bytes=64 + 24 * max(len(targets), 1) + 4096)
+    except SealBroken as e:
+        raise _BadCache(f"metadata {meta_path} {e}") from None
+    if not isinstance(meta, dict):
+        raise _BadCache(f"metadata {meta_path} is not a JSON object")
+    for field, value in expect.items():
+        if meta.get(field) != value:
+            raise _BadCache(f"metadata field {field!r} is {meta.get(field)!r}, expected {value!r}")
+    labels = meta.get("labels")
+    if not isinstance(labels, list) or len(labels) != expect["shape"][0]:
+        count = len(labels) if isinstance(labels, list) else type(labels).__name__
+        raise _BadCache(f"metadata holds {count} labels, expected {expect['shape'][0]}")
+    if any(type(v) is not int or not 0 <= v < num_classes for v in labels):
+        raise _BadCache(f"metadata holds labels outside 0..{num_classes - 1} (or not integers)")
+    if labels != targets:
+        raise _BadCache("metadata labels differ from the dataset's")
+    try:
+        st = os.lstat(data_path)
+    except OSError as e:
+        raise _BadCache(f"data file {e.strerror or e}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise _BadCache("data file is not a regular file (a symlink or something else stands there)")
+    nbytes = int(np.prod(expect["shape"]))
+    if st.st_size != nbytes:
+        raise _BadCache(f"data file holds {st.st_size:,} bytes, expected {nbytes:,} for shape {tuple(expect['shape'])}")
+    if _sample_sha256(data_path) != meta.get("data_sample_sha256"):
+        raise _BadCache("data file checksum mismatch (changed or damaged after it was built)")
+
+
+def _sample_sha256(data_path: str) -> str:
+    """sha256 of the size and 16 evenly spaced 64 KiB blocks: cheap on a 100 GB cache, catches torn/zeroed files."""
+    h = hashlib.sha256()
+    try:
+        with open(data_path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            h.update(str(size).encode())
+            step = max(1, (size - SAMPLE_BYTES) // max(1, SAMPLE_CHUNKS - 1))
+            for i in range(SAMPLE_CHUNKS):
+                f.seek(min(i * step, max(0, size - SAMPLE_BYTES)))
+                h.update(f.read(SAMPLE_BYTES))
+    except OSError as e:
+        raise _BadCache(f"data file unreadable ({e.strerror or e})") from None
+    return h.hexdigest()
+
+
+def _no_space(folder: str, nbytes: int, free: int | None) -> DataError:
+    have = "" if free is None else f", {free / 2**20:,.1f} MiB free"
+    return DataError(
+        f"{folder}: not enough disk space for the uint8 cache: it needs {nbytes / 2**20:,.1f} MiB ({nbytes:,} bytes)"
+        f"{have}; free some space, pass a smaller --cache-size, or point ALEXNET_CACHE at a larger disk"
+    )
+
+
+def check_free_space(folder: str, nbytes: int) -> None:
+    """DataError before anything is written when `folder`'s file system has fewer than `nbytes` free."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return  # cannot tell: the allocation below still fails cleanly
+    if nbytes > free:
+        raise _no_space(folder, nbytes, free)
+
+
+def allocate(path: str, nbytes: int) -> None:
+    """Gives `path` `nbytes` of real blocks, so that writing through a memory map can never hit a full disk.
+
+    posix_fallocate where the OS has it (glibc writes zeros itself on file systems without fallocate); elsewhere
+    zeros are written. ENOSPC / EDQUOT become the DataError of `_no_space`."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        with open(path, "r+b") as f:
+            if nbytes == 0:
+                return
+            if hasattr(os, "posix_fallocate"):
+                try:
+                    os.posix_fallocate(f.fileno(), 0, nbytes)
+                    return
+                except OSError as e:
+                    if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                        raise
+            zeros = bytes(1 << 20)
+            left = nbytes
+            while left:
+                left -= f.write(zeros[: min(left, len(zeros))])
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            try:
+                free = shutil.disk_usage(folder).free
+            except OSError:
+                free = None
+            raise _no_space(folder, nbytes, free) from None
+        raise
+
+
+def _build(dataset, preset: str, stored: int, shape: tuple, data_path: str, workers: int) -> None:
+    nbytes = int(np.prod(shape))
+    check_free_space(os.path.dirname(data_path), nbytes)
+
+    def write(tmp: str) -> None:
+        allocate(tmp, nbytes)
+        if nbytes == 0:
+            return
+        out = np.memmap(tmp, dtype=np.uint8, mode="r+", shape=shape)
+
+        def one(i: int) -> None:
+            img = _resize(dataset.load_pil(i), preset, stored)
+            arr = np.asarray(img)
+            out[i] = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)  # (H, W, C) -> (C, H, W)
+
+        with ThreadPoolExecutor(workers) as pool:  # PIL releases the GIL
             list(pool.map(one, range(shape[0])))
         out.flush()
-        os.replace(tmp, data_path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+        out = None  # the map is closed (its last reference dropped) before atomic_write renames the file
+
+    # atomic_write: exclusive unpredictable temporary in the same folder, 0600, fsync, rename; removed on failure.
+    atomic_write(data_path, write, mode=FILE_MODE)

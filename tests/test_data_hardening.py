@@ -1,0 +1,194 @@
+"""Issue 9 for the data layer: caches and temporaries, a full disk, bounded IDX/image input, vanishing files, loops.
+
+Every fault is real: planted symlinks, truncated and bit-flipped cache files, a 2 MiB tmpfs, crafted gzip bombs,
+files deleted in the middle of a scan, symlinked folder loops.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import data_factories as f
+from alexnet.data import build_datasets, cache_split
+from alexnet.data.cache import allocate, cache_key
+from alexnet.data.limits import sealed_json
+from alexnet.errors import DataError
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    root = f.image_folder(tmp_path / "photos", ("cat", "dog"), per_class=4, size=(30, 22))
+    return build_datasets(str(root), image_size=16, val_split=0.5)
+
+
+def _files(cached) -> tuple[Path, Path]:
+    data = Path(cached.path)
+    return data, data.with_suffix(".json")
+
+
+# --- 1. Every cache and temporary file -------------------------------------------------------------------------
+
+
+def test_cache_files_are_private_and_ignore_a_symlink_planted_at_the_old_temporary_name(bundle, tmp_path):
+    folder = Path(os.environ["ALEXNET_CACHE"]) / "uint8"
+    folder.mkdir(parents=True, exist_ok=True)
+    key = cache_key(bundle.train, bundle.preset, 16, 3)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    # The names the previous version wrote through (PATH.PID.tmp): an attacker on a shared machine could guess them.
+    for name in (f"{key}.u8.{os.getpid()}.tmp", f"{key}.json.{os.getpid()}.tmp"):
+        (folder / name).symlink_to(victim)
+    cached = cache_split(bundle, "train")
+    assert cached.built
+    assert victim.read_text() == "precious"
+    data, meta = _files(cached)
+    assert stat.S_IMODE(data.stat().st_mode) == 0o600 and stat.S_IMODE(meta.stat().st_mode) == 0o600
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert not [p for p in folder.iterdir() if p.name.startswith(f".{key}") and p.name.endswith(".tmp")]
+
+
+def _truncate(data: Path, meta: Path) -> None:
+    data.write_bytes(data.read_bytes()[:-1])
+
+
+def _append(data: Path, meta: Path) -> None:
+    data.write_bytes(data.read_bytes() + b"\0")
+
+
+def _flip_first_byte(data: Path, meta: Path) -> None:
+    raw = bytearray(data.read_bytes())
+    raw[0] ^= 0xFF
+    data.write_bytes(bytes(raw))
+
+
+def _edit_label_keep_seal(data: Path, meta: Path) -> None:
+    stored = json.loads(meta.read_text())
+    stored["content"]["labels"][0] = 1 - stored["content"]["labels"][0]
+    meta.write_text(json.dumps(stored))
+
+
+def _garbage_meta(data: Path, meta: Path) -> None:
+    meta.write_bytes(b"\xff\xfe{not json")
+
+
+def _old_unsealed_meta(data: Path, meta: Path) -> None:
+    content = json.loads(meta.read_text())["content"]
+    meta.write_text(json.dumps(content))  # what version 1 wrote: no checksum
+
+
+def _resealed(**changes):
+    def corrupt(data: Path, meta: Path) -> None:
+        content = json.loads(meta.read_text())["content"]
+        content.update(changes)
+        meta.write_text(sealed_json(content))  # a consistent seal over wrong content: the fields are still checked
+
+    corrupt.__name__ = f"resealed_{'_'.join(changes)}"
+    return corrupt
+
+
+def _data_is_a_symlink(data: Path, meta: Path) -> None:
+    real = data.with_name("elsewhere.bin")
+    real.write_bytes(data.read_bytes())
+    data.unlink()
+    data.symlink_to(real)
+
+
+def _data_missing(data: Path, meta: Path) -> None:
+    data.unlink()
+
+
+@pytest.mark.parametrize("corrupt", [
+    _truncate, _append, _flip_first_byte, _edit_label_keep_seal, _garbage_meta, _old_unsealed_meta,
+    _resealed(shape=[4, 3, 8, 8]), _resealed(labels=[0, 1, 7, 0]), _resealed(labels=[0, 1, True, 0]),
+    _resealed(labels=[0, 1]), _data_is_a_symlink, _data_missing,
+], ids=lambda c: c.__name__)  # fmt: skip
+def test_a_bad_cache_is_rebuilt_with_a_one_line_warning(bundle, corrupt, caplog):
+    first = cache_split(bundle, "train")
+    expected = first.images.clone()
+    data, meta = _files(first)
+    corrupt(data, meta)
+    with caplog.at_level(logging.WARNING, logger="alexnet.data"):
+        again = cache_split(bundle, "train")
+    assert again.built
+    warnings = [r.getMessage() for r in caplog.records if "uint8 cache" in r.getMessage()]
+    assert len(warnings) == 1 and "\n" not in warnings[0] and str(data) in warnings[0] and "rebuilding" in warnings[0]
+    assert torch.equal(again.images, expected) and again.labels.tolist() == bundle.train.targets
+    assert not data.is_symlink()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="alexnet.data"):
+        assert not cache_split(bundle, "train").built  # the rebuilt cache is trusted again, quietly
+    assert not caplog.records
+
+
+def test_temporaries_of_a_killed_build_are_removed(bundle):
+    folder = Path(os.environ["ALEXNET_CACHE"]) / "uint8"
+    folder.mkdir(parents=True, exist_ok=True)
+    key = cache_key(bundle.val, bundle.preset, 16, 3)
+    stale = [folder / f".{key}.u8.k1ll3d00.tmp", folder / f".{key}.json.k1ll3d01.tmp"]
+    for p in stale:
+        p.write_bytes(b"\0" * 100)
+    other = folder / ".someone-else.u8.abcdefgh.tmp"  # another key's temporary: not ours to remove
+    other.write_bytes(b"x")
+    assert cache_split(bundle, "val").built
+    assert not any(p.exists() for p in stale) and other.exists()
+
+
+# --- 2. uint8 cache on a full disk --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path):
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    try:
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(mnt)],
+                              capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        pytest.skip(f"cannot mount a tmpfs here ({e})")
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True, timeout=30)
+
+
+@pytest.mark.slow
+def test_a_cache_that_does_not_fit_is_a_clean_error_in_a_real_process(tmp_path, tiny_tmpfs):
+    root = f.image_folder(tmp_path / "photos", ("cat", "dog"), per_class=6, size=(40, 30))
+    env = {**os.environ, "ALEXNET_CACHE": str(tiny_tmpfs / "cache")}
+    # 12 images x 3 x 300 x 300 = 3.2 MB > 2 MiB: with a sparse map this process died of SIGBUS.
+    done = subprocess.run([sys.executable, "-m", "alexnet", "data", "cache", str(root), "--image-size", "300"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode > 0, f"killed by signal {signal.Signals(-done.returncode).name}" if done.returncode < 0 else done
+    err = done.stderr.strip()
+    assert "not enough disk space" in err and str(tiny_tmpfs / "cache" / "uint8") in err and "MiB" in err
+    assert "Traceback" not in err
+    left = [p.name for p in (tiny_tmpfs / "cache" / "uint8").iterdir() if p.name.endswith(".tmp")]
+    assert left == []
+
+
+def test_allocate_turns_enospc_into_a_data_error_naming_the_space(tiny_tmpfs):
+    target = tiny_tmpfs / "big.u8"
+    target.write_bytes(b"")
+    with pytest.raises(DataError, match=r"tiny: not enough disk space .* needs 4\.0 MiB \(4,194,304 bytes\)"):
+        allocate(str(target), 4 << 20)
+    allocate(str(target), 1 << 20)  # what fits is really allocated
+    assert target.stat().st_size == 1 << 20 and target.stat().st_blocks * 512 >= 1 << 20
+
+
+def test_a_full_tmpfs_fails_before_any_temporary_in_process(bundle, tiny_tmpfs):
+    folder = tiny_tmpfs / "u8"
+    with pytest.raises(DataError, match="not enough disk space"):
+        cache_split(bundle, "train", size=600, folder=str(folder))  # 4 x 3 x 600 x 600 = 4.3 MB
+    assert [p.name for p in folder.iterdir() if p.name.endswith(".tmp")] == []
