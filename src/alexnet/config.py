@@ -11,6 +11,7 @@ No torch import here: the CLI parses and validates a configuration before paying
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,7 +20,9 @@ from typing import Any
 
 import yaml
 
-from alexnet.errors import ConfigError
+from alexnet import validate as v
+from alexnet.errors import ConfigError, clip, short
+from alexnet.files import atomic_write_text
 
 # The named recipes ship inside the package (package data), so they are there however alexnet was installed.
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
@@ -34,6 +37,11 @@ PRESETS = ("seed", "d2l", "paper")
 LOADERS = ("cache", "pil")
 NORMS = ("lrn", "bn", "none")
 
+MAX_CONFIG_BYTES = 1 << 20  # a run YAML (the shipped recipes are under 2 KB); larger files are refused unread
+MAX_YAML_DEPTH = 16  # nesting of a run YAML (sections of fields: 2); deeper is refused before it can recurse
+
+_F = v.Fields(ConfigError)  # the checks of every section: messages "field 'optim.lr' must be ..., got ..."
+
 
 @dataclass
 class ModelSpec:
@@ -46,14 +54,13 @@ class ModelSpec:
     in_channels: int | None = None  # 3 (RGB) or 1 (grayscale, as in the d2l note)
 
     def __post_init__(self):
-        _require(isinstance(self.name, str) and self.name, "model.name", self.name, "a model name")
-        _require(self.width_mult > 0, "model.width_mult", self.width_mult, "a number > 0")
-        if self.dropout is not None:
-            _require(0.0 <= self.dropout < 1.0, "model.dropout", self.dropout, "a probability in [0, 1)")
-        if self.norm is not None:
-            _require(self.norm in NORMS, "model.norm", self.norm, f"one of {', '.join(NORMS)}")
+        _F.text(self.name, "model.name")
+        _F.number(self.width_mult, "model.width_mult", 0, v.MAX_WIDTH_MULT, lo_open=True)
+        _F.optional(self.dropout, _F.number, "model.dropout", 0.0, 1.0, hi_open=True)
+        _F.optional(self.norm, _F.text, "model.norm", choices=NORMS)
         if self.in_channels is not None:
-            _require(self.in_channels in (1, 3), "model.in_channels", self.in_channels, "1 or 3")
+            _require(_is_int(self.in_channels) and self.in_channels in (1, 3), "model.in_channels", self.in_channels,
+                     "1 or 3")
 
 
 @dataclass
@@ -76,12 +83,18 @@ class DataSpec:
     prefetch: bool | None = None
 
     def __post_init__(self):
-        if self.image_size is not None:
-            _require(self.image_size >= 1, "data.image_size", self.image_size, "a positive integer")
-        _require(self.preset in PRESETS, "data.preset", self.preset, f"one of {', '.join(PRESETS)}")
-        _require(0.0 < self.val_split < 1.0, "data.val_split", self.val_split, "a fraction in (0, 1)")
-        _require(self.loader in LOADERS, "data.loader", self.loader, f"one of {', '.join(LOADERS)}")
-        _require(self.workers >= 0, "data.workers", self.workers, "an integer >= 0")
+        _F.optional(self.source, _F.text, "data.source", v.MAX_PATH)
+        _F.optional(self.image_size, _F.integer, "data.image_size", 1, v.MAX_IMAGE_SIZE)
+        _F.text(self.preset, "data.preset", choices=PRESETS)
+        _F.number(self.val_split, "data.val_split", 0.0, 1.0, lo_open=True, hi_open=True)
+        _F.integer(self.split_seed, "data.split_seed", v.MIN_SEED, v.MAX_SEED)
+        _F.boolean(self.strict, "data.strict")
+        _F.boolean(self.download, "data.download")
+        _F.optional(self.root, _F.text, "data.root", v.MAX_PATH)
+        _F.optional(self.augment, _F.boolean, "data.augment")
+        _F.text(self.loader, "data.loader", choices=LOADERS)
+        _F.integer(self.workers, "data.workers", 0, v.MAX_WORKERS)
+        _F.optional(self.prefetch, _F.boolean, "data.prefetch")
 
 
 @dataclass
@@ -101,17 +114,17 @@ class OptimSpec:
     label_smoothing: float = 0.0  # cross-entropy label smoothing (0 = plain cross-entropy, as in the paper)
 
     def __post_init__(self):
-        _require(self.opt in OPTIMIZERS, "optim.opt", self.opt, f"one of {', '.join(OPTIMIZERS)}")
-        _require(self.lr >= 0, "optim.lr", self.lr, "a number >= 0")
-        _require(0 <= self.momentum < 1, "optim.momentum", self.momentum, "a number in [0, 1)")
-        _require(self.weight_decay >= 0, "optim.weight_decay", self.weight_decay, "a number >= 0")
-        _require(self.lr_schedule in SCHEDULES, "optim.lr_schedule", self.lr_schedule, f"one of {', '.join(SCHEDULES)}")
-        _require(self.warmup_epochs >= 0, "optim.warmup_epochs", self.warmup_epochs, "a number >= 0")
-        _require(self.step_size >= 1, "optim.step_size", self.step_size, "an integer >= 1")
-        _require(0 < self.gamma <= 1, "optim.gamma", self.gamma, "a factor in (0, 1]")
-        _require(self.patience >= 0, "optim.patience", self.patience, "an integer >= 0")
-        _require(self.max_drops >= 0, "optim.max_drops", self.max_drops, "an integer >= 0")
-        _require(0 <= self.label_smoothing < 1, "optim.label_smoothing", self.label_smoothing, "a number in [0, 1)")
+        _F.text(self.opt, "optim.opt", choices=OPTIMIZERS)
+        _F.number(self.lr, "optim.lr", 0)
+        _F.number(self.momentum, "optim.momentum", 0, 1, hi_open=True)
+        _F.number(self.weight_decay, "optim.weight_decay", 0)
+        _F.text(self.lr_schedule, "optim.lr_schedule", choices=SCHEDULES)
+        _F.number(self.warmup_epochs, "optim.warmup_epochs", 0, v.MAX_EPOCHS)
+        _F.integer(self.step_size, "optim.step_size", 1, v.MAX_EPOCHS)
+        _F.number(self.gamma, "optim.gamma", 0, 1, lo_open=True)
+        _F.integer(self.patience, "optim.patience", 0, v.MAX_EPOCHS)
+        _F.integer(self.max_drops, "optim.max_drops", 0, v.MAX_EPOCHS)
+        _F.number(self.label_smoothing, "optim.label_smoothing", 0, 1, hi_open=True)
 
 
 @dataclass
@@ -135,15 +148,19 @@ class RunSpec:
     sync_every: int = 0
 
     def __post_init__(self):
-        _require(self.epochs >= 1, "run.epochs", self.epochs, "an integer >= 1")
-        _require(self.batch_size >= 1, "run.batch_size", self.batch_size, "an integer >= 1")
-        if self.max_steps is not None:
-            _require(self.max_steps >= 1, "run.max_steps", self.max_steps, "an integer >= 1")
-        _require(self.amp in AMP_MODES, "run.amp", self.amp, f"one of {', '.join(AMP_MODES)}")
+        _F.integer(self.epochs, "run.epochs", 1, v.MAX_EPOCHS)
+        _F.integer(self.batch_size, "run.batch_size", 1, v.MAX_BATCH)
+        _F.optional(self.max_steps, _F.integer, "run.max_steps", 1, v.MAX_STEPS)
+        _F.text(self.amp, "run.amp", choices=AMP_MODES)
+        _F.boolean(self.channels_last, "run.channels_last")
+        _F.boolean(self.compile, "run.compile")
         _require(_valid_device(self.device), "run.device", self.device, "auto, cpu, cuda, cuda:N or mps")
-        _require(self.save_every_steps >= 0, "run.save_every_steps", self.save_every_steps, "an integer >= 0")
-        _require(self.chance_warn_steps >= 0, "run.chance_warn_steps", self.chance_warn_steps, "an integer >= 0")
-        _require(self.sync_every >= 0, "run.sync_every", self.sync_every, "an integer >= 0")
+        _F.integer(self.seed, "run.seed", v.MIN_SEED, v.MAX_SEED)
+        _F.boolean(self.deterministic, "run.deterministic")
+        _F.optional(self.output_dir, _F.text, "run.output_dir", v.MAX_PATH)
+        _F.integer(self.save_every_steps, "run.save_every_steps", 0, v.MAX_STEPS)
+        _F.integer(self.chance_warn_steps, "run.chance_warn_steps", 0, v.MAX_STEPS)
+        _F.integer(self.sync_every, "run.sync_every", 0, v.MAX_STEPS)
 
 
 @dataclass
@@ -156,6 +173,11 @@ class TrainConfig:
     optim: OptimSpec = field(default_factory=OptimSpec)
     run: RunSpec = field(default_factory=RunSpec)
 
+    def __post_init__(self):
+        _F.optional(self.recipe, _F.text, "recipe")
+        for name, spec in (("model", ModelSpec), ("data", DataSpec), ("optim", OptimSpec), ("run", RunSpec)):
+            _require(isinstance(getattr(self, name), spec), name, getattr(self, name), f"a {spec.__name__}")
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -165,9 +187,9 @@ class TrainConfig:
         if not isinstance(raw, dict):
             raise ConfigError(f"{origin}: expected a mapping of sections, got {type(raw).__name__}")
         sections = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - set(sections))
+        unknown = sorted((k for k in raw if k not in sections), key=repr)  # YAML keys may be ints, None, ...
         if unknown:
-            raise ConfigError(f"{origin}: unknown section {unknown[0]!r} (known: {', '.join(sections)})")
+            raise ConfigError(f"{origin}: unknown section {short(unknown[0])} (known: {', '.join(sections)})")
         kwargs: dict[str, Any] = {}
         hints = typing.get_type_hints(cls)
         for name, value in raw.items():
@@ -183,11 +205,11 @@ def _build_section(spec_type: type, section: str, raw: Any, origin: str) -> Any:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{origin}: section {section!r} must be a mapping, got {raw!r}")
+        raise ConfigError(f"{origin}: section {section!r} must be a mapping, got {short(raw)}")
     hints = typing.get_type_hints(spec_type)
-    unknown = sorted(set(raw) - set(hints))
+    unknown = sorted((k for k in raw if k not in hints), key=repr)
     if unknown:
-        raise ConfigError(f"{origin}: unknown field '{section}.{unknown[0]}' (known: {', '.join(hints)})")
+        raise ConfigError(f"{origin}: unknown field {short(f'{section}.{unknown[0]}')} (known: {', '.join(hints)})")
     values = {k: _coerce(v, hints[k], f"{section}.{k}", origin) for k, v in raw.items()}
     try:
         return spec_type(**values)
@@ -210,28 +232,47 @@ def _coerce(value: Any, hint: Any, key: str, origin: str) -> Any:
         if option is int and isinstance(value, int) and not isinstance(value, bool):
             return value
         if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            return _finite(value, key, origin)
         if option is str and isinstance(value, str):
             return value
     for option in options:  # strings from the command line or from YAML 1.1 ("1e-3" is not a float there)
         if isinstance(value, str) and option in (int, float):
             try:
-                return option(value)
-            except ValueError:
-                pass
+                number = option(value)
+            except ValueError:  # not a number, or an int string beyond Python's 4300-digit limit
+                continue
+            return _finite(number, key, origin) if option is float else number
     wanted = " or ".join(getattr(o, "__name__", str(o)) for o in options)
-    raise ConfigError(f"{origin}: field '{key}' must be {wanted}, got {value!r}")
+    raise ConfigError(f"{origin}: field '{key}' must be {wanted}, got {short(value)}")
+
+
+def _finite(value: int | float, key: str, origin: str) -> float:
+    """inf and nan (YAML's .inf/.nan, the flag --lr nan, 1e999) are never a valid setting: refused here, for every
+    float field at once, before a comparison like `lr >= 0` can let inf through."""
+    try:
+        number = float(value)
+    except OverflowError:  # an int too large for a float
+        number = math.inf
+    if not math.isfinite(number):
+        raise ConfigError(f"{origin}: field '{key}' must be a finite number, got {short(value)}")
+    return number
 
 
 def _require(ok: bool, key: str, value: Any, wanted: str) -> None:
     if not ok:
-        raise ConfigError(f"field '{key}' must be {wanted}, got {value!r}")
+        raise ConfigError(f"field '{key}' must be {wanted}, got {short(value)}")
 
 
-def _valid_device(device: str) -> bool:
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _valid_device(device: Any) -> bool:
+    if not isinstance(device, str):
+        return False
     if device in ("auto", "cpu", "cuda", "mps"):
         return True
-    return device.startswith("cuda:") and device[5:].isdigit()
+    return device.startswith("cuda:") and device[5:].isdigit() and len(device) <= 9  # cuda:0 .. cuda:9999
 
 
 def list_recipes() -> list[str]:
@@ -240,26 +281,64 @@ def list_recipes() -> list[str]:
 
 
 def recipe_path(name: str) -> Path:
-    path = CONFIGS_DIR / f"{name}.yaml"
-    if not path.is_file():
+    # Only the names listed: a recipe name from a YAML ("recipe: ../../x") must not reach other files.
+    if not isinstance(name, str) or name not in list_recipes():
         known = ", ".join(list_recipes()) or f"none found in {CONFIGS_DIR}"
-        raise ConfigError(f"unknown recipe {name!r} (known: {known})")
-    return path
+        raise ConfigError(f"unknown recipe {short(name)} (known: {known})")
+    return CONFIGS_DIR / f"{name}.yaml"
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """yaml.SafeLoader without aliases and with a depth limit.
+
+    An alias (`*name`, `<<: *name`) makes PyYAML share one object between places, so nine lines of nested aliases
+    ("billion laughs") load quickly into a graph that expands to 10**9 nodes the first time it is copied, merged or
+    printed. A run config never needs one, so the first alias is refused with its line. The composer recurses once
+    per level: nesting is refused past MAX_YAML_DEPTH instead of ending in a RecursionError.
+    """
+
+    _depth = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(
+                None, None, f"line {mark.line + 1}: anchors and aliases (&name, *name, <<: *name) are not allowed "
+                "in a run config; write the values out", None)
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                mark = self.peek_event().start_mark
+                raise yaml.composer.ComposerError(
+                    None, None, f"line {mark.line + 1}: nested deeper than {MAX_YAML_DEPTH} levels", None)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a run YAML into nested dicts; a missing file or bad YAML is a ConfigError naming the file."""
+    """Read a run YAML into nested dicts; a missing, huge or unreadable file or bad YAML is a ConfigError naming it."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)  # bounded read: a FIFO or /dev/zero cannot make it read forever
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read config file ({e})") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config file ({e.strerror or e})") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: config file larger than {MAX_CONFIG_BYTES // 1024} KiB; a run config is a few "
+                          "lines (refused unparsed)")
     try:
-        raw = yaml.safe_load(text)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: cannot read config file (not UTF-8 text: {e.reason} at byte {e.start})") from None
+    try:
+        raw = yaml.load(text, Loader=_ConfigLoader)  # a SafeLoader subclass: plain types only
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        raise ConfigError(f"{path}: not valid YAML ({clip(str(e).strip().splitlines()[0])})") from None
+    except (ValueError, TypeError, OverflowError, RecursionError) as e:  # e.g. an int of 5000 digits
+        raise ConfigError(f"{path}: not valid YAML ({type(e).__name__}: {clip(str(e))})") from None
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -304,7 +383,7 @@ def resolve_config(
     user = load_yaml(config_path) if config_path is not None else {}
     flags = overrides_to_dict(overrides or {})
     name = recipe or user.get("recipe")
-    data_given = (flags.get("data") or {}).get("source") or (user.get("data") or {}).get("source")
+    data_given = _source(flags) or _source(user)
     if name is None and not data_given:
         name = DEFAULT_RECIPE
     layers: dict[str, Any] = {}
@@ -319,5 +398,12 @@ def resolve_config(
     return TrainConfig.from_dict(merge(layers, flags), origin="command line")
 
 
+def _source(layer: dict[str, Any]) -> Any:
+    """data.source of one layer, if it has a data mapping (a malformed one is reported by from_dict, by name)."""
+    data = layer.get("data")
+    return data.get("source") if isinstance(data, dict) else None
+
+
 def save_yaml(cfg: TrainConfig, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
+    """Written atomically: a crash mid-write or a reader (resume reads config.yaml) never sees half a file."""
+    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -19,3 +19,33 @@ class DataError(AlexNetError):
 
 class CheckpointError(AlexNetError):
     """A checkpoint file cannot be read, or does not match what it is used with."""
+
+
+SHORT_LIMIT = 80  # characters of a bad value that an error message echoes
+
+
+def short(value: object, limit: int = SHORT_LIMIT) -> str:
+    """A bounded repr of an untrusted value for an error message: at most `limit` characters, ending in '...'.
+
+    Built with reprlib, so a list of a million class names or a ten-megabyte string is never rendered whole just to
+    be cut (a crafted YAML or checkpoint must not make the error path allocate more than the input did).
+    """
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxlevel, r.maxdict, r.maxlist, r.maxtuple, r.maxset = 3, 6, 8, 8, 8
+    r.maxstring = max(limit // 2, 12)
+    r.maxother = r.maxlong = max(limit, 12)
+    try:
+        if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 4 * limit:
+            text = f"<an int of {value.bit_length()} bits>"  # repr would be huge, or refused past 4300 digits
+        else:
+            text = r.repr(value)
+    except Exception:  # a repr that fails must not hide the error being reported
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def clip(text: str, limit: int = 200) -> str:
+    """A message part that is already text (a parser's complaint), cut to `limit` characters."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
