@@ -22,7 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from alexnet.errors import CheckpointError, ConfigError
+from alexnet import validate as limits
+from alexnet.errors import CheckpointError, ConfigError, short
 from alexnet.lrn import ALPHA_CONVENTIONS, LocalResponseNorm
 
 NORMS = ("lrn", "bn", "none")
@@ -62,16 +63,23 @@ class AlexNetConfig:
     lrn_alpha_convention: str = "per_size"  # per_size: alpha / n (cuda-convnet, torch); literal: the printed formula
 
     def __post_init__(self) -> None:
+        """Types, ranges and upper bounds of every field, then the size of what they describe, by arithmetic.
+
+        The same checks guard `alexnet train` flags, a run YAML and a checkpoint's model_args: a width_mult of 1e6 or
+        an image_size of 10**7 is refused here in microseconds, before a single tensor is allocated.
+        """
         # Lists come back from YAML/JSON: accept them, store a tuple so the config stays hashable and comparable.
         if isinstance(self.channels, list):
             object.__setattr__(self, "channels", tuple(self.channels))
-        for field in ("in_channels", "num_classes", "image_size", "fc_width", "groups", "lrn_size"):
-            _check_int(field, getattr(self, field), minimum=1)
-        _check_int("conv1_padding", self.conv1_padding, minimum=0)
+        for field, maximum in (("in_channels", limits.MAX_IN_CHANNELS), ("num_classes", limits.MAX_CLASSES),
+                               ("image_size", limits.MAX_IMAGE_SIZE), ("fc_width", limits.MAX_WIDTH), ("groups", limits.MAX_WIDTH),
+                               ("lrn_size", limits.MAX_WIDTH)):
+            _check_int(field, getattr(self, field), minimum=1, maximum=maximum)
+        _check_int("conv1_padding", self.conv1_padding, minimum=0, maximum=limits.MAX_CONV1_PADDING)
         if not isinstance(self.channels, tuple) or len(self.channels) != 5:
-            raise ConfigError(f"channels must be 5 ints (conv1..conv5), got {self.channels!r}")
+            raise ConfigError(f"channels must be 5 ints (conv1..conv5), got {short(self.channels)}")
         for i, c in enumerate(self.channels, start=1):
-            _check_int(f"channels[conv{i}]", c, minimum=1)
+            _check_int(f"channels[conv{i}]", c, minimum=1, maximum=limits.MAX_WIDTH)
         for field in ("width_mult", "dropout", "lrn_k", "lrn_alpha", "lrn_beta"):
             value = getattr(self, field)
             if isinstance(value, str) and field == "lrn_alpha" and value in ALPHA_CONVENTIONS:
@@ -79,11 +87,11 @@ class AlexNetConfig:
                     f"lrn_alpha is the number alpha (the paper's 1e-4), got {value!r}: "
                     f"set lrn_alpha_convention={value!r} instead"
                 )
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ConfigError(f"{field} must be a finite number, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
+                raise ConfigError(f"{field} must be a finite number, got {short(value)}")
             object.__setattr__(self, field, float(value))
-        if self.width_mult <= 0:
-            raise ConfigError(f"width_mult must be > 0, got {self.width_mult}")
+        if not 0 < self.width_mult <= limits.MAX_WIDTH_MULT:
+            raise ConfigError(f"width_mult must be > 0 and <= {limits.MAX_WIDTH_MULT:g}, got {self.width_mult}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.lrn_alpha < 0 or self.lrn_k < 0 or self.lrn_beta < 0:
@@ -97,21 +105,42 @@ class AlexNetConfig:
             ("head", HEADS),
             ("lrn_alpha_convention", ALPHA_CONVENTIONS),
         ):
-            if getattr(self, field) not in choices:
-                raise ConfigError(f"{field} must be one of {', '.join(choices)}; got {getattr(self, field)!r}")
-        if not isinstance(self.name, str) or not self.name:
-            raise ConfigError(f"name must be a non-empty string, got {self.name!r}")
+            if not isinstance(getattr(self, field), str) or getattr(self, field) not in choices:
+                raise ConfigError(f"{field} must be one of {', '.join(choices)}; got {short(getattr(self, field))}")
+        if not isinstance(self.name, str) or not self.name or len(self.name) > limits.MAX_NAME:
+            raise ConfigError(f"name must be a non-empty string of at most {limits.MAX_NAME} characters, got {short(self.name)}")
         for i, c in enumerate(self.conv_channels, start=1):
             if c % self.groups:
                 raise ConfigError(
                     f"groups={self.groups} must divide every conv's channels; conv{i} has {c} "
                     f"(channels={self.channels}, width_mult={self.width_mult})"
                 )
+        if self.norm == "lrn":
+            normalised = min(self.conv_channels[:2])  # LRN follows conv1 and conv2
+            if self.lrn_size > normalised:
+                raise ConfigError(
+                    f"lrn_size={self.lrn_size} is larger than the {normalised} channels it normalises across "
+                    f"(conv1, conv2 of {self.name} at width_mult={self.width_mult:g})"
+                )
         smallest = min_input_size(self)
         if self.image_size < smallest:
             raise ConfigError(
                 f"image_size={self.image_size} is too small for {self.name}: the smallest valid input is "
                 f"{smallest}x{smallest}"
+            )
+        params = parameter_count(self)
+        if params > limits.MAX_PARAMETERS:
+            raise ConfigError(
+                f"{self.name} at width_mult={self.width_mult:g}, image_size={self.image_size}, "
+                f"num_classes={self.num_classes} would have {params:,} parameters (limit {limits.MAX_PARAMETERS:,}); "
+                "lower width_mult, fc_width or image_size, or use head='adaptive'"
+            )
+        activation = largest_activation(self)
+        if activation > limits.MAX_ACTIVATION:
+            raise ConfigError(
+                f"{self.name} at width_mult={self.width_mult:g}, image_size={self.image_size} would need "
+                f"{activation:,} values for one image's largest feature map (limit {limits.MAX_ACTIVATION:,}); "
+                "lower image_size or width_mult"
             )
 
     @property
@@ -131,17 +160,58 @@ class AlexNetConfig:
     def from_dict(cls, d: dict[str, Any]) -> AlexNetConfig:
         """Rebuild from `dataclasses.asdict` output (a checkpoint, YAML, JSON); unknown keys are an error."""
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
+        if not isinstance(d, dict):
+            raise ConfigError(f"model config must be a mapping of fields, got {short(d)}")
+        unknown = sorted((str(k) for k in d if k not in known), key=str)
         if unknown:
-            raise ConfigError(f"unknown model config field(s) {', '.join(unknown)}; valid fields: {', '.join(sorted(known))}")
+            raise ConfigError(f"unknown model config field(s) {short(', '.join(unknown))}; "
+                              f"valid fields: {', '.join(sorted(known))}")
         return cls(**d)
 
 
-def _check_int(field: str, value: Any, minimum: int) -> None:
+def _check_int(field: str, value: Any, minimum: int, maximum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{field} must be an int, got {value!r}")
+        raise ConfigError(f"{field} must be an int, got {short(value)}")
     if value < minimum:
-        raise ConfigError(f"{field} must be >= {minimum}, got {value}")
+        raise ConfigError(f"{field} must be >= {minimum}, got {short(value)}")
+    if value > maximum:
+        raise ConfigError(f"{field} must be <= {maximum:,}, got {short(value)}")
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond float's range
+        return False
+
+
+def parameter_count(cfg: AlexNetConfig) -> int:
+    """Parameters of `AlexNet(cfg)`, by arithmetic (nothing is built): the bound that validation checks."""
+    total, c_in = 0, cfg.in_channels
+    windows = {w.name: w for w in feature_windows(cfg)}
+    for i, c_out in enumerate(cfg.conv_channels, start=1):
+        k = windows[f"conv{i}"].kernel
+        groups = cfg.groups if f"conv{i}" in GROUPED_CONVS else 1
+        total += c_out * (c_in // groups) * k * k + c_out  # weight + bias
+        if cfg.norm == "bn":
+            total += 2 * c_out  # BatchNorm's weight and bias (its running statistics are buffers)
+        c_in = c_out
+    head_map = ADAPTIVE_SIZE if cfg.head == "adaptive" else feature_size(cfg, cfg.image_size)
+    width = cfg.fc_features
+    fc_in = c_in * head_map * head_map
+    return total + (fc_in + 1) * width + (width + 1) * width + (width + 1) * cfg.num_classes
+
+
+def largest_activation(cfg: AlexNetConfig) -> int:
+    """Values in the largest feature map of one image (the input included), by arithmetic."""
+    size, channels, largest = cfg.image_size, cfg.in_channels, cfg.in_channels * cfg.image_size ** 2
+    conv = iter(cfg.conv_channels)
+    for w in feature_windows(cfg):
+        size = out_size(size, w.kernel, w.stride, w.padding)
+        if w.name.startswith("conv"):
+            channels = next(conv)
+        largest = max(largest, channels * size * size)
+    return max(largest, cfg.fc_features, cfg.num_classes)
 
 
 # --- layer arithmetic ------------------------------------------------------------------------------------------
