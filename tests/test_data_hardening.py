@@ -6,6 +6,7 @@ files deleted in the middle of a scan, symlinked folder loops.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -192,3 +193,118 @@ def test_a_full_tmpfs_fails_before_any_temporary_in_process(bundle, tiny_tmpfs):
     with pytest.raises(DataError, match="not enough disk space"):
         cache_split(bundle, "train", size=600, folder=str(folder))  # 4 x 3 x 600 x 600 = 4.3 MB
     assert [p.name for p in folder.iterdir() if p.name.endswith(".tmp")] == []
+
+
+# --- verification store ---------------------------------------------------------------------------------------
+
+
+def _store_of(root) -> Path:
+    from alexnet.data.folders import _verify_store_path
+    from alexnet.data.images import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
+
+    return Path(_verify_store_path(os.fspath(root), DEFAULT_MIN_SIDE, DEFAULT_MAX_PIXELS))
+
+
+def test_verification_store_is_private_and_ignores_a_planted_symlink(tmp_path):
+    from alexnet.data.folders import scan_folder
+
+    root = f.image_folder(tmp_path / "data", ("cat", "dog"), per_class=2)
+    store = _store_of(root)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    Path(f"{store}.{os.getpid()}.tmp").symlink_to(victim)  # the name the previous version wrote through
+    scan_folder(root, val_split=0.0)
+    assert victim.read_text() == "precious"
+    assert stat.S_IMODE(store.stat().st_mode) == 0o600 and stat.S_IMODE(store.parent.stat().st_mode) == 0o700
+
+
+def test_a_forged_verification_store_is_dropped_and_every_file_checked_again(tmp_path, caplog):
+    from alexnet.data.folders import scan_folder
+
+    root = f.image_folder(tmp_path / "data", ("cat", "dog"), per_class=2)
+    bad = f.write_bytes(root / "dog" / "dog_9.jpg", b"")
+    assert [os.path.basename(p) for p, _ in scan_folder(root, val_split=0.0).skipped] == ["dog_9.jpg"]
+    store = _store_of(root)
+    stored = json.loads(store.read_text())
+    for key in stored["content"]:
+        if key.startswith(os.path.realpath(bad)):
+            stored["content"][key] = [None, []]  # "this file is fine", without the checksum that would say so
+    store.write_text(json.dumps(stored))
+    with caplog.at_level(logging.WARNING, logger="alexnet.data"):
+        scan = scan_folder(root, val_split=0.0)
+    assert [os.path.basename(p) for p, _ in scan.skipped] == ["dog_9.jpg"]
+    assert any("verification store" in r.getMessage() and "checksum mismatch" in r.getMessage()
+               for r in caplog.records)
+
+
+# --- 5. Paths: vanishing files, deep trees, loops ---------------------------------------------------------------
+
+
+class _DeleteWhenLogged(logging.Handler):
+    """Removes `victims` the moment the scan logs a record naming `trigger`: a real deletion in mid-scan."""
+
+    def __init__(self, trigger: str, victims: list[Path]):
+        super().__init__(logging.INFO)
+        self.trigger, self.victims = trigger, victims
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.trigger in record.getMessage():
+            for v in self.victims:
+                if v.is_dir():
+                    for p in sorted(v.rglob("*"), reverse=True):
+                        p.unlink() if p.is_file() else p.rmdir()
+                    v.rmdir()
+                elif v.exists():
+                    v.unlink()
+
+
+@contextlib.contextmanager
+def _handler(h: logging.Handler):
+    logger = logging.getLogger("alexnet.data")
+    old = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(h)
+    try:
+        yield
+    finally:
+        logger.removeHandler(h)
+        logger.setLevel(old)
+
+
+def test_files_and_folders_that_vanish_mid_scan_are_skipped_and_listed(tmp_path):
+    from alexnet.data.folders import VANISHED, scan_folder
+
+    root = f.image_folder(tmp_path / "data", ("cat", "dog"), per_class=3)
+    f.write_bytes(root / "cat" / ".hidden", b"x")  # sorted first in cat/: its "ignored" record fires the deletion
+    sub = root / "cat" / "zz-more"
+    sub.mkdir()
+    f.write_jpeg(sub / "more.jpg", f.noise(seed=77))
+    victim = root / "cat" / "cat_1.jpg"
+    with _handler(_DeleteWhenLogged(str(root / "cat" / ".hidden"), [victim, sub])):
+        scan = scan_folder(root, val_split=0.0)
+    reasons = dict(scan.skipped)
+    assert reasons[str(victim)] == VANISHED and reasons[str(sub)] == VANISHED
+    assert sorted(os.path.basename(p) for p, _ in scan.train) == ["cat_0.jpg", "cat_2.jpg", "dog_0.jpg", "dog_1.jpg",
+                                                                    "dog_2.jpg"]
+
+
+def test_a_very_deep_class_tree_is_cut_at_the_depth_cap(tmp_path):
+    from alexnet.data.folders import MAX_DEPTH, scan_folder
+
+    root = f.image_folder(tmp_path / "data", ("cat", "dog"), per_class=2)
+    deep = str(root / "cat")
+    for _ in range(1100):  # deeper than Python's recursion limit (a loop: os.makedirs itself recurses)
+        deep = os.path.join(deep, "d")
+        os.mkdir(deep)
+    deep = Path(deep)
+    f.write_jpeg(deep / "lost.jpg", f.noise(seed=5))
+    f.write_jpeg(root / "cat" / "d" / "d" / "kept.jpg", f.noise(seed=6))
+    scan = scan_folder(root, val_split=0.0)
+    names = [os.path.basename(p) for p, _ in scan.train]
+    assert "kept.jpg" in names and "lost.jpg" not in names
+    assert [r for _, r in scan.skipped] == [f"folder nested more than {MAX_DEPTH} levels deep, not searched"]
+    for _ in range(1100):  # bottom-up, as shutil.rmtree would recurse past the limit too
+        for p in deep.iterdir():
+            p.unlink()
+        deep.rmdir()
+        deep = deep.parent

@@ -18,8 +18,8 @@ Class names are sorted (ImageFolder's order), so the label order does not depend
 
 from __future__ import annotations
 
+import errno
 import hashlib
-import json
 import logging
 import os
 import random
@@ -36,7 +36,9 @@ from alexnet.data.images import (
     decode_image,
     display_path,
 )
-from alexnet.errors import DataError
+from alexnet.data.limits import SealBroken, decode_workers, open_sealed_json, sealed_json
+from alexnet.errors import AlexNetError, DataError
+from alexnet.files import FileWriteError, atomic_write_text
 
 log = logging.getLogger("alexnet.data")
 
@@ -46,7 +48,14 @@ SYSTEM_FOLDERS = {"__macosx", "$recycle.bin", "system volume information", "@ead
 # cat.123.jpg, dog_7.png, golden-retriever-12.jpg -> cat, dog, golden-retriever
 FLAT_LABEL = re.compile(r"^(?P<label>.+?)[._-]\d+$")
 
+MAX_DEPTH = 64  # class folders nested deeper than this are not searched (a runaway tree, or a path near PATH_MAX)
+VANISHED = "vanished during the scan (removed or renamed by another program)"
+
 _reported: set[tuple[str, str]] = set()  # (path, reason) already logged in this process
+
+
+def _vanished(e: OSError) -> bool:
+    return e.errno in (errno.ENOENT, errno.ENOTDIR)
 
 
 def report(kind: str, path: str, reason: str) -> None:
@@ -102,6 +111,10 @@ class _Walker:
             with os.scandir(folder) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as e:
+            if _vanished(e) and self.listings:  # a subfolder removed mid-scan; the root itself is an error
+                self.skip(folder, VANISHED)
+                self.listings[folder] = ([], [])
+                return self.listings[folder]
             raise DataError(f"{display_path(folder)}: cannot list the folder ({e.strerror or e})") from None
         dirs, files = [], []
         for entry in entries:
@@ -112,6 +125,8 @@ class _Walker:
                 if entry.is_symlink():
                     reason = "symlink loop" if getattr(e, "errno", None) == 40 else "broken symlink"
                     self.skip(path, reason)
+                elif _vanished(e):
+                    self.skip(path, VANISHED)
                 else:
                     self.skip(path, f"cannot read ({e.strerror or e})")
                 continue
@@ -145,7 +160,9 @@ class _Walker:
         if not lower.endswith(IMAGE_EXTENSIONS):
             self.ignore(path, f"not an image extension ({os.path.splitext(name)[1] or 'none'})")
             return False
-        st = os.stat(path)
+        st = self.stat_or_skip(path)
+        if st is None:
+            return False
         key = (st.st_dev, st.st_ino)
         if key in self.seen_files:
             self.ignore(path, f"same file as {display_path(self.seen_files[key])} (a link), counted once")
@@ -153,9 +170,22 @@ class _Walker:
         self.seen_files[key] = path
         return True
 
-    def walk_images(self, folder: str, top: bool = False) -> list[str]:
-        """Every acceptable image file below `folder` (recursively), each real folder visited once."""
-        st = os.stat(folder)
+    def stat_or_skip(self, path: str) -> os.stat_result | None:
+        """os.stat, or None after listing `path` as skipped when it vanished (or became unreadable) mid-scan."""
+        try:
+            return os.stat(path)
+        except OSError as e:
+            self.skip(path, VANISHED if _vanished(e) else f"cannot read ({e.strerror or e})")
+            return None
+
+    def walk_images(self, folder: str, top: bool = False, depth: int = 0) -> list[str]:
+        """Every acceptable image file below `folder` (recursively), each real folder visited once, MAX_DEPTH deep."""
+        if depth > MAX_DEPTH:
+            self.skip(folder, f"folder nested more than {MAX_DEPTH} levels deep, not searched")
+            return []
+        st = self.stat_or_skip(folder)
+        if st is None:
+            return []
         key = (st.st_dev, st.st_ino)
         if key in self.seen_dirs and not top:
             self.ignore(folder, "folder already visited (symlink loop or second link), not followed")
@@ -164,7 +194,7 @@ class _Walker:
         dirs, files = self.visible_entries(folder)
         out = [f for f in files if self.accept_file(f)]
         for d in dirs:
-            out.extend(self.walk_images(d))
+            out.extend(self.walk_images(d, depth=depth + 1))
         return out
 
 
@@ -177,7 +207,9 @@ def _flat_label(path: str) -> str | None:
 def _collect_split(walker: _Walker, folder: str) -> tuple[str, dict[str, list[str]]]:
     """Files by class name for one split folder: class folders if there are any, else labels from file names."""
     dirs, files = walker.visible_entries(folder)
-    walker.seen_dirs.add((os.stat(folder).st_dev, os.stat(folder).st_ino))
+    st = walker.stat_or_skip(folder)
+    if st is not None:
+        walker.seen_dirs.add((st.st_dev, st.st_ino))
     if dirs:
         by_class: dict[str, list[str]] = {}
         for f in files:
@@ -185,8 +217,9 @@ def _collect_split(walker: _Walker, folder: str) -> tuple[str, dict[str, list[st
                 walker.ignore(f, "image outside any class folder")
         # Class folders are claimed first, so a link inside one class to another class's folder is not followed.
         for d in dirs:
-            st = os.stat(d)
-            walker.seen_dirs.add((st.st_dev, st.st_ino))
+            st = walker.stat_or_skip(d)
+            if st is not None:
+                walker.seen_dirs.add((st.st_dev, st.st_ino))
         for d in dirs:
             name = display_path(os.path.basename(d))
             images = walker.walk_images(d, top=True)
@@ -215,15 +248,8 @@ def _verify_files(
     Results are remembered in $ALEXNET_CACHE/verify/ keyed by path, size and mtime, so a second scan of a large folder
     is instant. Returns path -> (reason it is unusable or None, notes).
     """
-    from alexnet.data.paths import cache_dir  # local: keeps this module importable without side effects
-
-    settings = f"{display_path(os.path.realpath(root))}:{min_side}:{max_pixels}:v1"  # one small file per dataset
-    store_path = os.path.join(cache_dir("verify"), hashlib.sha1(settings.encode()).hexdigest()[:16] + ".json")
-    try:
-        with open(store_path, encoding="utf-8") as f:
-            store: dict[str, list] = json.load(f)
-    except (OSError, ValueError):
-        store = {}
+    store_path = _verify_store_path(root, min_side, max_pixels)
+    store = _open_verify_store(store_path)
 
     def key_of(p: str) -> str:
         st = os.stat(p)
@@ -245,7 +271,7 @@ def _verify_files(
         try:
             k = key_of(p)
         except OSError as e:  # removed or made unreadable since it was listed
-            results[p] = (f"cannot read ({e.strerror or e})", [])
+            results[p] = (VANISHED if _vanished(e) else f"cannot read ({e.strerror or e})", [])
             continue
         if k in store:
             results[p] = (store[k][0], list(store[k][1]))
@@ -256,14 +282,43 @@ def _verify_files(
             for (p, k), res in zip(todo, pool.map(lambda t: check(t[0]), todo), strict=True):
                 results[p] = res
                 store[k] = [res[0], res[1]]
-        tmp = f"{store_path}.{os.getpid()}.tmp"
-        try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(store, f)
-            os.replace(tmp, store_path)
-        except OSError:
-            pass  # a read-only cache only costs speed
+        if store_path is not None:
+            try:  # exclusive unpredictable temporary, 0600, renamed over the store: never a planted symlink
+                atomic_write_text(store_path, sealed_json(store), mode=0o600)
+            except FileWriteError as e:
+                log.info("verification results not remembered: %s", e)  # a read-only cache only costs speed
     return results
+
+
+def _verify_store_path(root: str, min_side: int, max_pixels: int) -> str | None:
+    """$ALEXNET_CACHE/verify/<hash of the root and settings>.json, or None when the cache folder is unusable."""
+    from alexnet.data.paths import cache_dir  # local: keeps this module importable without side effects
+
+    settings = f"{display_path(os.path.realpath(root))}:{min_side}:{max_pixels}:v2"  # one small file per dataset
+    try:
+        folder = cache_dir("verify")
+    except AlexNetError as e:  # unsafe or unwritable: scan without remembering, and say why once
+        report("note", "verify", f"verification results are not remembered ({e})")
+        return None
+    return os.path.join(folder, hashlib.sha1(settings.encode()).hexdigest()[:16] + ".json")
+
+
+def _open_verify_store(store_path: str | None) -> dict[str, list]:
+    """The remembered verdicts {key: [reason or None, [notes]]}; a damaged store is dropped with a warning."""
+    if store_path is None or not os.path.lexists(store_path):
+        return {}
+    try:
+        store = open_sealed_json(store_path)
+        if not isinstance(store, dict) or not all(
+            isinstance(k, str) and isinstance(v, list) and len(v) == 2 and (v[0] is None or isinstance(v[0], str))
+            and isinstance(v[1], list) and all(isinstance(n, str) for n in v[1])
+            for k, v in store.items()
+        ):
+            raise SealBroken("entries are not [reason, [notes]] pairs")
+    except SealBroken as e:
+        log.warning("verification store %s: %s; checking every file again", display_path(store_path), e)
+        return {}
+    return store
 
 
 def stratified_split(
@@ -305,7 +360,10 @@ def scan_folder(
     skipped: list[tuple[str, str]] = []
     ignored: list[tuple[str, str]] = []
     walker = _Walker(ignored, skipped)
-    root_stat = os.stat(root)
+    try:
+        root_stat = os.stat(root)
+    except OSError as e:
+        raise DataError(f"{shown}: cannot read the folder ({e.strerror or e})") from None
     walker.seen_dirs.add((root_stat.st_dev, root_stat.st_ino))  # a link back to the root is never followed
 
     subdirs = {os.path.basename(d).lower(): d for d in walker.visible_entries(root)[0]}
@@ -355,7 +413,7 @@ def scan_folder(
             report("note", other, notes[-1][1])
     if verify:
         candidates = sorted({f for by_class in pools.values() for files in by_class.values() for f in files})
-        results = _verify_files(root, candidates, min_side, max_pixels, workers or min(4, os.cpu_count() or 1))
+        results = _verify_files(root, candidates, min_side, max_pixels, decode_workers(workers))
         bad = set()
         for p in candidates:
             reason, file_notes = results[p]
