@@ -3,17 +3,36 @@
 `torchrun --standalone --nproc-per-node N -m alexnet train ...` sets RANK, WORLD_SIZE and LOCAL_RANK in each
 worker's environment; without them the run is a plain single process and every helper here is a no-op. The
 backend follows the device: nccl for CUDA, gloo for CPU.
+
+Failing together. A rank that raises while the others wait in a collective would leave them there until the
+process-group timeout. Every place where some ranks work while others wait (local rank 0 preparing the data, rank 0
+writing the run folder) is wrapped in `fail_together`: each rank reports its outcome in one all-gather, and a
+failure anywhere stops every rank at once, the others with a message naming the rank that failed and why.
+
+The process-group timeout (how long a collective may wait) is ALEXNET_PG_TIMEOUT_S seconds, default
+DEFAULT_PG_TIMEOUT_S: long enough for local rank 0 to decode a large dataset into the uint8 cache while the other
+ranks wait for it, which only happens on a machine's first run.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
 
-from alexnet.errors import ConfigError
+from alexnet.errors import AlexNetError, ConfigError
+
+PG_TIMEOUT_ENV = "ALEXNET_PG_TIMEOUT_S"
+DEFAULT_PG_TIMEOUT_S = 3600  # the first decode of an ImageNet-size cache on one machine; PyTorch's own is 600
+
+
+class RankFailed(AlexNetError):
+    """Another rank failed; this one stops with it (the message names the rank and its error)."""
 
 
 @dataclass(frozen=True)
@@ -71,14 +90,85 @@ def resolve_device(name: str, info: DistInfo | None = None) -> torch.device:
     return torch.device(name)
 
 
+def pg_timeout() -> datetime.timedelta:
+    """ALEXNET_PG_TIMEOUT_S (seconds, > 0), else DEFAULT_PG_TIMEOUT_S."""
+    text = os.environ.get(PG_TIMEOUT_ENV, "").strip()
+    if not text:
+        return datetime.timedelta(seconds=DEFAULT_PG_TIMEOUT_S)
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise ConfigError(f"environment variable {PG_TIMEOUT_ENV} is {text!r}: expected a number of seconds above 0")
+    return datetime.timedelta(seconds=seconds)
+
+
 def setup(info: DistInfo, device: torch.device) -> None:
     """Join the process group (once) when launched by torchrun."""
     if info.enabled and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
+        timeout = pg_timeout()
         if device.type == "cuda":
-            dist.init_process_group(backend=backend, device_id=device)
+            dist.init_process_group(backend=backend, device_id=device, timeout=timeout)
         else:
-            dist.init_process_group(backend=backend)
+            dist.init_process_group(backend=backend, timeout=timeout)
+
+
+def _active() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def all_gather(value: Any) -> list[Any]:
+    """Every rank's `value` (picklable), in rank order; [value] in a single process."""
+    if not _active():
+        return [value]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, value)
+    return out
+
+
+@contextlib.contextmanager
+def fail_together(what: str):
+    """Run the block on every rank, then stop every rank if it failed on any.
+
+    Every rank must enter it (it ends with one all-gather). The rank that failed re-raises its own error; the
+    others raise RankFailed naming it, e.g. "rank 0 failed while preparing the data: DataError: ..."."""
+    error: BaseException | None = None
+    try:
+        yield
+    except Exception as e:  # KeyboardInterrupt and SystemExit go straight through: the process is leaving anyway
+        error = e
+    if not _active():
+        if error is not None:
+            raise error
+        return
+    outcomes = all_gather(None if error is None else f"{type(error).__name__}: {error}")
+    if error is not None:
+        raise error
+    failed = [(rank, message) for rank, message in enumerate(outcomes) if message is not None]
+    if failed:
+        rank, message = failed[0]
+        if message.startswith(f"{RankFailed.__name__}: "):  # already a relay of another rank's failure
+            message = message[len(RankFailed.__name__) + 2:]
+            raise RankFailed(message)
+        raise RankFailed(f"rank {rank} failed while {what}: {message}")
+
+
+def check_same(what: str, value: dict[str, Any]) -> None:
+    """Refuse, on every rank at once, when some rank's `value` differs from rank 0's; names the rank and field."""
+    values = all_gather(value)
+    for rank, other in enumerate(values[1:], start=1):
+        for key in value:
+            if other.get(key) != values[0].get(key):
+                raise RankFailed(f"rank {rank} sees different {what} than rank 0: {key} is {_short(other.get(key))} "
+                                 f"on rank {rank} but {_short(values[0].get(key))} on rank 0; every rank must "
+                                 "read the same files (same paths, same contents)")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def cleanup() -> None:

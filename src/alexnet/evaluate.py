@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -171,12 +172,15 @@ def evaluate(
 
 
 def write_confusion_csv(result: EvalResult, path: str | Path) -> Path:
-    """Header row `true\\predicted,<class>...`, then one row per true class."""
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["true\\predicted", *result.class_names])
-        for name, row in zip(result.class_names, result.confusion.tolist(), strict=True):
-            writer.writerow([name, *row])
+    """Header row `true\\predicted,<class>...`, then one row per true class; written whole or not at all."""
+    from alexnet.files import atomic_write_text
+
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(["true\\predicted", *result.class_names])
+    for name, row in zip(result.class_names, result.confusion.tolist(), strict=True):
+        writer.writerow([name, *row])
+    atomic_write_text(path, text.getvalue())
     return Path(path)
 
 
@@ -205,7 +209,7 @@ def evaluate_checkpoint(
     A source without a train/val split of its own (one folder of class folders, like the note's TEST_PATH) is
     evaluated whole. Class names must match the checkpoint's, else the refusal names the field.
     """
-    from alexnet.checkpoint import check_matches, load_checkpoint, model_from_checkpoint, run_dir_of
+    from alexnet.checkpoint import atomic_write, check_matches, load_checkpoint, model_from_checkpoint, run_dir_of
     from alexnet.data import build_datasets
     from alexnet.data.augment import BatchAugment
     from alexnet.data.cache import cache_split
@@ -250,8 +254,10 @@ def evaluate_checkpoint(
     folder = Path(output_dir) if output_dir is not None else run_dir_of(Path(ckpt["path"]))
     folder.mkdir(parents=True, exist_ok=True)
     csv_path = write_confusion_csv(result, folder / "confusion.csv")
-    png_path = plot_confusion(result.confusion, result.class_names, folder / "confusion.png",
-                              title=f"{Path(ckpt['path']).name} on {part}{' (10-crop)' if ten_crop else ''}")
+    png_path = folder / "confusion.png"
+    title = f"{Path(ckpt['path']).name} on {part}{' (10-crop)' if ten_crop else ''}"
+    atomic_write(png_path, lambda tmp: plot_confusion(result.confusion, result.class_names, tmp, title=title),
+                 suffix=".png")
     shown = "all images" if whole else f"{part} split"
     description = f"{ckpt['path']} on the {shown} of {bundle.source} ({len(cached)} images{', 10-crop' if ten_crop else ''})"
     return EvalRun(result, description, csv_path, png_path)

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import logging
 import math
+import os
 import signal
 import sys
 import time
@@ -49,11 +51,13 @@ from alexnet.checkpoint import (
     set_rng_state,
     versions,
 )
-from alexnet.config import OptimSpec, TrainConfig, save_yaml
+from alexnet.config import OptimSpec, TrainConfig
 from alexnet.distributed import DistInfo
-from alexnet.errors import AlexNetError, ConfigError
+from alexnet.errors import AlexNetError, CheckpointError, ConfigError, DataError
 from alexnet.evaluate import evaluate
+from alexnet.files import atomic_write, atomic_write_text
 from alexnet.inference import AMP_DTYPES
+from alexnet.runfolder import RunLock, check_new_run_folder
 
 METRIC_COLUMNS = [
     "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_top1", "val_top5", "seconds", "images_per_s",
@@ -61,6 +65,12 @@ METRIC_COLUMNS = [
 ]
 CHANCE_WINDOW = 20  # steps averaged when checking the loss against ln(C)
 CHANCE_TOLERANCE = 0.1  # "near ln(C)": within 10 % of it
+# Under torchrun a signal reaches one rank (or all, at different steps); ranks agree to stop at read steps, and at
+# least every STOP_AGREE_EVERY steps whatever --sync-every says, so SIGTERM is honoured within that many steps.
+STOP_AGREE_EVERY = 50
+# Fault injection for tests only: "RANK=PATH" makes that rank read PATH as its data source, as a node with another
+# copy of the data would (tests/test_distributed.py). Never set in real runs.
+TEST_RANK_SOURCE_ENV = "ALEXNET_TEST_RANK_SOURCE"
 
 
 class TrainingError(AlexNetError):
@@ -505,8 +515,12 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
 
     # 1. Where and how: device, process group, numerics, seeds.
     info = distributed.env_info()
+    if cfg.run.deterministic and cfg.run.device != "cpu":
+        # cuBLAS reads it when its first handle is made: set before anything below can touch CUDA.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_DETERMINISTIC)
     device = distributed.resolve_device(cfg.run.device, info)
     distributed.setup(info, device)
+    run_lock: RunLock | None = None
     try:
         if cfg.run.batch_size < info.world_size:
             raise AlexNetError(f"field 'run.batch_size' ({cfg.run.batch_size}) is smaller than the number of ranks "
@@ -522,9 +536,15 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
         if run_dir is None:
             run_dir = Path(cfg.run.output_dir or default_output_dir(cfg)).resolve()
         paths = RunPaths(run_dir)
-        if ckpt is None and paths.last.exists():
-            raise ConfigError(f"{run_dir} already holds a run (checkpoints/last.pt): continue it with "
-                              f"--resume {run_dir}, or choose another --output-dir")
+        # One writer per run folder (rank 0 writes for every rank): no foreign folder, and the lock for the whole run.
+        with distributed.fail_together("checking the run folder"):
+            if info.is_main:
+                if ckpt is None:
+                    check_new_run_folder(run_dir)
+                run_lock = RunLock(run_dir).acquire()
+                if ckpt is None and paths.last.exists():
+                    raise ConfigError(f"{run_dir} already holds a run (checkpoints/last.pt): continue it with "
+                                      f"--resume {run_dir}, or choose another --output-dir")
         log = RunLog(paths.log if info.is_main else None, enabled=info.is_main)
         log(f"run folder: {run_dir}")
 
@@ -537,13 +557,21 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
             f"preparing data: {cfg.data.source or 'the built-in shapes dataset'}")
         if not info.is_main:  # the data layer reports each skipped file once: on rank 0, not once per rank
             logging.getLogger("alexnet.data").setLevel(logging.ERROR)
-        with rank0_first(info):  # the built-in dataset and the caches are written once per machine
-            bundle = build_datasets(
-                source=cfg.data.source, image_size=image_size, in_channels=base.in_channels, preset=cfg.data.preset,
-                val_split=cfg.data.val_split, seed=cfg.data.split_seed, strict=cfg.data.strict,
-                download=cfg.data.download, root=cfg.data.root, augment=cfg.data.augment,
-            )
-            train_source, val_batches = build_batches(cfg, bundle, image_size, base.in_channels, info, device)
+        # An error on any rank stops every rank here (no rank is left waiting in a collective), naming the rank.
+        with distributed.fail_together("preparing the data"):
+            with rank0_first(info, "preparing the data"):  # the built-in dataset and caches: once per machine
+                bundle = build_datasets(
+                    source=data_source_for_rank(cfg.data.source, info), image_size=image_size,
+                    in_channels=base.in_channels, preset=cfg.data.preset, val_split=cfg.data.val_split,
+                    seed=cfg.data.split_seed, strict=cfg.data.strict, download=cfg.data.download,
+                    root=cfg.data.root, augment=cfg.data.augment,
+                )
+                train_source, val_batches = build_batches(cfg, bundle, image_size, base.in_channels, info, device)
+            if len(bundle.val) == 0:
+                raise DataError(f"{bundle.source}: the validation split is empty; training needs validation "
+                                "images (they choose best.pt and drive the plateau schedule): add a val/ folder "
+                                "or more images per class")
+        distributed.check_same("data", data_identity(bundle))  # DDP would silently average different datasets
         class_names = list(bundle.class_names)
         num_classes = len(class_names)
 
@@ -559,6 +587,9 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
             raw_model.load_state_dict(ckpt["model"])
         memory_format = torch.channels_last if cfg.run.channels_last else torch.contiguous_format
         raw_model.to(device=device, memory_format=memory_format)
+        if cfg.run.deterministic and device.type != "cpu":
+            check_deterministic_backward(raw_model, device, image_size, base.in_channels, amp_dtype, memory_format,
+                                         cfg.model.name)
         model: torch.nn.Module = raw_model
         if info.enabled:
             model = torch.nn.parallel.DistributedDataParallel(
@@ -586,14 +617,13 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
                 ckpt["epoch_totals"]) else EpochTotals()
             chance.warned = bool(ckpt.get("chance_warned", False))
             set_rng_state(ckpt["rng"])
-        if info.is_main:
-            paths.checkpoints.mkdir(parents=True, exist_ok=True)
-            remove_stale_temporaries(paths.checkpoints)
-            save_yaml(cfg, paths.config)
-            rows = truncate_metrics(paths.metrics, keep_epochs=epoch)
-        else:
-            rows = []
-        distributed.barrier()
+        rows: list[dict[str, Any]] = []
+        with distributed.fail_together("writing the run folder"):
+            if info.is_main:
+                paths.checkpoints.mkdir(parents=True, exist_ok=True)
+                remove_stale_temporaries(paths.checkpoints)
+                write_config(cfg, paths.config)
+                rows = truncate_metrics(paths.metrics, keep_epochs=epoch)
 
         if ckpt is not None:
             log(f"resuming from {ckpt['path']}: epoch {epoch + 1}, step {start_step} of {len(train_source)}")
@@ -601,8 +631,22 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
         for path, reason in list(getattr(bundle, "skipped", []) or []):  # shown by the data layer; kept in log.txt
             log(f"skipped {path}: {reason}", console=False)
 
-        # 7. Checkpoint contents: tensors and plain types only (weights_only=True loads them).
+        # 7. Checkpoint contents: tensors and plain types only (weights_only=True loads them). Never of weights or
+        # optimizer state that are not all finite: the step before a save may have diverged after its loss was read.
+        saved_step = ckpt["global_step"] if ckpt is not None else None  # what last.pt holds now
+
+        def kept() -> str:
+            if saved_step is None:
+                return "no checkpoint had been written yet, and none was"
+            return f"{paths.last} and best.pt are left as they were (last.pt from global step {saved_step})"
+
         def checkpoint(epoch_: int, step_: int) -> dict[str, Any]:
+            bad = first_non_finite(raw_model, optimizer, device)  # collective: every rank stops at once
+            if bad is not None:
+                raise TrainingError(
+                    f"{bad} holds NaN or Inf after global step {global_step} (epoch {epoch_ + 1}): the run diverged, "
+                    f"so it was not saved and training stopped; {kept()}. Usual causes: a learning rate too high "
+                    "for this optimizer/init (try 10x lower), fp16 overflow (--amp bf16 or none)")
             gathered = gather_totals(totals, info)
             return {
                 "format": FORMAT, "format_version": FORMAT_VERSION,
@@ -634,10 +678,10 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
             every rank; a signal counts on a single process only (under torchrun ranks agree at read steps)."""
             number = global_step + 1
             return (checkpoint_due(step, number) or (cfg.run.max_steps is not None and number >= cfg.run.max_steps)
-                    or (not info.enabled and bool(stop.signum)))
+                    or stop_agreement_due(number, info, bool(stop.signum)))
 
         def after_step(step: int, images: int, losses: list[float] | None) -> bool:
-            nonlocal global_step
+            nonlocal global_step, saved_step
             global_step += 1
             bar.update(images)
             if losses is None:  # the loss stays on the device this step: nothing to show, save or agree on
@@ -651,8 +695,10 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
             done_steps = cfg.run.max_steps is not None and global_step >= cfg.run.max_steps
             if stopping or checkpoint_due(step, global_step):
                 state = checkpoint(epoch, step + 1)
-                if info.is_main:
-                    atomic_save(state, paths.last)
+                with distributed.fail_together("saving a checkpoint"):
+                    if info.is_main:
+                        atomic_save(state, paths.last)
+                saved_step = global_step
             if stopping:
                 raise RunInterrupted(f"{stop.name}: finished step {step + 1} of epoch {epoch + 1} and saved "
                                      f"{paths.last}; continue with: alexnet train --resume {run_dir}", stop.signum)
@@ -678,6 +724,7 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
                 # forward would broadcast BatchNorm buffers (a collective) on each call.
                 val = evaluate(raw_model, val_batches, num_classes, class_names, device, amp_dtype=amp_dtype,
                                channels_last=cfg.run.channels_last)
+                check_validation(val, epoch, kept())  # best.pt never comes from a NaN evaluation
                 train = reduce_totals(totals, device)
                 seconds = train["seconds"] + (time.perf_counter() - eval_start)
                 row = {
@@ -704,13 +751,14 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
                 else:  # stay in this epoch, at the step reached: a resume continues from there
                     next_position = (epoch, position)
                 state = checkpoint(*next_position)
-                if info.is_main:
-                    write_metrics(paths.metrics, rows)
-                    atomic_save(state, paths.last)
-                    if improved:
-                        atomic_save(state, paths.best)
-                    draw_plots(paths, rows, raw_model, cfg)
-                distributed.barrier()
+                with distributed.fail_together("saving the epoch's checkpoints and metrics"):
+                    if info.is_main:
+                        write_metrics(paths.metrics, rows)
+                        atomic_save(state, paths.last)
+                        if improved:
+                            atomic_save(state, paths.best)
+                        draw_plots(paths, rows, raw_model, cfg)
+                saved_step = global_step
                 epoch, start_step = next_position
                 if stopped_early:
                     break
@@ -720,18 +768,23 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
         return FitResult(run_dir=run_dir, epochs_done=epoch, global_step=global_step, best_val_top1=best,
                          rows=rows, stopped_early=stopped_early)
     finally:
+        if run_lock is not None:
+            run_lock.release()
         distributed.cleanup()
 
 
 # --- helpers fit() calls -----------------------------------------------------------------------------------------
 
 
-def set_determinism(on: bool, device: torch.device) -> None:
-    """--deterministic: deterministic kernels only (an error names any op that has none), no cuDNN autotuning."""
-    if on and device.type == "cuda":
-        import os
+CUBLAS_DETERMINISTIC = ":4096:8"  # cuBLAS's requirement for deterministic results
 
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's requirement for determinism
+
+def set_determinism(on: bool, device: torch.device) -> None:
+    """--deterministic: deterministic kernels only (an error names any op that has none), no cuDNN autotuning.
+
+    fit() sets CUBLAS_WORKSPACE_CONFIG before CUDA is first used; this repeats it for other callers."""
+    if on and device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_DETERMINISTIC)
     torch.use_deterministic_algorithms(on)
     torch.backends.cudnn.benchmark = device.type == "cuda" and not on
 
@@ -741,15 +794,121 @@ def default_output_dir(cfg: TrainConfig) -> str:
 
 
 @contextlib.contextmanager
-def rank0_first(info: DistInfo):
+def rank0_first(info: DistInfo, what: str = "preparing the data"):
     """Each machine's local rank 0 runs the block first (it may write the dataset and caches under
-    $ALEXNET_CACHE), then that machine's other ranks run it and find the files done."""
-    first = info.local_rank == 0
-    if not first:
-        distributed.barrier()
-    yield
-    if first:
-        distributed.barrier()
+    $ALEXNET_CACHE), then that machine's other ranks run it and find the files done.
+
+    The others wait in `fail_together`, not a bare barrier: when a first rank fails, they hear it at once and stop
+    with its message. An error in the others' own run of the block is for the caller's `fail_together`."""
+    if info.local_rank == 0:
+        with distributed.fail_together(what):
+            yield
+    else:
+        with distributed.fail_together(what):
+            pass  # the first ranks' outcome: raises RankFailed if one failed
+        yield
+
+
+def stop_agreement_due(number: int, info: DistInfo, signalled: bool) -> bool:
+    """Whether global step `number` must be a read step so that a signal is acted on. A single process reads at
+    the next step after its own signal; under torchrun every rank must stop at the same step, so they agree at
+    read steps, and this makes one at least every STOP_AGREE_EVERY steps (the same on every rank) on any device."""
+    if not info.enabled:
+        return signalled
+    return number % STOP_AGREE_EVERY == 0
+
+
+def data_source_for_rank(source: str | None, info: DistInfo) -> str | None:
+    """`source`, unless the test-only ALEXNET_TEST_RANK_SOURCE="RANK=PATH" gives this rank another one."""
+    spec = os.environ.get(TEST_RANK_SOURCE_ENV, "")
+    rank, sep, path = spec.partition("=")
+    if sep and rank.strip() == str(info.rank):
+        return path
+    return source
+
+
+def data_identity(bundle: Any) -> dict[str, Any]:
+    """What every rank must agree on: class names, split sizes, and a hash of each split's file list and labels.
+
+    The hash covers `class-folder/file-name` and label, in order (the indices every rank draws from), not the full
+    path or modification time: machines may mount identical copies at different places."""
+    import hashlib
+
+    def listing(dataset: Any) -> str:
+        h = hashlib.sha256()
+        samples = getattr(dataset, "samples", None)
+        if samples is not None:
+            for path, label in samples:
+                p = Path(path)
+                h.update(f"{p.parent.name}/{p.name}|{label}\n".encode())
+        else:  # arrays in memory: their own content fingerprint
+            h.update(dataset.fingerprint().encode())
+        return h.hexdigest()[:16]
+
+    return {"class names": list(bundle.class_names), "training images": len(bundle.train),
+            "validation images": len(bundle.val), "training files and labels (hash)": listing(bundle.train),
+            "validation files and labels (hash)": listing(bundle.val)}
+
+
+def first_non_finite(model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device) -> str | None:
+    """The first weight, buffer or optimizer state tensor holding NaN or Inf (None: all finite).
+
+    One flag per tensor stays on the device, summed over ranks, and is read in one transfer. Collective under
+    torchrun: every rank gets the same answer."""
+    named: list[tuple[str, torch.Tensor]] = [(f"weight {k!r}", v) for k, v in model.state_dict().items()]
+    for name, param in model.named_parameters():
+        for key, value in optimizer.state.get(param, {}).items():
+            if isinstance(value, torch.Tensor):
+                named.append((f"optimizer state {key!r} of {name!r}", value))
+    named = [(n, t) for n, t in named if t.is_floating_point()]
+    if not named:
+        return None
+    flags = torch.stack([(~torch.isfinite(t)).any().to(device) for _, t in named]).float()
+    distributed.all_reduce_sum(flags)
+    for (name, _), bad in zip(named, flags.tolist(), strict=True):
+        if bad:
+            return name
+    return None
+
+
+def check_validation(val: Any, epoch: int, kept: str) -> None:
+    """Stop before saving when the validation pass is unusable: no images, or a non-finite loss (outputs that
+    overflow with finite weights): best.pt must never be chosen by a NaN evaluation."""
+    if val.total == 0:
+        raise DataError(f"the validation pass of epoch {epoch + 1} saw no images; {kept}")
+    if not math.isfinite(val.loss):
+        raise TrainingError(f"validation loss is {val.loss} after epoch {epoch + 1} (the model's outputs overflow): "
+                            f"the run diverged, so this epoch was not saved and training stopped; {kept}")
+
+
+def check_deterministic_backward(model: torch.nn.Module, device: torch.device, image_size: int, in_channels: int,
+                                 amp_dtype: torch.dtype | None = None,
+                                 memory_format: torch.memory_format = torch.contiguous_format,
+                                 name: str = "this model") -> None:
+    """--deterministic: one forward and backward of a copy of the model on a blank batch, so that a layer with no
+    deterministic kernel on this device is refused up front, by name, instead of as a traceback at the first step
+    (on CUDA, e.g. AdaptiveAvgPool2d's backward). Global RNG states are left as they were."""
+    import copy
+
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        probe = copy.deepcopy(model).train()
+        x = torch.zeros(2, in_channels, image_size, image_size, device=device).contiguous(memory_format=memory_format)
+        autocast = (torch.autocast(device_type=device.type, dtype=amp_dtype) if amp_dtype is not None
+                    else contextlib.nullcontext())
+        try:
+            with autocast:
+                logits = probe(x)
+            F.cross_entropy(logits.float(), torch.zeros(2, dtype=torch.long, device=device)).backward()
+        except RuntimeError as e:
+            text = str(e)
+            marker = " does not have a deterministic implementation"
+            if marker not in text:
+                raise
+            op = text.split(marker)[0].split()[-1] if text.split(marker)[0].split() else "an operation"
+            raise ConfigError(
+                f"field 'run.deterministic' (--deterministic): {name} uses {op}, which has no deterministic kernel "
+                f"on {device.type}; train it without --deterministic, or choose a variant without that layer") from None
 
 
 # Off on the CPU, by measurement (benchmarks/README.md, "Prefetch and host syncs"): prefetch removes the wait for
@@ -899,35 +1058,51 @@ def describe_run(cfg: TrainConfig, model: torch.nn.Module, bundle: Any, image_si
 
 
 def truncate_metrics(path: Path, keep_epochs: int) -> list[dict[str, Any]]:
-    """Rows of epochs 1..keep_epochs (a resumed run rewrites the later ones)."""
+    """Rows of epochs 1..keep_epochs (a resumed run rewrites the later ones). A damaged file is an error naming
+    the row, never rows silently dropped."""
     if not path.exists():
         return []
+    rows = []
     with open(path, newline="", encoding="utf-8") as f:
-        rows = [  # columns a run from an older version did not write stay empty
-            {k: (int(v) if k == "epoch" else float(v)) for k, v in row.items() if v not in ("", None)}
-            for row in csv.DictReader(f)
-        ]
+        for number, row in enumerate(csv.DictReader(f), start=2):  # line 1 is the header
+            try:  # columns a run from an older version did not write stay empty
+                rows.append({k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()
+                             if k is not None and v not in ("", None)})
+                if "epoch" not in rows[-1]:
+                    raise KeyError("epoch")
+            except (ValueError, TypeError, KeyError) as e:
+                raise DataError(f"{path}: line {number} is damaged ({e}); move the file away to resume without "
+                                "the earlier epochs' rows") from None
     rows = [r for r in rows if r["epoch"] <= keep_epochs]
     write_metrics(path, rows)
     return rows
 
 
+def write_config(cfg: TrainConfig, path: Path) -> None:
+    """config.yaml, written whole or not at all (a copy for people: resume reads the checkpoint's config)."""
+    import yaml
+
+    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
 def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v)
-                             for k in METRIC_COLUMNS for v in [row.get(k, "")]})
-    tmp.replace(path)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=METRIC_COLUMNS)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v)
+                         for k in METRIC_COLUMNS for v in [row.get(k, "")]})
+    atomic_write_text(path, text.getvalue())
 
 
 def draw_plots(paths: RunPaths, rows: list[dict[str, Any]], model: Any, cfg: TrainConfig) -> None:
+    """curves.png and filters.png, each through the atomic writer (matplotlib picks the format from `.png`)."""
     from alexnet.plots import plot_curves, plot_filters
 
-    plot_curves(rows, paths.curves, title=f"{cfg.model.name} ({cfg.recipe or 'custom'})")
-    plot_filters(model.conv1.weight, paths.filters, title=f"{cfg.model.name} conv1 filters")
+    title = f"{cfg.model.name} ({cfg.recipe or 'custom'})"
+    atomic_write(paths.curves, lambda tmp: plot_curves(rows, tmp, title=title), suffix=".png")
+    atomic_write(paths.filters, lambda tmp: plot_filters(model.conv1.weight, tmp,
+                                                         title=f"{cfg.model.name} conv1 filters"), suffix=".png")
 
 
 class RunLog:
@@ -1002,16 +1177,18 @@ class StopFlag:
 
 def resume_config(resume: str | Path, config_path: str | Path | None = None,
                   overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """The configuration of the run being resumed (its config.yaml, else its checkpoint's), with the user's
-    YAML and flags on top. fit() then refuses changes that would not fit the checkpoint (model, classes, size)."""
+    """The configuration of the run being resumed, with the user's YAML and flags on top. fit() then refuses
+    changes that would not fit the checkpoint (model, classes, size).
+
+    The base is the checkpoint's own config, the one its weights were trained with, and never config.yaml: that
+    file is a copy for people to read, and one cut by a crash or edited by hand must not change (or silently
+    default) a resumed run. Changes go through --config and flags."""
     from alexnet.config import load_yaml, merge, overrides_to_dict
 
-    folder = Path(resume)
-    saved = folder / "config.yaml" if folder.is_dir() else None
-    if saved is not None and saved.is_file():
-        base = load_yaml(saved)
-    else:
-        base = load_checkpoint(resume, prefer="last")["config"]
+    ckpt = load_checkpoint(resume, prefer="last")
+    base = ckpt.get("config")
+    if not isinstance(base, dict):
+        raise CheckpointError(f"{ckpt['path']}: the checkpoint lacks its run's 'config'; cannot resume from it")
     user = load_yaml(config_path) if config_path is not None else {}
     user.pop("recipe", None)
     return TrainConfig.from_dict(merge(merge(base, user), overrides_to_dict(overrides or {})), origin="resume")

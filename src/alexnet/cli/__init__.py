@@ -56,3 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         # flush does not raise again, and exit quietly as other command-line tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as e:
+        # A full disk, a read-only file system, no permission, wherever it surfaced (a writer that does not go
+        # through alexnet.files, a library's own open()): the path and the cause on one line, not a traceback.
+        from alexnet.files import describe_os_error
+
+        print(f"alexnet {args.command}: error: {describe_os_error(e)}", file=sys.stderr)
+        return 1
