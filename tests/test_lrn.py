@@ -76,9 +76,44 @@ def test_module_has_no_parameters_and_says_its_convention():
     assert "alpha_convention='per_size'" in repr(m) and "k=2.0" in repr(m)
 
 
-@pytest.mark.parametrize("kwargs", [{"size": 0}, {"size": 2.5}, {"alpha_convention": "per-size"}])
-def test_bad_arguments_are_config_errors(kwargs):
-    with pytest.raises(ConfigError):
+@pytest.mark.parametrize(
+    ("kwargs", "says"),
+    [
+        ({"size": 0}, "size .* must be an int in \\[1, 4096\\], got 0"),
+        ({"size": -3}, "size .* got -3"),
+        ({"size": 2.5}, "size .* got 2.5"),
+        ({"size": True}, "size .* got True"),
+        ({"size": "5"}, "size .* got '5'"),
+        ({"size": 4097}, "size .* got 4097"),
+        ({"size": 2**31 + 5}, "size .* got 2147483653"),  # wrapped to a negative C int in the native kernel
+        ({"alpha": float("nan")}, "alpha must be a finite number >= 0, got nan"),
+        ({"alpha": -1e-4}, "alpha must be a finite number >= 0, got -0.0001"),
+        ({"beta": float("inf")}, "beta must be a finite number >= 0, got inf"),
+        ({"k": -2.0}, "k must be a finite number >= 0, got -2.0"),
+        ({"k": "2"}, "k must be a finite number >= 0, got '2'"),
+        ({"alpha_convention": "per-size"}, "alpha_convention must be one of"),
+    ],
+)
+def test_bad_arguments_are_config_errors_naming_the_field_and_value(kwargs, says):
+    with pytest.raises(ConfigError, match=says):
+        LocalResponseNorm(**kwargs)
+
+
+def test_an_echoed_value_is_cut_short():
+    with pytest.raises(ConfigError) as err:
+        LocalResponseNorm(size="5" * 100_000)
+    assert len(str(err.value)) < 250 and str(err.value).endswith("...")
+
+
+@pytest.mark.timeout(10)  # a limit, not a measurement: the check is immediate, the unchecked padding is not
+def test_an_absurd_size_is_refused_before_any_work():
+    with pytest.raises(ConfigError, match="size"):
+        LocalResponseNorm(size=10**12)
+
+
+def test_accepted_boundaries_still_build():
+    # The config's own rule is >= 0 for the constants; size 1 and the widest size are valid windows.
+    for kwargs in ({"size": 1}, {"size": 4096}, {"alpha": 0.0, "beta": 0.0, "k": 0.0}, {"alpha": 1, "k": 2}):
         LocalResponseNorm(**kwargs)
 
 

@@ -21,6 +21,9 @@ all three to ``torch.nn.LocalResponseNorm`` and to the literal formula in float6
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -30,6 +33,32 @@ from alexnet import native
 from alexnet.errors import ConfigError
 
 ALPHA_CONVENTIONS = ("per_size", "literal")
+# The widest window accepted. A window wider than a layer's channels sums all of them (the paper's max/min bounds),
+# so n matters beyond that only through alpha / n; 4096 is ten times the widest layer of the paper's model. The
+# bound keeps the window a C int for the native kernel and keeps an absurd n from reaching any kernel at all.
+MAX_SIZE = 4096
+
+
+def _show(value: object) -> str:
+    """repr(value) for an error message, cut to about 100 characters (a 10 MB string stays out of the log)."""
+    text = repr(value)
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
+def check_arguments(size: int, alpha: float, beta: float, k: float, alpha_convention: str = "per_size") -> None:
+    """Raise ConfigError, naming the argument and its value, unless every LRN constant is usable.
+
+    The one check for the module and both functions: size an int in [1, MAX_SIZE], alpha, beta and k finite real
+    numbers >= 0 (the model config's own rule for lrn_alpha, lrn_beta, lrn_k), a known alpha convention."""
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or not 1 <= size <= MAX_SIZE:
+        raise ConfigError(f"LocalResponseNorm size (the paper's n, channels per window) must be an int in "
+                          f"[1, {MAX_SIZE}], got {_show(size)}")
+    for name, value in (("alpha", alpha), ("beta", beta), ("k", k)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
+            raise ConfigError(f"LocalResponseNorm {name} must be a finite number >= 0, got {_show(value)}")
+    if alpha_convention not in ALPHA_CONVENTIONS:
+        raise ConfigError(f"LocalResponseNorm alpha_convention must be one of {ALPHA_CONVENTIONS}, "
+                          f"got {_show(alpha_convention)}")
 
 
 def channel_window(size: int, alpha_convention: str) -> tuple[int, int]:
@@ -43,6 +72,7 @@ def local_response_norm(
     x: torch.Tensor, size: int, alpha: float, beta: float, k: float, alpha_convention: str = "per_size"
 ) -> torch.Tensor:
     """The paper's LRN across channels (dim 1) of an input shaped (B, C, ...)."""
+    check_arguments(size, alpha, beta, k, alpha_convention)
     before, after, scale = _window_and_scale(x, size, alpha, alpha_convention)
     shape = x.shape
     # Under bf16/fp16 autocast the sum of squares and the power are taken in float32: k + alpha/n * sum is 2.0
@@ -65,6 +95,7 @@ def fast_local_response_norm(
     x: torch.Tensor, size: int, alpha: float, beta: float, k: float, alpha_convention: str = "per_size"
 ) -> torch.Tensor:
     """The same numbers as `local_response_norm`, at a fraction of its cost (see `lrn_kernel`)."""
+    check_arguments(size, alpha, beta, k, alpha_convention)
     before, after, scale = _window_and_scale(x, size, alpha, alpha_convention)
     if lrn_kernel(x) == "native":
         return _NativeLRN.apply(x, before, after, scale, beta, k)
@@ -82,11 +113,15 @@ def lrn_kernel(x: torch.Tensor) -> str:
 
 
 def _window_and_scale(x: torch.Tensor, size: int, alpha: float, alpha_convention: str) -> tuple[int, int, float]:
-    """(channels before, channels after, the factor on the sum of squares), after checking x's shape."""
+    """(channels before, channels after, the factor on the sum of squares), after checking x's shape.
+
+    The window is clamped to C - 1 channels each side: those further away are outside [0, C - 1] for every
+    channel and add nothing, so the numbers are the same and no kernel pads or loops over an n wider than x."""
     if x.dim() < 3:
         raise ConfigError(f"LocalResponseNorm expects an input shaped (B, C, ...) with 3 or more dims, got {tuple(x.shape)}")
     before, after = channel_window(size, alpha_convention)
-    return before, after, (alpha / size if alpha_convention == "per_size" else alpha)
+    reach = max(x.shape[1] - 1, 0)
+    return min(before, reach), min(after, reach), (alpha / size if alpha_convention == "per_size" else alpha)
 
 
 class _FastLRN(torch.autograd.Function):
@@ -174,7 +209,9 @@ def _add_window(out: torch.Tensor, u: torch.Tensor, v: torch.Tensor | None, befo
     contiguous and channels_last alike.
     """
     channels = u.shape[1]
-    for shift in range(-before, after + 1):  # channel i gains channel i + shift
+    # Shifts of C or more move every channel out of range: skip them here too, so that an unclamped window costs
+    # at most 2C - 1 passes, not one per shift (a window of 2**31 looped for hours).
+    for shift in range(-min(before, channels - 1), min(after, channels - 1) + 1):  # channel i gains channel i + shift
         n = channels - abs(shift)
         if n <= 0 or (skip_centre and shift == 0):
             continue
@@ -193,11 +230,8 @@ class LocalResponseNorm(nn.Module):
         self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0, alpha_convention: str = "per_size"
     ) -> None:
         super().__init__()
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ConfigError(f"LocalResponseNorm size must be a positive int, got {size!r}")
-        if alpha_convention not in ALPHA_CONVENTIONS:
-            raise ConfigError(f"LocalResponseNorm alpha_convention must be one of {ALPHA_CONVENTIONS}, got {alpha_convention!r}")
-        self.size = size
+        check_arguments(size, alpha, beta, k, alpha_convention)
+        self.size = int(size)
         self.alpha = float(alpha)
         self.beta = float(beta)
         self.k = float(k)
