@@ -22,8 +22,15 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-/* Bumped with every change of the functions' signatures: native.py refuses a library that answers otherwise. */
-#define ALEXNET_LRN_ABI 1
+/* Bumped with every change of the functions' signatures or of what they return: native.py refuses a library that
+ * answers otherwise. 2: alexnet_lrn checks its arguments and returns the LRN_* codes below. */
+#define ALEXNET_LRN_ABI 2
+
+/* alexnet_lrn's answers (native.py turns each non-zero one into a Python exception). */
+#define LRN_OK 0
+#define LRN_NO_MEMORY (-1)    /* a thread's scratch rows could not be allocated */
+#define LRN_BAD_ARGUMENT (-2) /* a NULL pointer, a count or width below its minimum, a non-finite/negative constant */
+#define LRN_TOO_LARGE (-3)    /* the tensor's or the scratch's size overflows the byte counts the kernel computes */
 
 /* Spatial positions per NCHW tile: a window of rows of TILE floats (x, g, q, s) stays in L1 while the channel loop
  * walks down, yet rows are long enough for the prefetchers to stream them. */
@@ -211,10 +218,32 @@ static void backward_nhwc_tile(const float *restrict x, const float *restrict g,
 
 /* ---- entry points --------------------------------------------------------------------------------------------- */
 
+/* Whether a * b <= limit, for a, b >= 1, computed without overflowing. */
+static int product_fits(int64_t a, int64_t b, int64_t limit) { return a <= limit / b; }
+
+/* The largest element count any buffer may have: its byte count must fit in a ptrdiff_t (pointer arithmetic on
+ * it is defined) and leave room for the few extra rows each scratch layout adds. */
+#define MAX_FLOATS ((int64_t)(PTRDIFF_MAX / sizeof(float) / 16))
+
 /* One call runs either direction: y = LRN(x) when g is NULL, else y = dL/dx given g = dL/dLRN(x). channels_last: 0
- * for NCHW, 1 for NHWC. Returns 0, or -1 when a thread's scratch memory could not be allocated. */
+ * for NCHW, 1 for NHWC. Returns LRN_OK or one of the LRN_* errors above, having touched nothing.
+ *
+ * The arguments are checked here as well as in native.py because this is the function that indexes memory: a
+ * negative width or count would index before the buffers, an overflowing product would wrap to a small scratch
+ * that the loops then run past. Both are refused, never computed with. */
 int alexnet_lrn(const float *x, const float *g, float *y, int64_t N, int64_t C, int64_t L, int channels_last,
                 int before, int after, float scale, float beta, float k, int threads) {
+    if (!x || !y || N < 1 || C < 1 || L < 1 || before < 0 || after < 0 || threads < 1 ||
+        (channels_last != 0 && channels_last != 1))
+        return LRN_BAD_ARGUMENT;
+    if (!isfinite(scale) || !isfinite(beta) || !isfinite(k) || scale < 0 || beta < 0 || k < 0)
+        return LRN_BAD_ARGUMENT;
+    if (!product_fits(N, C, MAX_FLOATS) || !product_fits(N * C, L, MAX_FLOATS) || C > MAX_FLOATS / (4 * TILE))
+        return LRN_TOO_LARGE;
+    /* A channel further than C - 1 away is outside [0, C - 1] for every channel, so it adds nothing to any window:
+     * clamping gives the same numbers and bounds the scratch (2 * width + 3 rows) by the channel count. */
+    if (before > C - 1) before = (int)(C - 1);
+    if (after > C - 1) after = (int)(C - 1);
     int failed = 0;
     int64_t width = (int64_t)before + after + 1;
     if (!channels_last) {
@@ -256,5 +285,5 @@ int alexnet_lrn(const float *x, const float *g, float *y, int64_t N, int64_t C, 
             free(scratch);
         }
     }
-    return failed ? -1 : 0;
+    return failed ? LRN_NO_MEMORY : LRN_OK;
 }
