@@ -2,6 +2,7 @@
 
 import pickle
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,18 +22,12 @@ from alexnet.checkpoint import (
 from alexnet.errors import CheckpointError
 
 
+FIXTURE = Path(__file__).parent / "fixtures" / "tiny-v1.pt"  # written by a real run: fixtures/make_checkpoint.py
+
+
 def minimal_checkpoint(**extra):
-    layer = torch.nn.Linear(4, 2)
-    ckpt = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "model": layer.state_dict(),
-        "model_name": "alexnet-bn",
-        "model_args": {"num_classes": 2, "width_mult": 0.125},
-        "class_names": ["circle", "square"],
-        "image_size": 63,
-        "in_channels": 3,
-    }
+    """A real checkpoint (the committed fixture: alexnet-bn at width 1/32, classes cat and dog), with `extra` set."""
+    ckpt = torch.load(FIXTURE, map_location="cpu", weights_only=True)
     ckpt.update(extra)
     return ckpt
 
@@ -49,8 +44,8 @@ def test_round_trip_and_run_folder_lookup(tmp_path):
     ckpt = minimal_checkpoint()
     atomic_save(ckpt, paths.last)
     loaded = load_checkpoint(paths.root, prefer="last")
-    assert loaded["class_names"] == ["circle", "square"]
-    assert torch.equal(loaded["model"]["weight"], ckpt["model"]["weight"])
+    assert loaded["class_names"] == ["cat", "dog"]
+    assert torch.equal(loaded["model"]["features.0.weight"], ckpt["model"]["features.0.weight"])
     assert find_checkpoint(paths.root, prefer="best") == paths.last  # no best.pt yet: falls back to last.pt
     atomic_save(ckpt, paths.best)
     assert find_checkpoint(paths.root, prefer="best") == paths.best
@@ -59,7 +54,7 @@ def test_round_trip_and_run_folder_lookup(tmp_path):
 
 def test_failed_save_leaves_the_previous_file_intact(tmp_path):
     path = tmp_path / "last.pt"
-    atomic_save(minimal_checkpoint(image_size=63), path)
+    atomic_save(minimal_checkpoint(), path)
     before = path.read_bytes()
     with pytest.raises(Exception):  # noqa: B017 - whatever torch.save raises for an unpicklable object
         atomic_save(minimal_checkpoint(image_size=lambda: 0), path)
@@ -131,10 +126,10 @@ def test_newer_format_and_missing_fields_are_refused(tmp_path):
 
 def test_non_finite_weights_are_refused(tmp_path):
     ckpt = minimal_checkpoint()
-    ckpt["model"]["bias"][0] = float("nan")
+    ckpt["model"]["classifier.6.bias"][0] = float("nan")
     path = tmp_path / "nan.pt"
     atomic_save(ckpt, path)
-    with pytest.raises(CheckpointError, match=r"nan\.pt: weight 'bias' holds NaN"):
+    with pytest.raises(CheckpointError, match=r"nan\.pt: weight 'classifier\.6\.bias' holds NaN"):
         load_checkpoint(path)
 
 
@@ -147,7 +142,7 @@ def test_missing_path_and_empty_folder(tmp_path):
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("class_names", ["cat", "dog"]), ("image_size", 227), ("model_name", "alexnet"), ("in_channels", 1)],
+    [("class_names", ["circle", "square"]), ("image_size", 227), ("model_name", "alexnet"), ("in_channels", 1)],
 )
 def test_mismatch_names_the_field(field, value):
     ckpt = minimal_checkpoint(path="x/last.pt")
@@ -161,7 +156,7 @@ def test_mismatch_names_the_field(field, value):
 def test_model_args_mismatch_names_the_argument():
     ckpt = minimal_checkpoint()
     with pytest.raises(CheckpointError, match=r"model_args\.width_mult differs"):
-        check_matches(ckpt, {"model_args": {"num_classes": 2, "width_mult": 0.25}}, "evaluate")
+        check_matches(ckpt, {"model_args": dict(ckpt["model_args"], width_mult=0.25)}, "evaluate")
 
 
 def test_rng_states_round_trip_through_a_weights_only_file(tmp_path):

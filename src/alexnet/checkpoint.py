@@ -13,8 +13,10 @@ Run folder layout (`RunPaths`):
 
 from __future__ import annotations
 
+import math
 import pickle
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,11 +25,27 @@ import numpy as np
 import torch
 
 from alexnet import files
-from alexnet.errors import CheckpointError
+from alexnet import validate as limits
+from alexnet.errors import AlexNetError, CheckpointError, clip, short
 from alexnet.files import atomic_write  # the writers of checkpoints and exports import it from here
+from alexnet.validate import Fields
 
 FORMAT = "alexnet-checkpoint"
 FORMAT_VERSION = 1
+
+# torch.load(weights_only=True) is the only thing between a downloaded checkpoint and arbitrary code, and before 2.6
+# it could be bypassed (CVE-2025-32434). pyproject requires 2.6; this refuses to read with an older one anyway.
+MIN_TORCH = (2, 6)
+
+# What today's writer (train.fit's checkpoint()) records and its readers index: eval and predict (model, classes,
+# preprocessing, data), resume (config, train state). Absent from a file, each is named, never a KeyError.
+REQUIRED_FIELDS = (
+    "model", "model_name", "model_args", "class_names", "image_size", "in_channels", "preset", "mean", "std",
+    "data", "config", "optimizer", "scheduler", "epoch", "step_in_epoch", "global_step", "best_val_top1",
+    "epoch_totals", "rng",
+)
+# Read with .get() or only informational: validated when present.
+OPTIONAL_FIELDS = ("format", "format_version", "scaler", "chance_warned", "sampler", "versions", "world_size", "path")
 
 
 @dataclass(frozen=True)
@@ -104,8 +122,23 @@ def remove_stale_temporaries(folder: str | Path) -> None:
     files.remove_stale_temporaries(folder, name="*.pt")
 
 
+def check_torch_version(version: str) -> None:
+    """Refuse to unpickle anything with a torch whose weights_only loader is known to be bypassable (< 2.6)."""
+    match = re.match(r"(\d+)\.(\d+)", str(version))
+    if match is None or (int(match[1]), int(match[2])) < MIN_TORCH:
+        need = ".".join(map(str, MIN_TORCH))
+        raise CheckpointError(
+            f"torch {clip(str(version), 40)} cannot read checkpoints safely: its weights_only loader can be made to "
+            f"run code (CVE-2025-32434); install torch >= {need} (pip install 'torch>={need}')"
+        )
+
+
 def load_checkpoint(path: str | Path, prefer: str = "best", check_finite: bool = True) -> dict[str, Any]:
-    """Read an alexnet checkpoint with weights_only=True, or raise CheckpointError naming the file and the cause."""
+    """Read an alexnet checkpoint with weights_only=True, or raise CheckpointError naming the file and the cause.
+
+    Every field is then validated (`validate_checkpoint`) before the caller sees it: the file is untrusted input.
+    """
+    check_torch_version(torch.__version__)
     path = find_checkpoint(path, prefer)
     try:
         size = path.stat().st_size
@@ -132,19 +165,267 @@ def load_checkpoint(path: str | Path, prefer: str = "best", check_finite: bool =
                 "preprocessing); train with `alexnet train` to get one"
             )
         raise CheckpointError(f"{path}: not an alexnet checkpoint (no '{FORMAT}' marker)")
-    if obj.get("format_version", 0) > FORMAT_VERSION:
+    version = Fields(CheckpointError, str(path)).integer(obj.get("format_version", 0), "format_version", 0, 1 << 31)
+    if version > FORMAT_VERSION:
         raise CheckpointError(
-            f"{path}: written by a newer alexnet (format {obj['format_version']} > {FORMAT_VERSION}); upgrade alexnet"
+            f"{path}: written by a newer alexnet (format {version} > {FORMAT_VERSION}); upgrade alexnet"
         )
-    missing = [k for k in ("model", "model_name", "model_args", "class_names", "image_size") if k not in obj]
-    if missing:
-        raise CheckpointError(f"{path}: checkpoint lacks field {missing[0]!r}")
-    if check_finite:
-        for name, tensor in obj["model"].items():
-            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-                raise CheckpointError(f"{path}: weight {name!r} holds NaN or Inf values")
+    validate_checkpoint(obj, str(path), check_finite=check_finite)
     obj["path"] = str(path)
     return obj
+
+
+def validate_checkpoint(ckpt: dict[str, Any], where: str = "checkpoint", check_finite: bool = True) -> None:
+    """The one validation of a loaded checkpoint: every field's type, range and upper bound, and their agreement.
+
+    Order matters: model_args is checked first and by arithmetic (AlexNetConfig bounds its parameter count), so
+    that the expected weight shapes can then be computed on the meta device, and a file whose weights do not fit
+    is refused before a model is allocated. Raises CheckpointError naming `where` and the field.
+    """
+    f = Fields(CheckpointError, where, noun="checkpoint")
+    f.mapping(ckpt, "", required=REQUIRED_FIELDS)
+    f.text(ckpt["model_name"], "model_name")
+    cfg = _model_config(ckpt["model_args"], where)
+    names = f.items(ckpt["class_names"], "class_names", 1, limits.MAX_CLASSES)
+    for i, name in enumerate(names):
+        f.text(name, f"class_names[{i}]", limits.MAX_CLASS_NAME)
+    if len(set(names)) != len(names):
+        f.fail("class_names", "distinct names", names)
+    if len(names) != cfg.num_classes:
+        raise CheckpointError(f"{where}: field 'class_names' holds {len(names)} names but model_args.num_classes is "
+                              f"{cfg.num_classes}")
+    _agree(f, ckpt, "image_size", cfg.image_size, 1, limits.MAX_IMAGE_SIZE)
+    _agree(f, ckpt, "in_channels", cfg.in_channels, 1, limits.MAX_IN_CHANNELS)
+    from alexnet.config import PRESETS
+
+    f.text(ckpt["preset"], "preset", choices=PRESETS)
+    f.numbers(ckpt["mean"], "mean", cfg.in_channels)
+    f.numbers(ckpt["std"], "std", cfg.in_channels, 0, lo_open=True)
+    params = _check_weights(f, ckpt["model"], cfg, where, check_finite)
+    _check_data(f, ckpt, names)
+    _check_config(ckpt["config"], where)
+    _check_train_state(f, ckpt, params, check_finite)
+
+
+def _model_config(model_args: Any, where: str):
+    from alexnet.models import AlexNetConfig
+
+    Fields(CheckpointError, where).mapping(model_args, "model_args")
+    try:
+        return AlexNetConfig.from_dict(dict(model_args))
+    except (AlexNetError, TypeError) as e:
+        raise CheckpointError(f"{where}: field 'model_args': {clip(str(e), 300)}") from None
+
+
+def _agree(f: Fields, ckpt: dict[str, Any], field: str, want: int, lo: int, hi: int) -> None:
+    have = f.integer(ckpt[field], field, lo, hi)
+    if have != want:
+        raise CheckpointError(f"{f.prefix}field '{field}' is {have} but model_args.{field} is {want}")
+
+
+def _check_weights(f: Fields, state: Any, cfg: Any, where: str, check_finite: bool) -> list[tuple[int, ...]]:
+    """The state_dict against the shapes `cfg` gives (computed on the meta device: nothing allocated).
+
+    Returns the parameter shapes in `model.parameters()` order, which the optimizer's state is checked against."""
+    from alexnet.models import AlexNet
+
+    f.mapping(state, "model")
+    with torch.device("meta"):
+        expected = AlexNet(cfg)
+    own = expected.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = sorted((k for k in state if k not in own), key=str)
+    if missing or unexpected:
+        parts = ([f"missing {short(missing, 120)}"] if missing else []) + (
+            [f"unexpected {short(unexpected, 120)}"] if unexpected else [])
+        raise CheckpointError(f"{where}: field 'model': weights do not fit model_args ({'; '.join(parts)})")
+    for key, want in own.items():
+        have = state[key]
+        if not isinstance(have, torch.Tensor):
+            f.fail(f"model.{key}", "a tensor", have)
+        if tuple(have.shape) != tuple(want.shape) or have.is_floating_point() != want.is_floating_point():
+            raise CheckpointError(
+                f"{where}: field 'model.{key}' is a {have.dtype} tensor of shape {tuple(have.shape)}; model_args "
+                f"give {want.dtype} {tuple(want.shape)}"
+            )
+        if check_finite and have.is_floating_point() and not bool(torch.isfinite(have).all()):
+            raise CheckpointError(f"{where}: weight {key!r} holds NaN or Inf values")
+    return [tuple(p.shape) for p in expected.parameters()]
+
+
+def _check_data(f: Fields, ckpt: dict[str, Any], names: list[str]) -> None:
+    """`data`: what eval and ONNX calibration rebuild the dataset from (`build_from_description`)."""
+    from alexnet.config import PRESETS
+
+    data = f.mapping(ckpt["data"], "data", required=("source", "kind", "image_size", "in_channels", "preset",
+                                                      "val_split", "seed", "class_names"))
+    f.optional(data["source"], f.text, "data.source", limits.MAX_PATH)
+    f.text(data["kind"], "data.kind")
+    for key in ("layout", "stats_from"):
+        f.optional(data.get(key), f.text, f"data.{key}", limits.MAX_NAME)
+    for key in ("image_size", "in_channels", "preset"):
+        if data[key] != ckpt[key]:
+            raise CheckpointError(f"{f.prefix}field 'data.{key}' is {short(data[key])} but {key} is {short(ckpt[key])}")
+    f.text(data["preset"], "data.preset", choices=PRESETS)
+    f.number(data["val_split"], "data.val_split", 0, 1, hi_open=True)
+    f.integer(data["seed"], "data.seed", limits.MIN_SEED, limits.MAX_SEED)
+    if not isinstance(data["class_names"], (list, tuple)) or len(data["class_names"]) != len(names) \
+            or list(data["class_names"]) != names:
+        f.fail("data.class_names", "the same list as class_names", data["class_names"])
+    channels = ckpt["in_channels"]
+    for key in ("mean", "std"):
+        if data.get(key) is not None:
+            f.numbers(data[key], f"data.{key}", channels, 0, lo_open=key == "std")
+    if data.get("pca") is not None:
+        pca = f.mapping(data["pca"], "data.pca", required=("eigval", "eigvec"), extra=False)
+        f.numbers(pca["eigval"], "data.pca.eigval", channels, 0)
+        for i, row in enumerate(f.items(pca["eigvec"], "data.pca.eigvec", channels, channels)):
+            f.numbers(row, f"data.pca.eigvec[{i}]", channels)
+    for key in ("num_train", "num_val", "num_skipped"):
+        f.optional(data.get(key), f.integer, f"data.{key}", 0, limits.MAX_COUNT)
+    f.optional(data.get("root"), f.text, "data.root", limits.MAX_PATH)
+    if data.get("shapes") is not None:  # the built-in dataset is generated from this: bound what it may ask for
+        shapes = f.mapping(data["shapes"], "data.shapes", optional=("image_size", "train_per_class",
+                                                                    "val_per_class", "seed", "quality"), extra=False)
+        bounds = {"image_size": (16, 1024), "train_per_class": (1, limits.MAX_IMAGES_PER_CLASS),
+                  "val_per_class": (0, limits.MAX_IMAGES_PER_CLASS), "seed": (limits.MIN_SEED, limits.MAX_SEED),
+                  "quality": (1, 100)}
+        for key, value in shapes.items():
+            f.integer(value, f"data.shapes.{key}", *bounds[key])
+
+
+def _check_config(config: Any, where: str) -> None:
+    """`config`: the run's TrainConfig, which resume rebuilds; the same checks as a run YAML."""
+    from alexnet.config import TrainConfig
+
+    try:
+        TrainConfig.from_dict(config, origin="field 'config'")
+    except AlexNetError as e:
+        raise CheckpointError(f"{where}: {clip(str(e), 300)}") from None
+
+
+def _check_train_state(f: Fields, ckpt: dict[str, Any], params: list[tuple[int, ...]], check_finite: bool) -> None:
+    """What resume restores: position, best score, schedule, optimizer, loss scaler, per-rank sums, RNG states."""
+    f.integer(ckpt["epoch"], "epoch", 0, limits.MAX_EPOCHS)
+    f.integer(ckpt["step_in_epoch"], "step_in_epoch", 0, limits.MAX_STEPS)
+    f.integer(ckpt["global_step"], "global_step", 0, limits.MAX_STEPS)
+    f.number(ckpt["best_val_top1"], "best_val_top1", 0, 1, allow=(-math.inf,))  # -inf: no validation yet
+    f.optional(ckpt.get("chance_warned"), f.boolean, "chance_warned")
+    sched = f.mapping(ckpt["scheduler"], "scheduler", required=("drops", "best", "bad_epochs"), extra=False)
+    f.integer(sched["drops"], "scheduler.drops", 0, limits.MAX_EPOCHS)
+    f.number(sched["best"], "scheduler.best", 0, 1, allow=(-math.inf,))
+    f.integer(sched["bad_epochs"], "scheduler.bad_epochs", 0, limits.MAX_EPOCHS)
+    totals = f.items(ckpt["epoch_totals"], "epoch_totals", 1, limits.MAX_RANKS)
+    for rank, t in enumerate(totals):
+        key = f"epoch_totals[{rank}]"
+        f.mapping(t, key, required=("loss_sum", "correct", "count", "seconds"), optional=("data_wait",), extra=False)
+        count = f.integer(t["count"], f"{key}.count", 0, limits.MAX_COUNT)
+        f.integer(t["correct"], f"{key}.correct", 0, count)
+        for name in ("loss_sum", "seconds", "data_wait"):
+            f.optional(t.get(name), f.number, f"{key}.{name}", 0)
+    if ckpt.get("world_size") is not None:
+        world = f.integer(ckpt["world_size"], "world_size", 1, limits.MAX_RANKS)
+        if world != len(totals):
+            raise CheckpointError(f"{f.prefix}field 'world_size' is {world} but epoch_totals holds {len(totals)} ranks")
+    if ckpt.get("sampler") is not None:
+        sampler = f.mapping(ckpt["sampler"], "sampler", required=("seed", "epoch", "kind"))
+        f.integer(sampler["seed"], "sampler.seed", limits.MIN_SEED, limits.MAX_SEED)
+        f.integer(sampler["epoch"], "sampler.epoch", 0, limits.MAX_EPOCHS)
+        f.text(sampler["kind"], "sampler.kind")
+    if ckpt.get("versions") is not None:
+        for key, value in f.mapping(ckpt["versions"], "versions").items():
+            f.text(value, f"versions.{key}")
+    _check_optimizer(f, ckpt["optimizer"], params, check_finite)
+    if ckpt.get("scaler"):  # None or {} when fp16 loss scaling is off
+        scaler = f.mapping(ckpt["scaler"], "scaler", required=("scale", "growth_factor", "backoff_factor",
+                                                               "growth_interval", "_growth_tracker"))
+        f.number(scaler["scale"], "scaler.scale", 0, lo_open=True)
+        f.number(scaler["growth_factor"], "scaler.growth_factor", 0, lo_open=True)
+        f.number(scaler["backoff_factor"], "scaler.backoff_factor", 0, lo_open=True)
+        f.integer(scaler["growth_interval"], "scaler.growth_interval", 1, limits.MAX_STEPS)
+        f.integer(scaler["_growth_tracker"], "scaler._growth_tracker", 0, limits.MAX_STEPS)
+    _check_rng(f, ckpt["rng"])
+
+
+def _check_optimizer(f: Fields, opt: Any, params: list[tuple[int, ...]], check_finite: bool) -> None:
+    """torch.optim's state_dict: groups whose ids cover the model's parameters once, per-parameter state that fits
+    them (a momentum buffer of the wrong shape would only fail at the first step, or broadcast silently)."""
+    f.mapping(opt, "optimizer", required=("state", "param_groups"), extra=False)
+    groups = f.items(opt["param_groups"], "optimizer.param_groups", 1, 64)
+    ids: list[int] = []
+    for g, group in enumerate(groups):
+        key = f"optimizer.param_groups[{g}]"
+        f.mapping(group, key, required=("params", "lr"))
+        ids += [f.integer(i, f"{key}.params", 0, len(params) - 1)
+                for i in f.items(group["params"], f"{key}.params", 0, len(params))]
+        for name, value in group.items():
+            if name != "params":
+                _check_hyperparameter(f, value, f"{key}.{name}")
+        f.number(group["lr"] if not isinstance(group["lr"], torch.Tensor) else group["lr"].item(), f"{key}.lr", 0)
+    if sorted(ids) != list(range(len(params))):
+        raise CheckpointError(f"{f.prefix}field 'optimizer.param_groups' covers {len(ids)} parameter ids, "
+                              f"the model has {len(params)} parameters (ids 0..{len(params) - 1}, each once)")
+    state = opt["state"]
+    if not isinstance(state, dict):
+        f.fail("optimizer.state", "a mapping of parameter ids", state)
+    for pid, entry in state.items():
+        key = f"optimizer.state[{short(pid)}]"
+        if isinstance(pid, bool) or not isinstance(pid, int) or not 0 <= pid < len(params):
+            f.fail("optimizer.state", f"keyed by parameter ids 0..{len(params) - 1}", pid)
+        for name, value in f.mapping(entry, key).items():
+            if isinstance(value, torch.Tensor):
+                if value.numel() != 1 and tuple(value.shape) != params[pid]:
+                    raise CheckpointError(f"{f.prefix}field '{key}.{name}' has shape {tuple(value.shape)}, its "
+                                          f"parameter {params[pid]}")
+                if check_finite and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                    raise CheckpointError(f"{f.prefix}field '{key}.{name}' holds NaN or Inf values")
+            else:
+                _check_hyperparameter(f, value, f"{key}.{name}")
+
+
+def _check_hyperparameter(f: Fields, value: Any, field: str) -> None:
+    """An optimizer group's setting: None, a flag, a short string, a finite number, a tuple of them (betas)."""
+    if value is None or isinstance(value, (bool, str)):
+        if isinstance(value, str):
+            f.text(value, field)
+        return
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            f.fail(field, "a number (a one-element tensor)", value)
+        value = value.item()
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(f.items(value, field, 0, 8)):
+            _check_hyperparameter(f, item, f"{field}[{i}]")
+        return
+    f.number(value, field)
+
+
+def _check_rng(f: Fields, rng: Any) -> None:
+    """random's, numpy's and torch's generator states, as `rng_state` writes them and `set_rng_state` reads them."""
+    f.mapping(rng, "rng", required=("python", "numpy", "torch"), optional=("cuda",), extra=False)
+    py = f.items(rng["python"], "rng.python", 3, 3)
+    f.integer(py[0], "rng.python[0]", 3, 3)  # random.VERSION
+    internal = f.items(py[1], "rng.python[1]", 625, 625)
+    for i, word in enumerate(internal[:624]):
+        f.integer(word, f"rng.python[1][{i}]", 0, (1 << 32) - 1)
+    f.integer(internal[624], "rng.python[1][624]", 0, 624)
+    f.optional(py[2], f.number, "rng.python[2]")
+    np_state = f.mapping(rng["numpy"], "rng.numpy", required=("bit_generator", "key", "pos", "has_gauss", "gauss"),
+                         extra=False)
+    f.text(np_state["bit_generator"], "rng.numpy.bit_generator", choices=("MT19937",))
+    key = np_state["key"]
+    if not isinstance(key, torch.Tensor) or tuple(key.shape) != (624,) or key.dtype != torch.int64:
+        f.fail("rng.numpy.key", "an int64 tensor of 624 values", key)
+    f.integer(np_state["pos"], "rng.numpy.pos", 0, 624)
+    f.integer(np_state["has_gauss"], "rng.numpy.has_gauss", 0, 1)
+    f.number(np_state["gauss"], "rng.numpy.gauss")
+    size = torch.get_rng_state().numel()
+    for name, state in [("rng.torch", rng["torch"])] + [
+            (f"rng.cuda[{i}]", s) for i, s in enumerate(f.items(rng.get("cuda", []), "rng.cuda", 0, 1024))]:
+        want = size if name == "rng.torch" else None
+        if not isinstance(state, torch.Tensor) or state.dtype != torch.uint8 or state.dim() != 1 or (
+                want is not None and state.numel() != want) or state.numel() > 1 << 20:
+            f.fail(name, f"a uint8 tensor of {want or 'at most 1048576'} bytes", state)
 
 
 def check_matches(ckpt: dict[str, Any], expected: dict[str, Any], action: str) -> None:
@@ -160,13 +441,13 @@ def check_matches(ckpt: dict[str, Any], expected: dict[str, Any], action: str) -
                 if have.get(arg) != want.get(arg):
                     raise CheckpointError(
                         f"cannot {action}: model_args.{arg} differs: checkpoint {ckpt.get('path', '')} has "
-                        f"{have.get(arg)!r}, this run has {want.get(arg)!r}"
+                        f"{short(have.get(arg))}, this run has {short(want.get(arg))}"
                     )
             continue
         if have != want:
             raise CheckpointError(
-                f"cannot {action}: {key} differs: checkpoint {ckpt.get('path', '')} has {_short(have)}, "
-                f"this run has {_short(want)}"
+                f"cannot {action}: {key} differs: checkpoint {ckpt.get('path', '')} has {short(have)}, "
+                f"this run has {short(want)}"
             )
 
 
@@ -221,12 +502,7 @@ def _to_tuple(x: Any) -> Any:
 
 def _first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 200 else text[:197] + "..."
+    return clip(text[0]) if text else type(e).__name__
 
 
 def model_from_checkpoint(ckpt: dict[str, Any], device: torch.device | str = "cpu"):
