@@ -293,18 +293,73 @@ def test_a_very_deep_class_tree_is_cut_at_the_depth_cap(tmp_path):
 
     root = f.image_folder(tmp_path / "data", ("cat", "dog"), per_class=2)
     deep = str(root / "cat")
-    for _ in range(1100):  # deeper than Python's recursion limit (a loop: os.makedirs itself recurses)
-        deep = os.path.join(deep, "d")
-        os.mkdir(deep)
-    deep = Path(deep)
-    f.write_jpeg(deep / "lost.jpg", f.noise(seed=5))
-    f.write_jpeg(root / "cat" / "d" / "d" / "kept.jpg", f.noise(seed=6))
-    scan = scan_folder(root, val_split=0.0)
-    names = [os.path.basename(p) for p, _ in scan.train]
-    assert "kept.jpg" in names and "lost.jpg" not in names
-    assert [r for _, r in scan.skipped] == [f"folder nested more than {MAX_DEPTH} levels deep, not searched"]
-    for _ in range(1100):  # bottom-up, as shutil.rmtree would recurse past the limit too
-        for p in deep.iterdir():
-            p.unlink()
-        deep.rmdir()
-        deep = deep.parent
+    try:
+        for _ in range(1100):  # deeper than Python's recursion limit (a loop: os.makedirs itself recurses)
+            deep = os.path.join(deep, "d")
+            os.mkdir(deep)
+        f.write_jpeg(Path(deep) / "lost.jpg", f.noise(seed=5))
+        f.write_jpeg(root / "cat" / "d" / "d" / "kept.jpg", f.noise(seed=6))
+        scan = scan_folder(root, val_split=0.0)
+        names = [os.path.basename(p) for p, _ in scan.train]
+        assert "kept.jpg" in names and "lost.jpg" not in names
+        assert [r for _, r in scan.skipped] == [f"folder nested more than {MAX_DEPTH} levels deep, not searched"]
+    finally:
+        subprocess.run(["rm", "-rf", str(root / "cat" / "d")], timeout=60)  # shutil.rmtree would recurse too deep
+
+
+# --- colour statistics and the built-in dataset's folder ---------------------------------------------------------
+
+
+def test_damaged_colour_statistics_are_recomputed_with_a_warning(tmp_path, caplog):
+    root = f.image_folder(tmp_path / "data", ("cat", "dog"), per_class=3)
+    first = build_datasets(str(root), image_size=24, preset="paper")
+    (stored,) = (Path(os.environ["ALEXNET_CACHE"]) / "stats").glob("*.v2.json")
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o600
+    content = json.loads(stored.read_text())["content"]
+    for damage in (sealed_json({**content, "std": [0.0, 0.0, 0.0]}), sealed_json({**content, "mean": [0.5]}),
+                   stored.read_text()[:-9]):
+        stored.write_text(damage)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="alexnet.data"):
+            again = build_datasets(str(root), image_size=24, preset="paper")
+        assert again.std == first.std and again.mean == first.mean and again.pca == first.pca
+        assert [r.getMessage().split(":")[0] for r in caplog.records] == [f"colour statistics {stored}"]
+
+
+TINY = {"image_size": 16, "train_per_class": 2, "val_per_class": 1}
+
+
+def test_shapes_generation_folder_is_exclusive_and_stale_ones_are_removed(tmp_path):
+    from alexnet.data.synthetic import ShapesConfig, make_shapes
+
+    cfg = ShapesConfig(**TINY)
+    final = tmp_path / "out" / "shapes"
+    final.parent.mkdir()
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    # The previous version generated into NAME.tmp-PID: a symlink planted there made it write into `victim`.
+    Path(f"{final}.tmp-{os.getpid()}").symlink_to(victim)
+    stale = final.parent / ".shapes.k1ll3d.tmp"
+    (stale / "train").mkdir(parents=True)
+    assert make_shapes(cfg, str(final)) == str(final)
+    assert list(victim.iterdir()) == [] and not stale.exists()
+    assert final.is_dir() and not final.is_symlink() and len(list((final / "train" / "star").iterdir())) == 2
+    assert [p.name for p in final.parent.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_a_damaged_cached_shapes_dataset_is_regenerated_and_a_damaged_output_refused(tmp_path, caplog):
+    from alexnet.data.synthetic import ShapesConfig, make_shapes
+
+    cfg = ShapesConfig(**TINY)
+    cached = Path(make_shapes(cfg))
+    assert stat.S_IMODE(cached.stat().st_mode) == 0o700
+    lost = cached / "train" / "star" / sorted(os.listdir(cached / "train" / "star"))[0]
+    lost.unlink()
+    with caplog.at_level(logging.WARNING, logger="alexnet.data"):
+        assert make_shapes(cfg) == str(cached)
+    assert lost.exists() and any("train/star holds 1 files, expected 2" in r.getMessage() for r in caplog.records)
+    out = Path(make_shapes(cfg, str(tmp_path / "mine")))
+    marker = json.loads((out / "shapes.json").read_text())
+    (out / "shapes.json").write_text(json.dumps({**marker, "images": 999}))
+    with pytest.raises(DataError, match="not a complete shapes dataset .shapes.json checksum mismatch"):
+        make_shapes(cfg, str(out))

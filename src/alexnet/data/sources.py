@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import math
 import os
 import random
 from dataclasses import asdict, dataclass, field
@@ -24,6 +26,7 @@ from alexnet.data.datasets import ArrayDataset, ImageFileDataset
 from alexnet.data.folders import scan_folder, stratified_split
 from alexnet.data.idx import find_idx_files, read_idx_pair
 from alexnet.data.images import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, display_path
+from alexnet.data.limits import SealBroken, open_sealed_json, sealed_json
 from alexnet.data.paths import cache_dir
 from alexnet.data.synthetic import ShapesConfig, make_shapes
 from alexnet.data.transforms import (
@@ -35,6 +38,9 @@ from alexnet.data.transforms import (
 )
 from alexnet.data.tvsources import TORCHVISION_SOURCES, load_torchvision_source
 from alexnet.errors import ConfigError, DataError
+from alexnet.files import FileWriteError, atomic_write_text
+
+log = logging.getLogger("alexnet.data")
 
 BUILTIN = "shapes"
 STATS_SAMPLE = 1000  # images drawn (seeded) from the training set to estimate mean/std/PCA for `paper`
@@ -115,14 +121,17 @@ def _arrays_split(
 
 
 def _statistics(dataset, in_channels: int, seed: int) -> dict:
-    """Mean/std/PCA of a seeded sample of the training set, remembered in $ALEXNET_CACHE/stats by its fingerprint."""
+    """Mean/std/PCA of a seeded sample of the training set, remembered in $ALEXNET_CACHE/stats by its fingerprint.
+
+    The remembered file normalises every later run, so it is sealed (sha256) and its values checked on open; a
+    damaged one is recomputed with a warning. Written 0600 through files.atomic_write."""
     key = hashlib.sha256(f"{dataset.fingerprint()}|{in_channels}|{seed}|{STATS_SAMPLE}|{STATS_SIDE}".encode())
-    path = os.path.join(cache_dir("stats"), key.hexdigest()[:24] + ".json")
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        pass
+    path = os.path.join(cache_dir("stats"), key.hexdigest()[:24] + ".v2.json")
+    if os.path.lexists(path):
+        try:
+            return _check_statistics(open_sealed_json(path, max_bytes=1 << 16), in_channels)
+        except SealBroken as e:
+            log.warning("colour statistics %s: %s; computing them again", display_path(path), e)
     indices = list(range(len(dataset)))
     random.Random(seed).shuffle(indices)
     indices = sorted(indices[:STATS_SAMPLE])
@@ -135,10 +144,34 @@ def _statistics(dataset, in_channels: int, seed: int) -> dict:
 
     stats = pixel_statistics(images())
     stats["count"] = len(indices)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(stats, f)
-    os.replace(tmp, path)
+    stats = json.loads(json.dumps(stats))  # plain lists and floats, as they will be read back
+    try:
+        atomic_write_text(path, sealed_json(stats), mode=0o600)
+    except (FileWriteError, ValueError) as e:  # a read-only cache (or NaN from a degenerate sample) only costs time
+        log.info("colour statistics not remembered: %s", e)
+    return stats
+
+
+def _check_statistics(stats, in_channels: int) -> dict:
+    """The stored statistics if every field has the shape and range `paper` needs, else SealBroken saying which."""
+    def floats(value, n: int) -> bool:
+        return isinstance(value, list) and len(value) == n and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value
+        )
+
+    if not isinstance(stats, dict):
+        raise SealBroken("not a JSON object")
+    if not floats(stats.get("mean"), in_channels) or not floats(stats.get("std"), in_channels):
+        raise SealBroken(f"mean/std are not {in_channels} finite numbers")
+    if min(stats["std"]) <= 0:
+        raise SealBroken("a standard deviation is not positive")
+    eigvec = stats.get("eigvec")
+    if not floats(stats.get("eigval"), in_channels) or not (
+        isinstance(eigvec, list) and len(eigvec) == in_channels and all(floats(r, in_channels) for r in eigvec)
+    ):
+        raise SealBroken(f"the PCA is not {in_channels} eigenvalues and a {in_channels}x{in_channels} matrix")
+    if type(stats.get("count")) is not int or stats["count"] < 1:
+        raise SealBroken("the image count is not a positive integer")
     return stats
 
 

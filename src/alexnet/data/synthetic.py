@@ -16,10 +16,15 @@ give the same pixels (and, with the same libjpeg, the same bytes) in any order a
 
 from __future__ import annotations
 
+import glob
+import hashlib
 import json
+import logging
 import math
 import os
 import shutil
+import stat
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -27,8 +32,13 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from alexnet.data.paths import cache_dir
+from alexnet.data.limits import canonical_sha256
+from alexnet.data.paths import build_lock, cache_dir
 from alexnet.errors import DataError
+from alexnet.files import FileWriteError, describe_os_error
+
+log = logging.getLogger("alexnet.data")
+MARKER = "shapes.json"  # written last: a folder without it (or with a wrong one) is not a complete dataset
 
 SHAPES = ("circle", "cross", "ring", "square", "star", "triangle")  # sorted: the label order of the folder
 VERSION = 2  # bump when the pictures change, so old caches are not reused
@@ -175,26 +185,60 @@ def _write_one(cfg: ShapesConfig, folder: str, split: str, i: int) -> None:
 def make_shapes(cfg: ShapesConfig | None = None, output: str | None = None, *, workers: int = 2) -> str:
     """Writes the dataset as `train/<shape>/*.jpg` and `val/<shape>/*.jpg` and returns its folder.
 
-    Default folder: `$ALEXNET_CACHE/datasets/<cfg.name>`. An existing complete folder is reused as is; a new one is
-    written beside it and renamed into place at the end, so an interrupted run never leaves a half dataset behind.
+    Default folder: `$ALEXNET_CACHE/datasets/<cfg.name>` (0700). An existing complete folder is reused as is; a new
+    one is generated in a folder made by tempfile.mkdtemp beside it (exclusive, unpredictable name, 0700) and renamed
+    into place at the end, so an interrupted run never leaves a half dataset behind and nobody can plant one.
+    Generators of one folder take a lock; the holder removes what a killed generator left. A cached folder whose
+    marker (checksummed) or file counts are wrong is regenerated with a warning; a wrong `output` folder is an error.
     """
     cfg = cfg or ShapesConfig()
     final = output or os.path.join(cache_dir("datasets"), cfg.name)
-    marker = os.path.join(final, "shapes.json")
-    if os.path.exists(marker):
-        return final
-    if os.path.exists(final) and os.listdir(final):
-        raise DataError(f"{final}: folder exists and is not a complete shapes dataset; remove it or pick another")
-    tmp = f"{final}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    parent, name = os.path.split(os.path.abspath(final))
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as e:
+        raise FileWriteError(describe_os_error(e, parent)) from None
+    lock_name = hashlib.sha256(os.path.abspath(final).encode("utf-8", "surrogateescape")).hexdigest()[:24]
+    with build_lock(cache_dir("locks"), lock_name):
+        problem = _check_complete(final, cfg)
+        if problem is None:
+            return final
+        if os.path.lexists(final) and (not os.path.isdir(final) or os.listdir(final)):
+            if output is not None or os.path.islink(final):
+                raise DataError(f"{final}: folder exists and is not a complete shapes dataset ({problem}); "
+                                f"remove it or pick another")
+            log.warning("shapes dataset %s: %s; generating it again", final, problem)
+            shutil.rmtree(final)
+        _remove_stale(parent, name)
+        try:
+            tmp = tempfile.mkdtemp(dir=parent, prefix=f".{name}.", suffix=".tmp")
+        except OSError as e:
+            raise FileWriteError(describe_os_error(e, parent)) from None
+        try:
+            _generate(cfg, tmp, workers)
+            if os.path.isdir(final):
+                os.rmdir(final)  # an empty folder the user named
+            os.rename(tmp, final)
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise FileWriteError(describe_os_error(e, final)) from None
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if output is not None:  # a folder the user asked for is an ordinary folder, not a private cache
+            os.chmod(final, 0o777 & ~_umask())
+    return final
+
+
+def _generate(cfg: ShapesConfig, folder: str, workers: int) -> None:
     for split in ("train", "val"):
         for name in SHAPES:
-            os.makedirs(os.path.join(tmp, split, name))
+            os.makedirs(os.path.join(folder, split, name))
     start = time.perf_counter()
     jobs = [("train", i) for i in range(cfg.train_per_class * len(SHAPES))]
     jobs += [("val", i) for i in range(cfg.val_per_class * len(SHAPES))]
     with ThreadPoolExecutor(max(1, workers)) as pool:  # numpy and PIL release the GIL for most of the work
-        list(pool.map(lambda job: _write_one(cfg, tmp, *job), jobs))
+        list(pool.map(lambda job: _write_one(cfg, folder, *job), jobs))
     info = {
         "dataset": "shapes",
         "classes": list(SHAPES),
@@ -203,15 +247,55 @@ def make_shapes(cfg: ShapesConfig | None = None, output: str | None = None, *, w
         "seconds_to_generate": round(time.perf_counter() - start, 2),
         "about": __doc__.split("\n\n")[1].replace("\n", " "),
     }
-    with open(os.path.join(tmp, "shapes.json"), "w", encoding="utf-8") as f:
+    info["sha256"] = canonical_sha256(info)
+    with open(os.path.join(folder, MARKER), "w", encoding="utf-8") as f:
         json.dump(info, f, indent=2)
-    if os.path.isdir(final):
-        os.rmdir(final)  # an empty folder the user named
+
+
+def _check_complete(folder: str, cfg: ShapesConfig) -> str | None:
+    """None when `folder` holds exactly the dataset `cfg` describes, else what is wrong with it."""
+    marker = os.path.join(folder, MARKER)
+    if not os.path.lexists(marker):
+        return "no shapes.json marker"
     try:
-        os.rename(tmp, final)
-    except OSError:
-        # Another process finished the same dataset first: theirs is identical, keep it.
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not os.path.exists(marker):
-            raise
-    return final
+        with open(marker, encoding="utf-8") as f:
+            info = json.load(f)
+    except (OSError, ValueError) as e:
+        return f"shapes.json unreadable ({type(e).__name__})"
+    if not isinstance(info, dict):
+        return "shapes.json is not a JSON object"
+    stored = info.pop("sha256", None)
+    try:
+        if stored != canonical_sha256(info):
+            return "shapes.json checksum mismatch"
+    except ValueError:
+        return "shapes.json holds values that are not plain JSON"
+    if info.get("dataset") != "shapes" or info.get("config") != asdict(cfg):
+        return "shapes.json describes another dataset"
+    for split, per_class in (("train", cfg.train_per_class), ("val", cfg.val_per_class)):
+        for shape in SHAPES:
+            try:
+                count = len(os.listdir(os.path.join(folder, split, shape)))
+            except OSError:
+                return f"{split}/{shape} is missing"
+            if count != per_class:
+                return f"{split}/{shape} holds {count} files, expected {per_class}"
+    return None
+
+
+def _remove_stale(parent: str, name: str) -> None:
+    """Generation folders a killed run left beside `name` (called under the lock, so none is still being written)."""
+    for pattern in (f".{name}.*.tmp", f"{name}.tmp-*"):  # ours, and the previous version's `NAME.tmp-PID`
+        for path in glob.glob(os.path.join(glob.escape(parent), pattern)):
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid():
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
