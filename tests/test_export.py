@@ -1,6 +1,7 @@
 """`alexnet export`: the Hub folder round-trips, ONNX Runtime reproduces PyTorch, torch.export reloads; bad input."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -68,7 +69,6 @@ def test_export_of_a_non_checkpoint_is_one_line(tmp_path):
 
 def test_exported_files_are_ordinary_readable_files(run_dir, tmp_path):
     # written through a private temporary file, then renamed: the result must not stay private (0600)
-    import os
     import stat
 
     export_checkpoint(run_dir, tmp_path / "perm", ["hub"])
@@ -78,3 +78,52 @@ def test_exported_files_are_ordinary_readable_files(run_dir, tmp_path):
         mode = stat.S_IMODE((tmp_path / "perm" / name).stat().st_mode)
         assert mode == 0o666 & ~umask, (name, oct(mode))
     assert not [p for p in (tmp_path / "perm").iterdir() if p.name.startswith(".")]  # no temporaries left
+
+
+def other_checkpoint(run_dir, path):
+    """A second, different checkpoint (the same run's weights, scaled): its export must not mix with the first."""
+    raw = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)
+    raw["model"] = {k: v * 1.5 if v.is_floating_point() else v for k, v in raw["model"].items()}
+    torch.save(raw, path)
+    return path
+
+
+def folder_bytes(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@pytest.mark.parametrize("fmt, tolerance", [("onnx", "ONNX_TOLERANCE"), ("torch-export", "PROGRAM_TOLERANCE")])
+def test_a_failed_parity_check_leaves_the_old_export_as_it_was(run_dir, tmp_path, monkeypatch, fmt, tolerance):
+    import alexnet.export
+
+    out = tmp_path / "out"
+    export_checkpoint(run_dir, out, ["hub", fmt])
+    before = folder_bytes(out)
+    monkeypatch.setattr(alexnet.export, tolerance, -1.0)  # no difference passes: the check fails for real
+    with pytest.raises(alexnet.export.ExportError, match=rf"{out}.* differ .*nothing was exported"):
+        export_checkpoint(other_checkpoint(run_dir, tmp_path / "other.pt"), out, ["hub", fmt], force=True)
+    assert folder_bytes(out) == before  # safetensors and config.json of the old checkpoint, together
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.pt", "out"]  # no temporary folder left
+
+
+def test_an_existing_export_is_refused_without_force_and_replaced_whole_with_it(run_dir, tmp_path):
+    import stat
+
+    out = tmp_path / "out"
+    export_checkpoint(run_dir, out, ["hub"])
+    before = folder_bytes(out)
+    (out / "model.onnx").write_bytes(b"from an older export")
+    other = other_checkpoint(run_dir, tmp_path / "other.pt")
+    result = subprocess.run([sys.executable, "-m", "alexnet", "export", "--checkpoint", str(other), "--format", "hub",
+                             "--output-dir", str(out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "already holds files" in result.stderr and "--force" in result.stderr
+    assert folder_bytes(out)["model.safetensors"] == before["model.safetensors"]
+    report = export_checkpoint(other, out, ["hub"], force=True)
+    assert report["hub"]["files"] == [str(out / "model.safetensors"), str(out / "config.json")]
+    after = folder_bytes(out)
+    assert set(after) == {"model.safetensors", "config.json"}  # replaced whole: the stale model.onnx is gone
+    assert after["model.safetensors"] != before["model.safetensors"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~umask  # an ordinary folder, not the private temporary
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.pt", "out"]

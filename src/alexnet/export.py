@@ -3,11 +3,21 @@ an int8 ONNX checked for top-1 agreement on the validation split, and a torch.ex
 
 Every format takes what the model takes: a float batch (B, C, S, S) already normalised with the mean and std that
 config.json records (the preprocessing is data, not part of the graph, as in torchvision and timm).
+
+An export is a set: `export_checkpoint` writes every file into a private temporary folder beside the target,
+verifies each one there (the Hub folder reloads to identical logits, ONNX Runtime within ONNX_TOLERANCE, the
+torch.export program within PROGRAM_TOLERANCE), and only then puts the folder in place with one rename (an atomic
+exchange with the old folder under --force, where the OS has one). A failed check or a crash leaves the old export
+exactly as it was: never a model.safetensors of one checkpoint beside the config.json of another.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +25,7 @@ import torch
 
 from alexnet.checkpoint import atomic_write
 from alexnet.errors import AlexNetError, CheckpointError
+from alexnet.files import FileWriteError, describe_os_error, fsync_dir
 from alexnet.models import AlexNet, AlexNetConfig
 
 FORMATS = ("hub", "onnx", "onnx-int8", "torch-export")
@@ -23,6 +34,8 @@ ONNX_FILE, INT8_FILE, PROGRAM_FILE = "model.onnx", "model.int8.onnx", "model.pt2
 PARITY_IMAGES = 1000  # validation images the int8 model is compared on (all of them if fewer)
 # ONNX Runtime and PyTorch reorder float sums differently; logits of a trained AlexNet agree far better than this.
 ONNX_TOLERANCE = 1e-3
+# torch.export runs the same kernels as eager PyTorch; only fusions may reorder float sums (max |logit difference|).
+PROGRAM_TOLERANCE = 1e-4
 
 
 class ExportError(AlexNetError):
@@ -129,25 +142,61 @@ def export_program(model: AlexNet, path: Path) -> dict[str, Any]:
     check = example_input(model, batch=3, seed=1)
     with torch.inference_mode():
         diff = float((torch.export.load(str(path)).module()(check) - model(check)).abs().max())
+    if not diff <= PROGRAM_TOLERANCE:
+        raise ExportError(f"{path}: the torch.export program's logits differ from PyTorch's by {diff:.3g} "
+                          f"(> {PROGRAM_TOLERANCE})")
     return {"path": str(path), "max_abs_diff": diff}
 
 
-def export_checkpoint(checkpoint: str | Path, output_dir: str | Path | None, formats: list[str]) -> dict[str, Any]:
+def export_checkpoint(checkpoint: str | Path, output_dir: str | Path | None, formats: list[str],
+                      force: bool = False) -> dict[str, Any]:
     """Write the chosen formats of a checkpoint (a .pt file or a run folder) into output_dir (default: the run's
-    `export/` folder); returns what was written and how closely each reproduces the model."""
+    `export/` folder) as one verified set; returns what was written and how closely each reproduces the model.
+
+    A folder that already holds files is refused unless `force`, which replaces it whole."""
     from alexnet.checkpoint import load_checkpoint, model_from_checkpoint, run_dir_of
 
     ckpt = load_checkpoint(checkpoint)
     model = model_from_checkpoint(ckpt)
     folder = Path(output_dir) if output_dir else run_dir_of(Path(ckpt["path"])) / "export"
-    folder.mkdir(parents=True, exist_ok=True)
-    report: dict[str, Any] = {"checkpoint": ckpt["path"], "output_dir": str(folder)}
+    if folder.exists() and not folder.is_dir():
+        raise ExportError(f"{folder}: exists and is not a folder; choose another --output-dir")
+    if folder.is_dir() and any(folder.iterdir()) and not force:
+        raise ExportError(f"{folder}: already holds files (an earlier export?); pass --force to replace the whole "
+                          "folder, or choose another --output-dir")
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
+    except OSError as e:
+        raise FileWriteError(describe_os_error(e, folder.parent)) from None
+    try:
+        report = _export_into(staging, model, ckpt, formats)
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp made it private; the export is an ordinary folder
+        _put_in_place(staging, folder)
+    except OSError as e:
+        raise FileWriteError(describe_os_error(e, folder)) from None
+    except AlexNetError as e:  # a failed check: name the final path, and say that nothing changed
+        message = str(e).replace(str(staging), str(folder))
+        raise type(e)(f"{message}; nothing was exported ({folder} is as it was)") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # the failed set, or the old folder after an exchange
+    report = _relocate(report, str(staging), str(folder))
+    report["checkpoint"], report["output_dir"] = ckpt["path"], str(folder)
+    return report
+
+
+def _export_into(folder: Path, model: AlexNet, ckpt: dict[str, Any], formats: list[str]) -> dict[str, Any]:
+    """Every chosen format written into `folder` and verified there; raises ExportError at the first mismatch."""
+    report: dict[str, Any] = {}
     if "hub" in formats:
         report["hub"] = {"files": [str(p) for p in export_hub(model, ckpt, folder)]}
         reloaded, _ = load_hub(folder)
         x = example_input(model)
         with torch.inference_mode():
-            report["hub"]["max_abs_diff"] = float((reloaded(x) - model(x)).abs().max())
+            diff = float((reloaded(x) - model(x)).abs().max())
+        if diff != 0.0:  # the same weights and the same code: anything but identical logits is a broken file
+            raise ExportError(f"{folder / HUB_WEIGHTS}: the reloaded Hub folder's logits differ by {diff:.3g}")
+        report["hub"]["max_abs_diff"] = diff
     if "onnx" in formats or "onnx-int8" in formats:
         report["onnx"] = export_onnx(model, folder / ONNX_FILE)
     if "onnx-int8" in formats:
@@ -155,3 +204,44 @@ def export_checkpoint(checkpoint: str | Path, output_dir: str | Path | None, for
     if "torch-export" in formats:
         report["torch_export"] = export_program(model, folder / PROGRAM_FILE)
     return report
+
+
+def _put_in_place(staging: Path, folder: Path) -> None:
+    """`staging` becomes `folder`; an old `folder` ends up at `staging` (removed by the caller)."""
+    if not folder.exists():
+        os.replace(staging, folder)
+    elif not _exchange(staging, folder):
+        # No atomic exchange here: move the old folder aside first. A crash between the two renames leaves no
+        # `folder` but both sets whole under hidden names, never a mixture.
+        aside = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.old.", suffix=".tmp"))
+        os.replace(folder, aside)
+        os.replace(staging, folder)
+        shutil.rmtree(aside, ignore_errors=True)
+    fsync_dir(folder.parent)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux renameat2 RENAME_EXCHANGE); False where the OS or file system has none."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
+def _relocate(value: Any, old: str, new: str) -> Any:
+    """The report's paths, from the temporary folder to the final one."""
+    if isinstance(value, dict):
+        return {k: _relocate(v, old, new) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_relocate(v, old, new) for v in value]
+    if isinstance(value, str) and value.startswith(old):
+        return new + value[len(old):]
+    return value
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

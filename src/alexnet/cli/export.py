@@ -18,6 +18,8 @@ def add_parser(subparsers) -> None:
                    help="formats to write (default: %(default)s, which need only the checkpoint; onnx-int8 also "
                    "reads the checkpoint's training and validation images)")
     p.add_argument("--output-dir", help="where to write (default: the run folder's export/)")
+    p.add_argument("--force", action="store_true", help="replace an existing export folder (whole, once the new "
+                   "set is verified)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=run)
 
@@ -26,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from alexnet.export import export_checkpoint
 
     formats = list(FORMATS) if "all" in args.formats else args.formats
-    report = export_checkpoint(args.checkpoint, args.output_dir, formats)
+    report = export_checkpoint(args.checkpoint, args.output_dir, formats, force=args.force)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
