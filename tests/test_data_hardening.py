@@ -14,8 +14,10 @@ import signal
 import stat
 import subprocess
 import sys
+import tracemalloc
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -363,3 +365,75 @@ def test_a_damaged_cached_shapes_dataset_is_regenerated_and_a_damaged_output_ref
     (out / "shapes.json").write_text(json.dumps({**marker, "images": 999}))
     with pytest.raises(DataError, match="not a complete shapes dataset .shapes.json checksum mismatch"):
         make_shapes(cfg, str(out))
+
+
+# --- 3. IDX: gzip bombs -----------------------------------------------------------------------------------------
+
+
+def _gzip_bomb(path: Path, claimed_images: int, real_bytes: int) -> Path:
+    """A real gzip IDX file: an images header claiming `claimed_images` 28x28 images, then `real_bytes` zeros."""
+    import struct
+    import zlib
+
+    comp = zlib.compressobj(9, zlib.DEFLATED, 31)  # wbits 31: a gzip container
+    zeros = bytes(1 << 20)
+    with open(path, "wb") as out:
+        out.write(comp.compress(b"\x00\x00\x08\x03" + struct.pack(">III", claimed_images, 28, 28)))
+        left = real_bytes
+        while left:
+            out.write(comp.compress(zeros[: min(left, len(zeros))]))
+            left -= min(left, len(zeros))
+        out.write(comp.flush())
+    return path
+
+
+def _peak_mib(fn) -> float:
+    """Peak traced allocation of fn() in MiB (numpy's buffers are traced; what the reader holds shows here)."""
+    tracemalloc.start()
+    try:
+        with contextlib.suppress(DataError):
+            fn()
+        return tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_gzip_bomb_whose_header_claims_a_billion_images_is_refused_at_once(tmp_path):
+    from alexnet.data.idx import IdxError, read_idx
+
+    bomb = _gzip_bomb(tmp_path / "train-images-idx3-ubyte.gz", 10**9, 8 << 20)  # 8 MiB of zeros, 8 KiB on disk
+    with pytest.raises(IdxError, match=r"784,000,000,000 data bytes .* can hold at most") as err:
+        read_idx(bomb)
+    assert str(err.value).startswith(str(bomb)) and "\n" not in str(err.value)
+    assert _peak_mib(lambda: read_idx(bomb)) < 8
+
+
+def test_an_honest_looking_gzip_bomb_is_refused_before_it_fills_memory(tmp_path):
+    from alexnet.data.idx import IdxError, read_idx
+
+    n = (72 << 20) // 784  # the header tells the truth: 72 MiB of zeros follow, from ~75 KB on disk
+    bomb = _gzip_bomb(tmp_path / "train-images-idx3-ubyte.gz", n, n * 784)
+    assert bomb.stat().st_size < 1 << 20
+    with pytest.raises(IdxError, match=r"refused as a gzip bomb"):
+        read_idx(bomb)
+    assert _peak_mib(lambda: read_idx(bomb)) < 8
+    # The limit is a choice, not a wall: a caller who trusts the file can raise it.
+    assert read_idx(bomb, max_ratio=2000).shape == (n, 28, 28)
+
+
+def test_an_idx_header_over_the_absolute_cap_is_refused(tmp_path):
+    from alexnet.data.idx import IdxError, read_idx
+
+    ok = f.write_idx(tmp_path / "t10k-images-idx3-ubyte", np.zeros((4, 28, 28), np.uint8))
+    with pytest.raises(IdxError, match=r"at most 1,000 data bytes \(the reader's limit\)"):
+        read_idx(ok, max_bytes=1000)
+
+
+def test_zero_items_with_huge_dimensions_is_an_idx_error_not_a_numpy_crash(tmp_path):
+    import struct
+
+    from alexnet.data.idx import IdxError, read_idx
+
+    path = f.write_bytes(tmp_path / "x.idx", b"\x00\x00\x08\x03" + struct.pack(">III", 0, 0xFFFFFFFF, 0xFFFFFFFF))
+    with pytest.raises(IdxError, match="dimensions numpy can represent"):
+        read_idx(path)

@@ -7,6 +7,13 @@ Checked, each an `IdxError` naming the file, what was expected and what was foun
 without `.gz` and the reverse; a broken gzip stream; bad magic; unknown type code; zero or too many dimensions; a
 header that claims more bytes than the file holds (checked BEFORE allocating, so a lying header costs nothing);
 trailing bytes; for a pair, image/label count mismatch and labels out of range.
+
+A gzip file is bounded by its header too: the header gives the exact size of the data, so the stream is read at
+most that + 1 bytes, chunk by chunk, into memory that fills only as bytes really arrive. Before reading, the claim
+is held against the compressed size: deflate cannot expand more than ~1032:1, so a larger claim is a lie about the
+file; above 64 MiB a claim more than 200x the compressed size is refused as a gzip bomb (real image data compresses
+2-10x; pass `max_ratio` to read such a file anyway); and no file may claim more than `max_bytes` (8 GiB, far above
+any IDX dataset; EMNIST's largest is ~0.7 GB).
 """
 
 from __future__ import annotations
@@ -34,6 +41,10 @@ IDX_TYPES = {
 MAX_DIMS = 8
 GZIP_MAGIC = b"\x1f\x8b"
 _CHUNK = 1 << 22  # read gzip streams 4 MiB at a time: memory follows what the file really holds
+MAX_IDX_BYTES = 8 << 30  # no IDX file may claim more data than this (module docstring)
+DEFLATE_MAX_RATIO = 1032  # deflate's hard limit: 258 bytes per 2-bit code, about 1032:1
+MAX_GZIP_RATIO = 200  # above BOMB_FLOOR bytes, a claim over 200x the compressed size is refused as a bomb
+BOMB_FLOOR = 64 << 20
 
 # train-images-idx3-ubyte(.gz), t10k-labels.idx1-ubyte, emnist-letters-train-images-idx3-ubyte.gz, ...
 IDX_NAME = re.compile(
@@ -61,10 +72,27 @@ def _read_exact(f, n: int) -> bytes:
     return b"".join(parts)
 
 
-def read_idx(path: str | os.PathLike, *, ndim: int | None = None, dtype: str | None = None) -> np.ndarray:
+def _read_into(f, n: int) -> tuple[np.ndarray, int]:
+    """Reads up to n bytes into one buffer, chunk by chunk: (buffer, bytes read).
+
+    np.empty reserves address space only; pages are committed as data arrives, so a stream that ends early costs
+    what it held, and there is no second copy (no join of chunks)."""
+    buf = np.empty(n, dtype=np.uint8)
+    view, got = memoryview(buf), 0
+    while got < n:
+        k = f.readinto(view[got : got + min(_CHUNK, n - got)])
+        if not k:
+            break
+        got += k
+    return buf, got
+
+
+def read_idx(path: str | os.PathLike, *, ndim: int | None = None, dtype: str | None = None,
+             max_bytes: int = MAX_IDX_BYTES, max_ratio: float = MAX_GZIP_RATIO) -> np.ndarray:
     """Reads and validates one IDX file (raw, or gzip when the name ends in .gz); returns a native-endian array.
 
     `ndim` and `dtype` ("ubyte", ...), when given, are what the caller needs; a different file is an error.
+    `max_bytes` and `max_ratio` bound what the header may claim (module docstring).
     """
     path = os.fspath(path)
     try:
@@ -113,15 +141,29 @@ def read_idx(path: str | os.PathLike, *, ndim: int | None = None, dtype: str | N
             count *= d
         need = count * dt.itemsize
         header = 4 + 4 * nd
+        if is_gz:
+            # The claim against what the compressed bytes can hold, before a single data byte is inflated.
+            ratio = need / max(size, 1)
+            if ratio > DEFLATE_MAX_RATIO:
+                raise _fail(path, f"{need:,} data bytes for shape {dims}",
+                            f"a {size:,}-byte gzip file, which can hold at most {size * DEFLATE_MAX_RATIO:,} "
+                            f"(the header lies or the file is truncated)")
+            if need > BOMB_FLOOR and ratio > max_ratio:
+                raise _fail(path, f"data that compresses at most {max_ratio:g}:1",
+                            f"a header claiming {need:,} bytes from {size:,} compressed ({ratio:,.0f}:1): "
+                            f"refused as a gzip bomb")
         if not is_gz:
             # The raw case is checked against the file size before anything is read.
             if size - header < need:
                 raise _fail(path, f"{need:,} data bytes for shape {dims}", f"{size - header:,} (the file is truncated)")
             if size - header > need:
                 raise _fail(path, f"{need:,} data bytes for shape {dims}", f"{size - header - need:,} trailing bytes")
-        data = _read_exact(f, need)
-        if len(data) < need:
-            raise _fail(path, f"{need:,} data bytes for shape {dims}", f"{len(data):,} (the file is truncated)")
+        if need > max_bytes:
+            raise _fail(path, f"at most {max_bytes:,} data bytes (the reader's limit)",
+                        f"a header claiming {need:,} for shape {dims}")
+        data, got = _read_into(f, need)
+        if got < need:
+            raise _fail(path, f"{need:,} data bytes for shape {dims}", f"{got:,} (the file is truncated)")
         extra = f.read(1)
         if extra:
             raise _fail(path, f"{need:,} data bytes for shape {dims}", "trailing bytes after them")
@@ -129,7 +171,11 @@ def read_idx(path: str | os.PathLike, *, ndim: int | None = None, dtype: str | N
         raise _fail(path, "a valid gzip stream", f"a damaged one ({type(e).__name__}: {e})") from None
     finally:
         f.close()
-    return np.frombuffer(data, dtype=dt).reshape(dims).astype(dt.newbyteorder("="))
+    try:
+        array = data.view(dt).reshape(dims)
+    except ValueError as e:  # e.g. (0, 4294967295, 4294967295): zero bytes, but more elements than numpy indexes
+        raise _fail(path, "dimensions numpy can represent", f"shape {dims} ({e})") from None
+    return array.astype(dt.newbyteorder("="), copy=False)  # byte-swapped copy only for multi-byte types
 
 
 @dataclass
