@@ -118,7 +118,9 @@ def _window_and_scale(x: torch.Tensor, size: int, alpha: float, alpha_convention
     The window is clamped to C - 1 channels each side: those further away are outside [0, C - 1] for every
     channel and add nothing, so the numbers are the same and no kernel pads or loops over an n wider than x."""
     if x.dim() < 3:
-        raise ConfigError(f"LocalResponseNorm expects an input shaped (B, C, ...) with 3 or more dims, got {tuple(x.shape)}")
+        raise ConfigError(
+            f"LocalResponseNorm expects an input shaped (B, C, ...) with 3 or more dims, got {tuple(x.shape)}"
+        )
     before, after = channel_window(size, alpha_convention)
     reach = max(x.shape[1] - 1, 0)
     return min(before, reach), min(after, reach), (alpha / size if alpha_convention == "per_size" else alpha)
@@ -245,4 +247,5 @@ class LocalResponseNorm(nn.Module):
         return fast_local_response_norm(x, self.size, self.alpha, self.beta, self.k, self.alpha_convention)
 
     def extra_repr(self) -> str:
-        return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}, alpha_convention={self.alpha_convention!r}"
+        constants = f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
+        return f"{constants}, alpha_convention={self.alpha_convention!r}"

@@ -271,11 +271,9 @@ def _dlopen_bytes(data: bytes, folder: Path) -> ctypes.CDLL:
 
 
 def _unload(lib: ctypes.CDLL) -> None:
+    # Its memfd stays open: should dlclose not really unload it (a library can pin itself), a closed fd's number
+    # reused by the next copy would make dlopen hand back this library for the new bytes.
     _ctypes.dlclose(lib._handle)
-    fd = getattr(lib, "_alexnet_fd", None)
-    if fd is not None:
-        _kept_fds.remove(fd)
-        os.close(fd)
 
 
 def _open(data: bytes, path: Path) -> ctypes.CDLL | None:
