@@ -1,6 +1,7 @@
 """torchrun: 2 CPU processes (gloo) take the same steps as 1 process on the same global batch and seed."""
 
 import csv
+import os
 import shutil
 import subprocess
 import sys
@@ -9,6 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from alexnet.distributed import DEFAULT_PG_TIMEOUT_S, DistInfo, pg_timeout
+from alexnet.errors import ConfigError
+from alexnet.train import STOP_AGREE_EVERY, stop_agreement_due
 from test_train import make_folder
 
 # No dropout (its masks are drawn per rank) and no BatchNorm (its statistics are per rank): then the only
@@ -69,3 +73,53 @@ def test_two_processes_match_one_and_resume(tmp_path):
     # Files come from rank 0 only: one log with one line per epoch.
     log = (double / "log.txt").read_text()
     assert log.count("epoch 1, loss") == 2  # the first launch's partial epoch 1, then the resumed full one
+
+
+def launch(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    """2 ranks that are expected to fail. --monitor-interval 2: torchrun ends the surviving ranks 2 s after one
+    exits, so each rank's own message is printed before the launcher stops it."""
+    cmd = [*torchrun(), "--standalone", "--nproc-per-node", "2", "--monitor-interval", "2", "-m", "alexnet", "train",
+           *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, **env})
+
+
+@pytest.mark.slow
+def test_ranks_that_see_different_data_or_a_failing_rank_stop_together(tmp_path):
+    data = make_folder(tmp_path / "data", train=8, val=2)
+    # Rank 1 reads another copy with one image more per class (ALEXNET_TEST_RANK_SOURCE, read in fit before the
+    # data build), as a node whose copy of the data differs would.
+    other = make_folder(tmp_path / "other", train=9, val=2)
+    args = ["--data", str(data), *COMMON[:-4], "--epochs", "1", "--device", "cpu"]
+    # A process-group timeout far beyond the subprocess timeout: a rank left waiting would hang the test, not pass.
+    env = {"ALEXNET_PG_TIMEOUT_S": "3000"}
+    differ = launch([*args, "--output-dir", str(tmp_path / "differ")],
+                    {**env, "ALEXNET_TEST_RANK_SOURCE": f"1={other}"})
+    assert differ.returncode != 0
+    message = "rank 1 sees different data than rank 0: training images is 18 on rank 1 but 16 on rank 0"
+    assert differ.stderr.count(message) == 2, differ.stderr  # both ranks stop, with the same message
+    assert not (tmp_path / "differ" / "checkpoints" / "last.pt").exists()
+
+    # Local rank 0 fails while preparing the data (rank 1 waits for it): rank 1 hears it at once, naming rank 0.
+    broken = launch([*args, "--output-dir", str(tmp_path / "broken")],
+                    {**env, "ALEXNET_TEST_RANK_SOURCE": f"0={tmp_path / 'missing'}"})
+    assert broken.returncode != 0
+    assert "alexnet train: error: rank 0 failed while preparing the data: DataError: " in broken.stderr, broken.stderr
+    assert str(tmp_path / "missing") in broken.stderr
+
+
+def test_ranks_agree_on_a_signal_within_a_bounded_number_of_steps_whatever_sync_every():
+    two = DistInfo(rank=1, world_size=2)
+    due = [n for n in range(1, 4 * STOP_AGREE_EVERY + 1) if stop_agreement_due(n, two, signalled=False)]
+    assert due == [STOP_AGREE_EVERY * k for k in (1, 2, 3, 4)]  # the same steps on every rank, signalled or not
+    assert stop_agreement_due(7, DistInfo(), signalled=True) and not stop_agreement_due(7, DistInfo(), False)
+
+
+def test_process_group_timeout_comes_from_the_environment(monkeypatch):
+    monkeypatch.delenv("ALEXNET_PG_TIMEOUT_S", raising=False)
+    assert pg_timeout().total_seconds() == DEFAULT_PG_TIMEOUT_S
+    monkeypatch.setenv("ALEXNET_PG_TIMEOUT_S", "90")
+    assert pg_timeout().total_seconds() == 90
+    for bad in ("ten", "0", "-5", "nan"):
+        monkeypatch.setenv("ALEXNET_PG_TIMEOUT_S", bad)
+        with pytest.raises(ConfigError, match=f"ALEXNET_PG_TIMEOUT_S is '{bad}'"):
+            pg_timeout()
