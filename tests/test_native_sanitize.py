@@ -35,6 +35,7 @@ CHILD = textwrap.dedent("""
     from alexnet import native
     from alexnet.lrn import fast_local_response_norm
     assert native.sanitized() and native.load() is not None, "the sanitized kernel did not load"
+    assert native._asan_runtime_loaded(), "no ASan runtime in this process: nothing would be caught"
     torch.manual_seed(0)
     cases = [  # (shape, channels_last, size)
         ((2, 7, 5, 3), False, 5), ((2, 7, 5, 3), True, 5), ((3, 5, 11), False, 3), ((1, 5, 3, 2, 4), False, 4),
