@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from alexnet.errors import DataError
 from alexnet.evaluate import EvalResult
 from alexnet.files import FileWriteError
 from alexnet.train import (
@@ -18,7 +19,9 @@ from alexnet.train import (
     check_validation,
     fit,
     resume_config,
+    truncate_metrics,
     write_config,
+    write_metrics,
 )
 from test_train import TINY, make_folder, run_cli, tiny_config
 
@@ -96,15 +99,9 @@ def test_resume_takes_the_checkpoints_config_even_when_config_yaml_is_cut(tmp_pa
     assert resume_config(run, overrides={"optim.lr": 0.5}).optim.lr == 0.5  # flags still apply on top
 
 
-def test_a_full_disk_leaves_config_yaml_as_it_was(tmp_path, mount):
-    from alexnet.config import resolve_config
-
-    disk = mount("size=64k")
-    path = disk / "config.yaml"
-    cfg = resolve_config(overrides={"run.epochs": 2})
-    write_config(cfg, path)
-    before = path.read_bytes()
-    fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)  # fill the disk to the last byte
+def fill(disk: Path) -> None:
+    """Fill a file system to its last byte."""
+    fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)
     try:
         while os.write(fd, b"\0" * 512):
             pass
@@ -112,10 +109,46 @@ def test_a_full_disk_leaves_config_yaml_as_it_was(tmp_path, mount):
         pass
     finally:
         os.close(fd)
-    with pytest.raises(FileWriteError, match=r"config\.yaml: No space left on device \(ENOSPC\)"):
-        write_config(resolve_config(overrides={"run.epochs": 3}), path)
+
+
+def _config(path: Path, version: int) -> None:
+    from alexnet.config import resolve_config
+
+    write_config(resolve_config(overrides={"run.epochs": version}), path)
+
+
+def _metrics(path: Path, version: int) -> None:
+    write_metrics(path, [{"epoch": e, "lr": 0.01, "train_loss": 0.5} for e in range(1, version + 1)])
+
+
+def _confusion(path: Path, version: int) -> None:
+    from alexnet.evaluate import write_confusion_csv
+
+    confusion = np.full((2, 2), version, np.int64)
+    write_confusion_csv(EvalResult(1.0, 1, 1, 2, confusion, class_names=["cat", "dog"]), path)
+
+
+@pytest.mark.parametrize("name, write", [("config.yaml", _config), ("metrics.csv", _metrics),
+                                         ("confusion.csv", _confusion)])
+def test_a_full_disk_leaves_each_run_folder_file_as_it_was(tmp_path, mount, name, write):
+    disk = mount("size=64k")
+    path = disk / name
+    write(path, 2)
+    before = path.read_bytes()
+    fill(disk)
+    with pytest.raises(FileWriteError, match=rf"{name}: No space left on device \(ENOSPC\)"):
+        write(path, 300)  # longer than before: a plain rewrite would truncate the old file, then fail
     assert path.read_bytes() == before
-    assert sorted(p.name for p in disk.iterdir()) == ["config.yaml", "filler"]  # no temporary left behind
+    assert sorted(p.name for p in disk.iterdir()) == sorted([name, "filler"])  # no temporary left behind
+
+
+def test_a_damaged_metrics_csv_is_an_error_naming_the_line(tmp_path):
+    path = tmp_path / "metrics.csv"
+    _metrics(path, 2)
+    path.write_text(path.read_text() + "3,0.0x1,\n")
+    with pytest.raises(DataError, match=r"metrics\.csv: line 4 is damaged"):
+        truncate_metrics(path, keep_epochs=3)
+    assert [r["epoch"] for r in truncate_metrics(tmp_path / "none.csv", 3)] == []
 
 
 @pytest.fixture(scope="module")
