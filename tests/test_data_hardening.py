@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import data_factories as f
 from alexnet.data import build_datasets, cache_split
@@ -437,3 +438,102 @@ def test_zero_items_with_huge_dimensions_is_an_idx_error_not_a_numpy_crash(tmp_p
     path = f.write_bytes(tmp_path / "x.idx", b"\x00\x00\x08\x03" + struct.pack(">III", 0, 0xFFFFFFFF, 0xFFFFFFFF))
     with pytest.raises(IdxError, match="dimensions numpy can represent"):
         read_idx(path)
+
+
+# --- 4. Images: high bit depth without huge intermediates; bounded workers -----------------------------------------
+
+
+def _old_to_8bit(img: Image.Image) -> np.ndarray:
+    """The previous whole-image formulas, as the reference the strip-wise conversion must reproduce."""
+    if img.mode.startswith("I;16"):
+        return (np.asarray(img).astype(np.uint32) >> 8).astype(np.uint8)
+    if img.mode == "I":
+        arr = np.asarray(img).astype(np.int64)
+        top = 65535 if arr.max(initial=0) <= 65535 else int(arr.max())
+        return (np.clip(arr, 0, top) * 255 // max(top, 1)).astype(np.uint8)
+    arr = np.asarray(img, dtype=np.float64)
+    scale = 255.0 if arr.max(initial=0.0) <= 1.0 else 1.0
+    return np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8)
+
+
+def _high_depth(mode: str, w: int, h: int, seed: int = 0) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    if mode == "I;16":
+        return Image.fromarray(rng.integers(0, 65536, (h, w), dtype=np.uint16))
+    if mode == "I;16B":
+        return Image.frombytes("I;16B", (w, h), rng.integers(0, 65536, (h, w)).astype(">u2").tobytes())
+    if mode == "I16":  # 16-bit data in a 32-bit container
+        return Image.fromarray(rng.integers(-5, 65536, (h, w), dtype=np.int32))
+    if mode == "I":
+        return Image.fromarray(rng.integers(-10, 1 << 30, (h, w), dtype=np.int32))
+    if mode == "F01":
+        return Image.fromarray(rng.random((h, w), dtype=np.float32))
+    return Image.fromarray(rng.uniform(-20, 300, (h, w)).astype(np.float32))
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I;16B", "I16", "I", "F01", "F"])
+def test_strip_wise_8bit_conversion_gives_the_same_pixels(mode, monkeypatch):
+    from alexnet.data import images
+
+    monkeypatch.setattr(images, "STRIP_PIXELS", 97)  # many uneven strips on a small image
+    img = _high_depth(mode, 53, 41)
+    out = images._to_8bit(img)
+    assert out.mode == "L" and out.size == img.size
+    assert np.array_equal(np.asarray(out), _old_to_8bit(img))
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I", "F"])
+def test_high_depth_conversion_needs_no_multi_byte_copy_of_the_image(mode):
+    from alexnet.data.images import _to_8bit
+
+    img = _high_depth(mode, 4000, 2000)  # 8 megapixels
+    tracemalloc.start()
+    try:
+        out = _to_8bit(img)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert out.size == img.size
+    # The uint8 result (1 byte/px) plus a strip; whole-image int64/float64 intermediates were 16-24 bytes/px.
+    assert peak < 2 * 8_000_000, f"{peak / 8e6:.1f} bytes per pixel"
+
+
+def test_float_image_with_nan_decodes_nan_as_black(tmp_path):
+    from alexnet.data.images import load_image
+
+    arr = np.full((16, 16), 0.5, dtype=np.float32)
+    arr[:8] = np.nan
+    path = tmp_path / "nan.tif"
+    Image.fromarray(arr).save(path)
+    out = np.asarray(load_image(path, 1))
+    assert (out[:8] == 0).all() and (out[8:] == 128).all()
+
+
+def test_decoding_threads_are_clamped_to_the_machine_with_a_note(caplog):
+    from alexnet.data.limits import MAX_WORKERS, decode_workers
+
+    cores = os.cpu_count() or 1
+    with caplog.at_level(logging.WARNING, logger="alexnet.data"):
+        assert decode_workers(10_000) == min(cores, MAX_WORKERS)
+        assert decode_workers(10_000) == min(cores, MAX_WORKERS)
+    assert len(caplog.records) == 1 and "10000" in caplog.records[0].getMessage()  # said once, not per call
+    assert decode_workers(None) == decode_workers(0) == min(4, cores, MAX_WORKERS)
+    assert decode_workers(1) == 1
+    with pytest.raises(DataError, match="workers must be an integer >= 0, got -3"):
+        decode_workers(-3)
+
+
+def test_a_huge_workers_request_builds_the_cache_with_bounded_threads(bundle):
+    import threading
+
+    before = threading.active_count()
+    seen = []
+    original = bundle.train.load_pil
+
+    def counting(i):  # records how many threads are alive while decoding (the real decoder still runs)
+        seen.append(threading.active_count())
+        return original(i)
+
+    bundle.train.load_pil = counting
+    assert cache_split(bundle, "train", workers=100_000).built
+    assert max(seen) - before <= min(os.cpu_count() or 1, 64)

@@ -38,6 +38,9 @@ DEFAULT_MIN_SIDE = 8
 _TRUNCATION_LOCK = threading.Lock()
 # The compositing background for transparent pixels (see the module docstring).
 TRANSPARENT_BACKGROUND = (255, 255, 255)
+# 16-bit and 32-bit grey, 32-bit float: scaled to 8 bits by _to_8bit, STRIP_PIXELS at a time.
+HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+STRIP_PIXELS = 1 << 18
 
 
 def display_path(path: str | os.PathLike) -> str:
@@ -82,21 +85,50 @@ def _open_checked(path: str, max_pixels: int) -> Image.Image:
     return img
 
 
-def _to_8bit(img: Image.Image) -> Image.Image:
-    """Scales high-bit-depth grey to 8 bits instead of letting PIL clip every value above 255 to white."""
-    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N"):
-        arr = np.asarray(img).astype(np.uint32)  # 0..65535
-        return Image.fromarray((arr >> 8).astype(np.uint8), mode="L")
-    if img.mode == "I":
-        arr = np.asarray(img).astype(np.int64)
+def _strips(img: Image.Image):
+    """(top row, numpy array) for horizontal strips of about STRIP_PIXELS pixels: each is converted and dropped."""
+    w, h = img.size
+    rows = max(1, STRIP_PIXELS // max(w, 1))
+    for top in range(0, h, rows):
+        yield top, np.asarray(img.crop((0, top, w, min(h, top + rows))))
+
+
+def _to_8bit(img: Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Scales high-bit-depth grey to 8 bits instead of letting PIL clip every value above 255 to white.
+
+    Strip by strip into one uint8 buffer: the extra memory is a few MB whatever the image size (a whole-image
+    float64 copy of an 89-megapixel float TIFF would be 716 MB, and its intermediates as much again)."""
+    if img.mode not in HIGH_DEPTH_MODES:
+        return img
+    w, h = img.size
+    if w * h > max_pixels:  # the decoder refused this already; kept so no caller can convert a bomb
+        raise DataError(f"{w}x{h} {img.mode} image: {w * h:,} pixels > limit {max_pixels:,}")
+    out = np.empty((h, w), dtype=np.uint8)
+    if img.mode.startswith("I;16"):
+        for top, arr in _strips(img):  # 0..65535 -> 0..255: the high byte
+            out[top : top + len(arr)] = arr >> 8
+    elif img.mode == "I":
         # A 32-bit container almost always holds 16-bit data (PNG, TIFF); scale by the container the values fit.
-        top = 65535 if arr.max(initial=0) <= 65535 else int(arr.max())
-        return Image.fromarray((np.clip(arr, 0, top) * 255 // max(top, 1)).astype(np.uint8), mode="L")
-    if img.mode == "F":
-        arr = np.asarray(img, dtype=np.float64)
-        scale = 255.0 if arr.max(initial=0.0) <= 1.0 else 1.0  # [0, 1] floats, or already 0..255
-        return Image.fromarray(np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8), mode="L")
-    return img
+        peak = max((int(arr.max()) for _, arr in _strips(img) if arr.size), default=0)
+        top_value = 65535 if peak <= 65535 else peak
+        for top, arr in _strips(img):
+            x = arr.astype(np.int64)  # one strip-sized temporary, worked on in place
+            np.clip(x, 0, top_value, out=x)
+            x *= 255
+            x //= max(top_value, 1)
+            out[top : top + len(arr)] = x
+    else:  # "F"
+        with np.errstate(invalid="ignore"):
+            peaks = [float(np.nanmax(arr)) for _, arr in _strips(img) if arr.size and not np.isnan(arr).all()]
+        scale = 255.0 if max(peaks, default=0.0) <= 1.0 else 1.0  # [0, 1] floats, or already 0..255
+        for top, arr in _strips(img):
+            x = arr.astype(np.float64)  # one strip-sized temporary, worked on in place
+            np.nan_to_num(x, copy=False, nan=0.0)  # NaN is no light: black, not an undefined cast
+            x *= scale
+            np.rint(x, out=x)
+            np.clip(x, 0, 255, out=x)
+            out[top : top + len(arr)] = x
+    return Image.fromarray(out, mode="L")
 
 
 def _composite(img: Image.Image) -> Image.Image:
@@ -161,7 +193,7 @@ def decode_image(
         except Exception as e:  # a malformed EXIF block: keep the pixels, tell the user
             notes.append(f"EXIF orientation unreadable ({type(e).__name__}), image used as stored")
             oriented = img
-        out = _composite(_to_8bit(oriented))
+        out = _composite(_to_8bit(oriented, max_pixels))
         out = out.convert("L") if in_channels == 1 else out.convert("RGB")
         if out is img:
             out = img.copy()  # detach from the file handle closed below
