@@ -17,6 +17,7 @@ import math
 import pickle
 import random
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,13 @@ FORMAT_VERSION = 1
 # torch.load(weights_only=True) is the only thing between a downloaded checkpoint and arbitrary code, and before 2.6
 # it could be bypassed (CVE-2025-32434). pyproject requires 2.6; this refuses to read with an older one anyway.
 MIN_TORCH = (2, 6)
+
+# The pickled part of a checkpoint (everything but the tensors' bytes: class names, config, RNG words, optimizer
+# layout) is about 20 KB; 100,000 class names fit in 4 MiB. The weights_only unpickler is pure Python (~1 s per
+# million objects), so a pickle of tens of MB of tiny objects would take minutes before any field could be checked:
+# it is refused by its size in the zip's directory, unread.
+MAX_PICKLE_BYTES = 4 << 20
+MAX_ARCHIVE_ENTRIES = 10_000  # one per tensor storage (~100 in an AlexNet checkpoint with Adam state)
 
 # What today's writer (train.fit's checkpoint()) records and its readers index: eval and predict (model, classes,
 # preprocessing, data), resume (config, train state). Absent from a file, each is named, never a KeyError.
@@ -146,6 +154,7 @@ def load_checkpoint(path: str | Path, prefer: str = "best", check_finite: bool =
         raise CheckpointError(f"{path}: cannot read checkpoint ({e.strerror})") from None
     if size == 0:
         raise CheckpointError(f"{path}: empty file (0 bytes), not a checkpoint")
+    _check_archive(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -173,6 +182,26 @@ def load_checkpoint(path: str | Path, prefer: str = "best", check_finite: bool =
     validate_checkpoint(obj, str(path), check_finite=check_finite)
     obj["path"] = str(path)
     return obj
+
+
+def _check_archive(path: Path) -> None:
+    """Bound what torch.load would unpickle, from the zip directory alone (torch.save writes a zip since 1.6)."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # not a zip (damaged, or the legacy format): torch.load reports it
+    with archive:
+        entries = archive.infolist()
+        if len(entries) > MAX_ARCHIVE_ENTRIES:
+            raise CheckpointError(f"{path}: {len(entries):,} entries in the archive (limit {MAX_ARCHIVE_ENTRIES:,}); "
+                                  "not a checkpoint alexnet writes")
+        for info in entries:
+            if info.filename.endswith("/data.pkl") and info.filename.count("/") == 1 \
+                    and info.file_size > MAX_PICKLE_BYTES:
+                raise CheckpointError(
+                    f"{path}: its pickled fields take {info.file_size / 2**20:.1f} MiB (limit "
+                    f"{MAX_PICKLE_BYTES >> 20} MiB; an alexnet checkpoint's take about 20 KB): refused unread"
+                )
 
 
 def validate_checkpoint(ckpt: dict[str, Any], where: str = "checkpoint", check_finite: bool = True) -> None:

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from alexnet import validate as limits
-from alexnet.errors import CheckpointError, ConfigError, short
+from alexnet.errors import CheckpointError, ConfigError, clip, short
 from alexnet.lrn import ALPHA_CONVENTIONS, LocalResponseNorm
 
 NORMS = ("lrn", "bn", "none")
@@ -164,7 +164,7 @@ class AlexNetConfig:
             raise ConfigError(f"model config must be a mapping of fields, got {short(d)}")
         unknown = sorted((str(k) for k in d if k not in known), key=str)
         if unknown:
-            raise ConfigError(f"unknown model config field(s) {short(', '.join(unknown))}; "
+            raise ConfigError(f"unknown model config field(s) {clip(', '.join(unknown))}; "
                               f"valid fields: {', '.join(sorted(known))}")
         return cls(**d)
 

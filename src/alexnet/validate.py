@@ -35,7 +35,7 @@ MAX_BATCH = 1 << 16  # images per global batch (65,536 images of 227 px are 10 G
 MAX_WORKERS = 256  # DataLoader processes
 MAX_RANKS = 1 << 16  # torchrun world size
 MIN_SEED, MAX_SEED = -(1 << 63), (1 << 63) - 1  # torch.manual_seed takes 64 bits; more is an error deep in torch
-MAX_IMAGES_PER_CLASS = 1_000_000  # synthetic dataset images per class and split (the default: 1000)
+MAX_IMAGES_PER_CLASS = 100_000  # synthetic dataset images per class and split (the default: 1000)
 MAX_COUNT = 1 << 40  # image counts and sums recorded in a checkpoint
 
 
