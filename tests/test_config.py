@@ -118,3 +118,140 @@ def test_unreadable_yaml_is_a_config_error(tmp_path):
 
 def test_overrides_to_dict_nests_and_drops_unset():
     assert overrides_to_dict({"optim.lr": 0.1, "run.seed": None, "recipe": "x"}) == {"optim": {"lr": 0.1}, "recipe": "x"}
+
+
+# --- untrusted input: non-finite numbers, bounds, hostile YAML (issue 9) ------------------------------------------
+
+FLOAT_FIELDS = ["model.width_mult", "model.dropout", "data.val_split", "optim.lr", "optim.momentum",
+                "optim.weight_decay", "optim.warmup_epochs", "optim.gamma", "optim.label_smoothing"]
+
+
+@pytest.mark.parametrize("key", FLOAT_FIELDS)
+@pytest.mark.parametrize("text", [".inf", "-.inf", ".nan", "1e999"])
+def test_non_finite_yaml_float_is_refused(tmp_path, key, text):
+    section, field = key.split(".")
+    run_yaml = tmp_path / "run.yaml"
+    run_yaml.write_text(f"{section}:\n  {field}: {text}\n")
+    with pytest.raises(ConfigError, match=rf"run\.yaml: field '{key}' must be a finite number, got"):
+        resolve_config(config_path=run_yaml)
+
+
+@pytest.mark.parametrize("key", FLOAT_FIELDS)
+@pytest.mark.parametrize("value", ["inf", "nan", "-inf", float("inf"), float("nan")])
+def test_non_finite_flag_is_refused(key, value):
+    with pytest.raises(ConfigError, match=rf"command line: field '{key}' must be a finite number"):
+        resolve_config(overrides={key: value})
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "bound"),
+    [
+        ("data.image_size", 10**7, r"\[1, 4096\]"),
+        ("run.epochs", 10**9, r"\[1, 1000000\]"),
+        ("run.batch_size", 10**7, r"\[1, 65536\]"),
+        ("data.workers", 10**6, r"\[0, 256\]"),
+        ("run.max_steps", 2**50, r"\[1, 1099511627776\]"),
+        ("run.seed", 2**70, r"\[-9223372036854775808, 9223372036854775807\]"),
+        ("model.width_mult", 1e6, r"\(0, 64\]"),
+        ("optim.step_size", 10**9, r"\[1, 1000000\]"),
+    ],
+)
+def test_sizes_have_upper_bounds(key, value, bound):
+    with pytest.raises(ConfigError, match=rf"field '{key}' must be .*{bound}, got"):
+        resolve_config(overrides={key: value})
+
+
+def test_sections_validate_types_when_built_directly():
+    from alexnet.config import DataSpec, ModelSpec, RunSpec
+
+    with pytest.raises(ConfigError, match="model.width_mult"):
+        ModelSpec(width_mult="wide")
+    with pytest.raises(ConfigError, match="data.workers"):
+        DataSpec(workers=None)
+    with pytest.raises(ConfigError, match="run.device"):
+        RunSpec(device=3)
+    with pytest.raises(ConfigError, match="run.compile"):
+        RunSpec(compile="yes")
+
+
+def test_alias_bomb_is_refused_before_it_expands(tmp_path):
+    lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"a{i}: &a{i} [{','.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 10)]  # 10**10 strings if expanded
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match=r"bomb\.yaml: not valid YAML \(line 2: anchors and aliases .* are not allowed"):
+        resolve_config(config_path=bomb)
+
+
+def test_merge_key_alias_is_refused(tmp_path):
+    run_yaml = tmp_path / "run.yaml"
+    run_yaml.write_text("base: &base {lr: 0.1}\noptim:\n  <<: *base\n")
+    with pytest.raises(ConfigError, match=r"line 3: anchors and aliases"):
+        load_yaml(run_yaml)
+
+
+def test_deep_nesting_is_refused_not_a_recursion_error(tmp_path):
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("[" * 50_000 + "]" * 50_000 + "\n")
+    with pytest.raises(ConfigError, match=r"deep\.yaml: not valid YAML \(line 1: nested deeper than 16 levels\)"):
+        load_yaml(deep)
+
+
+def test_huge_file_is_refused_by_size_unparsed(tmp_path):
+    huge = tmp_path / "huge.yaml"
+    huge.write_text("optim: [unclosed\n" + "# padding\n" * 200_000)  # 2 MB, and not valid YAML either
+    with pytest.raises(ConfigError, match=r"huge\.yaml: config file larger than 1024 KiB.*refused unparsed"):
+        load_yaml(huge)
+
+
+def test_endless_special_file_is_refused_by_size():
+    with pytest.raises(ConfigError, match=r"/dev/zero: config file larger than 1024 KiB"):
+        load_yaml("/dev/zero")  # a plain read_text() would never return
+
+
+def test_huge_int_in_yaml_is_a_config_error(tmp_path):
+    run_yaml = tmp_path / "run.yaml"
+    run_yaml.write_text("run:\n  epochs: " + "9" * 5000 + "\n")  # past Python's 4300-digit int parsing limit
+    with pytest.raises(ConfigError, match=r"run\.yaml: not valid YAML \(ValueError: Exceeds the limit"):
+        load_yaml(run_yaml)
+
+
+def test_echoed_values_are_truncated(tmp_path):
+    run_yaml = tmp_path / "run.yaml"
+    run_yaml.write_text("optim:\n  opt: " + "x" * 500_000 + "\n")
+    with pytest.raises(ConfigError, match="optim.opt") as err:
+        resolve_config(config_path=run_yaml)
+    assert len(str(err.value)) < 300 and "xxx...xxx" in str(err.value)
+    with pytest.raises(ConfigError, match=r"unknown field 'optim\.yyyy.*\.\.\.") as err:
+        TrainConfig.from_dict({"optim": {"y" * 100_000: 1}})
+    assert len(str(err.value)) < 300
+
+
+def test_malformed_sections_are_named_not_a_crash(tmp_path):
+    run_yaml = tmp_path / "run.yaml"
+    run_yaml.write_text("data: [1, 2]\n")  # resolve_config looks for data.source before validating
+    with pytest.raises(ConfigError, match=r"section 'data' must be a mapping, got \[1, 2\]"):
+        resolve_config(config_path=run_yaml)
+    with pytest.raises(ConfigError, match=r"unknown section 1 "):
+        TrainConfig.from_dict({1: {}, "model": {}})  # mixed key types: sorting them was a TypeError
+
+
+def test_recipe_name_cannot_reach_other_files(tmp_path):
+    (tmp_path / "evil.yaml").write_text("run:\n  epochs: 3\n")
+    run_yaml = tmp_path / "run.yaml"
+    run_yaml.write_text(f"recipe: ../../../../../../../..{tmp_path}/evil\n")
+    with pytest.raises(ConfigError, match=r"unknown recipe '\.\./\.\./"):
+        resolve_config(config_path=run_yaml)
+    with pytest.raises(ConfigError, match=r"unknown recipe \['demo'\]"):
+        recipe_path(["demo"])
+
+
+def test_save_yaml_replaces_the_file_whole(tmp_path):
+    path = tmp_path / "config.yaml"
+    save_yaml(resolve_config(recipe="paper"), path)
+    with open(path, encoding="utf-8") as reader:  # a reader that opened the old file (resume reading config.yaml)
+        save_yaml(resolve_config(recipe="d2l"), path)
+        old = yaml.safe_load(reader.read())  # write_text would have truncated it under the reader
+    assert old["recipe"] == "paper"
+    assert yaml.safe_load(path.read_text())["recipe"] == "d2l"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]  # no temporary left behind
