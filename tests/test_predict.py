@@ -67,3 +67,70 @@ def test_predict_cli_exit_status(trained, tmp_path):  # noqa: F811
                              capture_output=True, text=True, timeout=300)
     assert missing.returncode == 1
     assert "nope.jpg: ERROR no such file" in missing.stdout and "cat.0.jpg: " in missing.stdout
+
+
+def test_expand_follows_symlinked_folders_once_and_lists_each_real_file_once(tmp_path):
+    import os
+
+    a = tmp_path / "a"
+    (a / "b").mkdir(parents=True)
+    (a / "1.jpg").write_bytes(b"x")
+    (a / "b" / "2.jpg").write_bytes(b"x")
+    (a / "link.jpg").symlink_to(a / "1.jpg")  # a second name for the same file
+    (a / "loop").symlink_to(a)  # a folder loop
+    (a / "b" / "up").symlink_to(a)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "3.png").write_bytes(b"x")
+    (a / "linked").symlink_to(tmp_path / "elsewhere")  # a symlinked folder outside: searched
+    got = expand_inputs([str(a), str(a / "1.jpg")])
+    assert got == [(str(a / "1.jpg"), None), (str(a / "b" / "2.jpg"), None), (str(a / "linked" / "3.png"), None)]
+    assert len({os.path.realpath(p) for p, _ in got}) == len(got)
+
+
+def test_recursive_glob_through_two_symlink_loops_is_bounded(tmp_path):
+    a = tmp_path / "a"
+    (a / "b").mkdir(parents=True)
+    (a / "1.jpg").write_bytes(b"x")
+    (a / "b" / "2.jpg").write_bytes(b"x")
+    (a / ".hidden").mkdir()
+    (a / ".hidden" / "3.jpg").write_bytes(b"x")
+    (a / "l1").symlink_to(a)  # with two loops, glob's ** visits 2**40 paths before the OS says ELOOP
+    (a / "b" / "l2").symlink_to(a)
+    got = expand_inputs([str(a / "**" / "*.jpg")])
+    assert got == [(str(a / "1.jpg"), None), (str(a / "b" / "2.jpg"), None)]  # ** never enters hidden folders
+    assert expand_inputs([str(a / "**" / ".hidden" / "*.jpg")]) == [(str(a / ".hidden" / "3.jpg"), None)]
+    assert expand_inputs([str(a / "**" / "*.gif")]) == [(str(a / "**" / "*.gif"), "pattern matches no files")]
+
+
+def test_relative_recursive_glob_gives_relative_paths(tmp_path, monkeypatch):
+    (tmp_path / "x" / "y").mkdir(parents=True)
+    (tmp_path / "x" / "y" / "p.jpg").write_bytes(b"x")
+    (tmp_path / "top.jpg").write_bytes(b"x")
+    monkeypatch.chdir(tmp_path)
+    assert expand_inputs(["**/*.jpg"]) == [("top.jpg", None), ("x/y/p.jpg", None)]
+    import glob
+
+    assert sorted(glob.glob("**/*.jpg", recursive=True)) == ["top.jpg", "x/y/p.jpg"]  # the same as glob's answer
+
+
+def test_a_very_deep_folder_is_cut_at_the_depth_cap_with_an_entry(tmp_path):
+    import os
+    import subprocess
+
+    from alexnet.predict import MAX_DEPTH
+
+    root = tmp_path / "deep"
+    root.mkdir()
+    path = str(root)
+    try:
+        for _ in range(200):  # a loop: os.makedirs recurses, and the walk must not
+            path = os.path.join(path, "d")
+            os.mkdir(path)
+        (root / "d" / "near.jpg").write_bytes(b"x")
+        (tmp_path / "deep" / path[len(str(root)) + 1 :] / "far.jpg").write_bytes(b"x")
+        for items in ([str(root)], [str(root / "**" / "*.jpg")]):
+            got = expand_inputs(items)
+            assert got[0] == (str(root / "d" / "near.jpg"), None)
+            assert len(got) == 2 and got[1][1] == f"folder more than {MAX_DEPTH} levels below {root}, not searched"
+    finally:
+        subprocess.run(["rm", "-rf", str(root)], timeout=60)
