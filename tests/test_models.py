@@ -20,6 +20,7 @@ from alexnet.models import (
     min_input_size,
     model_config,
     num_params,
+    parameter_count,
 )
 
 VARIANTS = list_models()
@@ -389,3 +390,51 @@ def test_a_plain_dict_config_is_accepted_and_checked():
     assert AlexNet(args).config.name == "alexnet-d2l"
     with pytest.raises(ConfigError, match="bogus"):
         AlexNet({**args, "bogus": 1})
+
+
+# --- bounds: a config is refused by arithmetic before anything is built (issue 9) ---------------------------------
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+@pytest.mark.parametrize("overrides", [{}, SMALL, {"image_size": 300, "num_classes": 7}, {"norm": "bn", "groups": 1},
+                                       {"head": "adaptive", "width_mult": 0.5}, {"pooling": "plain", "conv1_padding": 3}])
+def test_parameter_count_by_arithmetic_matches_the_built_model(name, overrides):
+    cfg = model_config(name, **overrides)
+    with torch.device("meta"):
+        model = AlexNet(cfg)
+    assert parameter_count(cfg) == num_params(model)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"width_mult": 1e6}, r"width_mult must be > 0 and <= 64, got 1000000\.0"),
+        ({"width_mult": float("inf")}, r"width_mult must be a finite number, got inf"),
+        ({"image_size": 10**7}, r"image_size must be <= 4,096, got 10000000"),
+        ({"lrn_size": 10**9}, r"lrn_size must be <= 65,536"),
+        ({"lrn_size": 97}, r"lrn_size=97 is larger than the 96 channels it normalises across"),
+        ({"num_classes": 10**9}, r"num_classes must be <= 100,000"),
+        ({"conv1_padding": 10**6}, r"conv1_padding must be <= 10"),
+        ({"channels": (10**9, 256, 384, 384, 256)}, r"channels\[conv1\] must be <= 65,536"),
+        ({"fc_width": 2**40}, r"fc_width must be <= 65,536"),
+        ({"width_mult": 30.0}, r"would have 51,265,640,680 parameters \(limit 2,147,483,648\)"),
+        ({"image_size": 4096, "head": "adaptive", "width_mult": 16.0, "fc_width": 64},
+         r"would need 1,604,327,424 values for one image's largest feature map"),
+        ({"lrn_k": float("nan")}, r"lrn_k must be a finite number, got nan"),
+        ({"lrn_beta": 10**400}, r"lrn_beta must be a finite number, got <an int of 1329 bits>"),
+        ({"name": "x" * 10**6}, r"name must be a non-empty string of at most 256 characters, got 'xxx"),
+    ],
+)
+def test_absurd_configs_are_refused_before_building(overrides, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        AlexNetConfig(**overrides)
+    assert len(str(err.value)) < 400
+
+
+def test_lrn_size_is_only_bounded_by_channels_when_lrn_is_used():
+    assert model_config("alexnet-bn", lrn_size=500).lrn_size == 500  # no LRN layer: nothing to normalise across
+
+
+def test_from_dict_refuses_what_is_not_a_mapping():
+    with pytest.raises(ConfigError, match=r"model config must be a mapping of fields, got \[1, 2\]"):
+        AlexNetConfig.from_dict([1, 2])
