@@ -21,7 +21,6 @@ from alexnet.checkpoint import (
 )
 from alexnet.errors import CheckpointError
 
-
 FIXTURE = Path(__file__).parent / "fixtures" / "tiny-v1.pt"  # written by a real run: fixtures/make_checkpoint.py
 
 
@@ -172,3 +171,15 @@ def test_rng_states_round_trip_through_a_weights_only_file(tmp_path):
     torch.manual_seed(9)
     set_rng_state(load_checkpoint(path)["rng"])
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
+
+
+def test_mismatch_message_echoes_a_bounded_value():
+    ckpt = minimal_checkpoint(path="x/last.pt")
+    many = [f"class{i}" for i in range(100_000)]
+    with pytest.raises(CheckpointError, match=r"class_names differs: checkpoint x/last\.pt has \['cat', 'dog'\], "
+                                              r"this run has \['class0', .*\.\.\.") as err:
+        check_matches(ckpt, {"class_names": many}, "evaluate")
+    assert len(str(err.value)) < 300
+    with pytest.raises(CheckpointError, match=r"model_args\.name differs: .* this run has 'yyy") as err:
+        check_matches(ckpt, {"model_args": dict(ckpt["model_args"], name="y" * 10**6)}, "resume")
+    assert len(str(err.value)) < 300

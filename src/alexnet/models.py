@@ -537,7 +537,7 @@ def load_torchvision_weights(model: AlexNet, path: str | Path, *, skip_head: boo
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # unpickling errors of several kinds; all mean: not a plain weights file
-        raise CheckpointError(f"{path}: cannot be read as a weights-only state_dict ({type(e).__name__}: {e})") from e
+        raise CheckpointError(f"{path}: cannot be read as a weights-only state_dict ({type(e).__name__}: {clip(str(e))})") from e
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
