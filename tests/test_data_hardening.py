@@ -134,17 +134,28 @@ def test_a_bad_cache_is_rebuilt_with_a_one_line_warning(bundle, corrupt, caplog)
     assert not caplog.records
 
 
-def test_temporaries_of_a_killed_build_are_removed(bundle):
+def test_temporaries_of_a_killed_build_are_removed_unless_a_live_build_owns_them(bundle):
     folder = Path(os.environ["ALEXNET_CACHE"]) / "uint8"
     folder.mkdir(parents=True, exist_ok=True)
     key = cache_key(bundle.val, bundle.preset, 16, 3)
-    stale = [folder / f".{key}.u8.k1ll3d00.tmp", folder / f".{key}.json.k1ll3d01.tmp"]
+    stale = [folder / f".{key}.u8.k1ll3d00.tmp", folder / f".{key}.json.k1ll3d01.tmp",
+             folder / ".0ldk3y.u8.k1ll3d02.tmp"]  # the last: a key whose dataset has changed since, never rebuilt
     for p in stale:
         p.write_bytes(b"\0" * 100)
-    other = folder / ".someone-else.u8.abcdefgh.tmp"  # another key's temporary: not ours to remove
-    other.write_bytes(b"x")
-    assert cache_split(bundle, "val").built
-    assert not any(p.exists() for p in stale) and other.exists()
+    live = folder / ".l1vek3y.u8.bu1ld1ng.tmp"  # another process is building this key right now: it holds the lock
+    live.write_bytes(b"\0" * 100)
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, os, sys, time\n"
+        f"fd = os.open({str(folder / '.l1vek3y.lock')!r}, os.O_RDWR | os.O_CREAT, 0o600)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert cache_split(bundle, "val").built
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not any(p.exists() for p in stale) and live.exists()
 
 
 # --- 2. uint8 cache on a full disk --------------------------------------------------------------------------------

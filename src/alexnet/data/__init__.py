@@ -5,7 +5,13 @@
 
 Modules: images (the one decoder), folders (scanning), idx (IDX reader), tvsources (mnist/fashion-mnist/cifar10),
 synthetic (`shapes`), transforms (presets on the PIL path), datasets, sources (`build_datasets`), cache (uint8
-memory-mapped cache), augment (whole-batch augmentation, 10-crop).
+memory-mapped cache), augment (whole-batch augmentation, 10-crop), paths (the private cache folder, build locks),
+limits (decoding threads, checksummed cache metadata).
+
+Every input is untrusted, caches included: what the data layer stores under $ALEXNET_CACHE (uint8 caches,
+verification verdicts, colour statistics, the built-in dataset) is written 0600 in 0700 folders through
+`files.atomic_write` (or `tempfile.mkdtemp` for a folder), checksummed, and checked on open; a bad entry is rebuilt
+with a one-line warning.
 
 Names are resolved lazily so that `import alexnet.data.synthetic` or the CLI's `alexnet data` do not pay for torch.
 """

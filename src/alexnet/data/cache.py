@@ -28,6 +28,7 @@ import shutil
 import stat
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -118,6 +119,7 @@ def cache_split(
                     log.warning("uint8 cache %s: %s; rebuilding it", data_path, bad)
                 for name in (key + ".u8", key + ".json"):
                     remove_stale_temporaries(folder, name)  # left by a build that was killed (we hold the lock)
+                _sweep_abandoned(folder, key)
                 if os.path.lexists(meta_path):
                     os.unlink(meta_path)  # the old metadata must never describe the new data
                 _build(dataset, bundle.preset, stored, shape, data_path, threads)
@@ -132,6 +134,18 @@ def cache_split(
         images = torch.from_numpy(np.memmap(data_path, dtype=np.uint8, mode="c", shape=shape))
     labels = torch.tensor(targets, dtype=torch.int64)
     return CachedImages(images, labels, data_path, stored, built)
+
+
+def _sweep_abandoned(folder: str, current: str) -> None:
+    """Temporaries of other keys (a build killed before its dataset changed): removed when nobody holds their lock.
+
+    A killed build's temporary is as large as the cache it was writing, and its key may never be built again."""
+    keys = {p.name[1:].split(".", 1)[0] for p in Path(folder).glob(".*.u8.*.tmp")}
+    for key in sorted(keys - {current}):
+        with build_lock(folder, key, wait=False) as held:
+            if held:  # no process is building this key, so its temporaries are abandoned
+                for name in (key + ".u8", key + ".json"):
+                    remove_stale_temporaries(folder, name)
 
 
 class _BadCache(Exception):

@@ -11,7 +11,9 @@ What is not data is *ignored* and listed (never an error, even with strict): hid
 `.ipynb_checkpoints`, `._name.jpg` AppleDouble files), `Thumbs.db`, `desktop.ini`, `__MACOSX`, files without an image
 extension, a second path to a file already seen (symlinks). What looks like data but cannot be used is *skipped* and
 listed with the reason (zero-byte, not an image, truncated, too small, decompression bomb, broken symlink); with
-`strict=True` the first skip is a DataError naming the file. Each is logged once per file per process.
+`strict=True` the first skip is a DataError naming the file. Each is logged once per file per process. A file or
+folder that vanishes while the folder is scanned is skipped and listed ("vanished during the scan"), and class
+folders are searched at most MAX_DEPTH (64) levels deep, iteratively bounded by the symlink-loop check.
 
 Class names are sorted (ImageFolder's order), so the label order does not depend on the file system.
 """

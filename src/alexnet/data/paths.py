@@ -44,8 +44,10 @@ def cache_dir(*parts: str) -> str:
 
 
 @contextlib.contextmanager
-def build_lock(folder: str | os.PathLike, name: str) -> Iterator[None]:
-    """Holds an exclusive lock on `folder/.NAME.lock` (created 0600, symlinks refused) for the block."""
+def build_lock(folder: str | os.PathLike, name: str, *, wait: bool = True) -> Iterator[bool]:
+    """Holds an exclusive lock on `folder/.NAME.lock` (created 0600, symlinks refused) for the block.
+
+    Yields True when held; with `wait=False` it yields False at once if another process holds it."""
     path = os.path.join(folder, f".{name}.lock")
     flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
@@ -53,8 +55,12 @@ def build_lock(folder: str | os.PathLike, name: str) -> Iterator[None]:
     except OSError as e:
         raise FileWriteError(describe_os_error(e, path)) from None
     try:
+        held = True
         if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                held = False
+        yield held
     finally:
         os.close(fd)  # closing releases the flock

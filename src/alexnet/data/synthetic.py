@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from alexnet.data.limits import canonical_sha256
+from alexnet.data.limits import canonical_sha256, decode_workers
 from alexnet.data.paths import build_lock, cache_dir
 from alexnet.errors import DataError
 from alexnet.files import FileWriteError, describe_os_error
@@ -237,7 +237,7 @@ def _generate(cfg: ShapesConfig, folder: str, workers: int) -> None:
     start = time.perf_counter()
     jobs = [("train", i) for i in range(cfg.train_per_class * len(SHAPES))]
     jobs += [("val", i) for i in range(cfg.val_per_class * len(SHAPES))]
-    with ThreadPoolExecutor(max(1, workers)) as pool:  # numpy and PIL release the GIL for most of the work
+    with ThreadPoolExecutor(decode_workers(workers)) as pool:  # numpy and PIL release the GIL for most of the work
         list(pool.map(lambda job: _write_one(cfg, folder, *job), jobs))
     info = {
         "dataset": "shapes",
