@@ -13,7 +13,7 @@ extension, a second path to a file already seen (symlinks). What looks like data
 listed with the reason (zero-byte, not an image, truncated, too small, decompression bomb, broken symlink); with
 `strict=True` the first skip is a DataError naming the file. Each is logged once per file per process. A file or
 folder that vanishes while the folder is scanned is skipped and listed ("vanished during the scan"), and class
-folders are searched at most MAX_DEPTH (64) levels deep, iteratively bounded by the symlink-loop check.
+folders are searched at most MAX_DEPTH (64) levels deep (a deeper folder is skipped and listed, never a RecursionError).
 
 Class names are sorted (ImageFolder's order), so the label order does not depend on the file system.
 """
