@@ -3,6 +3,7 @@
 import csv
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -123,3 +124,26 @@ def test_process_group_timeout_comes_from_the_environment(monkeypatch):
         monkeypatch.setenv("ALEXNET_PG_TIMEOUT_S", bad)
         with pytest.raises(ConfigError, match=f"ALEXNET_PG_TIMEOUT_S is '{bad}'"):
             pg_timeout()
+
+
+@pytest.mark.slow
+def test_sigterm_under_torchrun_is_honoured_within_stop_agree_every_steps(tmp_path):
+    # --sync-every 1000: without a bounded agreement the ranks would only agree to stop at the epoch's end (step 100).
+    data = make_folder(tmp_path / "data", train=100, val=2)  # 200 images, global batch 2: 100 steps per epoch
+    run = tmp_path / "run"
+    args = ["--data", str(data), *COMMON[:-4], "--batch-size", "2", "--epochs", "1", "--device", "cpu",
+            "--sync-every", "1000", "--output-dir", str(run)]
+    proc = subprocess.Popen([*torchrun(), "--standalone", "--nproc-per-node", "2", "-m", "alexnet", "train", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:  # rank 0 prints this line just before the first step
+            if line.startswith("training "):
+                break
+        proc.send_signal(signal.SIGTERM)  # torchrun passes it on to every rank
+        _, err = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    saved = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert saved["global_step"] == STOP_AGREE_EVERY, err
+    assert f"SIGTERM: finished step {STOP_AGREE_EVERY} of epoch 1" in err

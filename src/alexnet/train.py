@@ -521,6 +521,7 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
     device = distributed.resolve_device(cfg.run.device, info)
     distributed.setup(info, device)
     run_lock: RunLock | None = None
+    stop = StopFlag()
     try:
         if cfg.run.batch_size < info.world_size:
             raise AlexNetError(f"field 'run.batch_size' ({cfg.run.batch_size}) is smaller than the number of ranks "
@@ -617,6 +618,9 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
                 ckpt["epoch_totals"]) else EpochTotals()
             chance.warned = bool(ckpt.get("chance_warned", False))
             set_rng_state(ckpt["rng"])
+        # Signals (see 8): finish the step, save, stop. Installed before the collective below, so that once rank 0 goes
+        # on every rank honours a SIGTERM (with a checkpoint) instead of dying of it.
+        stop.install()
         rows: list[dict[str, Any]] = []
         with distributed.fail_together("writing the run folder"):
             if info.is_main:
@@ -662,8 +666,7 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
                 "world_size": info.world_size,
             }
 
-        # 8. Signals: finish the step, save, stop.
-        stop = StopFlag()
+        # 8. Progress, and what a step may do: read back, checkpoint, stop on a signal.
         bar = make_bar(progress, info, total=len(train_source) * cfg.run.batch_size)
 
         sync_every = resolve_sync_every(cfg.run.sync_every, device)
@@ -706,68 +709,68 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
 
         # 9. The epochs.
         stopped_early = False
-        with stop.installed():
-            while epoch < cfg.run.epochs:
-                bar.reset(total=len(train_source) * cfg.run.batch_size)
-                bar.update(start_step * cfg.run.batch_size)
-                bar.set_description(f"epoch {epoch + 1}/{cfg.run.epochs}")
-                position = train_one_epoch(
-                    model, optimizer, schedule, scaler, train_source, epoch, start_step, totals,
-                    seed=cfg.run.seed, info=info, device=device, amp_dtype=amp_dtype,
-                    channels_last=cfg.run.channels_last, label_smoothing=cfg.optim.label_smoothing,
-                    sync_every=sync_every, must_sync=must_sync, after_step=after_step,
-                )
-                complete = position >= len(train_source)
-                stopped_early = not complete  # run.max_steps reached mid-epoch
-                eval_start = time.perf_counter()
-                # The bare model, not the DDP wrapper: ranks hold different numbers of val batches, and DDP's
-                # forward would broadcast BatchNorm buffers (a collective) on each call.
-                val = evaluate(raw_model, val_batches, num_classes, class_names, device, amp_dtype=amp_dtype,
-                               channels_last=cfg.run.channels_last)
-                check_validation(val, epoch, kept())  # best.pt never comes from a NaN evaluation
-                train = reduce_totals(totals, device)
-                seconds = train["seconds"] + (time.perf_counter() - eval_start)
-                row = {
-                    "epoch": epoch + 1,
-                    "lr": optimizer.param_groups[0]["lr"],
-                    "train_loss": train["loss"], "train_acc": train["acc"],
-                    "val_loss": val.loss, "val_top1": val.top1, "val_top5": val.top5,
-                    "seconds": seconds, "images_per_s": train["count"] / max(train["seconds"], 1e-9),
-                    "data_wait_s": train["data_wait"], "data_wait_share": train["data_wait"] / max(train["seconds"], 1e-9),
-                }
-                rows.append(row)
-                log(d2l_line(row))
-                log(f"data wait, epoch {epoch + 1}: waited {row['data_wait_s']:.2f} s for batches, "
-                    f"{100 * row['data_wait_share']:.1f}% of {train['seconds']:.1f} s of training "
-                    f"({data_path(cfg, train_source)})", console=False)
-                improved = val.top1 > best
-                best = max(best, val.top1)
-                if complete and schedule.end_epoch(val.top1):  # the plateau rule judges whole epochs only
-                    log(f"validation top-1 stopped improving: lr divided by {1 / cfg.optim.gamma:g} "
-                        f"({schedule.drops} of at most {cfg.optim.max_drops})")
-                if complete:
-                    totals = EpochTotals()
-                    next_position = (epoch + 1, 0)
-                else:  # stay in this epoch, at the step reached: a resume continues from there
-                    next_position = (epoch, position)
-                state = checkpoint(*next_position)
-                with distributed.fail_together("saving the epoch's checkpoints and metrics"):
-                    if info.is_main:
-                        write_metrics(paths.metrics, rows)
-                        atomic_save(state, paths.last)
-                        if improved:
-                            atomic_save(state, paths.best)
-                        draw_plots(paths, rows, raw_model, cfg)
-                saved_step = global_step
-                epoch, start_step = next_position
-                if stopped_early:
-                    break
+        while epoch < cfg.run.epochs:
+            bar.reset(total=len(train_source) * cfg.run.batch_size)
+            bar.update(start_step * cfg.run.batch_size)
+            bar.set_description(f"epoch {epoch + 1}/{cfg.run.epochs}")
+            position = train_one_epoch(
+                model, optimizer, schedule, scaler, train_source, epoch, start_step, totals,
+                seed=cfg.run.seed, info=info, device=device, amp_dtype=amp_dtype,
+                channels_last=cfg.run.channels_last, label_smoothing=cfg.optim.label_smoothing,
+                sync_every=sync_every, must_sync=must_sync, after_step=after_step,
+            )
+            complete = position >= len(train_source)
+            stopped_early = not complete  # run.max_steps reached mid-epoch
+            eval_start = time.perf_counter()
+            # The bare model, not the DDP wrapper: ranks hold different numbers of val batches, and DDP's
+            # forward would broadcast BatchNorm buffers (a collective) on each call.
+            val = evaluate(raw_model, val_batches, num_classes, class_names, device, amp_dtype=amp_dtype,
+                           channels_last=cfg.run.channels_last)
+            check_validation(val, epoch, kept())  # best.pt never comes from a NaN evaluation
+            train = reduce_totals(totals, device)
+            seconds = train["seconds"] + (time.perf_counter() - eval_start)
+            row = {
+                "epoch": epoch + 1,
+                "lr": optimizer.param_groups[0]["lr"],
+                "train_loss": train["loss"], "train_acc": train["acc"],
+                "val_loss": val.loss, "val_top1": val.top1, "val_top5": val.top5,
+                "seconds": seconds, "images_per_s": train["count"] / max(train["seconds"], 1e-9),
+                "data_wait_s": train["data_wait"], "data_wait_share": train["data_wait"] / max(train["seconds"], 1e-9),
+            }
+            rows.append(row)
+            log(d2l_line(row))
+            log(f"data wait, epoch {epoch + 1}: waited {row['data_wait_s']:.2f} s for batches, "
+                f"{100 * row['data_wait_share']:.1f}% of {train['seconds']:.1f} s of training "
+                f"({data_path(cfg, train_source)})", console=False)
+            improved = val.top1 > best
+            best = max(best, val.top1)
+            if complete and schedule.end_epoch(val.top1):  # the plateau rule judges whole epochs only
+                log(f"validation top-1 stopped improving: lr divided by {1 / cfg.optim.gamma:g} "
+                    f"({schedule.drops} of at most {cfg.optim.max_drops})")
+            if complete:
+                totals = EpochTotals()
+                next_position = (epoch + 1, 0)
+            else:  # stay in this epoch, at the step reached: a resume continues from there
+                next_position = (epoch, position)
+            state = checkpoint(*next_position)
+            with distributed.fail_together("saving the epoch's checkpoints and metrics"):
+                if info.is_main:
+                    write_metrics(paths.metrics, rows)
+                    atomic_save(state, paths.last)
+                    if improved:
+                        atomic_save(state, paths.best)
+                    draw_plots(paths, rows, raw_model, cfg)
+            saved_step = global_step
+            epoch, start_step = next_position
+            if stopped_early:
+                break
         bar.close()
         if info.is_main:
             log(f"best val top-1 {best:.4f}; results in {run_dir}")
         return FitResult(run_dir=run_dir, epochs_done=epoch, global_step=global_step, best_val_top1=best,
                          rows=rows, stopped_early=stopped_early)
     finally:
+        stop.restore()
         if run_lock is not None:
             run_lock.release()
         distributed.cleanup()
@@ -1139,6 +1142,7 @@ class StopFlag:
 
     def __init__(self):
         self.signum = 0
+        self.previous: dict[int, Any] = {}  # the handlers to put back
 
     @property
     def name(self) -> str:
@@ -1149,19 +1153,25 @@ class StopFlag:
             raise KeyboardInterrupt
         self.signum = signum
 
-    @contextlib.contextmanager
-    def installed(self):
+    def install(self) -> None:
+        """Catch SIGTERM/SIGINT until `restore()` (only the main thread may install signal handlers)."""
         import threading
 
-        if threading.current_thread() is not threading.main_thread():
-            yield self
-            return
-        previous = {s: signal.signal(s, self._handle) for s in (signal.SIGTERM, signal.SIGINT)}
+        if threading.current_thread() is threading.main_thread() and not self.previous:
+            self.previous = {s: signal.signal(s, self._handle) for s in (signal.SIGTERM, signal.SIGINT)}
+
+    def restore(self) -> None:
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+        self.previous = {}
+
+    @contextlib.contextmanager
+    def installed(self):
+        self.install()
         try:
             yield self
         finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
+            self.restore()
 
     def agreed(self, device: torch.device, info: DistInfo) -> bool:
         """True on every rank when any rank was signalled (ranks must stop at the same step)."""
