@@ -324,7 +324,8 @@ def test_a_very_deep_class_tree_is_cut_at_the_depth_cap(tmp_path):
 # --- colour statistics and the built-in dataset's folder ---------------------------------------------------------
 
 
-def test_damaged_colour_statistics_are_recomputed_with_a_warning(tmp_path, caplog):
+def test_damaged_colour_statistics_are_recomputed_with_a_warning(tmp_path, caplog, monkeypatch):
+    monkeypatch.setenv("ALEXNET_CACHE", str(tmp_path / "cache"))  # only this test's statistics file in stats/
     root = f.image_folder(tmp_path / "data", ("cat", "dog"), per_class=3)
     first = build_datasets(str(root), image_size=24, preset="paper")
     (stored,) = (Path(os.environ["ALEXNET_CACHE"]) / "stats").glob("*.v2.json")
