@@ -210,7 +210,7 @@ def _no_space(folder: str, nbytes: int, free: int | None) -> DataError:
     have = "" if free is None else f", {free / 2**20:,.1f} MiB free"
     return DataError(
         f"{folder}: not enough disk space for the uint8 cache: it needs {nbytes / 2**20:,.1f} MiB ({nbytes:,} bytes)"
-        f"{have}; free some space, pass a smaller --cache-size, or point ALEXNET_CACHE at a larger disk"
+        f"{have}; free some space or point ALEXNET_CACHE at a larger disk"
     )
 
 
