@@ -549,3 +549,14 @@ def test_a_huge_workers_request_builds_the_cache_with_bounded_threads(bundle):
     bundle.train.load_pil = counting
     assert cache_split(bundle, "train", workers=100_000).built
     assert max(seen) - before <= min(os.cpu_count() or 1, 64)
+
+
+def test_an_oversized_cifar_batch_is_refused_before_it_is_read(tmp_path):
+    from alexnet.data import tvsources
+
+    folder = f.write_cifar10_folder(tmp_path / "cifar-10-batches-py")
+    batch = folder / "data_batch_3"
+    with open(batch, "ab") as out:
+        out.truncate(tvsources.MAX_BATCH_BYTES + 1)  # a sparse file: large on paper, nothing on disk
+    with pytest.raises(DataError, match=r"data_batch_3: expected a CIFAR-10 batch .*268,435,457 bytes"):
+        tvsources.read_cifar10(str(folder))

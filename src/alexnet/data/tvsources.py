@@ -33,6 +33,7 @@ FASHION_CLASSES = [
     "Ankle boot",
 ]
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+MAX_BATCH_BYTES = 256 << 20  # a CIFAR-10 batch is 31 MB (10,000 x 3,072 bytes + labels); 8x that is not one
 # name -> (torchvision class name, folder under root)
 TORCHVISION_SOURCES = {
     "mnist": ("MNIST", "MNIST/raw"),
@@ -113,6 +114,13 @@ class _ArraysOnlyUnpickler(pickle.Unpickler):
 
 
 def _load_pickle(path: str) -> dict:
+    try:
+        size = os.path.getsize(path)
+    except OSError as e:
+        raise DataError(f"{display_path(path)}: cannot read the file ({e.strerror or e})") from None
+    if size > MAX_BATCH_BYTES:  # read whole into memory below: bounded first
+        raise DataError(f"{display_path(path)}: expected a CIFAR-10 batch (about 31 MB), found {size:,} bytes "
+                        f"(more than the {MAX_BATCH_BYTES:,} this reader accepts)")
     try:
         with open(path, "rb") as f:
             obj = _ArraysOnlyUnpickler(io.BytesIO(f.read()), encoding="latin1").load()
