@@ -560,3 +560,15 @@ def test_an_oversized_cifar_batch_is_refused_before_it_is_read(tmp_path):
         out.truncate(tvsources.MAX_BATCH_BYTES + 1)  # a sparse file: large on paper, nothing on disk
     with pytest.raises(DataError, match=r"data_batch_3: expected a CIFAR-10 batch .*268,435,457 bytes"):
         tvsources.read_cifar10(str(folder))
+
+
+def test_a_folder_planted_at_the_metadata_name_is_a_one_line_error(bundle):
+    from alexnet.files import FileWriteError
+
+    first = cache_split(bundle, "val")
+    data, meta = _files(first)
+    meta.unlink()
+    meta.mkdir()
+    (meta / "x").write_text("x")
+    with pytest.raises(FileWriteError, match=str(meta)):
+        cache_split(bundle, "val")

@@ -38,7 +38,14 @@ from alexnet.data.limits import SealBroken, decode_workers, open_sealed_json, se
 from alexnet.data.paths import build_lock, cache_dir
 from alexnet.data.transforms import resize_size
 from alexnet.errors import DataError
-from alexnet.files import atomic_write, atomic_write_text, private_dir, remove_stale_temporaries
+from alexnet.files import (
+    FileWriteError,
+    atomic_write,
+    atomic_write_text,
+    describe_os_error,
+    private_dir,
+    remove_stale_temporaries,
+)
 
 log = logging.getLogger("alexnet.data")
 
@@ -120,8 +127,11 @@ def cache_split(
                 for name in (key + ".u8", key + ".json"):
                     remove_stale_temporaries(folder, name)  # left by a build that was killed (we hold the lock)
                 _sweep_abandoned(folder, key)
-                if os.path.lexists(meta_path):
-                    os.unlink(meta_path)  # the old metadata must never describe the new data
+                try:
+                    if os.path.lexists(meta_path):
+                        os.unlink(meta_path)  # the old metadata must never describe the new data
+                except OSError as e:  # e.g. a folder planted at the name, or a read-only cache
+                    raise FileWriteError(describe_os_error(e, meta_path)) from None
                 _build(dataset, bundle.preset, stored, shape, data_path, threads)
                 atomic_write_text(meta_path, sealed_json({**expect, "labels": targets,
                                                           "data_sample_sha256": _sample_sha256(data_path)}),
@@ -130,8 +140,10 @@ def cache_split(
     if len(dataset) == 0:
         images = torch.zeros(shape, dtype=torch.uint8)
     else:
-        # Copy-on-write mapping: pages are shared with the file until written, and the tensor is writable.
-        images = torch.from_numpy(np.memmap(data_path, dtype=np.uint8, mode="c", shape=shape))
+        try:  # copy-on-write mapping: pages are shared with the file until written, and the tensor is writable
+            images = torch.from_numpy(np.memmap(data_path, dtype=np.uint8, mode="c", shape=shape))
+        except (OSError, ValueError) as e:  # replaced or cut short by another program since it was checked
+            raise DataError(f"{data_path}: the uint8 cache changed while it was opened ({e}); run again") from None
     labels = torch.tensor(targets, dtype=torch.int64)
     return CachedImages(images, labels, data_path, stored, built)
 
