@@ -572,3 +572,13 @@ def test_a_folder_planted_at_the_metadata_name_is_a_one_line_error(bundle):
     (meta / "x").write_text("x")
     with pytest.raises(FileWriteError, match=str(meta)):
         cache_split(bundle, "val")
+
+
+def test_a_class_folder_that_vanishes_mid_scan_is_no_class(tmp_path):
+    from alexnet.data.folders import VANISHED, scan_folder
+
+    root = f.image_folder(tmp_path / "data", ("cat", "dog", "emu"), per_class=2)
+    f.write_bytes(root / ".DS_Store", b"x")  # sorted first at the root: its "ignored" record fires the deletion
+    with _handler(_DeleteWhenLogged(str(root / ".DS_Store"), [root / "emu"])):
+        scan = scan_folder(root, val_split=0.0)
+    assert scan.class_names == ["cat", "dog"] and dict(scan.skipped) == {str(root / "emu"): VANISHED}

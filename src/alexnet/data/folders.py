@@ -218,11 +218,13 @@ def _collect_split(walker: _Walker, folder: str) -> tuple[str, dict[str, list[st
             if walker.accept_file(f):
                 walker.ignore(f, "image outside any class folder")
         # Class folders are claimed first, so a link inside one class to another class's folder is not followed.
+        live = []
         for d in dirs:
             st = walker.stat_or_skip(d)
-            if st is not None:
+            if st is not None:  # a class folder that vanished since the listing is no class at all
                 walker.seen_dirs.add((st.st_dev, st.st_ino))
-        for d in dirs:
+                live.append(d)
+        for d in live:
             name = display_path(os.path.basename(d))
             images = walker.walk_images(d, top=True)
             if name in by_class:
