@@ -582,3 +582,10 @@ def test_a_class_folder_that_vanishes_mid_scan_is_no_class(tmp_path):
     with _handler(_DeleteWhenLogged(str(root / ".DS_Store"), [root / "emu"])):
         scan = scan_folder(root, val_split=0.0)
     assert scan.class_names == ["cat", "dog"] and dict(scan.skipped) == {str(root / "emu"): VANISHED}
+
+
+def test_dataloader_workers_keep_zero_and_are_clamped_above_the_cores():
+    from alexnet.data.limits import MAX_WORKERS, loader_workers
+
+    assert loader_workers(0) == 0 and loader_workers(1) == 1
+    assert loader_workers(5000) == min(os.cpu_count() or 1, MAX_WORKERS)

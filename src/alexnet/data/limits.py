@@ -1,7 +1,7 @@
 """Bounds on what a request can make the data layer spend: decoding threads, and the stored-JSON checksum.
 
-`decode_workers` is the one place a thread count for decoding (the uint8 cache, the folder verification) is
-decided. Decoding is CPU-bound (PIL releases the GIL), so threads beyond the machine's cores only add memory (each
+`decode_workers` is the one place a thread count for decoding (the uint8 cache, the folder verification, the
+built-in dataset's generation) is decided, and `loader_workers` the DataLoader's process count. Decoding is CPU-bound (PIL releases the GIL), so threads beyond the machine's cores only add memory (each
 holds a decoded image) and contention; a request above `min(os.cpu_count(), MAX_WORKERS)` is clamped with a
 one-line note instead of starting, say, 10,000 threads.
 
@@ -40,6 +40,14 @@ def decode_workers(requested: int | None) -> int:
                         requested, cores, MAX_WORKERS, cap)
         return cap
     return requested
+
+
+def loader_workers(requested: int) -> int:
+    """DataLoader worker processes for `data.workers`: 0 stays 0 (load in the main process); above
+    min(cores, 64) clamped with the same one-line note (each worker is a process with its own copy of the dataset)."""
+    if requested == 0:
+        return 0
+    return decode_workers(requested)
 
 
 def canonical_sha256(document) -> str:
