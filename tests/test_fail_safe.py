@@ -209,14 +209,14 @@ class _NoDeterministicKernel(torch.nn.Module):
 
 def test_deterministic_mode_refuses_a_layer_without_a_deterministic_kernel_up_front():
     model = _NoDeterministicKernel()
+    ordinary = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 2))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     rng = torch.get_rng_state()
     torch.use_deterministic_algorithms(True)
     try:
         with pytest.raises(Exception, match=r"run\.deterministic.*tiny uses put_, which has no deterministic kernel"):
             check_deterministic_backward(model, torch.device("cpu"), 4, 3, name="tiny")
-        check_deterministic_backward(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 2)),
-                                     torch.device("cpu"), 4, 3)  # an ordinary model passes
+        check_deterministic_backward(ordinary, torch.device("cpu"), 4, 3)  # an ordinary model passes
     finally:
         torch.use_deterministic_algorithms(False)
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # a copy was probed
