@@ -589,3 +589,15 @@ def test_dataloader_workers_keep_zero_and_are_clamped_above_the_cores():
 
     assert loader_workers(0) == 0 and loader_workers(1) == 1
     assert loader_workers(5000) == min(os.cpu_count() or 1, MAX_WORKERS)
+
+
+def test_a_symlink_planted_as_the_cache_folder_is_refused(bundle, tmp_path, monkeypatch):
+    from alexnet.files import UnsafePathError
+
+    monkeypatch.setenv("ALEXNET_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "attacker").mkdir()
+    (tmp_path / "cache" / "uint8").symlink_to(tmp_path / "attacker")
+    with pytest.raises(UnsafePathError, match=r"uint8: not a real folder"):
+        cache_split(bundle, "val")
+    assert list((tmp_path / "attacker").iterdir()) == []

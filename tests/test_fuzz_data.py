@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import os
 import struct
 import zlib
@@ -195,3 +196,37 @@ def test_every_seed_image_decodes(scratch):  # the property's other side: valid 
     for name, data in SEEDS.items():
         decoded = decode_image(_write(scratch, "seed.img", data), 3, max_pixels=MAX_PIXELS)
         assert decoded.image.size == (16, 12), name
+
+
+# --- sealed cache metadata -----------------------------------------------------------------------------------------
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=5),
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=3), c, max_size=3), max_leaves=8)
+
+
+def _sealed(value) -> bytes:
+    from alexnet.data.limits import sealed_json
+
+    return sealed_json(value).encode()
+
+
+@FUZZ
+@given(data=st.one_of(
+    st.binary(max_size=200),
+    JSON_VALUES.map(lambda v: json.dumps({"sha256": "0" * 64, "content": v}).encode()),  # a wrong checksum
+    JSON_VALUES.map(_sealed),  # a right one
+    st.tuples(JSON_VALUES.map(_sealed), st.integers(0, 400), st.integers(1, 255)).map(
+        lambda t: t[0][: t[1]] + bytes([t[2]]) + t[0][t[1] + 1 :]),  # a right one, then one byte changed
+))  # fmt: skip
+def test_any_bytes_as_sealed_metadata_are_refused_or_verified(scratch, data):
+    from alexnet.data.limits import SealBroken, canonical_sha256, open_sealed_json
+
+    path = _write(scratch, "meta.json", data)
+    try:
+        content = open_sealed_json(path)
+    except SealBroken as e:
+        assert str(e) and "\n" not in str(e)
+        return
+    assert json.loads(data)["sha256"] == canonical_sha256(content)  # only a matching checksum is accepted
