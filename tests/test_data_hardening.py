@@ -601,3 +601,15 @@ def test_a_symlink_planted_as_the_cache_folder_is_refused(bundle, tmp_path, monk
     with pytest.raises(UnsafePathError, match=r"uint8: not a real folder"):
         cache_split(bundle, "val")
     assert list((tmp_path / "attacker").iterdir()) == []
+
+
+def test_a_file_standing_at_the_cached_shapes_folder_is_replaced(caplog):
+    from alexnet.data.paths import cache_dir
+    from alexnet.data.synthetic import ShapesConfig, make_shapes
+
+    cfg = ShapesConfig(image_size=16, train_per_class=1, val_per_class=0, seed=11)
+    where = Path(cache_dir("datasets")) / cfg.name
+    where.write_bytes(b"not a folder")
+    with caplog.at_level(logging.WARNING, logger="alexnet.data"):
+        assert make_shapes(cfg) == str(where)
+    assert (where / "shapes.json").is_file() and len(caplog.records) == 1

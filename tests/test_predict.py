@@ -134,3 +134,8 @@ def test_a_very_deep_folder_is_cut_at_the_depth_cap_with_an_entry(tmp_path):
             assert len(got) == 2 and got[1][1] == f"folder more than {MAX_DEPTH} levels below {root}, not searched"
     finally:
         subprocess.run(["rm", "-rf", str(root)], timeout=60)
+
+
+def test_a_glob_whose_files_were_already_listed_is_not_called_empty(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    assert expand_inputs([str(tmp_path / "a.jpg"), str(tmp_path / "*.jpg")]) == [(str(tmp_path / "a.jpg"), None)]

@@ -73,12 +73,11 @@ def expand_inputs(items: Sequence[str]) -> list[tuple[str, str | None]]:
         elif os.path.exists(item):
             add(item)
         elif glob.has_magic(item):
-            before = len(out)
             matches, problems = _glob(item)
             for path in matches:
                 add(path)
             out += problems
-            if len(out) == before:
+            if not matches and not problems:
                 out.append((item, "pattern matches no files"))
         else:
             out.append((item, "no such file"))

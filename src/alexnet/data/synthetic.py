@@ -208,7 +208,10 @@ def make_shapes(cfg: ShapesConfig | None = None, output: str | None = None, *, w
                 raise DataError(f"{final}: folder exists and is not a complete shapes dataset ({problem}); "
                                 f"remove it or pick another")
             log.warning("shapes dataset %s: %s; generating it again", final, problem)
-            shutil.rmtree(final)
+            try:
+                shutil.rmtree(final) if os.path.isdir(final) else os.unlink(final)
+            except OSError as e:
+                raise FileWriteError(describe_os_error(e, final)) from None
         _remove_stale(parent, name)
         try:
             tmp = tempfile.mkdtemp(dir=parent, prefix=f".{name}.", suffix=".tmp")
