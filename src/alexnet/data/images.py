@@ -128,7 +128,7 @@ def _to_8bit(img: Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Im
             np.rint(x, out=x)
             np.clip(x, 0, 255, out=x)
             out[top : top + len(arr)] = x
-    return Image.fromarray(out, mode="L")
+    return Image.fromarray(out)  # a 2-D uint8 array is mode "L"
 
 
 def _composite(img: Image.Image) -> Image.Image:
