@@ -455,6 +455,19 @@ def _check_rng(f: Fields, rng: Any) -> None:
         if not isinstance(state, torch.Tensor) or state.dtype != torch.uint8 or state.dim() != 1 or (
                 want is not None and state.numel() != want) or state.numel() > 1 << 20:
             f.fail(name, f"a uint8 tensor of {want or 'at most 1048576'} bytes", state)
+    # The right shapes can still hold a state the generators reject ("Invalid mt19937 state" from torch, a
+    # ValueError from numpy): try them on scratch generators now, not on the global ones mid-resume.
+    for name, apply in (
+        ("rng.python", lambda: random.Random().setstate(_to_tuple(rng["python"]))),
+        ("rng.numpy", lambda: np.random.RandomState().set_state(
+            ("MT19937", np_state["key"].numpy().astype(np.uint32), np_state["pos"], np_state["has_gauss"],
+             np_state["gauss"]))),
+        ("rng.torch", lambda: torch.Generator().set_state(rng["torch"])),
+    ):
+        try:
+            apply()
+        except (ValueError, TypeError, RuntimeError, OverflowError) as e:
+            raise CheckpointError(f"{f.prefix}field '{name}' is not a valid generator state ({_first_line(e)})") from None
 
 
 def check_matches(ckpt: dict[str, Any], expected: dict[str, Any], action: str) -> None:
