@@ -642,7 +642,9 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
         def kept() -> str:
             if saved_step is None:
                 return "no checkpoint had been written yet, and none was"
-            return f"{paths.last} and best.pt are left as they were (last.pt from global step {saved_step})"
+            both = paths.best.exists()
+            return (f"{paths.last}{' and best.pt are' if both else ' is'} left as {'they were' if both else 'it was'} "
+                    f"(last.pt from global step {saved_step})")
 
         def checkpoint(epoch_: int, step_: int) -> dict[str, Any]:
             bad = first_non_finite(raw_model, optimizer, device)  # collective: every rank stops at once
