@@ -200,6 +200,19 @@ def test_million_class_names_are_refused_unread(million_names):
         load_checkpoint(million_names)
 
 
+def test_compressed_archive_is_refused_unread(tmp_path):
+    """A zip bomb: torch.load inflates deflated entries (torch.save never writes them), so 10 GB of zeros would
+    fit in a 10 MB file. Here a real deflated copy of the fixture stands for it."""
+    import zipfile
+
+    bomb = tmp_path / "deflated.pt"
+    with zipfile.ZipFile(FIXTURE) as src, zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as out:
+        for info in src.infolist():
+            out.writestr(info.filename, src.read(info.filename))
+    with pytest.raises(CheckpointError, match=r"deflated\.pt: archive entry '.*data\.pkl' is compressed"):
+        load_checkpoint(bomb)
+
+
 @pytest.mark.parametrize("command", ["eval", "predict"])
 def test_million_class_names_through_the_cli(million_names, capsys, image, command):
     argv = [command, "--checkpoint", str(million_names)] + ([str(image)] if command == "predict" else [])

@@ -154,7 +154,7 @@ def load_checkpoint(path: str | Path, prefer: str = "best", check_finite: bool =
         raise CheckpointError(f"{path}: cannot read checkpoint ({e.strerror})") from None
     if size == 0:
         raise CheckpointError(f"{path}: empty file (0 bytes), not a checkpoint")
-    _check_archive(path)
+    check_archive(path, size)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -184,7 +184,7 @@ def load_checkpoint(path: str | Path, prefer: str = "best", check_finite: bool =
     return obj
 
 
-def _check_archive(path: Path) -> None:
+def check_archive(path: Path, size: int) -> None:
     """Bound what torch.load would unpickle, from the zip directory alone (torch.save writes a zip since 1.6)."""
     try:
         archive = zipfile.ZipFile(path)
@@ -196,6 +196,13 @@ def _check_archive(path: Path) -> None:
             raise CheckpointError(f"{path}: {len(entries):,} entries in the archive (limit {MAX_ARCHIVE_ENTRIES:,}); "
                                   "not a checkpoint alexnet writes")
         for info in entries:
+            # torch.save stores every entry uncompressed, but torch.load inflates compressed ones: a 10 MB deflated
+            # storage of zeros would become 10 GB in memory before any field could be looked at (a zip bomb).
+            if info.compress_type != zipfile.ZIP_STORED or info.file_size > size:
+                raise CheckpointError(
+                    f"{path}: archive entry {short(info.filename)} is compressed or larger than the file "
+                    f"({info.file_size:,} bytes unpacked); torch.save never writes that: refused unread"
+                )
             if info.filename.endswith("/data.pkl") and info.filename.count("/") == 1 \
                     and info.file_size > MAX_PICKLE_BYTES:
                 raise CheckpointError(

@@ -531,9 +531,13 @@ def load_torchvision_weights(model: AlexNet, path: str | Path, *, skip_head: boo
     (g, g, g) gives the same conv1 output). With skip_head=True, fc8 keeps its fresh init (fine-tuning to a
     different num_classes). The file is read with weights_only=True: a pickle that needs more is refused.
     """
+    from alexnet.checkpoint import check_archive, check_torch_version
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
+    check_torch_version(torch.__version__)
+    check_archive(path, path.stat().st_size)  # the same bounds as a checkpoint: no zip bomb, no huge pickle
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # unpickling errors of several kinds; all mean: not a plain weights file
