@@ -411,7 +411,7 @@ def test_parameter_count_by_arithmetic_matches_the_built_model(name, overrides):
         ({"width_mult": 1e6}, r"width_mult must be > 0 and <= 64, got 1000000\.0"),
         ({"width_mult": float("inf")}, r"width_mult must be a finite number, got inf"),
         ({"image_size": 10**7}, r"image_size must be <= 4,096, got 10000000"),
-        ({"lrn_size": 10**9}, r"lrn_size must be <= 65,536"),
+        ({"lrn_size": 10**9}, r"lrn_size must be <= 4,096"),
         ({"lrn_size": 97}, r"lrn_size=97 is larger than the 96 channels it normalises across"),
         ({"num_classes": 10**9}, r"num_classes must be <= 100,000"),
         ({"conv1_padding": 10**6}, r"conv1_padding must be <= 10"),

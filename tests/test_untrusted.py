@@ -88,7 +88,7 @@ def parameter_listed_twice(ckpt):
 
 
 FAULTS = {  # id: (change, what the message must name)
-    "lrn_size 10**9": (model_args(norm="lrn", lrn_size=10**9), r"model_args.*lrn_size must be <= 65,536"),
+    "lrn_size 10**9": (model_args(norm="lrn", lrn_size=10**9), r"model_args.*lrn_size must be <= 4,096"),
     "lrn_size > channels": (model_args(norm="lrn", lrn_size=64), r"lrn_size=64 is larger than the 3 channels"),
     "image_size 10**7": (image_size(10**7), r"model_args.*image_size must be <= 4,096"),
     "width_mult 1e6": (model_args(width_mult=1e6), r"model_args.*width_mult must be > 0 and <= 64"),

@@ -25,6 +25,7 @@ from torch import nn
 from alexnet import validate as limits
 from alexnet.errors import CheckpointError, ConfigError, clip, short
 from alexnet.lrn import ALPHA_CONVENTIONS, LocalResponseNorm
+from alexnet.lrn import MAX_SIZE as MAX_LRN_SIZE
 
 NORMS = ("lrn", "bn", "none")
 ACTIVATIONS = ("relu", "tanh")
@@ -73,7 +74,7 @@ class AlexNetConfig:
             object.__setattr__(self, "channels", tuple(self.channels))
         for field, maximum in (("in_channels", limits.MAX_IN_CHANNELS), ("num_classes", limits.MAX_CLASSES),
                                ("image_size", limits.MAX_IMAGE_SIZE), ("fc_width", limits.MAX_WIDTH), ("groups", limits.MAX_WIDTH),
-                               ("lrn_size", limits.MAX_WIDTH)):
+                               ("lrn_size", MAX_LRN_SIZE)):  # the LRN kernel's own bound
             _check_int(field, getattr(self, field), minimum=1, maximum=maximum)
         _check_int("conv1_padding", self.conv1_padding, minimum=0, maximum=limits.MAX_CONV1_PADDING)
         if not isinstance(self.channels, tuple) or len(self.channels) != 5:
