@@ -180,8 +180,6 @@ def test_an_os_error_outside_the_writer_is_one_line_too(trained, mount):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="torch.save reports ENOSPC as RuntimeError('unexpected pos'); needs "
-                   "checkpoint.atomic_save to surface the OSError (helper 4's report)")
 def test_a_disk_that_fills_during_training_is_one_line_and_keeps_nothing_half_written(trained, mount):
     disk = mount("size=1m")  # room for the run files, not for a 1.4 MB checkpoint
     result = run_cli("train", "--data", str(trained / "data"), *TINY, "--epochs", "1", "--device", "cpu",

@@ -97,3 +97,35 @@ def test_private_dir_refuses_a_parent_writable_by_others_without_sticky_bit(tmp_
         private_dir(parent / "cache")
     parent.chmod(0o1777)  # sticky, as /tmp: others cannot rename or remove what is ours
     assert private_dir(parent / "cache").is_dir()
+
+
+def test_a_writer_that_hides_a_full_disk_behind_its_own_error_is_named_enospc(tmp_path):
+    """torch.save reports a full disk as RuntimeError('unexpected pos'); asked while the temporary still holds its
+    blocks, the file system tells the truth. A real 64 KiB tmpfs, filled by the writer itself."""
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        def fill_then_complain(tmp):
+            try:
+                with open(tmp, "wb") as f:
+                    while True:
+                        f.write(b"\0" * 4096)
+                        f.flush()
+            except OSError:
+                raise RuntimeError("PytorchStreamWriter failed writing file data: unexpected pos") from None
+
+        with pytest.raises(FileWriteError, match=r"last.pt: No space left on device \(ENOSPC\)"):
+            atomic_write(disk / "last.pt", fill_then_complain)
+        assert list(disk.iterdir()) == []  # the temporary is gone, and nothing half-written stands at the name
+
+        def plain_bug(tmp):
+            raise RuntimeError("a bug, not a full disk")
+
+        with pytest.raises(RuntimeError, match="a bug"):  # with space left, other errors pass through untouched
+            atomic_write(disk / "x", plain_bug)
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True)

@@ -67,10 +67,26 @@ def atomic_write(path: str | Path, write: Callable[[str], None], suffix: str = T
     except OSError as e:
         Path(tmp).unlink(missing_ok=True)
         raise FileWriteError(describe_os_error(e, path)) from None
+    except Exception:
+        # torch.save and safetensors report a full disk as their own errors (RuntimeError "unexpected pos",
+        # SafetensorError); asked while the temporary still holds its blocks, the file system says what happened.
+        full = _disk_full(path.parent)
+        Path(tmp).unlink(missing_ok=True)
+        if full:
+            raise FileWriteError(f"{path}: No space left on device (ENOSPC); the previous file, if any, is as it "
+                                 "was") from None
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def _disk_full(folder: Path) -> bool:
+    try:
+        return os.statvfs(folder).f_bavail == 0
+    except (OSError, AttributeError):  # statvfs is POSIX only
+        return False
 
 
 def atomic_write_bytes(path: str | Path, data: bytes, mode: int | None = None) -> None:
