@@ -116,3 +116,18 @@ def test_bench_times_bf16_only_where_the_probe_allows(slowdown, timed):
         assert step["ours"] == "ours-fp32" and "crawls" not in bench.format_table(results)
         assert "bf16 skipped" in bench.format_table(results)
     assert results["precision"]["speeds"]["bf16"]["crawls"] is not timed
+
+
+def test_training_with_an_explicit_slow_amp_warns_in_the_log(tmp_path):
+    from alexnet.config import resolve_config
+    from alexnet.train import fit
+    from data_factories import write_mnist_folder
+
+    inject(40.0)
+    data = write_mnist_folder(tmp_path / "digits", n_train=8, n_test=4)
+    cfg = resolve_config(overrides={"data.source": str(data), "model.name": "alexnet-d2l", "model.width_mult": 0.125,
+                                    "data.image_size": 67, "run.batch_size": 4, "run.max_steps": 1, "run.amp": "bf16",
+                                    "run.device": "cpu", "run.output_dir": str(tmp_path / "run")})
+    fit(cfg, progress=False)
+    log = (tmp_path / "run" / "log.txt").read_text()
+    assert "warning: --amp bf16 measured 40.0x slower than fp32 on this CPU" in log

@@ -548,6 +548,10 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
                                       f"--resume {run_dir}, or choose another --output-dir")
         log = RunLog(paths.log if info.is_main else None, enabled=info.is_main)
         log(f"run folder: {run_dir}")
+        if info.is_main:  # an explicit --amp that measured clearly slower than fp32 on this CPU: say so with the factor
+            from alexnet.precision import warn_if_slow
+
+            warn_if_slow(cfg.run.amp, device.type, emit=log)
 
         # 3. Data: the model variant decides channels and the default input size.
         base = model_config(cfg.model.name, width_mult=cfg.model.width_mult, dropout=cfg.model.dropout,
@@ -958,8 +962,11 @@ def build_batches(cfg: TrainConfig, bundle: Any, image_size: int, in_channels: i
                               info, device, prefetch=resolve_prefetch(cfg.data.prefetch, device),
                               memory_format=torch.channels_last if cfg.run.channels_last else torch.contiguous_format)
         return source, CacheEval(val.images, val.labels, val_aug, cfg.run.batch_size, info, device)
-    source = LoaderBatches(bundle.train, cfg.run.batch_size, cfg.run.seed, info, device, cfg.data.workers)
-    return source, LoaderEval(bundle.val, cfg.run.batch_size, info, cfg.data.workers)
+    from alexnet.data.limits import loader_workers
+
+    workers = loader_workers(cfg.data.workers)  # DataLoader processes, clamped to the machine's cores (0 stays 0)
+    source = LoaderBatches(bundle.train, cfg.run.batch_size, cfg.run.seed, info, device, workers)
+    return source, LoaderEval(bundle.val, cfg.run.batch_size, info, workers)
 
 
 class CacheEval:
