@@ -613,3 +613,12 @@ def test_a_file_standing_at_the_cached_shapes_folder_is_replaced(caplog):
     with caplog.at_level(logging.WARNING, logger="alexnet.data"):
         assert make_shapes(cfg) == str(where)
     assert (where / "shapes.json").is_file() and len(caplog.records) == 1
+
+
+def test_a_shapes_dataset_asking_for_a_billion_images_is_refused_at_once():
+    from alexnet.data.synthetic import ShapesConfig
+
+    with pytest.raises(DataError, match=r"train_per_class must be in 1\.\.100,000"):
+        ShapesConfig(train_per_class=10**9)
+    with pytest.raises(DataError, match="val_per_class"):
+        ShapesConfig(val_per_class=10**9)

@@ -34,8 +34,9 @@ from PIL import Image, ImageDraw
 
 from alexnet.data.limits import canonical_sha256, decode_workers
 from alexnet.data.paths import build_lock, cache_dir
-from alexnet.errors import DataError
+from alexnet.errors import DataError, short
 from alexnet.files import FileWriteError, describe_os_error
+from alexnet.validate import MAX_IMAGES_PER_CLASS
 
 log = logging.getLogger("alexnet.data")
 MARKER = "shapes.json"  # written last: a folder without it (or with a wrong one) is not a complete dataset
@@ -59,10 +60,10 @@ class ShapesConfig:
     def __post_init__(self) -> None:
         if not 16 <= self.image_size <= 1024:
             raise DataError(f"shapes: image_size must be in 16..1024, got {self.image_size}")
-        if self.train_per_class < 1 or self.val_per_class < 0:
+        if not (1 <= self.train_per_class <= MAX_IMAGES_PER_CLASS and 0 <= self.val_per_class <= MAX_IMAGES_PER_CLASS):
             raise DataError(
-                f"shapes: train_per_class must be >= 1 and val_per_class >= 0, got "
-                f"{self.train_per_class} and {self.val_per_class}"
+                f"shapes: train_per_class must be in 1..{MAX_IMAGES_PER_CLASS:,} and val_per_class in "
+                f"0..{MAX_IMAGES_PER_CLASS:,}, got {short(self.train_per_class)} and {short(self.val_per_class)}"
             )
         if not 1 <= self.quality <= 100:
             raise DataError(f"shapes: quality must be in 1..100, got {self.quality}")
