@@ -11,7 +11,8 @@ Adam, cross-entropy, `train_ch5`'s loop, test accuracy after each epoch. Note `s
 TrainingNet.py): the BatchNorm AlexNet (our alexnet-bn, which is that class), ImageFolder with Resize((S, S)) +
 ToTensor + Normalize(ImageNet), DataLoader(shuffle=True), Adam, then TestNet.py's accuracy on val/. Ours:
 `alexnet train` in its own process, as a user types it, with the same model, size, optimizer, learning rate,
-batch, epochs and no schedule, and `--preset` as the factor under study (`--ours-preset`).
+batch, epochs and no schedule, and `--preset` as the factor under study (`--ours-preset`, one or more: each is
+compared with the same note runs).
 
 Each seed runs both paths; the report gives each path's final test accuracy (mean +- std over seeds) and the
 difference ours - note with a 95% interval (Welch's t). `--train-limit` / `--test-limit` take the first N items
@@ -218,7 +219,7 @@ def seed_note(data: Path, seed: int, epochs: int, image_size: int, batch_size: i
 
 def ours(data: str | None, note: str, seed: int, epochs: int, image_size: int, batch_size: int, lr: float,
          width_mult: float, preset: str, workdir: Path) -> dict:
-    run_dir = workdir / f"ours-{note}-seed{seed}"
+    run_dir = workdir / f"ours-{note}-{preset}-seed{seed}"
     model = ["--model", "alexnet-d2l"] if note == "d2l" else ["--model", "alexnet-bn", "--width-mult", str(width_mult)]
     cmd = [sys.executable, "-m", "alexnet", "train", "--recipe", note, *model, "--image-size", str(image_size), "--opt", "adam",
            "--lr", str(lr), "--lr-schedule", "none", "--batch-size", str(batch_size), "--epochs", str(epochs),
@@ -276,15 +277,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--width-mult", type=float, default=0.25, help="seed note only (d2l's class is full width)")
-    p.add_argument("--ours-preset", help="the preset ours runs with (default: the note's own: d2l or seed)")
+    p.add_argument("--ours-preset", nargs="+", help="the preset(s) ours runs with, each compared with the same note "
+                   "runs (default: the note's own: d2l or seed)")
     p.add_argument("--train-limit", type=int, help="IDX: the first N training items")
     p.add_argument("--test-limit", type=int, help="IDX: the first N test items")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
     image_size = args.image_size or (67 if args.note == "d2l" else 96)
-    preset = args.ours_preset or args.note
+    presets = args.ours_preset or [args.note]
     results: dict = {"note": args.note, "image_size": image_size, "batch_size": args.batch_size, "lr": args.lr,
-                     "epochs": args.epochs, "ours_preset": preset, "seeds": [], "torch": torch.__version__}
+                     "epochs": args.epochs, "ours_presets": presets, "seeds": [], "torch": torch.__version__}
     with tempfile.TemporaryDirectory(prefix="alexnet-parity-") as tmp:
         work = Path(tmp)
         if args.note == "d2l":
@@ -306,22 +308,26 @@ def main(argv: list[str] | None = None) -> int:
                 note = d2l_note(data, seed, args.epochs, image_size, args.batch_size, args.lr)
             else:
                 note = seed_note(data, seed, args.epochs, image_size, args.batch_size, args.lr, args.width_mult)
-            mine = ours(str(data), args.note, seed, args.epochs, image_size, args.batch_size, args.lr,
-                        args.width_mult, preset, work)
-            results["seeds"].append({"seed": seed, "note": note["test_acc"], "ours": mine["test_acc"],
-                                     "note_history": note["history"], "ours_history": mine["history"]})
-            print(f"seed {seed}: note {note['test_acc']:.4f}, ours {mine['test_acc']:.4f} "
-                  f"({time.perf_counter() - start:.0f} s)", flush=True)
+            row = {"seed": seed, "note": note["test_acc"], "note_history": note["history"]}
+            for preset in presets:
+                mine = ours(str(data), args.note, seed, args.epochs, image_size, args.batch_size, args.lr,
+                            args.width_mult, preset, work)
+                row[f"ours_{preset}"], row[f"ours_{preset}_history"] = mine["test_acc"], mine["history"]
+            results["seeds"].append(row)
+            print(f"seed {seed}: note {note['test_acc']:.4f}, "
+                  + ", ".join(f"ours --preset {p} {row[f'ours_{p}']:.4f}" for p in presets)
+                  + f" ({time.perf_counter() - start:.0f} s)", flush=True)
     a = [s["note"] for s in results["seeds"]]
-    b = [s["ours"] for s in results["seeds"]]
-    ci = welch(a, b)
-    results.update({"note_mean": statistics.mean(a), "note_std": statistics.stdev(a) if len(a) > 1 else 0.0,
-                    "ours_mean": statistics.mean(b), "ours_std": statistics.stdev(b) if len(b) > 1 else 0.0,
-                    "diff": ci, "verdict": verdict(ci)})
-    interval = "" if ci["low"] is None else f" [{ci['low']:+.4f}, {ci['high']:+.4f}]"
-    print(f"note {results['note_mean']:.4f} +- {results['note_std']:.4f}; ours {results['ours_mean']:.4f} +- "
-          f"{results['ours_std']:.4f} ({args.seeds} seeds); ours - note {ci['diff']:+.4f}{interval} (95%): "
-          f"{results['verdict']}")
+    results.update({"note_mean": statistics.mean(a), "note_std": statistics.stdev(a) if len(a) > 1 else 0.0})
+    print(f"note {results['note_mean']:.4f} +- {results['note_std']:.4f} ({args.seeds} seeds)")
+    for preset in presets:
+        b = [s[f"ours_{preset}"] for s in results["seeds"]]
+        ci = welch(a, b)
+        results[f"ours_{preset}"] = {"mean": statistics.mean(b), "std": statistics.stdev(b) if len(b) > 1 else 0.0,
+                                     "diff": ci, "verdict": verdict(ci)}
+        interval = "" if ci["low"] is None else f" [{ci['low']:+.4f}, {ci['high']:+.4f}]"
+        print(f"ours --preset {preset}: {statistics.mean(b):.4f} +- {results[f'ours_{preset}']['std']:.4f}; "
+              f"ours - note {ci['diff']:+.4f}{interval} (95%): {verdict(ci)}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     return 0

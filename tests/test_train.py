@@ -212,7 +212,7 @@ def test_variants_of_a_run_train_and_checkpoint(tiny_data, tmp_path, extra):
                  progress=False)
     assert result.global_step == 2 and math.isfinite(result.rows[0]["train_loss"])
     ckpt = load_checkpoint(tmp_path / "run", prefer="last")
-    assert ckpt["config"]["data"]["preset"] == extra.get("data.preset", "seed")
+    assert ckpt["preset"] == extra.get("data.preset", "seed")  # a photo folder gets the seed note's by default
     assert ckpt["in_channels"] == extra.get("model.in_channels", 3)
     assert (ckpt["scaler"] is not None) == (extra.get("run.amp") == "fp16")
 

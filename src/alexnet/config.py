@@ -69,7 +69,9 @@ class DataSpec:
 
     source: str | None = None  # None: the built-in dataset; a folder; mnist | fashion-mnist | cifar10
     image_size: int | None = None  # the side the model sees (None: the variant's own, 227 or 224)
-    preset: str = "seed"  # transform preset: seed (resize + ImageNet norm), d2l (resize), paper (crop/flip/PCA)
+    # transform preset: seed (resize + ImageNet norm), d2l (resize), paper (crop/flip/PCA). None: the note the kind
+    # of data comes from: IDX digits and clothes (MNIST, Fashion-MNIST) d2l, photos seed (data.sources.PRESET_BY_KIND)
+    preset: str | None = None
     val_split: float = 0.2  # fraction held out when the source has no val/ split of its own
     split_seed: int = 0  # seed of that held-out split (kept apart from run.seed: the split is part of the data)
     strict: bool = False  # unreadable images are errors instead of skipped-and-listed
@@ -85,7 +87,7 @@ class DataSpec:
     def __post_init__(self):
         _F.optional(self.source, _F.text, "data.source", v.MAX_PATH)
         _F.optional(self.image_size, _F.integer, "data.image_size", 1, v.MAX_IMAGE_SIZE)
-        _F.text(self.preset, "data.preset", choices=PRESETS)
+        _F.optional(self.preset, _F.text, "data.preset", choices=PRESETS)
         _F.number(self.val_split, "data.val_split", 0.0, 1.0, lo_open=True, hi_open=True)
         _F.integer(self.split_seed, "data.split_seed", v.MIN_SEED, v.MAX_SEED)
         _F.boolean(self.strict, "data.strict")

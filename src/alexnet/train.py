@@ -667,7 +667,7 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
                 "epoch_totals": gathered, "chance_warned": chance.warned,
                 "rng": rng_state(), "sampler": {"seed": cfg.run.seed, "epoch": epoch_, "kind": cfg.data.loader},
                 "class_names": class_names, "mean": list(bundle.mean), "std": list(bundle.std),
-                "image_size": image_size, "in_channels": base.in_channels, "preset": cfg.data.preset,
+                "image_size": image_size, "in_channels": base.in_channels, "preset": bundle.preset,
                 "data": plain(bundle.describe()), "config": cfg.to_dict(), "versions": versions(),
                 "world_size": info.world_size,
             }
@@ -954,9 +954,9 @@ def build_batches(cfg: TrainConfig, bundle: Any, image_size: int, in_channels: i
         workers = cfg.data.workers or None
         train, val = cache_split(bundle, "train", workers=workers), cache_split(bundle, "val", workers=workers)
         generator = torch.Generator()  # BatchAugment draws on the CPU whatever the batch's device
-        train_aug = BatchAugment(cfg.data.preset, image_size, bundle.mean, bundle.std, train=True, pca=bundle.pca,
+        train_aug = BatchAugment(bundle.preset, image_size, bundle.mean, bundle.std, train=True, pca=bundle.pca,
                                  generator=generator, augment=cfg.data.augment, in_channels=in_channels)
-        val_aug = BatchAugment(cfg.data.preset, image_size, bundle.mean, bundle.std, train=False,
+        val_aug = BatchAugment(bundle.preset, image_size, bundle.mean, bundle.std, train=False,
                                in_channels=in_channels)
         source = CacheBatches(train.images, train.labels, train_aug, generator, cfg.run.batch_size, cfg.run.seed,
                               info, device, prefetch=resolve_prefetch(cfg.data.prefetch, device),
@@ -1062,7 +1062,8 @@ def describe_run(cfg: TrainConfig, model: torch.nn.Module, bundle: Any, image_si
     return (
         f"training {cfg.model.name} (width x{cfg.model.width_mult:g}, {params:,} parameters) on "
         f"{len(bundle.train)} train / {len(bundle.val)} val images, {len(bundle.class_names)} classes, "
-        f"{image_size}x{image_size} px, preset {cfg.data.preset}, loader {cfg.data.loader}; {cfg.optim.opt} lr "
+        f"{image_size}x{image_size} px, preset {bundle.preset}" + ("" if cfg.data.preset else " (the data's own)")
+        + f", loader {cfg.data.loader}; {cfg.optim.opt} lr "
         f"{cfg.optim.lr:g} ({cfg.optim.lr_schedule}), batch {cfg.run.batch_size} x {steps} steps/epoch, "
         f"{cfg.run.epochs} epochs, device {device}, amp {cfg.run.amp}"
         + (f", {info.world_size} ranks" if info.enabled else "")

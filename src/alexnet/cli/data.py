@@ -24,7 +24,8 @@ def add_parser(subparsers) -> None:
                             "or shapes, mnist, fashion-mnist, cifar10")  # fmt: skip
         q.add_argument("--image-size", type=int, default=227, help="working size S (default 227)")
         q.add_argument("--in-channels", type=int, choices=(1, 3), default=3)
-        q.add_argument("--preset", choices=("seed", "d2l", "paper"), default="seed")
+        q.add_argument("--preset", choices=("seed", "d2l", "paper"),
+                       help="transform preset (default: the data's own: d2l for IDX files, seed for photos)")
         q.add_argument("--val-split", type=float, default=0.2, help="held out when there is no val/ (default 0.2)")
         q.add_argument("--seed", type=int, default=0, help="seed of the stratified split (default 0)")
         q.add_argument("--strict", action="store_true", help="the first unusable file is an error")

@@ -175,11 +175,18 @@ def _check_statistics(stats, in_channels: int) -> dict:
     return stats
 
 
+# The preset a run gets when it names none: the preprocessing of the note the kind of data comes from. IDX digits
+# and clothes are the d2l note's (Resize + ToTensor, no normalisation); photo folders, the built-in dataset and
+# CIFAR-10 are the cats-vs-dogs note's (Resize + ImageNet mean/std). Measured: benchmarks/README.md, "Parity".
+PRESET_BY_KIND = {"idx": "d2l", "mnist": "d2l", "fashion-mnist": "d2l"}
+DEFAULT_PRESET = "seed"
+
+
 def build_datasets(
     source: str | os.PathLike | None = None,
     image_size: int = 227,
     in_channels: int = 3,
-    preset: str = "seed",
+    preset: str | None = DEFAULT_PRESET,
     val_split: float = 0.2,
     seed: int = 0,
     strict: bool = False,
@@ -194,10 +201,12 @@ def build_datasets(
 ) -> DataBundle:
     """Turns a `--data` value into a DataBundle (see the module docstring for the sources).
 
-    `augment` overrides the preset's training augmentation; `statistics=False` makes `paper` use ImageNet's
-    mean/std/PCA instead of computing them from the training set.
+    `preset` None takes the kind of data's own (PRESET_BY_KIND); the bundle records the one used. `augment`
+    overrides the preset's training augmentation; `statistics=False` makes `paper` use ImageNet's mean/std/PCA
+    instead of computing them from the training set.
     """
-    check_preset(preset, image_size, in_channels)
+    if preset is not None:
+        check_preset(preset, image_size, in_channels)
     if not 0.0 <= val_split < 1.0:
         raise ConfigError(f"val_split must be in [0, 1), got {val_split}")
     name = None if source is None else os.fspath(source)
@@ -259,6 +268,9 @@ def build_datasets(
         known = ", ".join([BUILTIN, *TORCHVISION_SOURCES])
         raise DataError(f"{display_path(name)}: no such folder, and not a built-in dataset ({known})")
 
+    if preset is None:
+        preset = PRESET_BY_KIND.get(kind, DEFAULT_PRESET)
+        check_preset(preset, image_size, in_channels)
     mean, std = default_mean_std(preset, in_channels)
     pca = None
     stats_from = "ImageNet" if preset == "seed" else "none (d2l: ToTensor only)" if preset == "d2l" else ""
