@@ -183,3 +183,12 @@ def test_mismatch_message_echoes_a_bounded_value():
     with pytest.raises(CheckpointError, match=r"model_args\.name differs: .* this run has 'yyy") as err:
         check_matches(ckpt, {"model_args": dict(ckpt["model_args"], name="y" * 10**6)}, "resume")
     assert len(str(err.value)) < 300
+
+
+def test_random_bytes_are_named_without_torchs_advice_to_unpickle_unsafely(tmp_path):
+    path = tmp_path / "download.pt"
+    path.write_bytes(bytes(range(256)) * 12)  # a pickle stream of nonsense opcodes, not a zip archive
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    message = str(info.value)
+    assert "download.pt: not a PyTorch checkpoint" in message and "weights_only" not in message

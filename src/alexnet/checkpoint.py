@@ -164,7 +164,7 @@ def load_checkpoint(path: str | Path, prefer: str = "best", check_finite: bool =
                 f"{path}: holds Python objects other than tensors and plain types; refusing to unpickle it "
                 "(that could run arbitrary code). alexnet checkpoints never need it"
             ) from None
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint, or truncated ({_first_line(e)})") from None
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint, or truncated ({_unpickler_cause(e)})") from None
     except Exception as e:  # torch raises RuntimeError, EOFError, IndexError, BadZipFile... for damaged files
         raise CheckpointError(f"{path}: not a PyTorch checkpoint, or truncated ({_first_line(e)})") from None
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
@@ -547,6 +547,16 @@ def versions() -> dict[str, str]:
 def _to_tuple(x: Any) -> Any:
     # random.setstate wants tuples all the way down; a round trip through some serialisers yields lists.
     return tuple(_to_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+def _unpickler_cause(e: BaseException) -> str:
+    """The cause torch's weights-only unpickler names, without its first line's advice to retry with
+    weights_only=False (never right for a file that is not a checkpoint, and unsafe for one from a stranger)."""
+    text = str(e)
+    if "WeightsUnpickler error:" in text:
+        cause = text.split("WeightsUnpickler error:", 1)[1].strip().split("\n\n", 1)[0].strip()
+        return clip(f"weights-only unpickler: {cause}") if cause else "weights-only unpickler refused it"
+    return _first_line(e)
 
 
 def _first_line(e: BaseException) -> str:
