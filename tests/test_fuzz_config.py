@@ -1,5 +1,5 @@
 """Fuzzing the config loader: whatever the dicts, YAML text or flags, the answer is a valid TrainConfig or a
-ConfigError, never another exception (a traceback from the CLI). A few seconds by default; FUZZ_N=2000 searches
+ConfigError, never another exception (a traceback from the CLI). A few seconds by default; ALEXNET_FUZZ_EXAMPLES=2000 searches
 longer (run so before changing the loader)."""
 
 import dataclasses
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from alexnet.config import TrainConfig, load_yaml, resolve_config
 from alexnet.errors import ConfigError
 
-FUZZ = settings(max_examples=int(os.environ.get("FUZZ_N", 150)), deadline=None, database=None,
+FUZZ = settings(max_examples=int(os.environ.get("ALEXNET_FUZZ_EXAMPLES", 150)), deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 SECTIONS = {f.name: f.type for f in dataclasses.fields(TrainConfig)}

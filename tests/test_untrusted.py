@@ -4,7 +4,7 @@ Each fault is a real file: the committed checkpoint of today's format (fixtures/
 1/32 on classes cat/dog), changed in one field and written back with torch.save. It is read through
 `load_checkpoint` and through the real `alexnet eval` / `alexnet predict` commands in-process, which must answer
 exit status 2 and one line on stderr: no traceback, and no allocation of the absurd size the field asks for.
-The validator is also fuzzed (FUZZ_N=2000 searches longer than the default few seconds).
+The validator is also fuzzed (ALEXNET_FUZZ_EXAMPLES=2000 searches longer than the default few seconds).
 """
 
 import copy
@@ -297,7 +297,7 @@ def paths_of(ckpt):
 
 
 @pytest.mark.filterwarnings("ignore:Generating overly large repr")  # hypothesis shows the fixture checkpoint
-@settings(max_examples=int(os.environ.get("FUZZ_N", 120)), deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=int(os.environ.get("ALEXNET_FUZZ_EXAMPLES", 120)), deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_fuzzed_fields_are_refused_or_accepted(original, data):
     ckpt = copy.copy(original)  # shallow: only the touched branch is copied below
