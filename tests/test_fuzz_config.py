@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 from alexnet.config import TrainConfig, load_yaml, resolve_config
 from alexnet.errors import ConfigError
 
+# Derandomized by default (the same examples every run, so CI is reproducible); a deeper search is random.
 FUZZ = settings(max_examples=int(os.environ.get("ALEXNET_FUZZ_EXAMPLES", 150)), deadline=None, database=None,
+                derandomize="ALEXNET_FUZZ_EXAMPLES" not in os.environ,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 SECTIONS = {f.name: f.type for f in dataclasses.fields(TrainConfig)}

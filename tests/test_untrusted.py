@@ -297,7 +297,8 @@ def paths_of(ckpt):
 
 
 @pytest.mark.filterwarnings("ignore:Generating overly large repr")  # hypothesis shows the fixture checkpoint
-@settings(max_examples=int(os.environ.get("ALEXNET_FUZZ_EXAMPLES", 120)), deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=int(os.environ.get("ALEXNET_FUZZ_EXAMPLES", 120)), deadline=None, database=None,
+          derandomize="ALEXNET_FUZZ_EXAMPLES" not in os.environ, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_fuzzed_fields_are_refused_or_accepted(original, data):
     ckpt = copy.copy(original)  # shallow: only the touched branch is copied below
