@@ -272,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", help="d2l: a folder with IDX files, or sklearn-digits; seed: train/ + val/ photo "
                    "folders (default: the built-in shapes)")
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--image-size", type=int)
     p.add_argument("--batch-size", type=int, default=64)
@@ -302,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
                 from alexnet.data.synthetic import make_shapes
 
                 data = Path(make_shapes())  # the built-in dataset (reused when it exists)
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             start = time.perf_counter()
             if args.note == "d2l":
                 note = d2l_note(data, seed, args.epochs, image_size, args.batch_size, args.lr)
