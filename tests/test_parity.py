@@ -38,6 +38,21 @@ def note_batches(folder, order):
         yield x, torch.as_tensor(pair.labels[idx])
 
 
+def note_steps(model, batches) -> list[float]:
+    """The notes' training step, as both write it: Adam one op at a time (the notes' optimizer), mean cross-entropy,
+    zero_grad, backward, step; the loss of each step."""
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    losses = []
+    for x, y in batches:
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
 def test_the_first_steps_of_train_match_the_d2l_notes_loop(tmp_path):
     folder = write_mnist_folder(tmp_path / "digits", n_train=BATCH * STEPS, n_test=8)
     # No preset named: IDX digits get the d2l note's preprocessing by default, which is what makes the two identical.
@@ -54,17 +69,8 @@ def test_the_first_steps_of_train_match_the_d2l_notes_loop(tmp_path):
     ours = load_checkpoint(tmp_path / "run", prefer="last")
     assert ours["global_step"] == STEPS and ours["preset"] == "d2l"
 
-    # The note's loop, as written (Adam one op at a time, as the note's optimizer is), on our epoch's order.
     note_model.load_state_dict(start)
-    note_model.train()
-    optimizer = torch.optim.Adam(note_model.parameters(), lr=1e-3)
-    losses = []
-    for x, y in note_batches(folder, epoch_permutation(BATCH * STEPS, SEED, 0)):
-        loss = F.cross_entropy(note_model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = note_steps(note_model, note_batches(folder, epoch_permutation(BATCH * STEPS, SEED, 0)))
 
     # The epoch's training loss is the mean of the same per-step losses; the weights after the steps agree.
     assert result.rows[0]["train_loss"] == pytest.approx(float(np.mean(losses)), rel=1e-5)
@@ -118,18 +124,9 @@ def test_the_first_steps_of_train_match_the_cats_vs_dogs_notes_loop(tmp_path):
     ours_files = [path for path, _ in build_datasets(str(tmp_path / "pets"), image_size=SIZE).train.samples]
     where = {path: i for i, (path, _) in enumerate(note_data.samples)}
     order = [where[ours_files[i]] for i in epoch_permutation(len(ours_files), SEED, 0).tolist()]
+    batches = ([note_data[i] for i in order[step * 4:(step + 1) * 4]] for step in range(3))
     note_model.load_state_dict(start)
-    note_model.train()
-    optimizer = torch.optim.Adam(note_model.parameters(), lr=1e-3)
-    losses = []
-    for step in range(3):
-        batch = [note_data[i] for i in order[step * 4:(step + 1) * 4]]
-        x, y = torch.stack([b[0] for b in batch]), torch.tensor([b[1] for b in batch])
-        loss = F.cross_entropy(note_model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = note_steps(note_model, ((torch.stack([x for x, _ in b]), torch.tensor([y for _, y in b])) for b in batches))
     # rel 1e-4, not 1e-5 as above: the normalisation is one fused scale-and-shift on the batch here and a subtract
     # then divide in torchvision's Normalize, and BatchNorm over a batch of 4 carries that last-bit difference on.
     assert result.rows[0]["train_loss"] == pytest.approx(float(np.mean(losses)), rel=1e-4)
