@@ -25,7 +25,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from alexnet.errors import AlexNetError, ConfigError
+from alexnet.errors import AlexNetError, ConfigError, clip
 
 PG_TIMEOUT_ENV = "ALEXNET_PG_TIMEOUT_S"
 DEFAULT_PG_TIMEOUT_S = 3600  # the first decode of an ImageNet-size cache on one machine; PyTorch's own is 600
@@ -161,14 +161,9 @@ def check_same(what: str, value: dict[str, Any]) -> None:
     for rank, other in enumerate(values[1:], start=1):
         for key in value:
             if other.get(key) != values[0].get(key):
-                raise RankFailed(f"rank {rank} sees different {what} than rank 0: {key} is {_short(other.get(key))} "
-                                 f"on rank {rank} but {_short(values[0].get(key))} on rank 0; every rank must "
+                raise RankFailed(f"rank {rank} sees different {what} than rank 0: {key} is {_echo(other.get(key))} "
+                                 f"on rank {rank} but {_echo(values[0].get(key))} on rank 0; every rank must "
                                  "read the same files (same paths, same contents)")
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def cleanup() -> None:
@@ -197,3 +192,8 @@ def shard(batch_indices: torch.Tensor, info: DistInfo) -> torch.Tensor:
     if not info.enabled:
         return batch_indices
     return torch.tensor_split(batch_indices, info.world_size)[info.rank]
+
+
+def _echo(value: object) -> str:
+    """repr(value) for an error message, cut to 120 characters (errors.clip): a huge bad value stays out of it."""
+    return clip(repr(value), 120)

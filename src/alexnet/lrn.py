@@ -30,19 +30,13 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from alexnet import native
-from alexnet.errors import ConfigError
+from alexnet.errors import ConfigError, clip
 
 ALPHA_CONVENTIONS = ("per_size", "literal")
 # The widest window accepted. A window wider than a layer's channels sums all of them (the paper's max/min bounds),
 # so n matters beyond that only through alpha / n; 4096 is ten times the widest layer of the paper's model. The
 # bound keeps the window a C int for the native kernel and keeps an absurd n from reaching any kernel at all.
 MAX_SIZE = 4096
-
-
-def _show(value: object) -> str:
-    """repr(value) for an error message, cut to about 100 characters (a 10 MB string stays out of the log)."""
-    text = repr(value)
-    return text if len(text) <= 100 else text[:97] + "..."
 
 
 def check_arguments(size: int, alpha: float, beta: float, k: float, alpha_convention: str = "per_size") -> None:
@@ -52,13 +46,13 @@ def check_arguments(size: int, alpha: float, beta: float, k: float, alpha_conven
     numbers >= 0 (the model config's own rule for lrn_alpha, lrn_beta, lrn_k), a known alpha convention."""
     if isinstance(size, bool) or not isinstance(size, numbers.Integral) or not 1 <= size <= MAX_SIZE:
         raise ConfigError(f"LocalResponseNorm size (the paper's n, channels per window) must be an int in "
-                          f"[1, {MAX_SIZE}], got {_show(size)}")
+                          f"[1, {MAX_SIZE}], got {_echo(size)}")
     for name, value in (("alpha", alpha), ("beta", beta), ("k", k)):
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
-            raise ConfigError(f"LocalResponseNorm {name} must be a finite number >= 0, got {_show(value)}")
+            raise ConfigError(f"LocalResponseNorm {name} must be a finite number >= 0, got {_echo(value)}")
     if alpha_convention not in ALPHA_CONVENTIONS:
         raise ConfigError(f"LocalResponseNorm alpha_convention must be one of {ALPHA_CONVENTIONS}, "
-                          f"got {_show(alpha_convention)}")
+                          f"got {_echo(alpha_convention)}")
 
 
 def channel_window(size: int, alpha_convention: str) -> tuple[int, int]:
@@ -249,3 +243,8 @@ class LocalResponseNorm(nn.Module):
     def extra_repr(self) -> str:
         constants = f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
         return f"{constants}, alpha_convention={self.alpha_convention!r}"
+
+
+def _echo(value: object) -> str:
+    """repr(value) for an error message, cut to 100 characters (errors.clip): a huge bad value stays out of it."""
+    return clip(repr(value), 100)
