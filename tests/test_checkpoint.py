@@ -11,24 +11,30 @@ import torch
 from alexnet.checkpoint import (
     FORMAT,
     FORMAT_VERSION,
-    RunPaths,
+    Checkpoint,
     atomic_save,
-    check_matches,
     find_checkpoint,
     load_checkpoint,
-    rng_state,
-    set_rng_state,
 )
 from alexnet.errors import CheckpointError
+from alexnet.runfolder import RunPaths
+from alexnet.training.determinism import rng_state, set_rng_state
 
 FIXTURE = Path(__file__).parent / "fixtures" / "tiny-v1.pt"  # written by a real run: fixtures/make_checkpoint.py
 
 
 def minimal_checkpoint(**extra):
-    """A real checkpoint (the committed fixture: alexnet-bn at width 1/32, classes cat and dog), with `extra` set."""
-    ckpt = torch.load(FIXTURE, map_location="cpu", weights_only=True)
+    """A real checkpoint in today's layout (the committed fixture, alexnet-bn at width 1/32 on classes cat and dog,
+    read and written back by the record), with the top-level fields in `extra` set."""
+    ckpt = load_checkpoint(FIXTURE).to_dict()
     ckpt.update(extra)
     return ckpt
+
+
+def record_at(path="x/last.pt"):
+    record = load_checkpoint(FIXTURE)
+    record.path = path
+    return record
 
 
 class NotPlain:
@@ -43,8 +49,9 @@ def test_round_trip_and_run_folder_lookup(tmp_path):
     ckpt = minimal_checkpoint()
     atomic_save(ckpt, paths.last)
     loaded = load_checkpoint(paths.root, prefer="last")
-    assert loaded["class_names"] == ["cat", "dog"]
-    assert torch.equal(loaded["model"]["features.0.weight"], ckpt["model"]["features.0.weight"])
+    assert loaded.class_names == ["cat", "dog"]
+    assert torch.equal(loaded.weights["features.0.weight"], ckpt["model"]["features.0.weight"])
+    assert loaded.to_dict().keys() == ckpt.keys() and loaded.to_dict()["format_version"] == FORMAT_VERSION
     assert find_checkpoint(paths.root, prefer="best") == paths.last  # no best.pt yet: falls back to last.pt
     atomic_save(ckpt, paths.best)
     assert find_checkpoint(paths.root, prefer="best") == paths.best
@@ -144,18 +151,18 @@ def test_missing_path_and_empty_folder(tmp_path):
     [("class_names", ["circle", "square"]), ("image_size", 227), ("model_name", "alexnet"), ("in_channels", 1)],
 )
 def test_mismatch_names_the_field(field, value):
-    ckpt = minimal_checkpoint(path="x/last.pt")
-    expected = {k: ckpt[k] for k in ("class_names", "image_size", "model_name", "in_channels")}
-    check_matches(ckpt, expected, "resume")  # identical: accepted
+    record = record_at()
+    expected = {"class_names": ["cat", "dog"], "image_size": 67, "model_name": "alexnet-bn", "in_channels": 3}
+    record.check_matches(expected, "resume")  # identical: accepted
     expected[field] = value
     with pytest.raises(CheckpointError, match=rf"cannot resume: {field} differs: checkpoint x/last\.pt has"):
-        check_matches(ckpt, expected, "resume")
+        record.check_matches(expected, "resume")
 
 
 def test_model_args_mismatch_names_the_argument():
-    ckpt = minimal_checkpoint()
+    record = record_at()
     with pytest.raises(CheckpointError, match=r"model_args\.width_mult differs"):
-        check_matches(ckpt, {"model_args": dict(ckpt["model_args"], width_mult=0.25)}, "evaluate")
+        record.check_matches({"model_args": dict(record.model_args, width_mult=0.25)}, "evaluate")
 
 
 def test_rng_states_round_trip_through_a_weights_only_file(tmp_path):
@@ -165,23 +172,25 @@ def test_rng_states_round_trip_through_a_weights_only_file(tmp_path):
     path = tmp_path / "rng.pt"
     state = rng_state()
     expected = (random.random(), np.random.rand(), torch.rand(1).item())
-    atomic_save(minimal_checkpoint(rng=state), path)  # builds a layer: draws from torch's RNG
+    ckpt = minimal_checkpoint()
+    ckpt["train_state"]["rng"] = state
+    atomic_save(ckpt, path)
     random.seed(9)
     np.random.seed(9)
     torch.manual_seed(9)
-    set_rng_state(load_checkpoint(path)["rng"])
+    set_rng_state(load_checkpoint(path).train_state["rng"])
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
 
 
 def test_mismatch_message_echoes_a_bounded_value():
-    ckpt = minimal_checkpoint(path="x/last.pt")
+    record = record_at()
     many = [f"class{i}" for i in range(100_000)]
     with pytest.raises(CheckpointError, match=r"class_names differs: checkpoint x/last\.pt has \['cat', 'dog'\], "
                                               r"this run has \['class0', .*\.\.\.") as err:
-        check_matches(ckpt, {"class_names": many}, "evaluate")
+        record.check_matches({"class_names": many}, "evaluate")
     assert len(str(err.value)) < 300
     with pytest.raises(CheckpointError, match=r"model_args\.name differs: .* this run has 'yyy") as err:
-        check_matches(ckpt, {"model_args": dict(ckpt["model_args"], name="y" * 10**6)}, "resume")
+        record.check_matches({"model_args": dict(record.model_args, name="y" * 10**6)}, "resume")
     assert len(str(err.value)) < 300
 
 
@@ -192,3 +201,42 @@ def test_random_bytes_are_named_without_torchs_advice_to_unpickle_unsafely(tmp_p
         load_checkpoint(path)
     message = str(info.value)
     assert "download.pt: not a PyTorch checkpoint" in message and "weights_only" not in message
+
+
+def test_format_1_reads_as_the_same_record_as_its_format_2_rewrite(tmp_path):
+    """The upgrade moves fields, nothing else: format 1 (the fixture) and the record's own rewrite of it read the
+    same, and the rewrite drops format 1's duplicated data fields and its unread `sampler`."""
+    old = torch.load(FIXTURE, map_location="cpu", weights_only=True)
+    assert old["format_version"] == 1 and "sampler" in old and "image_size" in old["data"]
+    first = load_checkpoint(FIXTURE)
+    path = tmp_path / "v2.pt"
+    atomic_save(first.to_dict(), path)
+    second = load_checkpoint(path)
+    raw = torch.load(path, map_location="cpu", weights_only=True)
+    assert raw["format_version"] == FORMAT_VERSION == 2
+    assert "sampler" not in raw and "epoch" not in raw and "image_size" not in raw["data"]
+    for name in ("model_name", "model_args", "class_names", "preprocessing", "data", "config", "versions"):
+        assert getattr(first, name) == getattr(second, name), name
+    assert first.data_description() == second.data_description()
+    assert first.data_description()["image_size"] == old["data"]["image_size"]
+    assert first.train_state.keys() == second.train_state.keys()
+    assert {k: first.train_state[k] for k in ("epoch", "step_in_epoch", "global_step", "best_val_top1")} == {
+        k: old[k] for k in ("epoch", "step_in_epoch", "global_step", "best_val_top1")}
+
+
+def test_a_format_1_copy_that_disagrees_is_refused(tmp_path):
+    old = torch.load(FIXTURE, map_location="cpu", weights_only=True)
+    old["data"]["preset"] = "d2l"
+    path = tmp_path / "edited.pt"
+    atomic_save(old, path)
+    with pytest.raises(CheckpointError, match=r"field 'data\.preset' is 'd2l' but preset is 'seed'"):
+        load_checkpoint(path)
+
+
+def test_the_record_is_the_only_reader_of_keys():
+    """The record's own fields, typed: callers never index the file's dict."""
+    record = load_checkpoint(FIXTURE)
+    assert isinstance(record, Checkpoint)
+    assert record.preprocessing.image_size == 67 and record.preprocessing.mean == (0.485, 0.456, 0.406)
+    model = record.build_model()
+    assert not model.training and model.config.num_classes == len(record.class_names)

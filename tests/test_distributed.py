@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from alexnet.distributed import DEFAULT_PG_TIMEOUT_S, DistInfo, pg_timeout
+from alexnet.distributed import DEFAULT_PG_TIMEOUT_S, STOP_AGREE_EVERY, DistInfo, pg_timeout, stop_agreement_due
 from alexnet.errors import ConfigError
-from alexnet.train import STOP_AGREE_EVERY, stop_agreement_due
 from test_train import make_folder
 
 # No dropout (its masks are drawn per rank) and no BatchNorm (its statistics are per rank): then the only
@@ -61,7 +60,8 @@ def test_two_processes_match_one_and_resume(tmp_path):
 
     a = torch.load(single / "checkpoints" / "last.pt", weights_only=True)
     b = torch.load(double / "checkpoints" / "last.pt", weights_only=True)
-    assert a["global_step"] == b["global_step"] == 6 and b["world_size"] == 2
+    assert a["train_state"]["global_step"] == b["train_state"]["global_step"] == 6
+    assert b["train_state"]["world_size"] == 2
     for name, tensor in a["model"].items():
         assert relative_difference(tensor, b["model"][name]) <= 1e-5, name
     # Metrics are reduced over ranks: the 2-process validation saw all 10 images, as the 1-process one did.
@@ -145,5 +145,5 @@ def test_sigterm_under_torchrun_is_honoured_within_stop_agree_every_steps(tmp_pa
         if proc.poll() is None:
             proc.kill()
     saved = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
-    assert saved["global_step"] == STOP_AGREE_EVERY, err
+    assert saved["train_state"]["global_step"] == STOP_AGREE_EVERY, err
     assert f"SIGTERM: finished step {STOP_AGREE_EVERY} of epoch 1" in err

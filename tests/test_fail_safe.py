@@ -13,16 +13,10 @@ import torch
 from alexnet.errors import DataError
 from alexnet.evaluate import EvalResult
 from alexnet.files import FileWriteError
-from alexnet.train import (
-    TrainingError,
-    check_deterministic_backward,
-    check_validation,
-    fit,
-    resume_config,
-    truncate_metrics,
-    write_config,
-    write_metrics,
-)
+from alexnet.runfolder import truncate_metrics, write_config, write_metrics
+from alexnet.train import TrainingError, fit, resume_config
+from alexnet.training.determinism import check_deterministic_backward
+from alexnet.training.epoch import check_validation
 from test_train import TINY, make_folder, run_cli, tiny_config
 
 PLAIN_SGD = {"model.norm": "none", "optim.opt": "sgd", "optim.momentum": 0.0}

@@ -18,7 +18,8 @@ from alexnet.checkpoint import load_checkpoint
 from alexnet.config import resolve_config
 from alexnet.data.idx import find_idx_files, read_idx_pair
 from alexnet.models import build_model
-from alexnet.train import epoch_permutation, fit
+from alexnet.train import fit
+from alexnet.training.determinism import epoch_permutation
 from data_factories import write_mnist_folder
 
 SEED, SIZE, BATCH, STEPS = 3, 67, 8, 3
@@ -67,7 +68,7 @@ def test_the_first_steps_of_train_match_the_d2l_notes_loop(tmp_path):
     start = copy.deepcopy(note_model.state_dict())
     result = fit(resolve_config(overrides=overrides), progress=False)
     ours = load_checkpoint(tmp_path / "run", prefer="last")
-    assert ours["global_step"] == STEPS and ours["preset"] == "d2l"
+    assert ours.train_state["global_step"] == STEPS and ours.preprocessing.preset == "d2l"
 
     note_model.load_state_dict(start)
     losses = note_steps(note_model, note_batches(folder, epoch_permutation(BATCH * STEPS, SEED, 0)))
@@ -77,9 +78,9 @@ def test_the_first_steps_of_train_match_the_d2l_notes_loop(tmp_path):
     for name, tensor in note_model.state_dict().items():
         # atol: Adam's fused kernel (ours) rounds differently from the per-tensor one (the note's); where a gradient
         # is near zero, m / sqrt(v) may then move a few elements by a small fraction of one step (lr = 1e-3).
-        torch.testing.assert_close(ours["model"][name], tensor, rtol=1e-4, atol=1e-5, msg=name)
+        torch.testing.assert_close(ours.weights[name], tensor, rtol=1e-4, atol=1e-5, msg=name)
     # And the run did learn something: the weights moved from their init.
-    assert any(not torch.equal(ours["model"][k], v) for k, v in start.items() if v.is_floating_point())
+    assert any(not torch.equal(ours.weights[k], v) for k, v in start.items() if v.is_floating_point())
 
 
 def test_the_default_preset_follows_the_note_the_data_comes_from(tmp_path):
@@ -115,7 +116,7 @@ def test_the_first_steps_of_train_match_the_cats_vs_dogs_notes_loop(tmp_path):
     start = copy.deepcopy(note_model.state_dict())
     result = fit(resolve_config(overrides=overrides), progress=False)
     ours = load_checkpoint(tmp_path / "run", prefer="last")
-    assert ours["preset"] == "seed" and ours["global_step"] == 3
+    assert ours.preprocessing.preset == "seed" and ours.train_state["global_step"] == 3
 
     transform = transforms.Compose([transforms.Resize(size=(SIZE, SIZE)), transforms.ToTensor(),
                                     transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])])

@@ -7,6 +7,7 @@ the run cleanly (no thread left behind, no checkpoint with NaN weights).
 
 import csv
 import math
+import os
 import signal
 import sys
 import threading
@@ -19,18 +20,10 @@ from alexnet.checkpoint import load_checkpoint
 from alexnet.data.augment import BatchAugment
 from alexnet.data.prefetch import Prefetcher
 from alexnet.distributed import DistInfo
-from alexnet.train import (
-    PREFETCH_DEPTH,
-    CacheBatches,
-    EpochTotals,
-    LRSchedule,
-    RunInterrupted,
-    StepReadback,
-    TrainingError,
-    fit,
-    resume_config,
-    train_one_epoch,
-)
+from alexnet.train import RunInterrupted, TrainingError, fit, resume_config
+from alexnet.training.batches import PREFETCH_DEPTH, CacheBatches
+from alexnet.training.epoch import EpochTotals, StepReadback, train_one_epoch
+from alexnet.training.optim import LRSchedule
 from test_resume import untimed_rows
 from test_train import make_folder, tiny_config
 
@@ -239,8 +232,8 @@ def test_a_nan_found_at_a_later_read_stops_without_saving_over_the_good_checkpoi
     ):
         fit(cfg, progress=False)
     ckpt = load_checkpoint(run, prefer="last")
-    assert (ckpt["epoch"], ckpt["step_in_epoch"], ckpt["global_step"]) == (1, 0, 4)
-    assert all(torch.isfinite(t).all() for t in ckpt["model"].values() if t.is_floating_point())
+    assert tuple(ckpt.train_state[k] for k in ("epoch", "step_in_epoch", "global_step")) == (1, 0, 4)
+    assert all(torch.isfinite(t).all() for t in ckpt.weights.values() if t.is_floating_point())
     assert prefetch_threads() == []
 
 
@@ -267,7 +260,7 @@ def test_sigterm_mid_group_saves_at_a_read_step_and_resumes_to_the_same_weights(
         fit(tiny_config(tiny_data, run, **overrides), progress=False)
     assert prefetch_threads() == []
     stopped = load_checkpoint(run, prefer="last")
-    assert 1 <= stopped["global_step"] < 8
+    assert 1 <= stopped.train_state["global_step"] < 8
     monkeypatch.setattr(BatchAugment, "__call__", original)
     result = fit(resume_config(run), resume=run, progress=False)
     assert result.global_step == 8
@@ -279,7 +272,7 @@ def test_sigterm_mid_group_saves_at_a_read_step_and_resumes_to_the_same_weights(
 
 
 def test_the_loss_is_read_from_the_device_once_per_group_of_steps(monkeypatch):
-    """`.item()` and `.tolist()` calls made by alexnet/train.py during an epoch of 8 steps read every 3: one
+    """`.item()` and `.tolist()` calls made by alexnet's own code during an epoch of 8 steps read every 3: one
     `.tolist()` per read (steps 3, 6 and the epoch's last), nothing per step."""
     torch.manual_seed(0)
     images = torch.randint(0, 256, (64, 3, 8, 8), dtype=torch.uint8)
@@ -298,7 +291,7 @@ def test_the_loss_is_read_from_the_device_once_per_group_of_steps(monkeypatch):
         original = getattr(torch.Tensor, name)
 
         def counted(self, *args, _name=name, _original=original, **kwargs):
-            if sys._getframe(1).f_code.co_filename.endswith("train.py"):
+            if f"{os.sep}alexnet{os.sep}" in sys._getframe(1).f_code.co_filename:
                 calls.append(_name)
             return _original(self, *args, **kwargs)
 
@@ -365,7 +358,7 @@ def test_prefetch_and_sync_every_flags_parse():
 
 
 def test_prefetch_defaults_on_for_cuda_and_as_measured_on_the_cpu():
-    from alexnet.train import PREFETCH_ON_CPU, resolve_prefetch
+    from alexnet.training.batches import PREFETCH_ON_CPU, resolve_prefetch
 
     assert resolve_prefetch(None, torch.device("cuda", 0)) is True
     assert resolve_prefetch(None, torch.device("cpu")) is PREFETCH_ON_CPU

@@ -28,7 +28,7 @@ def global_step(run: Path) -> int:
     last = run / "checkpoints" / "last.pt"
     if not last.exists():
         return -1
-    return torch.load(last, weights_only=True)["global_step"]  # os.replace: always a whole file
+    return torch.load(last, weights_only=True)["train_state"]["global_step"]  # os.replace: always a whole file
 
 
 def wait_for_step(proc: subprocess.Popen, run: Path, step: int, timeout: float = 240) -> int:
@@ -93,12 +93,13 @@ def test_killed_and_terminated_runs_resume_to_bitwise_equal_weights(tmp_path):
     assert "resuming from" in out
 
     a, b = weights(reference), weights(broken)
-    assert a["global_step"] == b["global_step"] == EPOCHS * STEPS_PER_EPOCH
+    assert a["train_state"]["global_step"] == b["train_state"]["global_step"] == EPOCHS * STEPS_PER_EPOCH
     for name, tensor in a["model"].items():
         assert torch.equal(tensor, b["model"][name]), f"{name} differs after kill/resume"
-    for i, state in a["optimizer"]["state"].items():
+    for i, state in a["train_state"]["optimizer"]["state"].items():
         for key, value in state.items():
-            assert torch.equal(value, b["optimizer"]["state"][i][key]), f"optimizer state {i}.{key} differs"
+            other = b["train_state"]["optimizer"]["state"][i][key]
+            assert torch.equal(value, other), f"optimizer state {i}.{key} differs"
     assert untimed_rows(reference) == untimed_rows(broken)  # same losses and accuracies, no duplicated epochs
     leftovers = [p.name for p in (broken / "checkpoints").iterdir() if p.name not in ("last.pt", "best.pt")]
     assert leftovers == []

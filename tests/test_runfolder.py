@@ -100,4 +100,4 @@ def test_a_run_killed_before_its_first_checkpoint_can_start_again(tmp_path):
     (run / ".metrics.csv.abc123.tmp").write_text("half")
     result = fit(tiny_config(data, run, **{"run.epochs": 1, "run.max_steps": 1}), progress=False)
     assert result.global_step == 1
-    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["global_step"] == 1
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["train_state"]["global_step"] == 1

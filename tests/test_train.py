@@ -16,17 +16,12 @@ from PIL import Image
 from alexnet.checkpoint import load_checkpoint
 from alexnet.config import OptimSpec, resolve_config
 from alexnet.errors import CheckpointError, ConfigError
-from alexnet.train import (
-    METRIC_COLUMNS,
-    ChanceWatch,
-    LRSchedule,
-    TrainingError,
-    build_optimizer,
-    d2l_line,
-    epoch_permutation,
-    fit,
-    resume_config,
-)
+from alexnet.runfolder import METRIC_COLUMNS
+from alexnet.train import TrainingError, fit, resume_config
+from alexnet.training.determinism import epoch_permutation
+from alexnet.training.epoch import ChanceWatch
+from alexnet.training.optim import LRSchedule, build_optimizer
+from alexnet.training.report import d2l_line
 
 # The smallest run that still exercises everything: 1/8-width alexnet-bn at its smallest input (67 px).
 TINY = ["--width-mult", "0.125", "--image-size", "67", "--batch-size", "8", "--no-progress"]
@@ -116,7 +111,7 @@ def test_fit_in_process_writes_a_run_and_resumes_past_max_steps(tiny_data, tmp_p
     first = fit(cfg, progress=False)
     assert first.stopped_early and first.global_step == 3
     ckpt = load_checkpoint(tmp_path / "run", prefer="last")
-    assert (ckpt["epoch"], ckpt["step_in_epoch"], ckpt["global_step"]) == (0, 3, 3)
+    assert tuple(ckpt.train_state[k] for k in ("epoch", "step_in_epoch", "global_step")) == (0, 3, 3)
     again = fit(resume_config(tmp_path / "run", overrides={"run.max_steps": 100}), resume=tmp_path / "run",
                 progress=False)
     assert not again.stopped_early and again.global_step == 8  # 2 epochs x (32 images / 8)
@@ -130,7 +125,7 @@ def test_non_finite_loss_stops_at_once_and_keeps_the_last_good_checkpoint(tiny_d
     with pytest.raises(TrainingError, match=r"non-finite loss .* at epoch \d+, step \d+"):
         fit(cfg, progress=False)
     ckpt = load_checkpoint(tmp_path / "run", prefer="last")  # refuses NaN weights: these are all finite
-    assert ckpt["global_step"] >= 1
+    assert ckpt.train_state["global_step"] >= 1
 
 
 def test_resume_refuses_a_different_model_size_or_classes(tiny_data, tmp_path):
@@ -212,9 +207,9 @@ def test_variants_of_a_run_train_and_checkpoint(tiny_data, tmp_path, extra):
                  progress=False)
     assert result.global_step == 2 and math.isfinite(result.rows[0]["train_loss"])
     ckpt = load_checkpoint(tmp_path / "run", prefer="last")
-    assert ckpt["preset"] == extra.get("data.preset", "seed")  # a photo folder gets the seed note's by default
-    assert ckpt["in_channels"] == extra.get("model.in_channels", 3)
-    assert (ckpt["scaler"] is not None) == (extra.get("run.amp") == "fp16")
+    assert ckpt.preprocessing.preset == extra.get("data.preset", "seed")  # a photo folder gets the seed note's by default
+    assert ckpt.preprocessing.in_channels == extra.get("model.in_channels", 3)
+    assert (ckpt.train_state["scaler"] is not None) == (extra.get("run.amp") == "fp16")
 
 
 def test_every_flag_of_the_issue_parses_into_the_config():

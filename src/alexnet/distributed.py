@@ -29,6 +29,12 @@ from alexnet.errors import AlexNetError, ConfigError, clip
 
 PG_TIMEOUT_ENV = "ALEXNET_PG_TIMEOUT_S"
 DEFAULT_PG_TIMEOUT_S = 3600  # the first decode of an ImageNet-size cache on one machine; PyTorch's own is 600
+# Under torchrun a signal reaches one rank (or all, at different steps); ranks agree to stop at read steps, and at
+# least every STOP_AGREE_EVERY steps whatever --sync-every says, so SIGTERM is honoured within that many steps.
+STOP_AGREE_EVERY = 50
+# Fault injection for tests only: "RANK=PATH" makes that rank read PATH as its data source, as a node with another
+# copy of the data would (tests/test_distributed.py). Never set in real runs.
+TEST_RANK_SOURCE_ENV = "ALEXNET_TEST_RANK_SOURCE"
 
 
 class RankFailed(AlexNetError):
@@ -197,3 +203,61 @@ def shard(batch_indices: torch.Tensor, info: DistInfo) -> torch.Tensor:
 def _echo(value: object) -> str:
     """repr(value) for an error message, cut to 120 characters (errors.clip): a huge bad value stays out of it."""
     return clip(repr(value), 120)
+
+
+@contextlib.contextmanager
+def rank0_first(info: DistInfo, what: str = "preparing the data"):
+    """Each machine's local rank 0 runs the block first (it may write the dataset and caches under
+    $ALEXNET_CACHE), then that machine's other ranks run it and find the files done.
+
+    The others wait in `fail_together`, not a bare barrier: when a first rank fails, they hear it at once and stop
+    with its message. An error in the others' own run of the block is for the caller's `fail_together`."""
+    if info.local_rank == 0:
+        with fail_together(what):
+            yield
+    else:
+        with fail_together(what):
+            pass  # the first ranks' outcome: raises RankFailed if one failed
+        yield
+
+
+def stop_agreement_due(number: int, info: DistInfo, signalled: bool) -> bool:
+    """Whether global step `number` must be a read step so that a signal is acted on. A single process reads at
+    the next step after its own signal; under torchrun every rank must stop at the same step, so they agree at
+    read steps, and this makes one at least every STOP_AGREE_EVERY steps (the same on every rank) on any device."""
+    if not info.enabled:
+        return signalled
+    return number % STOP_AGREE_EVERY == 0
+
+
+def data_source_for_rank(source: str | None, info: DistInfo) -> str | None:
+    """`source`, unless the test-only ALEXNET_TEST_RANK_SOURCE="RANK=PATH" gives this rank another one."""
+    spec = os.environ.get(TEST_RANK_SOURCE_ENV, "")
+    rank, sep, path = spec.partition("=")
+    if sep and rank.strip() == str(info.rank):
+        return path
+    return source
+
+
+def data_identity(bundle: Any) -> dict[str, Any]:
+    """What every rank must agree on: class names, split sizes, and a hash of each split's file list and labels.
+
+    The hash covers `class-folder/file-name` and label, in order (the indices every rank draws from), not the full
+    path or modification time: machines may mount identical copies at different places."""
+    import hashlib
+    from pathlib import Path
+
+    def listing(dataset: Any) -> str:
+        h = hashlib.sha256()
+        samples = getattr(dataset, "samples", None)
+        if samples is not None:
+            for path, label in samples:
+                p = Path(path)
+                h.update(f"{p.parent.name}/{p.name}|{label}\n".encode())
+        else:  # arrays in memory: their own content fingerprint
+            h.update(dataset.fingerprint().encode())
+        return h.hexdigest()[:16]
+
+    return {"class names": list(bundle.class_names), "training images": len(bundle.train),
+            "validation images": len(bundle.val), "training files and labels (hash)": listing(bundle.train),
+            "validation files and labels (hash)": listing(bundle.val)}

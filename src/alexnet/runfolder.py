@@ -1,5 +1,9 @@
-"""One run folder, one writer: a lock held for the whole of `fit()`, and a refusal to train into a folder that is
-not a run.
+"""The run folder and its files: where each file lives (`RunPaths`), one writer (a lock held for the whole of `fit()`),
+a refusal to train into a folder that is not a run, and the writers of its plain files (config.yaml, metrics.csv,
+the PNG plots); checkpoints are alexnet.checkpoint's.
+
+Layout:
+    config.yaml  metrics.csv  log.txt  curves.png  filters.png  checkpoints/last.pt  checkpoints/best.pt
 
 Two trainers writing into one folder would interleave checkpoints, metrics and logs from different runs, and a
 `--resume` of a run that is still alive would fork it. `RunLock` takes an exclusive `fcntl.flock` on
@@ -15,13 +19,24 @@ No torch import: the CLI may call this before torch is loaded.
 
 from __future__ import annotations
 
+import csv
 import errno
 import fcntl
+import io
 import os
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from alexnet.errors import AlexNetError
-from alexnet.files import FileWriteError, describe_os_error
+from alexnet.config import TrainConfig
+from alexnet.errors import AlexNetError, DataError
+from alexnet.files import FileWriteError, atomic_write, atomic_write_text, describe_os_error
+
+METRIC_COLUMNS = [
+    "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_top1", "val_top5", "seconds", "images_per_s",
+    "data_wait_s", "data_wait_share",  # time the training loop waited for its next batch, and its share of the epoch
+]
 
 LOCK_NAME = ".alexnet.lock"
 # Everything alexnet itself writes into a run folder (train, eval's confusion matrix, export's default folder).
@@ -33,6 +48,49 @@ RUN_NAMES = frozenset({
 
 class RunFolderError(AlexNetError):
     """The run folder is in use by another process, or is not a run folder."""
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Where a run writes each of its files."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.csv"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "log.txt"
+
+    @property
+    def curves(self) -> Path:
+        return self.root / "curves.png"
+
+    @property
+    def filters(self) -> Path:
+        return self.root / "filters.png"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def last(self) -> Path:
+        return self.checkpoints / "last.pt"
+
+    @property
+    def best(self) -> Path:
+        return self.checkpoints / "best.pt"
+
+
+def default_output_dir(cfg: TrainConfig) -> str:
+    return str(Path("runs") / f"{cfg.recipe or cfg.model.name}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
 def foreign_entries(root: Path) -> list[str]:
@@ -114,3 +172,51 @@ def _read_pid(fd: int) -> int | None:
         return int(text) if text.isdigit() else None
     except OSError:
         return None
+
+
+def truncate_metrics(path: Path, keep_epochs: int) -> list[dict[str, Any]]:
+    """Rows of epochs 1..keep_epochs (a resumed run rewrites the later ones). A damaged file is an error naming
+    the row, never rows silently dropped."""
+    if not path.exists():
+        return []
+    rows = []
+    with open(path, newline="", encoding="utf-8") as f:
+        for number, row in enumerate(csv.DictReader(f), start=2):  # line 1 is the header
+            try:  # columns a run from an older version did not write stay empty
+                rows.append({k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()
+                             if k is not None and v not in ("", None)})
+                if "epoch" not in rows[-1]:
+                    raise KeyError("epoch")
+            except (ValueError, TypeError, KeyError) as e:
+                raise DataError(f"{path}: line {number} is damaged ({e}); move the file away to resume without "
+                                "the earlier epochs' rows") from None
+    rows = [r for r in rows if r["epoch"] <= keep_epochs]
+    write_metrics(path, rows)
+    return rows
+
+
+def write_config(cfg: TrainConfig, path: Path) -> None:
+    """config.yaml, written whole or not at all (a copy for people: resume reads the checkpoint's config)."""
+    import yaml
+
+    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=METRIC_COLUMNS)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v)
+                         for k in METRIC_COLUMNS for v in [row.get(k, "")]})
+    atomic_write_text(path, text.getvalue())
+
+
+def draw_plots(paths: RunPaths, rows: list[dict[str, Any]], model: Any, cfg: TrainConfig) -> None:
+    """curves.png and filters.png, each through the atomic writer (matplotlib picks the format from `.png`)."""
+    from alexnet.plots import plot_curves, plot_filters
+
+    title = f"{cfg.model.name} ({cfg.recipe or 'custom'})"
+    atomic_write(paths.curves, lambda tmp: plot_curves(rows, tmp, title=title), suffix=".png")
+    atomic_write(paths.filters, lambda tmp: plot_filters(model.conv1.weight, tmp,
+                                                         title=f"{cfg.model.name} conv1 filters"), suffix=".png")

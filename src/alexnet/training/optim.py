@@ -1,0 +1,82 @@
+"""The optimizer and the learning-rate schedule of `alexnet train`: SGD (the paper's recipe), Adam (the notes'), AdamW;
+warm-up, step, cosine, and the paper's divide-by-10-on-plateau."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from alexnet.config import OptimSpec
+
+
+class LRSchedule:
+    """lr for (epoch, step): linear warm-up, then constant (none), step, cosine, or the paper's plateau rule.
+
+    Plateau (section 5 of the paper): "divide the learning rate by 10 when the validation error rate stopped
+    improving with the current learning rate", at most `max_drops` times (3 in the paper). Its only state is a few
+    numbers (`state_dict()`), saved in every checkpoint.
+    """
+
+    def __init__(self, spec: OptimSpec, epochs: int, steps_per_epoch: int):
+        self.spec = spec
+        self.epochs = epochs
+        self.steps_per_epoch = steps_per_epoch
+        self.drops = 0
+        self.best = -math.inf
+        self.bad_epochs = 0
+
+    def lr_at(self, epoch: int, step: int) -> float:
+        s = self.spec
+        t = epoch + (step + 1) / self.steps_per_epoch  # epochs completed after this step
+        factor = 1.0
+        if s.warmup_epochs > 0 and t < s.warmup_epochs:
+            factor = t / s.warmup_epochs
+        if s.lr_schedule == "step":
+            factor *= s.gamma ** (epoch // s.step_size)
+        elif s.lr_schedule == "cosine":
+            span = max(self.epochs - s.warmup_epochs, 1e-9)
+            progress = min(max((t - s.warmup_epochs) / span, 0.0), 1.0)
+            factor *= 0.5 * (1.0 + math.cos(math.pi * progress))
+        elif s.lr_schedule == "plateau":
+            factor *= s.gamma**self.drops
+        return s.lr * factor
+
+    def end_epoch(self, val_top1: float) -> bool:
+        """Record an epoch's validation accuracy; True when the plateau rule divides the lr."""
+        if self.spec.lr_schedule != "plateau":
+            return False
+        if val_top1 > self.best:
+            self.best, self.bad_epochs = val_top1, 0
+            return False
+        self.bad_epochs += 1
+        if self.bad_epochs > self.spec.patience and self.drops < self.spec.max_drops:
+            self.drops += 1
+            self.bad_epochs = 0
+            return True
+        return False
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"drops": self.drops, "best": self.best, "bad_epochs": self.bad_epochs}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.drops, self.best, self.bad_epochs = int(state["drops"]), float(state["best"]), int(state["bad_epochs"])
+
+
+FUSED_OPTIMIZER_DEVICES = ("cpu", "cuda")
+
+
+def build_optimizer(spec: OptimSpec, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """SGD / Adam / AdamW with PyTorch's fused kernels where the parameters live on a device that has them: one
+    kernel for the whole update instead of a dozen small ops per parameter tensor (measured in benchmarks/README.md).
+    Same update rule, rounded differently in the last bits. Only parameters that require a gradient are optimised."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    fused = bool(params) and all(p.device.type in FUSED_OPTIMIZER_DEVICES and p.is_floating_point() for p in params)
+    options = {"lr": spec.lr, "weight_decay": spec.weight_decay, "fused": fused or None}
+    if spec.opt == "sgd":
+        return torch.optim.SGD(params, momentum=spec.momentum, **options)
+    if spec.opt == "adam":
+        return torch.optim.Adam(params, **options)
+    return torch.optim.AdamW(params, **options)
+

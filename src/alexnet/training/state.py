@@ -1,0 +1,68 @@
+"""The training state: everything a run must carry from one step to the next, and what a checkpoint saves of it.
+
+One object owns it, and `state_dict()` / `load_state_dict()` walk the same two lists (`POSITION` and the parts in
+`_parts()`), so that saving and restoring cannot drift apart: a field added to one is in the other.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from alexnet.distributed import DistInfo
+from alexnet.training.determinism import rng_state, set_rng_state
+from alexnet.training.epoch import ChanceWatch, EpochTotals, gather_totals
+from alexnet.training.optim import LRSchedule
+
+# Where the run is: the epoch in progress (0-based), the steps of it done, the steps done in all, the best
+# validation top-1 so far (-inf before the first validation).
+POSITION = ("epoch", "step_in_epoch", "global_step", "best_val_top1")
+
+
+@dataclass
+class TrainState:
+    optimizer: torch.optim.Optimizer
+    schedule: LRSchedule
+    scaler: torch.amp.GradScaler | None  # fp16 loss scaling, else None
+    chance: ChanceWatch  # remembers whether the loss-at-chance warning was given
+    epoch: int = 0
+    step_in_epoch: int = 0
+    global_step: int = 0
+    best_val_top1: float = -math.inf
+    totals: EpochTotals = field(default_factory=EpochTotals)  # this rank's sums over the epoch so far
+
+    def _parts(self) -> dict[str, Any]:
+        """The stateful objects, by the name their state is saved under."""
+        return {"optimizer": self.optimizer, "scheduler": self.schedule, "scaler": self.scaler}
+
+    def state_dict(self, info: DistInfo) -> dict[str, Any]:
+        """Plain types and tensors (a weights_only checkpoint). Collective under torchrun: every rank's epoch totals
+        are gathered, so that a resume restores each rank's sums."""
+        totals = gather_totals(self.totals, info)
+        state: dict[str, Any] = {name: getattr(self, name) for name in POSITION}
+        state.update({name: part.state_dict() if part is not None else None for name, part in self._parts().items()})
+        state.update({"epoch_totals": totals, "world_size": len(totals), "chance_warned": self.chance.warned,
+                      "rng": rng_state()})
+        return state
+
+    def load_state_dict(self, state: dict[str, Any], info: DistInfo) -> None:
+        """Continue exactly where `state` left off. Epoch totals are restored on the same number of ranks only (a
+        resume on another number starts the epoch's sums afresh); the scaler's state only when fp16 scaling is on."""
+        for name in POSITION:
+            setattr(self, name, state[name])
+        for name, part in self._parts().items():
+            if part is not None and state.get(name):
+                part.load_state_dict(state[name])
+        totals = state["epoch_totals"]
+        self.totals = EpochTotals(**totals[info.rank]) if len(totals) == info.world_size else EpochTotals()
+        self.chance.warned = bool(state.get("chance_warned", False))
+        set_rng_state(state["rng"])
+
+    def advance(self, next_position: tuple[int, int]) -> None:
+        """Move to (epoch, step in epoch); a new epoch starts its sums afresh."""
+        if next_position[0] != self.epoch:
+            self.totals = EpochTotals()
+        self.epoch, self.step_in_epoch = next_position
