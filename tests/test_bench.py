@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from alexnet.bench import OURS_FP32, PLAIN, prepare
+from alexnet.bench import OURS_FP32, PLAIN, SECTIONS, BenchConfig, prepare
 from alexnet.lrn import LocalResponseNorm
 from alexnet.models import build_model
 
@@ -31,7 +31,7 @@ def test_bench_command_writes_every_section(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "ours/plain" in result.stdout and "machine ceilings" in result.stdout
     results = json.loads(out.read_text())
-    for section in ("ceilings", "train_step", "lrn", "data", "end_to_end", "inference"):
+    for section in SECTIONS:
         assert section in results
     step = results["train_step"]
     ours = step[step["ours"]]
@@ -42,7 +42,7 @@ def test_bench_command_writes_every_section(tmp_path):
     assert len(timed) == (1 if crawls else 2) and ours["images_per_s"] == max(timed)
     assert ("skipped" in step["ours-bf16"]) is crawls
     assert "CPU: " in result.stdout and "capability" in result.stdout  # the CPU's kernel level heads the table
-    assert set(results["section_seconds"]) == {"plan", "ceilings", "train", "lrn", "data", "end_to_end", "inference"}
+    assert set(results["section_seconds"]) == {"plan", *SECTIONS}  # each section named by its results' key
     assert "[7/7] inference" in result.stdout  # progress per section
     assert step["ours_over_plain"] == pytest.approx(ours["images_per_s"] / step["plain"]["images_per_s"], rel=0.02)
     # achieved FLOP/s is images/s times the model's training FLOPs per image
@@ -65,3 +65,39 @@ def test_ours_steps_with_the_fused_optimizer_and_plain_without():
     net = torch.nn.Linear(3, 2)
     assert optimizer_for(net, OURS_FP32).defaults["fused"] and optimizer_for(net, OURS_BF16).defaults["fused"]
     assert not optimizer_for(net, PLAIN).defaults["fused"]
+
+
+def test_ours_is_timed_through_the_trainer_itself(monkeypatch):
+    """The train-step figure of ours runs alexnet.training's epoch function and optimizer, so a change to the trainer
+    changes the benchmark (no hand copy of the step to fall behind)."""
+    import alexnet.training.epoch as epoch
+    import alexnet.training.optim as optim
+    from alexnet.bench.steps import time_train_steps
+
+    calls = {"epochs": 0, "optimizers": 0}
+    real_epoch, real_optimizer = epoch.train_one_epoch, optim.build_optimizer
+
+    def counted_epoch(*args, **kwargs):
+        calls["epochs"] += 1
+        return real_epoch(*args, **kwargs)
+
+    def counted_optimizer(*args, **kwargs):
+        calls["optimizers"] += 1
+        return real_optimizer(*args, **kwargs)
+
+    monkeypatch.setattr(epoch, "train_one_epoch", counted_epoch)
+    monkeypatch.setattr(optim, "build_optimizer", counted_optimizer)
+    model = build_model("alexnet-bn", num_classes=2, image_size=67, width_mult=0.0625)
+    cfg = BenchConfig(image_size=67, batch_size=4, width_mult=0.0625, steps=2, repeats=2)
+    assert time_train_steps(model, OURS_FP32, cfg) > 0
+    assert calls == {"epochs": 3, "optimizers": 1}  # warm-up + 2 timed passes, one optimizer
+    assert time_train_steps(model, PLAIN, cfg) > 0 and calls == {"epochs": 3, "optimizers": 1}  # plain: the notes' loop
+
+
+def test_sections_are_named_by_their_results_and_the_old_name_still_works():
+    from alexnet.bench.sections import REGISTRY
+
+    assert tuple(REGISTRY) == SECTIONS
+    assert BenchConfig(sections=("train", "lrn")).sections == ("train_step", "lrn")
+    with pytest.raises(Exception, match="unknown bench section"):
+        BenchConfig(sections=("warp",))
