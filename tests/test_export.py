@@ -1,9 +1,12 @@
-"""`alexnet export`: the Hub folder round-trips, ONNX Runtime reproduces PyTorch, torch.export reloads; bad input."""
+"""`alexnet export`: the Hub folder round-trips, ONNX Runtime reproduces PyTorch, torch.export reloads; bad input;
+the ONNX pieces (alexnet.onnxrt) stay below the exporter."""
 
+import ast
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -92,14 +95,18 @@ def folder_bytes(folder):
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
 
-@pytest.mark.parametrize("fmt, tolerance", [("onnx", "ONNX_TOLERANCE"), ("torch-export", "PROGRAM_TOLERANCE")])
-def test_a_failed_parity_check_leaves_the_old_export_as_it_was(run_dir, tmp_path, monkeypatch, fmt, tolerance):
+@pytest.mark.parametrize("fmt, module, tolerance", [("onnx", "alexnet.onnxrt", "ONNX_TOLERANCE"),
+                                                     ("torch-export", "alexnet.export", "PROGRAM_TOLERANCE")])
+def test_a_failed_parity_check_leaves_the_old_export_as_it_was(run_dir, tmp_path, monkeypatch, fmt, module, tolerance):
+    import importlib
+
     import alexnet.export
 
     out = tmp_path / "out"
     export_checkpoint(run_dir, out, ["hub", fmt])
     before = folder_bytes(out)
-    monkeypatch.setattr(alexnet.export, tolerance, -1.0)  # no difference passes: the check fails for real
+    # no difference passes: the check fails for real
+    monkeypatch.setattr(importlib.import_module(module), tolerance, -1.0)
     with pytest.raises(alexnet.export.ExportError, match=rf"{out}.* differ .*nothing was exported"):
         export_checkpoint(other_checkpoint(run_dir, tmp_path / "other.pt"), out, ["hub", fmt], force=True)
     assert folder_bytes(out) == before  # safetensors and config.json of the old checkpoint, together
@@ -127,3 +134,23 @@ def test_an_existing_export_is_refused_without_force_and_replaced_whole_with_it(
     os.umask(umask)
     assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~umask  # an ordinary folder, not the private temporary
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other.pt", "out"]
+
+
+def test_the_onnx_module_never_imports_the_exporter():
+    # alexnet.export builds on alexnet.onnxrt; an import back (even inside a function) would make the two a cycle.
+    import alexnet.onnxrt
+
+    imported = set()
+    for node in ast.walk(ast.parse(Path(alexnet.onnxrt.__file__).read_text())):
+        if isinstance(node, ast.Import):
+            imported |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):  # onnxrt sits in the package root: `from . import x` is alexnet.x
+            base = ".".join(filter(None, ["alexnet" if node.level else None, node.module]))
+            imported |= {base, *(f"{base}.{a.name}" for a in node.names)}
+    assert "alexnet.data.cache" in imported  # the walk sees imports inside functions
+    assert not [m for m in imported if m == "alexnet.export" or m.startswith("alexnet.export.")], sorted(imported)
+    code = ("import sys, alexnet.onnxrt, alexnet.inference, alexnet.evaluate, alexnet.predict; "
+            "print(sorted(m for m in sys.modules if m == 'alexnet.export'))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

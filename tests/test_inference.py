@@ -75,3 +75,13 @@ def test_eval_and_predict_accept_the_inference_flags(tmp_path):
     assert result.returncode == 0, result.stderr
     top = json.loads(result.stdout)[0]["top"]
     assert abs(sum(t["prob"] for t in top) - 1.0) < 1e-3  # 2 classes: top-2 is everything
+
+
+def test_autocast_is_a_no_op_without_a_dtype():
+    from alexnet.amp import AMP_DTYPES, autocast
+
+    a = torch.randn(4, 4)
+    with autocast("cpu", None):
+        assert (a @ a).dtype == torch.float32
+    with autocast("cpu", AMP_DTYPES["bf16"]):
+        assert (a @ a).dtype == torch.bfloat16

@@ -10,7 +10,7 @@ import torch
 
 from alexnet.errors import ConfigError
 from alexnet.inference import InferenceOptions, Predictor
-from alexnet.onnxrt import OnnxRuntimeError, OnnxRuntimeModel, compare_top1, quantize_int8
+from alexnet.onnxrt import OnnxRuntimeError, OnnxRuntimeModel, compare_top1, export_onnx, quantize_int8
 from alexnet.train import fit
 from test_inference import trained_like
 from test_train import make_folder, tiny_config
@@ -55,8 +55,6 @@ def test_int8_is_really_quantized_and_close(tmp_path):
     assert 0 < (got - expected).abs().max().item() < 0.1 * scale
     # the file holds integer weights (QuantizeLinear/DequantizeLinear pairs), not fp32 ones
     fp32 = tmp_path / "m.onnx"
-    from alexnet.export import export_onnx
-
     export_onnx(trained_like("alexnet-bn"), fp32)
     int8 = quantize_int8(fp32, tmp_path / "m.int8.onnx", calibration)
     ops = {node.op_type for node in onnx.load(str(int8)).graph.node}

@@ -7,7 +7,6 @@ device and summed over torchrun ranks once, at the end.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import math
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from alexnet.amp import autocast
 from alexnet.distributed import all_reduce_sum
 from alexnet.inference import InferenceOptions, prepare_model
 
@@ -150,20 +150,18 @@ def evaluate(
     was_training = model.training
     model.eval()
     totals = MetricTotals(num_classes, device)
-    autocast = (
-        torch.autocast(device_type=device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
-    )
+    precision = autocast(device.type, amp_dtype)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     for images, labels in batches:
         images = images.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True)
         if images.dim() == 4:
-            with autocast:
+            with precision:
                 logits = model(images.contiguous(memory_format=memory_format)).float()  # (B, num_classes)
             totals.update(logits, labels)
         else:
             b, v = images.shape[:2]
-            with autocast:
+            with precision:
                 logits = model(images.flatten(0, 1).contiguous(memory_format=memory_format)).float()  # (B*V, C)
             log_probs = logits.softmax(dim=1).view(b, v, -1).mean(dim=1).clamp_min(1e-12).log()  # (B, num_classes)
             totals.update(log_probs, labels, F.nll_loss(log_probs, labels, reduction="sum"))
@@ -209,31 +207,19 @@ def evaluate_checkpoint(
     A source without a train/val split of its own (one folder of class folders, like the note's TEST_PATH) is
     evaluated whole. Class names must match the checkpoint's, else the refusal names the field.
     """
-    from alexnet.checkpoint import atomic_write, check_matches, load_checkpoint, model_from_checkpoint, run_dir_of
-    from alexnet.data import build_datasets
+    from alexnet.checkpoint import check_matches, load_checkpoint, model_from_checkpoint, run_dir_of
     from alexnet.data.augment import BatchAugment
+    from alexnet.data.batches import CachedBatches
     from alexnet.data.cache import cache_split
+    from alexnet.files import atomic_write
     from alexnet.onnxrt import calibration_batches
     from alexnet.plots import plot_confusion
 
     ckpt = load_checkpoint(checkpoint, prefer="best")
+    path, class_names = Path(ckpt["path"]), list(ckpt["class_names"])
     inference = inference or InferenceOptions()
     device = torch.device(device) if inference.uses_torch else torch.device("cpu")  # ONNX Runtime: CPU provider
-    cfg = ckpt.get("config") or {}
-    data_cfg = cfg.get("data", {})
-    image_size, in_channels, preset = int(ckpt["image_size"]), int(ckpt["in_channels"]), ckpt["preset"]
-    common = {"image_size": image_size, "in_channels": in_channels, "preset": preset, "statistics": False}
-    if data is None:  # the data the checkpoint was trained and validated on, split the same way
-        from alexnet.data import build_from_description
-
-        bundle = build_from_description(ckpt["data"], statistics=False)
-        whole = False
-    else:
-        bundle = build_datasets(source=data, val_split=data_cfg.get("val_split", 0.2),
-                                seed=data_cfg.get("split_seed", 0), **common)
-        whole = not (bundle.layout.startswith("train/val") or "train/test" in bundle.layout)
-        if whole:  # no split of its own: every image is a test image
-            bundle = build_datasets(source=data, val_split=0.0, seed=0, **common)
+    bundle, whole = _eval_bundle(ckpt, data)
     check_matches(ckpt, {"class_names": list(bundle.class_names)}, "evaluate")
     part = "train" if whole or split == "train" else "val"
     cached = cache_split(bundle, part, workers=workers)
@@ -244,20 +230,33 @@ def evaluate_checkpoint(
     augment = BatchAugment.for_checkpoint(ckpt, ten_crop=ten_crop)
     model = prepare_model(model_from_checkpoint(ckpt, device), inference,
                           calibration=lambda: calibration_batches(ckpt, workers=workers))
-
-    def batches():
-        for chunk in torch.arange(len(cached)).split(batch_size):
-            yield augment(cached.images[chunk]), cached.labels[chunk]
-
-    result = evaluate(model, batches(), len(ckpt["class_names"]), ckpt["class_names"], device, reduce=False,
+    batches = CachedBatches(cached.images, cached.labels, augment, batch_size)
+    result = evaluate(model, batches, len(class_names), class_names, device, reduce=False,
                       amp_dtype=inference.amp_dtype, channels_last=inference.channels_last and inference.uses_torch)
-    folder = Path(output_dir) if output_dir is not None else run_dir_of(Path(ckpt["path"]))
+    folder = Path(output_dir) if output_dir is not None else run_dir_of(path)
     folder.mkdir(parents=True, exist_ok=True)
     csv_path = write_confusion_csv(result, folder / "confusion.csv")
     png_path = folder / "confusion.png"
-    title = f"{Path(ckpt['path']).name} on {part}{' (10-crop)' if ten_crop else ''}"
+    title = f"{path.name} on {part}{' (10-crop)' if ten_crop else ''}"
     atomic_write(png_path, lambda tmp: plot_confusion(result.confusion, result.class_names, tmp, title=title),
                  suffix=".png")
     shown = "all images" if whole else f"{part} split"
-    description = f"{ckpt['path']} on the {shown} of {bundle.source} ({len(cached)} images{', 10-crop' if ten_crop else ''})"
+    description = f"{path} on the {shown} of {bundle.source} ({len(cached)} images{', 10-crop' if ten_crop else ''})"
     return EvalRun(result, description, csv_path, png_path)
+
+
+def _eval_bundle(ckpt: dict[str, Any], data: str | None) -> tuple[Any, bool]:
+    """(the data bundle to evaluate on, whether it is evaluated whole): the checkpoint's own data split the same
+    way, or `data` read with the checkpoint's preprocessing and split (whole when it has no split of its own)."""
+    from alexnet.data import build_datasets, build_from_description
+
+    if data is None:  # the data the checkpoint was trained and validated on, split the same way
+        return build_from_description(ckpt["data"], statistics=False), False
+    data_cfg = (ckpt.get("config") or {}).get("data", {})
+    common = {"image_size": int(ckpt["image_size"]), "in_channels": int(ckpt["in_channels"]),
+              "preset": ckpt["preset"], "statistics": False}
+    bundle = build_datasets(source=data, val_split=data_cfg.get("val_split", 0.2),
+                            seed=data_cfg.get("split_seed", 0), **common)
+    if bundle.layout.startswith("train/val") or "train/test" in bundle.layout:
+        return bundle, False
+    return build_datasets(source=data, val_split=0.0, seed=0, **common), True  # no split of its own: all test images

@@ -5,10 +5,13 @@ Every format takes what the model takes: a float batch (B, C, S, S) already norm
 config.json records (the preprocessing is data, not part of the graph, as in torchvision and timm).
 
 An export is a set: `export_checkpoint` writes every file into a private temporary folder beside the target,
-verifies each one there (the Hub folder reloads to identical logits, ONNX Runtime within ONNX_TOLERANCE, the
-torch.export program within PROGRAM_TOLERANCE), and only then puts the folder in place with one rename (an atomic
+verifies each one there (the Hub folder reloads to identical logits, ONNX Runtime within onnxrt.ONNX_TOLERANCE,
+the torch.export program within PROGRAM_TOLERANCE), and only then puts the folder in place with one rename (an atomic
 exchange with the old folder under --force, where the OS has one). A failed check or a crash leaves the old export
 exactly as it was: never a model.safetensors of one checkpoint beside the config.json of another.
+
+The ONNX pieces (export with its ONNX Runtime check, int8 quantization and its parity check) live in alexnet.onnxrt,
+which imports nothing from here; this module adds the Hub folder, the torch.export program and the set's writing.
 """
 
 from __future__ import annotations
@@ -23,23 +26,16 @@ from typing import Any
 
 import torch
 
-from alexnet.checkpoint import atomic_write
 from alexnet.errors import AlexNetError, CheckpointError
-from alexnet.files import FileWriteError, describe_os_error, fsync_dir
+from alexnet.files import FileWriteError, atomic_write, describe_os_error, fsync_dir
 from alexnet.models import AlexNet, AlexNetConfig
+from alexnet.onnxrt import INT8_FILE, MAX_BATCH, ONNX_FILE, ExportError, example_input, export_int8, export_onnx
 
 FORMATS = ("hub", "onnx", "onnx-int8", "torch-export")
 HUB_WEIGHTS, HUB_CONFIG = "model.safetensors", "config.json"
-ONNX_FILE, INT8_FILE, PROGRAM_FILE = "model.onnx", "model.int8.onnx", "model.pt2"
-PARITY_IMAGES = 1000  # validation images the int8 model is compared on (all of them if fewer)
-# ONNX Runtime and PyTorch reorder float sums differently; logits of a trained AlexNet agree far better than this.
-ONNX_TOLERANCE = 1e-3
+PROGRAM_FILE = "model.pt2"
 # torch.export runs the same kernels as eager PyTorch; only fusions may reorder float sums (max |logit difference|).
 PROGRAM_TOLERANCE = 1e-4
-
-
-class ExportError(AlexNetError):
-    """An export could not be written or did not reproduce the model's outputs."""
 
 
 def preprocessing(ckpt: dict[str, Any]) -> dict[str, Any]:
@@ -51,11 +47,6 @@ def preprocessing(ckpt: dict[str, Any]) -> dict[str, Any]:
         "mean": [float(v) for v in ckpt.get("mean", ())],
         "std": [float(v) for v in ckpt.get("std", ())],
     }
-
-
-def example_input(model: AlexNet, batch: int = 2, seed: int = 0) -> torch.Tensor:
-    c, s = model.config.in_channels, model.config.image_size
-    return torch.randn(batch, c, s, s, generator=torch.Generator().manual_seed(seed))
 
 
 def export_hub(model: AlexNet, ckpt: dict[str, Any], folder: Path) -> list[Path]:
@@ -92,51 +83,9 @@ def load_hub(folder: str | Path) -> tuple[AlexNet, dict[str, Any]]:
     return model.eval(), config
 
 
-def export_onnx(model: AlexNet, path: Path) -> dict[str, Any]:
-    """ONNX through torch.export (dynamic batch), then run by ONNX Runtime and compared with PyTorch."""
-    try:
-        import onnxruntime
-    except ImportError:
-        raise ExportError("ONNX export needs the export extra: pip install 'alexnet[export]'") from None
-    x = example_input(model)
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    try:
-        program = torch.onnx.export(model, (x,), dynamo=True, dynamic_shapes=({0: batch},), verbose=False,
-                                    input_names=["images"], output_names=["logits"])
-    except ImportError as e:
-        raise ExportError(f"ONNX export needs the export extra (pip install 'alexnet[export]'): {e}") from None
-    atomic_write(path, lambda tmp: program.save(tmp), suffix=path.suffix)
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    # A batch size other than the traced one proves the batch axis really is dynamic.
-    check = example_input(model, batch=3, seed=1)
-    with torch.inference_mode():
-        expected = model(check).numpy()
-    got = session.run(None, {session.get_inputs()[0].name: check.numpy()})[0]
-    max_abs_diff = float(abs(got - expected).max())
-    if not max_abs_diff <= ONNX_TOLERANCE:
-        raise ExportError(f"{path}: ONNX Runtime's logits differ from PyTorch's by {max_abs_diff:.3g} (> {ONNX_TOLERANCE})")
-    return {"path": str(path), "onnxruntime_max_abs_diff": max_abs_diff, "checked_batch": 3}
-
-
-def export_int8(model: AlexNet, ckpt: dict[str, Any], fp32_path: Path, path: Path) -> dict[str, Any]:
-    """Static int8 quantization of the ONNX file, calibrated on the checkpoint's training images, then compared with
-    the PyTorch model on its validation images: top-1 agreement and both accuracies (alexnet.onnxrt)."""
-    from alexnet.data.augment import BatchAugment
-    from alexnet.data.cache import cache_split
-    from alexnet.onnxrt import OnnxRuntimeModel, calibration_batches, checkpoint_data, compare_top1, quantize_int8
-
-    bundle = checkpoint_data(ckpt)  # scanned once: training images calibrate, validation images check
-    quantize_int8(fp32_path, path, calibration_batches(ckpt, bundle))
-    val = cache_split(bundle, "val")
-    augment = BatchAugment.for_checkpoint(ckpt)
-    chunks = torch.arange(min(len(val), PARITY_IMAGES)).split(64)
-    parity = compare_top1(model, OnnxRuntimeModel(path), ((augment(val.images[c]), val.labels[c]) for c in chunks))
-    return {"path": str(path), "validation": parity}
-
-
 def export_program(model: AlexNet, path: Path) -> dict[str, Any]:
     """A torch.export ExportedProgram (load with torch.export.load(path).module())."""
-    batch = torch.export.Dim("batch", min=1, max=4096)
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     program = torch.export.export(model, (example_input(model),), dynamic_shapes=({0: batch},))
     atomic_write(path, lambda tmp: torch.export.save(program, tmp), suffix=path.suffix)
     check = example_input(model, batch=3, seed=1)

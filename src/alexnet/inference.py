@@ -9,7 +9,6 @@ eager (tests/test_inference.py); int8 is checked on decisions instead (tests/tes
 
 from __future__ import annotations
 
-import contextlib
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -17,9 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from alexnet.amp import AMP_DTYPES, autocast
 from alexnet.errors import ConfigError
-
-AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # for config.AMP_MODES
 
 
 @dataclass(frozen=True)
@@ -81,13 +79,9 @@ class Predictor:
             warn_if_slow(self.options.amp, self.device.type)  # an explicit --amp that is slow here: say so, once
         self.model = prepare_model(model.to(self.device), self.options, calibration)
 
-    def autocast(self):
-        dtype = self.options.amp_dtype
-        return torch.autocast(self.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
-
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         channels_last = self.options.channels_last and self.options.uses_torch
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
         images = images.to(self.device, non_blocking=True).contiguous(memory_format=memory_format)
-        with torch.inference_mode(), self.autocast():
+        with torch.inference_mode(), autocast(self.device.type, self.options.amp_dtype):
             return self.model(images).float()

@@ -1,4 +1,8 @@
-"""ONNX Runtime as an inference runtime for `alexnet eval`, `alexnet predict` and `alexnet bench`, in fp32 or in int8.
+"""Everything ONNX, in one low-level module: export to ONNX checked by ONNX Runtime, static int8 quantization with
+its parity check, and ONNX Runtime as an inference runtime for `alexnet eval`, `alexnet predict` and `alexnet bench`.
+
+It imports nothing from alexnet.export: `alexnet export` (the verified set of files) builds on these pieces, and
+the runtimes (alexnet.inference) use them without the exporter.
 
 int8 is the one way to inference several times faster than fp32 on a CPU without AMX: the build machine's AVX-512
 VNNI instructions do 4 int8 multiply-adds where fp32 does one, and int8 weights are a quarter of the bytes, which is
@@ -7,7 +11,7 @@ quantized statically in the usual way (ONNX Runtime's `quantize_static`, QDQ for
 int8, activations in uint8 with ranges calibrated on a few hundred *training* images with the evaluation
 transform. Quantization changes the logits by more than float tolerance, so its check is on decisions:
 `compare_top1` gives the share of images whose top-1 class is unchanged, and `alexnet export --format onnx-int8`
-reports it together with both accuracies on the validation split.
+reports it together with both accuracies on the validation split (`export_int8`).
 """
 
 from __future__ import annotations
@@ -24,12 +28,22 @@ from torch import nn
 from alexnet.errors import AlexNetError
 
 RUNTIMES = ("torch", "onnxruntime", "onnxruntime-int8")
+ONNX_FILE, INT8_FILE = "model.onnx", "model.int8.onnx"
 CALIBRATION_IMAGES = 256  # ranges settle well before this on AlexNet; more only costs calibration time
 CALIBRATION_BATCH = 32
+PARITY_IMAGES = 1000  # validation images the int8 model is compared on (all of them if fewer)
+PARITY_BATCH = 64
+# ONNX Runtime and PyTorch reorder float sums differently; logits of a trained AlexNet agree far better than this.
+ONNX_TOLERANCE = 1e-3
+MAX_BATCH = 4096  # the upper end of an exported graph's dynamic batch axis
 
 
 class OnnxRuntimeError(AlexNetError):
     """ONNX Runtime is missing, or a model could not be exported, quantized or loaded."""
+
+
+class ExportError(AlexNetError):
+    """An export could not be written or did not reproduce the model's outputs."""
 
 
 def _onnxruntime():
@@ -48,6 +62,40 @@ def has_vnni() -> bool:
     except OSError:
         return False
     return any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
+
+
+def example_input(model: nn.Module, batch: int = 2, seed: int = 0) -> torch.Tensor:
+    """A seeded random float batch (batch, C, S, S) of the size `model` (an AlexNet) takes."""
+    c, s = model.config.in_channels, model.config.image_size
+    return torch.randn(batch, c, s, s, generator=torch.Generator().manual_seed(seed))
+
+
+def export_onnx(model: nn.Module, path: Path) -> dict[str, Any]:
+    """ONNX through torch.export (dynamic batch), then run by ONNX Runtime and compared with PyTorch."""
+    from alexnet.files import atomic_write
+
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ExportError("ONNX export needs the export extra: pip install 'alexnet[export]'") from None
+    x = example_input(model)
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    try:
+        program = torch.onnx.export(model, (x,), dynamo=True, dynamic_shapes=({0: batch},), verbose=False,
+                                    input_names=["images"], output_names=["logits"])
+    except ImportError as e:
+        raise ExportError(f"ONNX export needs the export extra (pip install 'alexnet[export]'): {e}") from None
+    atomic_write(path, lambda tmp: program.save(tmp), suffix=path.suffix)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    # A batch size other than the traced one proves the batch axis really is dynamic.
+    check = example_input(model, batch=3, seed=1)
+    with torch.inference_mode():
+        expected = model(check).numpy()
+    got = session.run(None, {session.get_inputs()[0].name: check.numpy()})[0]
+    max_abs_diff = float(abs(got - expected).max())
+    if not max_abs_diff <= ONNX_TOLERANCE:
+        raise ExportError(f"{path}: ONNX Runtime's logits differ from PyTorch's by {max_abs_diff:.3g} (> {ONNX_TOLERANCE})")
+    return {"path": str(path), "onnxruntime_max_abs_diff": max_abs_diff, "checked_batch": 3}
 
 
 class OnnxRuntimeModel(nn.Module):
@@ -90,7 +138,7 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path, calibration: Ite
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from alexnet.checkpoint import atomic_write
+    from alexnet.files import atomic_write
 
     fp32_path, int8_path = Path(fp32_path), Path(int8_path)
     with tempfile.TemporaryDirectory() as tmp:
@@ -126,32 +174,46 @@ def calibration_batches(ckpt: dict[str, Any], bundle: Any = None, images: int = 
     """A seeded sample of the checkpoint's own training images (from `bundle`, default: the checkpoint's data),
     with the evaluation transform, as float batches."""
     from alexnet.data.augment import BatchAugment
+    from alexnet.data.batches import CachedBatches, seeded_order
     from alexnet.data.cache import cache_split
 
     bundle = bundle if bundle is not None else checkpoint_data(ckpt)
     cached = cache_split(bundle, "train", workers=workers)
     if len(cached) == 0:
         raise OnnxRuntimeError(f"{bundle.source}: no training images to calibrate int8 ranges on")
-    augment = BatchAugment.for_checkpoint(ckpt)
-    order = torch.randperm(len(cached), generator=torch.Generator().manual_seed(0))[:images]
-    return [augment(torch.index_select(cached.images, 0, chunk)) for chunk in order.split(batch)]
+    sample = seeded_order(len(cached), seed=0)[:images]
+    batches = CachedBatches(cached.images, cached.labels, BatchAugment.for_checkpoint(ckpt), batch, indices=sample)
+    return [x for x, _ in batches]
+
+
+def export_int8(model: nn.Module, ckpt: dict[str, Any], fp32_path: Path, path: Path) -> dict[str, Any]:
+    """Static int8 quantization of the ONNX file, calibrated on the checkpoint's training images, then compared with
+    the PyTorch model on (up to PARITY_IMAGES of) its validation images: top-1 agreement and both accuracies."""
+    from alexnet.data.augment import BatchAugment
+    from alexnet.data.batches import CachedBatches
+    from alexnet.data.cache import cache_split
+
+    bundle = checkpoint_data(ckpt)  # scanned once: training images calibrate, validation images check
+    quantize_int8(fp32_path, path, calibration_batches(ckpt, bundle))
+    val = cache_split(bundle, "val")
+    first = torch.arange(min(len(val), PARITY_IMAGES))
+    batches = CachedBatches(val.images, val.labels, BatchAugment.for_checkpoint(ckpt), PARITY_BATCH, indices=first)
+    return {"path": str(path), "validation": compare_top1(model, OnnxRuntimeModel(path), batches)}
 
 
 def runtime_model(model: nn.Module, runtime: str, folder: str | Path,
                   calibration: Iterable[torch.Tensor] | None = None) -> OnnxRuntimeModel:
     """`model` exported to ONNX in `folder` (and quantized to int8 for "onnxruntime-int8"), loaded in ONNX Runtime."""
-    from alexnet.export import export_onnx
-
     if runtime not in RUNTIMES[1:]:
         raise OnnxRuntimeError(f"runtime must be one of {', '.join(RUNTIMES[1:])}, got {runtime!r}")
     folder = Path(folder)
-    fp32_path = folder / "model.onnx"
+    fp32_path = folder / ONNX_FILE
     export_onnx(model.to("cpu").float().eval(), fp32_path)
     if runtime == "onnxruntime":
         return OnnxRuntimeModel(fp32_path)
     if calibration is None:
         raise OnnxRuntimeError("int8 quantization needs calibration images")
-    return OnnxRuntimeModel(quantize_int8(fp32_path, folder / "model.int8.onnx", calibration))
+    return OnnxRuntimeModel(quantize_int8(fp32_path, folder / INT8_FILE, calibration))
 
 
 def compare_top1(reference: nn.Module, candidate: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]

@@ -182,10 +182,9 @@ def predict_files(ckpt: dict[str, Any], items: Sequence[str], *, top_k: int = 5,
     """Top-k predictions for every file named by `items` (files, folders, globs)."""
     from alexnet.checkpoint import model_from_checkpoint
     from alexnet.data import build_transform, load_image
-
-    device = torch.device(device)
     from alexnet.onnxrt import calibration_batches
 
+    device = torch.device(device)
     predictor = Predictor(model_from_checkpoint(ckpt, device), device, inference,
                           calibration=lambda: calibration_batches(ckpt))
     class_names = list(ckpt["class_names"])
