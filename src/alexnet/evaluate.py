@@ -207,7 +207,7 @@ def evaluate_checkpoint(
     A source without a train/val split of its own (one folder of class folders, like the note's TEST_PATH) is
     evaluated whole. Class names must match the checkpoint's, else the refusal names the field.
     """
-    from alexnet.checkpoint import check_matches, load_checkpoint, model_from_checkpoint, run_dir_of
+    from alexnet.checkpoint import load_checkpoint
     from alexnet.data.augment import BatchAugment
     from alexnet.data.batches import CachedBatches
     from alexnet.data.cache import cache_split
@@ -216,11 +216,11 @@ def evaluate_checkpoint(
     from alexnet.plots import plot_confusion
 
     ckpt = load_checkpoint(checkpoint, prefer="best")
-    path, class_names = Path(ckpt["path"]), list(ckpt["class_names"])
+    path, class_names = Path(ckpt.path), list(ckpt.class_names)
     inference = inference or InferenceOptions()
     device = torch.device(device) if inference.uses_torch else torch.device("cpu")  # ONNX Runtime: CPU provider
     bundle, whole = _eval_bundle(ckpt, data)
-    check_matches(ckpt, {"class_names": list(bundle.class_names)}, "evaluate")
+    ckpt.check_matches({"class_names": list(bundle.class_names)}, "evaluate")
     part = "train" if whole or split == "train" else "val"
     cached = cache_split(bundle, part, workers=workers)
     if len(cached) == 0:
@@ -228,12 +228,12 @@ def evaluate_checkpoint(
 
         raise DataError(f"{bundle.source}: the {part} split holds no images")
     augment = BatchAugment.for_checkpoint(ckpt, ten_crop=ten_crop)
-    model = prepare_model(model_from_checkpoint(ckpt, device), inference,
+    model = prepare_model(ckpt.build_model(device), inference,
                           calibration=lambda: calibration_batches(ckpt, workers=workers))
     batches = CachedBatches(cached.images, cached.labels, augment, batch_size)
     result = evaluate(model, batches, len(class_names), class_names, device, reduce=False,
                       amp_dtype=inference.amp_dtype, channels_last=inference.channels_last and inference.uses_torch)
-    folder = Path(output_dir) if output_dir is not None else run_dir_of(path)
+    folder = Path(output_dir) if output_dir is not None else ckpt.run_dir
     folder.mkdir(parents=True, exist_ok=True)
     csv_path = write_confusion_csv(result, folder / "confusion.csv")
     png_path = folder / "confusion.png"
@@ -245,16 +245,16 @@ def evaluate_checkpoint(
     return EvalRun(result, description, csv_path, png_path)
 
 
-def _eval_bundle(ckpt: dict[str, Any], data: str | None) -> tuple[Any, bool]:
+def _eval_bundle(ckpt: Any, data: str | None) -> tuple[Any, bool]:
     """(the data bundle to evaluate on, whether it is evaluated whole): the checkpoint's own data split the same
     way, or `data` read with the checkpoint's preprocessing and split (whole when it has no split of its own)."""
     from alexnet.data import build_datasets, build_from_description
 
     if data is None:  # the data the checkpoint was trained and validated on, split the same way
-        return build_from_description(ckpt["data"], statistics=False), False
-    data_cfg = (ckpt.get("config") or {}).get("data", {})
-    common = {"image_size": int(ckpt["image_size"]), "in_channels": int(ckpt["in_channels"]),
-              "preset": ckpt["preset"], "statistics": False}
+        return build_from_description(ckpt.data_description(), statistics=False), False
+    data_cfg = (ckpt.config or {}).get("data", {})
+    p = ckpt.preprocessing
+    common = {"image_size": p.image_size, "in_channels": p.in_channels, "preset": p.preset, "statistics": False}
     bundle = build_datasets(source=data, val_split=data_cfg.get("val_split", 0.2),
                             seed=data_cfg.get("split_seed", 0), **common)
     if bundle.layout.startswith("train/val") or "train/test" in bundle.layout:

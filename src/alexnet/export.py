@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from alexnet.checkpoint import Checkpoint
 from alexnet.errors import AlexNetError, CheckpointError
 from alexnet.files import FileWriteError, atomic_write, describe_os_error, fsync_dir
 from alexnet.models import AlexNet, AlexNetConfig
@@ -38,18 +39,14 @@ PROGRAM_FILE = "model.pt2"
 PROGRAM_TOLERANCE = 1e-4
 
 
-def preprocessing(ckpt: dict[str, Any]) -> dict[str, Any]:
+def preprocessing(ckpt: Checkpoint) -> dict[str, Any]:
     """What a user must do to an image before the exported model sees it."""
-    return {
-        "image_size": int(ckpt["image_size"]),
-        "in_channels": int(ckpt.get("in_channels", ckpt["model_args"]["in_channels"])),
-        "preset": ckpt.get("preset"),
-        "mean": [float(v) for v in ckpt.get("mean", ())],
-        "std": [float(v) for v in ckpt.get("std", ())],
-    }
+    p = ckpt.preprocessing
+    return {"image_size": p.image_size, "in_channels": p.in_channels, "preset": p.preset, "mean": list(p.mean),
+            "std": list(p.std)}
 
 
-def export_hub(model: AlexNet, ckpt: dict[str, Any], folder: Path) -> list[Path]:
+def export_hub(model: AlexNet, ckpt: Checkpoint, folder: Path) -> list[Path]:
     """model.safetensors (the state_dict, no pickle) + config.json (model_args, class names, preprocessing)."""
     from safetensors.torch import save_file
 
@@ -58,9 +55,9 @@ def export_hub(model: AlexNet, ckpt: dict[str, Any], folder: Path) -> list[Path]
     atomic_write(folder / HUB_WEIGHTS, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
     config = {
         "architecture": "AlexNet",
-        "model_name": ckpt["model_name"],
-        "model_args": dict(ckpt["model_args"]),
-        "class_names": list(ckpt["class_names"]),
+        "model_name": ckpt.model_name,
+        "model_args": dict(ckpt.model_args),
+        "class_names": list(ckpt.class_names),
         "preprocessing": preprocessing(ckpt),
         "paper": "Krizhevsky, Sutskever, Hinton. ImageNet Classification with Deep Convolutional Neural Networks. 2012",
     }
@@ -103,11 +100,11 @@ def export_checkpoint(checkpoint: str | Path, output_dir: str | Path | None, for
     `export/` folder) as one verified set; returns what was written and how closely each reproduces the model.
 
     A folder that already holds files is refused unless `force`, which replaces it whole."""
-    from alexnet.checkpoint import load_checkpoint, model_from_checkpoint, run_dir_of
+    from alexnet.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(checkpoint)
-    model = model_from_checkpoint(ckpt)
-    folder = Path(output_dir) if output_dir else run_dir_of(Path(ckpt["path"])) / "export"
+    model = ckpt.build_model()
+    folder = Path(output_dir) if output_dir else ckpt.run_dir / "export"
     if folder.exists() and not folder.is_dir():
         raise ExportError(f"{folder}: exists and is not a folder; choose another --output-dir")
     if folder.is_dir() and any(folder.iterdir()) and not force:
@@ -130,11 +127,11 @@ def export_checkpoint(checkpoint: str | Path, output_dir: str | Path | None, for
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # the failed set, or the old folder after an exchange
     report = _relocate(report, str(staging), str(folder))
-    report["checkpoint"], report["output_dir"] = ckpt["path"], str(folder)
+    report["checkpoint"], report["output_dir"] = ckpt.path, str(folder)
     return report
 
 
-def _export_into(folder: Path, model: AlexNet, ckpt: dict[str, Any], formats: list[str]) -> dict[str, Any]:
+def _export_into(folder: Path, model: AlexNet, ckpt: Checkpoint, formats: list[str]) -> dict[str, Any]:
     """Every chosen format written into `folder` and verified there; raises ExportError at the first mismatch."""
     report: dict[str, Any] = {}
     if "hub" in formats:

@@ -19,13 +19,16 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from alexnet.errors import AlexNetError
+
+if TYPE_CHECKING:  # the record is only annotated here: this module reads no checkpoint file itself
+    from alexnet.checkpoint import Checkpoint
 
 RUNTIMES = ("torch", "onnxruntime", "onnxruntime-int8")
 ONNX_FILE, INT8_FILE = "model.onnx", "model.int8.onnx"
@@ -158,18 +161,18 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path, calibration: Ite
     return int8_path
 
 
-def checkpoint_data(ckpt: dict[str, Any]):
+def checkpoint_data(ckpt: Checkpoint):
     """The data bundle the checkpoint was trained on, or a one-line error that says int8 needs it."""
     from alexnet.data import build_from_description
 
     try:
-        return build_from_description(ckpt["data"], statistics=False)
+        return build_from_description(ckpt.data_description(), statistics=False)
     except AlexNetError as e:
         raise OnnxRuntimeError(f"int8 calibration reads the checkpoint's training images, which failed: {e} "
                                "(use --runtime onnxruntime for fp32, which needs no data)") from None
 
 
-def calibration_batches(ckpt: dict[str, Any], bundle: Any = None, images: int = CALIBRATION_IMAGES,
+def calibration_batches(ckpt: Checkpoint, bundle: Any = None, images: int = CALIBRATION_IMAGES,
                         batch: int = CALIBRATION_BATCH, workers: int | None = None) -> list[torch.Tensor]:
     """A seeded sample of the checkpoint's own training images (from `bundle`, default: the checkpoint's data),
     with the evaluation transform, as float batches."""
@@ -186,7 +189,7 @@ def calibration_batches(ckpt: dict[str, Any], bundle: Any = None, images: int = 
     return [x for x, _ in batches]
 
 
-def export_int8(model: nn.Module, ckpt: dict[str, Any], fp32_path: Path, path: Path) -> dict[str, Any]:
+def export_int8(model: nn.Module, ckpt: Checkpoint, fp32_path: Path, path: Path) -> dict[str, Any]:
     """Static int8 quantization of the ONNX file, calibrated on the checkpoint's training images, then compared with
     the PyTorch model on (up to PARITY_IMAGES of) its validation images: top-1 agreement and both accuracies."""
     from alexnet.data.augment import BatchAugment

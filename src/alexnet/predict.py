@@ -17,11 +17,14 @@ import json
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from alexnet.errors import AlexNetError
+
+if TYPE_CHECKING:  # the record is only annotated here: this module reads no checkpoint file itself
+    from alexnet.checkpoint import Checkpoint
 from alexnet.inference import InferenceOptions, Predictor
 
 BATCH = 32  # images per forward pass
@@ -177,19 +180,18 @@ def _glob_match(pattern: tuple[str, ...], parts: tuple[str, ...]) -> bool:
     return match(0, 0)
 
 
-def predict_files(ckpt: dict[str, Any], items: Sequence[str], *, top_k: int = 5,
+def predict_files(ckpt: Checkpoint, items: Sequence[str], *, top_k: int = 5,
                   device: torch.device | str = "cpu", inference: InferenceOptions | None = None) -> list[Prediction]:
     """Top-k predictions for every file named by `items` (files, folders, globs)."""
-    from alexnet.checkpoint import model_from_checkpoint
     from alexnet.data import build_transform, load_image
     from alexnet.onnxrt import calibration_batches
 
     device = torch.device(device)
-    predictor = Predictor(model_from_checkpoint(ckpt, device), device, inference,
+    predictor = Predictor(ckpt.build_model(device), device, inference,
                           calibration=lambda: calibration_batches(ckpt))
-    class_names = list(ckpt["class_names"])
-    in_channels = int(ckpt["in_channels"])
-    transform = build_transform(ckpt["preset"], int(ckpt["image_size"]), False, ckpt["mean"], ckpt["std"], in_channels)
+    class_names, p = list(ckpt.class_names), ckpt.preprocessing
+    in_channels = p.in_channels
+    transform = build_transform(p.preset, p.image_size, False, p.mean, p.std, in_channels)
     k = max(1, min(top_k, len(class_names)))
     results = [Prediction(file=path, error=error) for path, error in expand_inputs(items)]
     pending = [r for r in results if r.error is None]

@@ -22,12 +22,12 @@ from typing import Any
 import torch
 
 from alexnet import distributed
+from alexnet.amp import AMP_DTYPES
 from alexnet.checkpoint import Checkpoint, Preprocessing, load_checkpoint, plain, remove_stale_temporaries, run_dir_of
 from alexnet.checkpoint import versions as library_versions
 from alexnet.config import TrainConfig
 from alexnet.distributed import DistInfo
 from alexnet.errors import AlexNetError, CheckpointError, ConfigError, DataError
-from alexnet.inference import AMP_DTYPES
 from alexnet.runfolder import (
     RunLock,
     RunPaths,

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import statistics
 import time
@@ -14,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from alexnet.amp import autocast
 from alexnet.bench.config import BenchConfig
 from alexnet.config import OptimSpec
 from alexnet.errors import ConfigError
@@ -71,7 +71,7 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tens
     """The notes' training step, as written there."""
     if mode.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    with torch.autocast("cpu", dtype=torch.bfloat16) if mode.amp else contextlib.nullcontext():
+    with autocast("cpu", torch.bfloat16 if mode.amp else None):
         logits = model(x)
     loss = F.cross_entropy(logits.float(), y)
     optimizer.zero_grad(set_to_none=True)

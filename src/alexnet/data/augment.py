@@ -15,6 +15,7 @@ order, so a run that saves `generator.get_state()` and restores it augments the 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -95,11 +96,11 @@ class BatchAugment:
         self.eigvec = torch.tensor(eigvec, dtype=torch.float32)
 
     @classmethod
-    def for_checkpoint(cls, ckpt: dict, ten_crop: bool = False) -> BatchAugment:
+    def for_checkpoint(cls, ckpt: Any, ten_crop: bool = False) -> BatchAugment:
         """The evaluation transform a checkpoint records (preset, size, mean, std, channels): what eval, int8
         calibration and the int8 parity check all apply to cached images."""
-        return cls(ckpt["preset"], int(ckpt["image_size"]), ckpt["mean"], ckpt["std"], train=False, ten_crop=ten_crop,
-                   in_channels=int(ckpt["in_channels"]))
+        p = ckpt.preprocessing  # an alexnet.checkpoint.Checkpoint
+        return cls(p.preset, p.image_size, p.mean, p.std, train=False, ten_crop=ten_crop, in_channels=p.in_channels)
 
     def _to_float(self, x: torch.Tensor, shift: torch.Tensor | None = None, out: torch.Tensor | None = None):
         """uint8 (..., C, H, W) -> (x / 255 + shift - mean) / std, in place in one float buffer: the per-image colour

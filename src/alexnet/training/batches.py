@@ -19,6 +19,7 @@ import torch
 
 from alexnet import distributed
 from alexnet.config import TrainConfig
+from alexnet.data.batches import CachedBatches, rank_part
 from alexnet.distributed import DistInfo
 from alexnet.training.determinism import PURPOSE_AUGMENT, derive_seed, epoch_permutation
 
@@ -173,7 +174,7 @@ def resolve_prefetch(prefetch: bool | None, device: torch.device) -> bool:
 
 
 def build_batches(cfg: TrainConfig, bundle: Any, image_size: int, in_channels: int, info: DistInfo,
-                  device: torch.device) -> tuple[CacheBatches | LoaderBatches, Any]:
+                  device: torch.device) -> tuple[CacheBatches | LoaderBatches, CachedBatches | LoaderEval]:
     """The training batch source and the validation batch iterable for this rank."""
     if cfg.data.loader == "cache":
         from alexnet.data.augment import BatchAugment
@@ -189,7 +190,9 @@ def build_batches(cfg: TrainConfig, bundle: Any, image_size: int, in_channels: i
         source = CacheBatches(train.images, train.labels, train_aug, generator, cfg.run.batch_size, cfg.run.seed,
                               info, device, prefetch=resolve_prefetch(cfg.data.prefetch, device),
                               memory_format=torch.channels_last if cfg.run.channels_last else torch.contiguous_format)
-        return source, CacheEval(val.images, val.labels, val_aug, cfg.run.batch_size, info, device)
+        # This rank's contiguous part of the split, centre view (ranks hold different numbers of batches).
+        part = rank_part(len(val.labels), info.rank, info.world_size)
+        return source, CachedBatches(val.images, val.labels, val_aug, cfg.run.batch_size, indices=part, device=device)
     from alexnet.data.limits import loader_workers
 
     workers = loader_workers(cfg.data.workers)  # DataLoader processes, clamped to the machine's cores (0 stays 0)
@@ -197,24 +200,12 @@ def build_batches(cfg: TrainConfig, bundle: Any, image_size: int, in_channels: i
     return source, LoaderEval(bundle.val, cfg.run.batch_size, info, workers)
 
 
-class CacheEval:
-    """Validation batches from a uint8 cache: this rank's contiguous part of the split, centre view."""
-
-    def __init__(self, images, labels, augment, batch_size: int, info: DistInfo, device: torch.device):
-        self.images, self.labels, self.augment = images, labels, augment
-        self.batch_size, self.device = batch_size, device
-        self.part = torch.tensor_split(torch.arange(len(labels)), info.world_size)[info.rank]
-
-    def __iter__(self):
-        for chunk in self.part.split(self.batch_size):
-            x = self.images[chunk].to(self.device, non_blocking=True)
-            yield self.augment(x), self.labels[chunk]
-
-
 class LoaderEval:
+    """Validation batches of the PIL path: this rank's contiguous part of the split, through a DataLoader."""
+
     def __init__(self, dataset, batch_size: int, info: DistInfo, workers: int):
         self.dataset, self.batch_size, self.workers = dataset, batch_size, workers
-        self.part = torch.tensor_split(torch.arange(len(dataset)), info.world_size)[info.rank].tolist()
+        self.part = rank_part(len(dataset), info.rank, info.world_size).tolist()
 
     def __iter__(self):
         subset = torch.utils.data.Subset(self.dataset, self.part)

@@ -10,7 +10,6 @@ draws from the global generators.)
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 from typing import Any
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from alexnet.amp import autocast
 from alexnet.errors import ConfigError
 
 PURPOSE_ORDER, PURPOSE_AUGMENT, PURPOSE_DROPOUT = 1, 2, 3  # independent streams of one (seed, epoch, step, rank)
@@ -86,11 +86,6 @@ def set_determinism(on: bool, device: torch.device) -> None:
     torch.backends.cudnn.benchmark = device.type == "cuda" and not on
 
 
-def autocast(device: torch.device, amp_dtype: torch.dtype | None):
-    """torch.autocast for `amp_dtype`, or a context that changes nothing (fp32)."""
-    return torch.autocast(device_type=device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
-
-
 def check_deterministic_backward(model: torch.nn.Module, device: torch.device, image_size: int, in_channels: int,
                                  amp_dtype: torch.dtype | None = None,
                                  memory_format: torch.memory_format = torch.contiguous_format,
@@ -105,7 +100,7 @@ def check_deterministic_backward(model: torch.nn.Module, device: torch.device, i
         probe = copy.deepcopy(model).train()
         x = torch.zeros(2, in_channels, image_size, image_size, device=device).contiguous(memory_format=memory_format)
         try:
-            with autocast(device, amp_dtype):
+            with autocast(device.type, amp_dtype):
                 logits = probe(x)
             F.cross_entropy(logits.float(), torch.zeros(2, dtype=torch.long, device=device)).backward()
         except RuntimeError as e:

@@ -16,10 +16,11 @@ import torch
 import torch.nn.functional as F
 
 from alexnet import distributed
+from alexnet.amp import autocast
 from alexnet.distributed import DistInfo
 from alexnet.errors import AlexNetError, DataError
 from alexnet.training.batches import BatchSource
-from alexnet.training.determinism import PURPOSE_DROPOUT, autocast, derive_seed
+from alexnet.training.determinism import PURPOSE_DROPOUT, derive_seed
 from alexnet.training.optim import LRSchedule
 
 CHANCE_WINDOW = 20  # steps averaged when checking the loss against ln(C)
@@ -199,7 +200,7 @@ def train_one_epoch(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             torch.manual_seed(derive_seed(seed, epoch, step, info.rank, PURPOSE_DROPOUT))  # dropout masks
-            with autocast(device, amp_dtype):
+            with autocast(device.type, amp_dtype):
                 logits = model(images.contiguous(memory_format=memory_format))  # (B, num_classes)
             loss_sum = F.cross_entropy(logits.float(), labels, reduction="sum", label_smoothing=label_smoothing)
             # Scaled so that DDP's mean over ranks of the gradients is the gradient of the global batch's mean loss.
