@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from alexnet.config import BENCH_SECTIONS
 from alexnet.errors import ConfigError
 from alexnet.lrn import LocalResponseNorm
 from alexnet.models import AlexNet, build_model
@@ -62,7 +63,7 @@ class BenchConfig:
     repeats: int = 3  # passes; every figure is the median over them
     photos: int | None = None  # JPEG files in the end-to-end epoch (None: planned, at most MAX_PHOTOS)
     lrn_model: str = "alexnet"  # the paper model, for the LRN cost
-    sections: tuple[str, ...] = ("ceilings", "train", "lrn", "data", "end_to_end", "inference")
+    sections: tuple[str, ...] = BENCH_SECTIONS
 
     def __post_init__(self) -> None:
         for name in ("image_size", "batch_size", "num_classes", "steps", "repeats", "photos"):

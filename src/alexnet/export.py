@@ -28,7 +28,6 @@ from alexnet.errors import AlexNetError, CheckpointError
 from alexnet.files import FileWriteError, describe_os_error, fsync_dir
 from alexnet.models import AlexNet, AlexNetConfig
 
-FORMATS = ("hub", "onnx", "onnx-int8", "torch-export")
 HUB_WEIGHTS, HUB_CONFIG = "model.safetensors", "config.json"
 ONNX_FILE, INT8_FILE, PROGRAM_FILE = "model.onnx", "model.int8.onnx", "model.pt2"
 PARITY_IMAGES = 1000  # validation images the int8 model is compared on (all of them if fewer)

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from alexnet.config import RUNTIMES
 from alexnet.errors import AlexNetError
 
-RUNTIMES = ("torch", "onnxruntime", "onnxruntime-int8")
 CALIBRATION_IMAGES = 256  # ranges settle well before this on AlexNet; more only costs calibration time
 CALIBRATION_BATCH = 32
 
