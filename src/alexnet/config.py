@@ -66,46 +66,6 @@ def yaml_only(default: Any) -> Any:
     return field(default=default, metadata={"flag": None})
 
 
-@dataclass(frozen=True)
-class FlagSpec:
-    """One generated flag of `alexnet train`: what argparse needs, and the dotted config key its value goes to."""
-
-    key: str  # "data.root"
-    flag: str  # "--data-root"
-    type: type  # bool, int, float or str: the field's annotation without None
-    help: str | None
-    metavar: str | None
-    choices: tuple | None
-
-    @property
-    def dest(self) -> str:
-        return self.flag[2:].replace("-", "_")
-
-
-def train_flags() -> list[FlagSpec]:
-    """The flags of every section field declared with `flag()`, in section then field order.
-
-    A section field declared with neither `flag()` nor `yaml_only()` is an error here, so a new option cannot
-    silently go without its flag (tests/test_cli.py builds the parser)."""
-    out = []
-    sections = typing.get_type_hints(TrainConfig)
-    for section in dataclasses.fields(TrainConfig):
-        spec = sections[section.name]
-        if not dataclasses.is_dataclass(spec):
-            continue  # recipe: --recipe, declared by the command itself
-        hints = typing.get_type_hints(spec)
-        for f in dataclasses.fields(spec):
-            key = f"{section.name}.{f.name}"
-            if "flag" not in f.metadata:
-                raise TypeError(f"config field {key} is declared without flag() or yaml_only()")
-            if f.metadata["flag"] is None:
-                continue
-            (kind,) = [t for t in typing.get_args(hints[f.name]) or (hints[f.name],) if t is not type(None)]
-            name = f.metadata["flag"] or "--" + f.name.replace("_", "-")
-            out.append(FlagSpec(key, name, kind, f.metadata["help"], f.metadata["metavar"], f.metadata["choices"]))
-    return out
-
-
 @dataclass
 class ModelSpec:
     """Which AlexNet variant to build; `None` keeps the variant's own value (see `alexnet models`)."""
@@ -279,6 +239,46 @@ class TrainConfig:
             else:
                 kwargs[name] = _coerce(value, spec_type, name, origin)
         return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class FlagSpec:
+    """One generated flag of `alexnet train`: what argparse needs, and the dotted config key its value goes to."""
+
+    key: str  # "data.root"
+    flag: str  # "--data-root"
+    type: type  # bool, int, float or str: the field's annotation without None
+    help: str | None
+    metavar: str | None
+    choices: tuple | None
+
+    @property
+    def dest(self) -> str:
+        return self.flag[2:].replace("-", "_")
+
+
+def train_flags() -> list[FlagSpec]:
+    """The flags of every section field declared with `flag()`, in section then field order.
+
+    A section field declared with neither `flag()` nor `yaml_only()` is an error here, so a new option cannot
+    silently go without its flag (tests/test_cli.py builds the parser)."""
+    out = []
+    sections = typing.get_type_hints(TrainConfig)
+    for section in dataclasses.fields(TrainConfig):
+        spec = sections[section.name]
+        if not dataclasses.is_dataclass(spec):
+            continue  # recipe: --recipe, declared by the command itself
+        hints = typing.get_type_hints(spec)
+        for f in dataclasses.fields(spec):
+            key = f"{section.name}.{f.name}"
+            if "flag" not in f.metadata:
+                raise TypeError(f"config field {key} is declared without flag() or yaml_only()")
+            if f.metadata["flag"] is None:
+                continue
+            (kind,) = [t for t in typing.get_args(hints[f.name]) or (hints[f.name],) if t is not type(None)]
+            name = f.metadata["flag"] or "--" + f.name.replace("_", "-")
+            out.append(FlagSpec(key, name, kind, f.metadata["help"], f.metadata["metavar"], f.metadata["choices"]))
+    return out
 
 
 def _build_section(spec_type: type, section: str, raw: Any, origin: str) -> Any:
