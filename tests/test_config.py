@@ -255,3 +255,31 @@ def test_save_yaml_replaces_the_file_whole(tmp_path):
     assert old["recipe"] == "paper"
     assert yaml.safe_load(path.read_text())["recipe"] == "d2l"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]  # no temporary left behind
+
+
+def test_model_names_are_the_registry_s():
+    from alexnet.config import MODEL_NAMES
+    from alexnet.models import list_models
+
+    # A new variant is registered in alexnet.models AND named in config.MODEL_NAMES (the --model help lists it).
+    assert set(list_models()) == set(MODEL_NAMES)
+
+
+def test_library_modules_take_the_config_s_choice_lists():
+    from alexnet import config, models, onnxrt
+    from alexnet.bench import BenchConfig
+    from alexnet.data import transforms
+
+    assert models.NORMS is config.NORMS and transforms.PRESETS is config.PRESETS
+    assert onnxrt.RUNTIMES is config.RUNTIMES and BenchConfig().sections is config.BENCH_SECTIONS
+
+
+def test_choice_fields_are_validated_against_the_config_s_lists():
+    from alexnet.config import AMP_MODES, LOADERS, LR_SCHEDULES, NORMS, OPTIMIZERS, PRESETS
+
+    for key, choices in [("model.norm", NORMS), ("data.preset", PRESETS), ("data.loader", LOADERS),
+                         ("optim.opt", OPTIMIZERS), ("optim.lr_schedule", LR_SCHEDULES), ("run.amp", AMP_MODES)]:
+        for choice in choices:
+            assert resolve_config(overrides={key: choice}) is not None
+        with pytest.raises(ConfigError, match=", ".join(choices)):
+            resolve_config(overrides={key: "not-a-choice"})

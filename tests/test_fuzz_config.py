@@ -10,7 +10,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from alexnet.config import TrainConfig, load_yaml, resolve_config
+from alexnet.cli import build_parser
+from alexnet.cli.train import overrides_from
+from alexnet.config import TrainConfig, load_yaml, resolve_config, train_flags
 from alexnet.errors import ConfigError
 
 # Derandomized by default (the same examples every run, so CI is reproducible); a deeper search is random.
@@ -96,6 +98,25 @@ flag_keys = st.sampled_from([f"{s}.{f}" for s, fields in FIELDS.items() for f in
 @given(flags=st.dictionaries(flag_keys, scalars, max_size=4))
 def test_random_flags(flags):
     accepted_or_config_error(lambda: resolve_config(overrides=flags))
+
+
+PARSER = build_parser()
+SWITCHES = {w for s in train_flags() if s.type is bool for w in (s.flag, f"--no-{s.flag[2:]}")}  # take no value
+flag_words = st.sampled_from(sorted({s.flag for s in train_flags()} | SWITCHES))
+flag_values = st.sampled_from(["inf", "nan", "-1", "0", "3", "1e-3", "1e999", "cuda:0", "adam", "lrn", "bf16", "x"])
+
+
+@FUZZ
+@given(argv=st.lists(st.tuples(flag_words, flag_values | st.text(max_size=8)), max_size=4))
+def test_random_command_lines(argv):
+    # The generated parser's answer: a usage error (exit 2), or overrides that resolve or fail as a ConfigError.
+    words = [w for flag, value in argv for w in ([flag] if flag in SWITCHES else [flag, value])]
+    try:
+        args = PARSER.parse_args(["train", *words])
+    except SystemExit as e:
+        assert e.code == 2
+        return
+    accepted_or_config_error(lambda: resolve_config(overrides=overrides_from(args)))
 
 
 @pytest.mark.parametrize("text", ["!!python/object/apply:os.system ['touch /tmp/x']", "a: !!python/name:os.system"])

@@ -5,6 +5,11 @@ A run is resolved in layers, each overriding the one before: the dataclass defau
 (`{"optim.lr": 0.01}`). The resolved `TrainConfig` is saved into the run folder and into every checkpoint as a
 plain dict, so a run can be read back and resumed without the command line.
 
+Each option is declared once, here: its type and default by the dataclass field, its flag, help, metavar and
+choices by the field's metadata (`flag()` or `yaml_only()`). `alexnet train` generates its flags from them
+(`train_flags()`), as litgpt does with jsonargparse. The choice lists below are the only copies: validation, the
+CLI and the library modules that take the same names import them.
+
 No torch import here: the CLI parses and validates a configuration before paying for torch.
 """
 
@@ -30,12 +35,21 @@ CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 # The run that `alexnet train` with no --data and `alexnet demo` do.
 DEFAULT_RECIPE = "demo"
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("plateau", "step", "cosine", "none")
-AMP_MODES = ("bf16", "fp16", "none")
-PRESETS = ("seed", "d2l", "paper")
-LOADERS = ("cache", "pil")
+# Choice lists, in the order help texts list them.
+MODEL_NAMES = ("alexnet", "alexnet-1gpu", "alexnet-bn", "alexnet-d2l", "alexnet-owt")  # = models.list_models()
 NORMS = ("lrn", "bn", "none")
+IN_CHANNELS = (1, 3)  # grayscale (the d2l note) or RGB
+PRESETS = ("seed", "d2l", "paper")  # transform presets (alexnet.data.transforms)
+LOADERS = ("cache", "pil")
+SPLITS = ("train", "val")  # the splits a dataset is divided into (and the folders of an image-folder dataset)
+OPTIMIZERS = ("sgd", "adam", "adamw")
+LR_SCHEDULES = ("plateau", "step", "cosine", "none")
+AMP_MODES = ("bf16", "fp16", "none")  # autocast dtypes, for training and for inference
+RUNTIMES = ("torch", "onnxruntime", "onnxruntime-int8")  # inference runtimes; onnxrt runs RUNTIMES[1:]
+EXPORT_FORMATS = ("hub", "onnx", "onnx-int8", "torch-export")
+BENCH_SECTIONS = ("ceilings", "train_step", "lrn", "data", "end_to_end", "inference")  # in the order bench runs them,
+# each named by the key of its results (alexnet.bench.sections.REGISTRY)
+BENCH_SECTION_ALIASES = {"train": "train_step"}  # the name `bench --only` took before
 
 MAX_CONFIG_BYTES = 1 << 20  # a run YAML (the shipped recipes are under 2 KB); larger files are refused unread
 MAX_YAML_DEPTH = 16  # nesting of a run YAML (sections of fields: 2); deeper is refused before it can recurse
@@ -43,46 +57,66 @@ MAX_YAML_DEPTH = 16  # nesting of a run YAML (sections of fields: 2); deeper is 
 _F = v.Fields(ConfigError)  # the checks of every section: messages "field 'optim.lr' must be ..., got ..."
 
 
+def flag(default: Any, *, help: str | None = None, metavar: str | None = None, choices: tuple | None = None,
+         name: str | None = None) -> Any:
+    """A field that `alexnet train` also takes as a flag: `--<field-name>` unless `name` says otherwise."""
+    return field(default=default, metadata={"flag": name or "", "help": help, "metavar": metavar, "choices": choices})
+
+
+def yaml_only(default: Any) -> Any:
+    """A field set only in a recipe or a `--config` YAML: it has no flag."""
+    return field(default=default, metadata={"flag": None})
+
+
 @dataclass
 class ModelSpec:
     """Which AlexNet variant to build; `None` keeps the variant's own value (see `alexnet models`)."""
 
-    name: str = "alexnet-bn"  # a name from alexnet.models.list_models()
-    width_mult: float = 1.0  # channel and fc widths scaled by this (1.0 = the paper's 96-256-384-384-256, 4096)
-    dropout: float | None = None  # p of the dropout layers before/after fc6 and fc7
-    norm: str | None = None  # lrn | bn | none
-    in_channels: int | None = None  # 3 (RGB) or 1 (grayscale, as in the d2l note)
+    # one of MODEL_NAMES, the registry's names (alexnet.models.list_models())
+    name: str = flag("alexnet-bn", name="--model", metavar="NAME", help=" | ".join(MODEL_NAMES))
+    # channel and fc widths scaled by this (1.0 = the paper's 96-256-384-384-256, 4096)
+    width_mult: float = flag(1.0, metavar="X", help="scale every layer's width (e.g. 0.25 on a CPU)")
+    dropout: float | None = flag(None, metavar="P", help="dropout probability of fc6/fc7")  # before/after fc6, fc7
+    norm: str | None = flag(None, choices=NORMS, help="normalisation layers")
+    in_channels: int | None = flag(None, choices=IN_CHANNELS, help="1 (grayscale) or 3 (RGB)")  # 1: the d2l note
 
     def __post_init__(self):
-        _F.text(self.name, "model.name")
+        _F.text(self.name, "model.name")  # the registry (alexnet.models) names the valid ones when it builds
         _F.number(self.width_mult, "model.width_mult", 0, v.MAX_WIDTH_MULT, lo_open=True)
         _F.optional(self.dropout, _F.number, "model.dropout", 0.0, 1.0, hi_open=True)
         _F.optional(self.norm, _F.text, "model.norm", choices=NORMS)
         if self.in_channels is not None:
-            _require(_is_int(self.in_channels) and self.in_channels in (1, 3), "model.in_channels", self.in_channels,
-                     "1 or 3")
+            _require(_is_int(self.in_channels) and self.in_channels in IN_CHANNELS, "model.in_channels",
+                     self.in_channels, "1 or 3")
 
 
 @dataclass
 class DataSpec:
     """Where the images come from and how they reach the model."""
 
-    source: str | None = None  # None: the built-in dataset; a folder; mnist | fashion-mnist | cifar10
-    image_size: int | None = None  # the side the model sees (None: the variant's own, 227 or 224)
+    # None: the built-in dataset; a folder; mnist | fashion-mnist | cifar10
+    source: str | None = flag(None, name="--data", metavar="SRC", help="folder (train/ + val/ class folders, class "
+                              "folders, or a flat Kaggle folder), IDX folder, mnist | fashion-mnist | cifar10; "
+                              "default: the built-in dataset")
+    image_size: int | None = flag(None, metavar="N", help="side of the model's input (default: the variant's)")
     # transform preset: seed (resize + ImageNet norm), d2l (resize), paper (crop/flip/PCA). None: the note the kind
     # of data comes from: IDX digits and clothes (MNIST, Fashion-MNIST) d2l, photos seed (data.sources.PRESET_BY_KIND)
-    preset: str | None = None
-    val_split: float = 0.2  # fraction held out when the source has no val/ split of its own
-    split_seed: int = 0  # seed of that held-out split (kept apart from run.seed: the split is part of the data)
-    strict: bool = False  # unreadable images are errors instead of skipped-and-listed
-    download: bool = False  # let torchvision download mnist / fashion-mnist / cifar10
-    root: str | None = None  # where downloaded datasets live (None: $ALEXNET_CACHE/datasets)
-    augment: bool | None = None  # training augmentation on/off (None: the preset's own: paper on, seed/d2l off)
-    loader: str = "cache"  # cache: uint8 tensor + whole-batch augmentation (fast, exactly resumable); pil: DataLoader
-    workers: int = 0  # DataLoader worker processes (pil loader, and decoding into the cache)
+    preset: str | None = flag(None, choices=PRESETS, help="transform preset")
+    val_split: float = flag(0.2, metavar="F", help="fraction held out when the data has no val/ split")
+    split_seed: int = yaml_only(0)  # seed of that held-out split (kept apart from run.seed: the split is data)
+    strict: bool = flag(False, help="unreadable images are errors, not skipped")  # (skipped ones are listed)
+    download: bool = flag(False, help="let torchvision download mnist/fashion-mnist/cifar10")
+    # None: $ALEXNET_CACHE/datasets
+    root: str | None = flag(None, name="--data-root", metavar="DIR", help="where downloaded datasets live")
+    # None: the preset's own (paper on, seed/d2l off)
+    augment: bool | None = flag(None, help="training augmentation (default: the preset's)")
+    loader: str = flag("cache", choices=LOADERS, help="cache: uint8 tensor + batch augmentation (default); pil: a "
+                       "DataLoader decoding every image every epoch, as the notes do")  # cache: fast, exactly resumable
+    workers: int = flag(0, metavar="N", help="decoding threads / DataLoader workers")  # pil, and decoding the cache
     # cache loader: make the next batch in a background thread during the step (None: on for CUDA; off on the CPU,
     # where it measured slower: benchmarks/README.md). The pil loader overlaps through its DataLoader workers instead.
-    prefetch: bool | None = None
+    prefetch: bool | None = flag(None, help="cache loader: make the next batch in a background thread during the "
+                                 "step (default: on for CUDA, off on the CPU where it measured slower)")
 
     def __post_init__(self):
         _F.optional(self.source, _F.text, "data.source", v.MAX_PATH)
@@ -103,24 +137,24 @@ class DataSpec:
 class OptimSpec:
     """Optimizer and learning-rate schedule."""
 
-    opt: str = "adam"  # sgd (the paper) | adam (both notes) | adamw
-    lr: float = 1e-3  # peak learning rate
-    momentum: float = 0.9  # SGD momentum (the paper: 0.9); ignored by Adam
-    weight_decay: float = 0.0  # L2 penalty (the paper: 5e-4)
-    lr_schedule: str = "none"  # plateau (the paper) | step | cosine | none
-    warmup_epochs: float = 0.0  # linear warm-up from 0 over this many epochs (fractions allowed)
-    step_size: int = 30  # step schedule: epochs between divisions
-    gamma: float = 0.1  # step and plateau schedules: multiply the lr by this (the paper: divide by 10)
-    patience: int = 1  # plateau: epochs without a better val top-1 before the lr is divided
-    max_drops: int = 3  # plateau: at most this many divisions (the paper: 3)
-    label_smoothing: float = 0.0  # cross-entropy label smoothing (0 = plain cross-entropy, as in the paper)
+    opt: str = flag("adam", choices=OPTIMIZERS)  # sgd (the paper) | adam (both notes) | adamw
+    lr: float = flag(1e-3, metavar="X")  # peak learning rate
+    momentum: float = flag(0.9, metavar="X")  # SGD momentum (the paper: 0.9); ignored by Adam
+    weight_decay: float = flag(0.0, metavar="X")  # L2 penalty (the paper: 5e-4)
+    lr_schedule: str = flag("none", choices=LR_SCHEDULES)  # plateau (the paper) | step | cosine | none
+    warmup_epochs: float = flag(0.0, metavar="N")  # linear warm-up from 0 over this many epochs (fractions allowed)
+    step_size: int = yaml_only(30)  # step schedule: epochs between divisions
+    gamma: float = yaml_only(0.1)  # step and plateau schedules: multiply the lr by this (the paper: divide by 10)
+    patience: int = yaml_only(1)  # plateau: epochs without a better val top-1 before the lr is divided
+    max_drops: int = yaml_only(3)  # plateau: at most this many divisions (the paper: 3)
+    label_smoothing: float = flag(0.0, metavar="X")  # cross-entropy label smoothing (0 = plain, as in the paper)
 
     def __post_init__(self):
         _F.text(self.opt, "optim.opt", choices=OPTIMIZERS)
         _F.number(self.lr, "optim.lr", 0)
         _F.number(self.momentum, "optim.momentum", 0, 1, hi_open=True)
         _F.number(self.weight_decay, "optim.weight_decay", 0)
-        _F.text(self.lr_schedule, "optim.lr_schedule", choices=SCHEDULES)
+        _F.text(self.lr_schedule, "optim.lr_schedule", choices=LR_SCHEDULES)
         _F.number(self.warmup_epochs, "optim.warmup_epochs", 0, v.MAX_EPOCHS)
         _F.integer(self.step_size, "optim.step_size", 1, v.MAX_EPOCHS)
         _F.number(self.gamma, "optim.gamma", 0, 1, lo_open=True)
@@ -133,21 +167,27 @@ class OptimSpec:
 class RunSpec:
     """How long, on what, with which numerics, and where the results go."""
 
-    epochs: int = 10
-    batch_size: int = 128  # GLOBAL batch: split evenly over torchrun ranks, so a recipe means the same on 1 or N
-    max_steps: int | None = None  # stop after this many optimizer steps in total (smoke tests, benchmarks)
-    amp: str = "none"  # autocast dtype: bf16 | fp16 | none
-    channels_last: bool = False  # NHWC memory format (faster convolutions on recent CPUs and GPUs)
-    compile: bool = False  # torch.compile the model (opt-in: minutes of compile time)
-    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    seed: int = 0  # model init, epoch order, augmentation and dropout all derive from it
-    deterministic: bool = False  # deterministic kernels (with the cache loader: bitwise-exact resume on CPU)
-    output_dir: str | None = None  # the run folder (None: runs/<recipe>-<timestamp>)
-    save_every_steps: int = 0  # also write checkpoints/last.pt every N steps (0: at the end of each epoch only)
-    chance_warn_steps: int = 100  # warn once if the loss still sits near ln(C) after this many steps (0: never)
+    epochs: int = flag(10, metavar="N")
+    # GLOBAL batch: split evenly over torchrun ranks, so a recipe means the same on 1 or N
+    batch_size: int = flag(128, metavar="N", help="global batch (split over torchrun ranks)")
+    # smoke tests, benchmarks
+    max_steps: int | None = flag(None, metavar="N", help="stop after N optimizer steps in total")
+    amp: str = flag("none", choices=AMP_MODES, help="autocast dtype")
+    channels_last: bool = flag(False, help="NHWC memory format")  # faster convolutions on recent CPUs and GPUs
+    compile: bool = flag(False, help="torch.compile the model")  # opt-in: minutes of compile time
+    device: str = flag("auto", metavar="DEV", help="auto | cpu | cuda | cuda:N | mps")
+    seed: int = flag(0, metavar="N")  # model init, epoch order, augmentation and dropout all derive from it
+    # with the cache loader: bitwise-exact resume on the CPU
+    deterministic: bool = flag(False, help="deterministic kernels (exact resume)")
+    output_dir: str | None = flag(None, metavar="DIR", help="run folder (default: runs/<recipe>-<time>)")
+    # also write checkpoints/last.pt every N steps (0: at the end of each epoch only)
+    save_every_steps: int = flag(0, metavar="N", help="also checkpoint every N steps")
+    # warn once if the loss still sits near ln(C) after this many steps (0: never)
+    chance_warn_steps: int = flag(100, metavar="N", help="warn if the loss is still ln(C) after N steps")
     # read the loss and accuracy back from the device every N steps (progress bar, non-finite check); each read
     # waits for the GPU. 0: every step on the CPU (free there), every 50 on GPUs
-    sync_every: int = 0
+    sync_every: int = flag(0, metavar="N", help="read the loss back from the device every N steps (progress, "
+                           "non-finite check; default: every step on the CPU, every 50 on GPUs)")
 
     def __post_init__(self):
         _F.integer(self.epochs, "run.epochs", 1, v.MAX_EPOCHS)
@@ -201,6 +241,46 @@ class TrainConfig:
             else:
                 kwargs[name] = _coerce(value, spec_type, name, origin)
         return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class FlagSpec:
+    """One generated flag of `alexnet train`: what argparse needs, and the dotted config key its value goes to."""
+
+    key: str  # "data.root"
+    flag: str  # "--data-root"
+    type: type  # bool, int, float or str: the field's annotation without None
+    help: str | None
+    metavar: str | None
+    choices: tuple | None
+
+    @property
+    def dest(self) -> str:
+        return self.flag[2:].replace("-", "_")
+
+
+def train_flags() -> list[FlagSpec]:
+    """The flags of every section field declared with `flag()`, in section then field order.
+
+    A section field declared with neither `flag()` nor `yaml_only()` is an error here, so a new option cannot
+    silently go without its flag (tests/test_cli.py builds the parser)."""
+    out = []
+    sections = typing.get_type_hints(TrainConfig)
+    for section in dataclasses.fields(TrainConfig):
+        spec = sections[section.name]
+        if not dataclasses.is_dataclass(spec):
+            continue  # recipe: --recipe, declared by the command itself
+        hints = typing.get_type_hints(spec)
+        for f in dataclasses.fields(spec):
+            key = f"{section.name}.{f.name}"
+            if "flag" not in f.metadata:
+                raise TypeError(f"config field {key} is declared without flag() or yaml_only()")
+            if f.metadata["flag"] is None:
+                continue
+            (kind,) = [t for t in typing.get_args(hints[f.name]) or (hints[f.name],) if t is not type(None)]
+            name = f.metadata["flag"] or "--" + f.name.replace("_", "-")
+            out.append(FlagSpec(key, name, kind, f.metadata["help"], f.metadata["metavar"], f.metadata["choices"]))
+    return out
 
 
 def _build_section(spec_type: type, section: str, raw: Any, origin: str) -> Any:

@@ -32,7 +32,6 @@ from alexnet.files import FileWriteError, atomic_write, describe_os_error, fsync
 from alexnet.models import AlexNet, AlexNetConfig
 from alexnet.onnxrt import INT8_FILE, MAX_BATCH, ONNX_FILE, ExportError, example_input, export_int8, export_onnx
 
-FORMATS = ("hub", "onnx", "onnx-int8", "torch-export")
 HUB_WEIGHTS, HUB_CONFIG = "model.safetensors", "config.json"
 PROGRAM_FILE = "model.pt2"
 # torch.export runs the same kernels as eager PyTorch; only fusions may reorder float sums (max |logit difference|).

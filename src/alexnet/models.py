@@ -23,11 +23,11 @@ import torch
 from torch import nn
 
 from alexnet import validate as limits
+from alexnet.config import NORMS
 from alexnet.errors import CheckpointError, ConfigError, clip, short
 from alexnet.lrn import ALPHA_CONVENTIONS, LocalResponseNorm
 from alexnet.lrn import MAX_SIZE as MAX_LRN_SIZE
 
-NORMS = ("lrn", "bn", "none")
 ACTIVATIONS = ("relu", "tanh")
 POOLINGS = ("overlap", "plain")  # overlap: 3x3 windows, stride 2 (the paper, section 3.4); plain: 2x2, stride 2
 DROPOUT_POSITIONS = ("after", "before")

@@ -25,12 +25,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from alexnet.config import RUNTIMES
 from alexnet.errors import AlexNetError
 
 if TYPE_CHECKING:  # the record is only annotated here: this module reads no checkpoint file itself
     from alexnet.checkpoint import Checkpoint
 
-RUNTIMES = ("torch", "onnxruntime", "onnxruntime-int8")
 ONNX_FILE, INT8_FILE = "model.onnx", "model.int8.onnx"
 CALIBRATION_IMAGES = 256  # ranges settle well before this on AlexNet; more only costs calibration time
 CALIBRATION_BATCH = 32

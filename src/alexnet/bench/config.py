@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from alexnet.config import BENCH_SECTION_ALIASES as SECTION_ALIASES
+from alexnet.config import BENCH_SECTIONS as SECTIONS  # the registry's keys, in order (alexnet.bench.sections)
 from alexnet.errors import ConfigError
-
-# The sections, in the order they run, each named by the key of its results (sections.SECTIONS registers them).
-SECTIONS = ("ceilings", "train_step", "lrn", "data", "end_to_end", "inference")
-SECTION_ALIASES = {"train": "train_step"}  # the name `--only` took before the sections were named by their results
 
 PHOTO_SIZE = (500, 375)  # (width, height) of a typical Kaggle cats-vs-dogs photo
 
@@ -31,7 +29,8 @@ class BenchConfig:
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"bench {name} must be >= 1, got {getattr(self, name)}")
         sections = tuple(SECTION_ALIASES.get(s, s) for s in self.sections)
-        object.__setattr__(self, "sections", sections)
+        if sections != self.sections:  # frozen: the old names replaced once, here
+            object.__setattr__(self, "sections", sections)
         unknown = set(sections) - set(SECTIONS)
         if unknown:
             raise ConfigError(f"unknown bench section(s) {', '.join(sorted(unknown))}; valid: {', '.join(SECTIONS)}")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-SECTIONS = ("ceilings", "train_step", "lrn", "data", "end_to_end", "inference")
+from alexnet.config import BENCH_SECTION_ALIASES as SECTION_ALIASES
+from alexnet.config import BENCH_SECTIONS
 
 
 def add_parser(subparsers) -> None:
@@ -19,8 +20,8 @@ def add_parser(subparsers) -> None:
                    "step, so that the whole run ends in minutes on any CPU)")
     p.add_argument("--repeats", type=int, default=3, help="passes per figure; figures are medians")
     p.add_argument("--photos", type=int, help="JPEG files in the end-to-end epoch (default: planned, at most 192)")
-    p.add_argument("--only", nargs="+", choices=SECTIONS + ("train",), default=list(SECTIONS), metavar="SECTION",
-                   help=f"sections to run: {', '.join(SECTIONS)} (default: all)")
+    p.add_argument("--only", nargs="+", choices=BENCH_SECTIONS + tuple(SECTION_ALIASES), default=list(BENCH_SECTIONS), metavar="SECTION",
+                   help=f"sections to run: {', '.join(BENCH_SECTIONS)} (default: all)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
     p.set_defaults(run=run)
 

@@ -12,6 +12,8 @@ import json
 import time
 from collections import Counter
 
+from alexnet.config import IN_CHANNELS, PRESETS, SPLITS
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("data", help="check a dataset, make the built-in one, build the uint8 cache",
@@ -23,8 +25,8 @@ def add_parser(subparsers) -> None:
                        help="a folder (train/+val/, class folders, flat cat.1.jpg names, IDX files), "
                             "or shapes, mnist, fashion-mnist, cifar10")  # fmt: skip
         q.add_argument("--image-size", type=int, default=227, help="working size S (default 227)")
-        q.add_argument("--in-channels", type=int, choices=(1, 3), default=3)
-        q.add_argument("--preset", choices=("seed", "d2l", "paper"),
+        q.add_argument("--in-channels", type=int, choices=IN_CHANNELS, default=3)
+        q.add_argument("--preset", choices=PRESETS,
                        help="transform preset (default: the data's own: d2l for IDX files, seed for photos)")
         q.add_argument("--val-split", type=float, default=0.2, help="held out when there is no val/ (default 0.2)")
         q.add_argument("--seed", type=int, default=0, help="seed of the stratified split (default 0)")
@@ -139,7 +141,7 @@ def run_cache(args) -> int:
     from alexnet.data.cache import cache_split
 
     bundle = _bundle(args)
-    for split in ("train", "val"):
+    for split in SPLITS:
         start = time.perf_counter()
         cached = cache_split(bundle, split)
         n, c, h, w = cached.images.shape

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from alexnet.cli.inference_flags import add_inference_flags, inference_options
+from alexnet.config import SPLITS
 
 
 def add_parser(subparsers) -> None:
@@ -19,7 +20,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--checkpoint", required=True, metavar="PATH", help="checkpoint file or run folder")
     p.add_argument("--data", metavar="SRC", help="evaluate on this data instead (same classes); a folder with no "
                    "train/val split of its own is evaluated whole")
-    p.add_argument("--split", choices=["val", "train"], default="val")
+    p.add_argument("--split", choices=SPLITS, default="val")
     p.add_argument("--ten-crop", action="store_true", help="average the paper's 10 crops (corners, centre, mirrored)")
     p.add_argument("--batch-size", type=int, default=64, metavar="N")
     p.add_argument("--device", default="auto", metavar="DEV", help="auto | cpu | cuda | cuda:N | mps")

@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 
-FORMATS = ("hub", "onnx", "onnx-int8", "torch-export")
+from alexnet.config import EXPORT_FORMATS
+
 DEFAULT_FORMATS = ("hub", "onnx", "torch-export")
 
 
@@ -14,7 +15,7 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("export", help="export a checkpoint: safetensors + config.json, ONNX, torch.export",
                               description=__doc__)
     p.add_argument("--checkpoint", required=True, help="a checkpoint file or a run folder (its best.pt)")
-    p.add_argument("--format", nargs="+", choices=[*FORMATS, "all"], default=list(DEFAULT_FORMATS), dest="formats",
+    p.add_argument("--format", nargs="+", choices=[*EXPORT_FORMATS, "all"], default=list(DEFAULT_FORMATS), dest="formats",
                    help="formats to write (default: %(default)s, which need only the checkpoint; onnx-int8 also "
                    "reads the checkpoint's training and validation images)")
     p.add_argument("--output-dir", help="where to write (default: the run folder's export/)")
@@ -27,7 +28,7 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from alexnet.export import export_checkpoint
 
-    formats = list(FORMATS) if "all" in args.formats else args.formats
+    formats = list(EXPORT_FORMATS) if "all" in args.formats else args.formats
     report = export_checkpoint(args.checkpoint, args.output_dir, formats, force=args.force)
     if args.json:
         print(json.dumps(report, indent=2))

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from alexnet.config import SPLITS
 from alexnet.data.limits import SealBroken, decode_workers, open_sealed_json, sealed_json
 from alexnet.data.paths import build_lock, cache_dir
 from alexnet.data.transforms import resize_size
@@ -97,7 +98,7 @@ def cache_split(
     BatchAugment then resizes each batch up on the fly. `folder` puts the cache elsewhere (e.g. next to a run);
     default `$ALEXNET_CACHE/uint8`. `workers` decoding threads are clamped to the machine (limits.decode_workers).
     """
-    if split not in ("train", "val"):
+    if split not in SPLITS:
         raise DataError(f"split must be 'train' or 'val', got {split!r}")
     if size is not None and size < 1:
         raise DataError(f"cache size must be a positive number of pixels, got {size}")

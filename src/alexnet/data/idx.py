@@ -50,6 +50,7 @@ BOMB_FLOOR = 64 << 20
 IDX_NAME = re.compile(
     r"^(?:(?P<prefix>.*)-)?(?P<split>train|t10k|test)-(?P<what>images|labels)[.-]idx(?P<ndim>\d)-ubyte(?P<gz>\.gz)?$"
 )
+IDX_SPLITS = ("train", "test")  # the splits IDX files come in (t10k- files are the test split)
 
 
 class IdxError(DataError):
@@ -227,7 +228,7 @@ def find_idx_files(folder: str) -> dict[str, tuple[str, str]]:
         if key not in found or not m.group("gz"):
             found[key] = os.path.join(folder, name)
     pairs = {}
-    for split in ("train", "test"):
+    for split in IDX_SPLITS:
         if (split, "images") in found and (split, "labels") in found:
             pairs[split] = (found[(split, "images")], found[(split, "labels")])
         elif (split, "images") in found or (split, "labels") in found:

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
+from alexnet.config import SPLITS
 from alexnet.data.limits import canonical_sha256, decode_workers
 from alexnet.data.paths import build_lock, cache_dir
 from alexnet.errors import DataError, short
@@ -235,7 +236,7 @@ def make_shapes(cfg: ShapesConfig | None = None, output: str | None = None, *, w
 
 
 def _generate(cfg: ShapesConfig, folder: str, workers: int) -> None:
-    for split in ("train", "val"):
+    for split in SPLITS:
         for name in SHAPES:
             os.makedirs(os.path.join(folder, split, name))
     start = time.perf_counter()

@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 import torch
 
+from alexnet.config import PRESETS
 from alexnet.errors import ConfigError
 
-PRESETS = ("seed", "d2l", "paper")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # ImageNet's RGB eigen-decomposition on the [0, 1] scale (as used by fb.resnet.torch): the fallback for `paper`.

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from alexnet.data.idx import find_idx_files, read_idx_pair
+from alexnet.data.idx import IDX_SPLITS, find_idx_files, read_idx_pair
 from alexnet.data.images import display_path
 from alexnet.errors import DataError
 
@@ -82,10 +82,10 @@ def load_torchvision_source(name: str, root: str, download: bool = False) -> Arr
             _download(name, root)
         return read_cifar10(folder)
     pairs = find_idx_files(folder) if os.path.isdir(folder) else {}
-    if download and set(pairs) != {"train", "test"}:
+    if download and set(pairs) != set(IDX_SPLITS):
         _download(name, root)
         pairs = find_idx_files(folder)
-    if set(pairs) != {"train", "test"}:
+    if set(pairs) != set(IDX_SPLITS):
         raise _missing(name, folder)
     train, test = read_idx_pair(*pairs["train"]), read_idx_pair(*pairs["test"])
     names = FASHION_CLASSES if name == "fashion-mnist" else MNIST_CLASSES
