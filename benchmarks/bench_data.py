@@ -26,7 +26,8 @@ from pathlib import Path
 
 import torch
 
-from alexnet.bench import PHOTO_SIZE, make_photos, time_batch_augment, time_loader
+from alexnet.bench.config import PHOTO_SIZE
+from alexnet.bench.photos import make_photos, time_batch_augment, time_loader
 
 BATCH = 64
 

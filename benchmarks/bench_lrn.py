@@ -59,7 +59,7 @@ def whole_model(batch: int, repeats: int, steps: int) -> None:
     """The paper model's training step (forward + backward + Adam, fp32, channels_last, as `alexnet bench` runs
     "ours") with LRN on the native kernel, on the Python kernel, and with norm="none"; the arms interleave within each
     repeat, in a rotating order, so that the machine's other load falls on all of them alike."""
-    from alexnet.bench import OURS_FP32, prepare, train_step
+    from alexnet.bench.steps import OURS_FP32, prepare, train_step
     from alexnet.models import build_model
 
     torch.manual_seed(0)

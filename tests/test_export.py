@@ -29,18 +29,18 @@ def run_dir(tmp_path_factory):
 def test_every_format_reproduces_the_checkpoint(run_dir, tmp_path):
     import onnxruntime
 
-    from alexnet.checkpoint import load_checkpoint, model_from_checkpoint
+    from alexnet.checkpoint import load_checkpoint
 
     report = export_checkpoint(run_dir, tmp_path / "out", ["hub", "onnx", "torch-export"])
     ckpt = load_checkpoint(run_dir)
-    model = model_from_checkpoint(ckpt)
+    model = ckpt.build_model()
     x = torch.randn(5, model.config.in_channels, model.config.image_size, model.config.image_size)
     with torch.inference_mode():
         expected = model(x)
 
     reloaded, config = load_hub(tmp_path / "out")
-    assert config["class_names"] == list(ckpt["class_names"])
-    assert config["preprocessing"]["image_size"] == ckpt["image_size"]
+    assert config["class_names"] == list(ckpt.class_names)
+    assert config["preprocessing"]["image_size"] == ckpt.preprocessing.image_size
     with torch.inference_mode():
         torch.testing.assert_close(reloaded(x), expected, rtol=0, atol=0)
 
