@@ -14,7 +14,7 @@ import torch
 from alexnet.distributed import DEFAULT_PG_TIMEOUT_S, DistInfo, pg_timeout
 from alexnet.errors import ConfigError
 from alexnet.train import STOP_AGREE_EVERY, stop_agreement_due
-from test_train import make_folder
+from data_factories import make_folder
 
 # No dropout (its masks are drawn per rank) and no BatchNorm (its statistics are per rank): then the only
 # difference between 1 and 2 processes is the order of float additions in the gradient all-reduce.

@@ -23,7 +23,8 @@ from alexnet.train import (
     write_config,
     write_metrics,
 )
-from test_train import TINY, make_folder, run_cli, tiny_config
+from data_factories import make_folder
+from tiny_runs import TINY, run_cli, tiny_config
 
 PLAIN_SGD = {"model.norm": "none", "optim.opt": "sgd", "optim.momentum": 0.0}
 # Cast to float32 in the update this is inf: one step turns every weight with a gradient into Inf or NaN, while the

@@ -31,8 +31,8 @@ from alexnet.train import (
     resume_config,
     train_one_epoch,
 )
-from test_resume import untimed_rows
-from test_train import make_folder, tiny_config
+from data_factories import make_folder
+from tiny_runs import tiny_config, untimed_rows
 
 SINGLE = DistInfo(rank=0, world_size=1, local_rank=0)
 

@@ -1,6 +1,5 @@
 """Exact resume with real processes and real signals: SIGKILL at any step, SIGTERM finishing its step."""
 
-import csv
 import os
 import signal
 import subprocess
@@ -11,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_train import TINY, make_folder
+from data_factories import make_folder
+from tiny_runs import TINY, untimed_rows
 
 EPOCHS, STEPS_PER_EPOCH = 2, 6  # 48 training images / batch 8
 
@@ -42,15 +42,6 @@ def wait_for_step(proc: subprocess.Popen, run: Path, step: int, timeout: float =
         time.sleep(0.01)
     proc.kill()
     raise AssertionError(f"step {step} not reached in {timeout} s")
-
-
-def untimed_rows(run: Path) -> list[dict]:
-    """metrics.csv without the columns that measure time (they differ between any two runs)."""
-    with open(run / "metrics.csv", newline="") as f:
-        return [{k: v for k, v in row.items() if k not in TIMINGS} for row in csv.DictReader(f)]
-
-
-TIMINGS = ("seconds", "images_per_s", "data_wait_s", "data_wait_share")
 
 
 def weights(run: Path) -> dict:

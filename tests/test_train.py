@@ -3,11 +3,8 @@
 import csv
 import math
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import yaml
@@ -27,36 +24,10 @@ from alexnet.train import (
     fit,
     resume_config,
 )
+from data_factories import make_folder
+from tiny_runs import TINY, run_cli, tiny_config
 
-# The smallest run that still exercises everything: 1/8-width alexnet-bn at its smallest input (67 px).
-TINY = ["--width-mult", "0.125", "--image-size", "67", "--batch-size", "8", "--no-progress"]
-TINY_OVERRIDES = {"model.width_mult": 0.125, "data.image_size": 67, "run.batch_size": 8, "run.device": "cpu"}
 D2L_LINE = re.compile(r"^epoch \d+, loss \d+\.\d{4}, train acc \d\.\d{3}, test acc \d\.\d{3}, time \d+\.\d sec$")
-
-
-def make_folder(root: Path, classes=("cat", "dog"), train=16, val=4, size=40, seed=0) -> Path:
-    """train/<class>/ and val/<class>/ with real PNG and JPEG files; the classes differ in stripe direction."""
-    rng = np.random.default_rng(seed)
-    for split, n in (("train", train), ("val", val)):
-        for c, name in enumerate(classes):
-            folder = root / split / name
-            folder.mkdir(parents=True, exist_ok=True)
-            for i in range(n):
-                stripes = (np.arange(size) // 4 % 2 * 160 + 40).astype(np.uint8)
-                img = np.tile(stripes[:, None] if c % 2 == 0 else stripes[None, :], (1, size) if c % 2 == 0 else (size, 1))
-                img = np.clip(img + rng.normal(0, 20, (size, size)), 0, 255).astype(np.uint8)
-                rgb = np.stack([img, np.roll(img, c * 3, axis=0), img // 2], axis=-1)
-                ext = "png" if i % 2 else "jpg"
-                Image.fromarray(rgb).save(folder / f"{name}.{i}.{ext}")
-    return root
-
-
-def run_cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "alexnet", *args], capture_output=True, text=True, timeout=timeout)
-
-
-def tiny_config(data: Path, out: Path, **extra):
-    return resolve_config(overrides={**TINY_OVERRIDES, "data.source": str(data), "run.output_dir": str(out), **extra})
 
 
 @pytest.fixture(scope="module")
