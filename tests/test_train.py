@@ -69,16 +69,22 @@ def test_train_eval_predict_from_the_command_line(tiny_data, tmp_path):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     cat = tiny_data / "val" / "cat" / "cat.0.jpg"
-    pr = run_cli("predict", "--checkpoint", str(run_dir / "checkpoints" / "best.pt"), str(cat), str(broken),
-                 str(tiny_data / "val" / "dog" / "*.png"), "--top-k", "2", "--json")
+    items = [str(cat), str(broken), str(tiny_data / "val" / "dog" / "*.png")]
+    pr = run_cli("predict", "--checkpoint", str(run_dir / "checkpoints" / "best.pt"), *items, "--top-k", "2", "--json")
     assert pr.returncode == 1  # one file failed
     import json
 
     out = json.loads(pr.stdout)
     assert [o["file"] for o in out][:2] == [str(cat), str(broken)] and len(out) == 4
     assert set(out[1]) == {"file", "error"} and "broken.jpg" in out[1]["error"]
-    for o in out[:1] + out[2:]:
-        assert set(o) == {"file", "top"} and [t["label"] for t in o["top"]] in (["cat", "dog"], ["dog", "cat"])
+    from alexnet.predict import predict_files
+
+    # The command's answers are the checkpoint's model's: the same ranking and probabilities in this process.
+    expected = predict_files(load_checkpoint(run_dir / "checkpoints" / "best.pt"), items, top_k=2)
+    for o, e in zip(out[:1] + out[2:], expected[:1] + expected[2:], strict=True):
+        assert set(o) == {"file", "top"} and o["file"] == e.file
+        assert [t["label"] for t in o["top"]] == [label for label, _ in e.top]
+        assert [t["prob"] for t in o["top"]] == pytest.approx([p for _, p in e.top], abs=1e-4)
         assert math.isclose(sum(t["prob"] for t in o["top"]), 1.0, rel_tol=1e-4)
 
 
@@ -98,10 +104,13 @@ def test_non_finite_loss_stops_at_once_and_keeps_the_last_good_checkpoint(tiny_d
     cfg = tiny_config(tiny_data, tmp_path / "run", **{
         "model.norm": "none", "optim.opt": "sgd", "optim.lr": 1e12, "optim.momentum": 0.0,
         "run.epochs": 3, "run.save_every_steps": 1})
-    with pytest.raises(TrainingError, match=r"non-finite loss .* at epoch \d+, step \d+"):
+    with pytest.raises(TrainingError, match=r"non-finite loss .* at epoch \d+, step \d+") as err:
         fit(cfg, progress=False)
+    failed = re.search(r"at epoch (\d+), step (\d+): stopped before applying it", str(err.value))
+    assert failed, str(err.value)  # --save-every-steps 1 reads every step: the bad step is never applied
+    epoch, step = int(failed[1]), int(failed[2])  # both counted from 1
     ckpt = load_checkpoint(tmp_path / "run", prefer="last")  # refuses NaN weights: these are all finite
-    assert ckpt["global_step"] >= 1
+    assert ckpt["global_step"] == (epoch - 1) * 4 + step - 1  # the step just before it: 4 steps of 8 per epoch
 
 
 def test_resume_refuses_a_different_model_size_or_classes(tiny_data, tmp_path):

@@ -8,6 +8,7 @@ The validator is also fuzzed (ALEXNET_FUZZ_EXAMPLES=2000 searches longer than th
 """
 
 import copy
+import json
 import math
 import os
 import re
@@ -23,6 +24,7 @@ from PIL import Image
 from alexnet import cli
 from alexnet.checkpoint import REQUIRED_FIELDS, check_torch_version, load_checkpoint, validate_checkpoint
 from alexnet.errors import CheckpointError, short
+from alexnet.predict import predict_files
 
 FIXTURE = Path(__file__).parent / "fixtures" / "tiny-v1.pt"
 MESSAGE_LIMIT = 600  # characters: a refusal echoes at most a short repr of the bad value
@@ -250,7 +252,10 @@ def test_todays_checkpoint_still_loads_and_predicts(capsys, image):
     ckpt = load_checkpoint(FIXTURE)
     assert ckpt["class_names"] == ["cat", "dog"] and ckpt["model_args"]["width_mult"] == 0.03125
     assert cli.main(["predict", "--checkpoint", str(FIXTURE), str(image), "--json", "--device", "cpu"]) == 0
-    assert '"label"' in capsys.readouterr().out
+    top = json.loads(capsys.readouterr().out)[0]["top"]
+    expected = predict_files(ckpt, [str(image)])[0].top
+    assert [t["label"] for t in top] == [label for label, _ in expected]
+    assert [t["prob"] for t in top] == pytest.approx([p for _, p in expected], abs=1e-4)
 
 
 @pytest.mark.parametrize("version", ["2.5.1", "2.4.0+cu121", "1.13.1", "not a version", ""])
