@@ -1,6 +1,5 @@
 """Exact resume with real processes and real signals: SIGKILL at any step, SIGTERM finishing its step."""
 
-import os
 import signal
 import subprocess
 import sys
@@ -93,4 +92,6 @@ def test_killed_and_terminated_runs_resume_to_bitwise_equal_weights(tmp_path):
     assert untimed_rows(reference) == untimed_rows(broken)  # same losses and accuracies, no duplicated epochs
     leftovers = [p.name for p in (broken / "checkpoints").iterdir() if p.name not in ("last.pt", "best.pt")]
     assert leftovers == []
-    assert os.path.getsize(broken / "checkpoints" / "best.pt") > 0
+    best_a, best_b = (torch.load(run / "checkpoints" / "best.pt", weights_only=True) for run in (reference, broken))
+    assert best_a["global_step"] == best_b["global_step"]  # the same epoch was the best one
+    assert all(torch.equal(tensor, best_b["model"][name]) for name, tensor in best_a["model"].items())
