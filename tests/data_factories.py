@@ -191,6 +191,23 @@ def image_folder(root, classes=("cat", "dog"), per_class: int = 5, size=(32, 24)
     return root
 
 
+def make_folder(root: Path, classes=("cat", "dog"), train=16, val=4, size=40, seed=0) -> Path:
+    """train/<class>/ and val/<class>/ with real PNG and JPEG files; the classes differ in stripe direction."""
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", train), ("val", val)):
+        for c, name in enumerate(classes):
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                stripes = (np.arange(size) // 4 % 2 * 160 + 40).astype(np.uint8)
+                img = np.tile(stripes[:, None] if c % 2 == 0 else stripes[None, :], (1, size) if c % 2 == 0 else (size, 1))
+                img = np.clip(img + rng.normal(0, 20, (size, size)), 0, 255).astype(np.uint8)
+                rgb = np.stack([img, np.roll(img, c * 3, axis=0), img // 2], axis=-1)
+                ext = "png" if i % 2 else "jpg"
+                Image.fromarray(rgb).save(folder / f"{name}.{i}.{ext}")
+    return root
+
+
 def non_utf8_name(folder, stem: bytes = b"caf\xe9", ext: bytes = b".jpg") -> str:
     """A path whose file name is Latin-1 bytes, not UTF-8 (as str with surrogate escapes, as os.listdir gives)."""
     return os.path.join(os.fspath(folder), os.fsdecode(stem + ext))

@@ -19,7 +19,7 @@ TINY_SHAPES = ShapesConfig(image_size=32, train_per_class=4, val_per_class=2, se
 def check_bundle(bundle: DataBundle, size: int, channels: int) -> None:
     x, y = bundle.train[0]
     assert x.shape == (channels, size, size) and x.dtype == torch.float32 and torch.isfinite(x).all()
-    assert isinstance(y, int) and 0 <= y < bundle.num_classes
+    assert isinstance(y, int) and y == bundle.train.targets[0] and 0 <= y < bundle.num_classes
     xv, _ = bundle.val[0]
     assert xv.shape == (channels, size, size)
     assert len(bundle.mean) == len(bundle.std) == channels

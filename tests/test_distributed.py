@@ -13,7 +13,7 @@ import torch
 
 from alexnet.distributed import DEFAULT_PG_TIMEOUT_S, STOP_AGREE_EVERY, DistInfo, pg_timeout, stop_agreement_due
 from alexnet.errors import ConfigError
-from test_train import make_folder
+from data_factories import make_folder
 
 # No dropout (its masks are drawn per rank) and no BatchNorm (its statistics are per rank): then the only
 # difference between 1 and 2 processes is the order of float additions in the gradient all-reduce.

@@ -11,17 +11,7 @@ import torch
 
 from alexnet.errors import CheckpointError
 from alexnet.evaluate import EvalResult, MetricTotals, evaluate, evaluate_checkpoint, write_confusion_csv
-from alexnet.train import fit
-from test_train import make_folder, tiny_config
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A tiny trained run: (data folder, run folder)."""
-    root = tmp_path_factory.mktemp("trained")
-    data = make_folder(root / "data", train=8, val=3)
-    fit(tiny_config(data, root / "run", **{"run.epochs": 1, "optim.lr": 0.003}), progress=False)
-    return data, root / "run"
+from data_factories import make_folder
 
 
 def test_counts_rates_and_per_class():

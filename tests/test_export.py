@@ -14,7 +14,8 @@ import torch
 
 from alexnet.export import export_checkpoint, load_hub
 from alexnet.train import fit
-from test_train import make_folder, tiny_config
+from data_factories import make_folder
+from tiny_runs import tiny_config
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,8 @@ from alexnet.runfolder import truncate_metrics, write_config, write_metrics
 from alexnet.train import TrainingError, fit, resume_config
 from alexnet.training.determinism import check_deterministic_backward
 from alexnet.training.epoch import check_validation
-from test_train import TINY, make_folder, run_cli, tiny_config
+from data_factories import make_folder
+from tiny_runs import TINY, run_cli, tiny_config
 
 PLAIN_SGD = {"model.norm": "none", "optim.opt": "sgd", "optim.momentum": 0.0}
 # Cast to float32 in the update this is inf: one step turns every weight with a gradient into Inf or NaN, while the
@@ -146,16 +147,16 @@ def test_a_damaged_metrics_csv_is_an_error_naming_the_line(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def finished_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("failsafe")
     data = make_folder(root / "data", train=4, val=2)
     fit(tiny_config(data, root / "run", **{"run.epochs": 1}), progress=False)
     return root
 
 
-def test_train_into_a_read_only_folder_is_one_line(trained, mount):
+def test_train_into_a_read_only_folder_is_one_line(finished_run, mount):
     ro = mount("ro")
-    result = run_cli("train", "--data", str(trained / "data"), *TINY, "--epochs", "1", "--device", "cpu",
+    result = run_cli("train", "--data", str(finished_run / "data"), *TINY, "--epochs", "1", "--device", "cpu",
                      "--output-dir", str(ro / "run"))
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
@@ -163,10 +164,10 @@ def test_train_into_a_read_only_folder_is_one_line(trained, mount):
     assert len(lines) == 1 and str(ro) in lines[0] and "Read-only file system (EROFS)" in lines[0], result.stderr
 
 
-def test_an_os_error_outside_the_writer_is_one_line_too(trained, mount):
+def test_an_os_error_outside_the_writer_is_one_line_too(finished_run, mount):
     # eval creates its --output-dir itself: the OSError surfaces raw, and the command line turns it into one line.
     ro = mount("ro")
-    result = run_cli("eval", "--checkpoint", str(trained / "run"), "--device", "cpu", "--output-dir", str(ro / "out"))
+    result = run_cli("eval", "--checkpoint", str(finished_run / "run"), "--device", "cpu", "--output-dir", str(ro / "out"))
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
@@ -174,9 +175,9 @@ def test_an_os_error_outside_the_writer_is_one_line_too(trained, mount):
 
 
 @pytest.mark.slow
-def test_a_disk_that_fills_during_training_is_one_line_and_keeps_nothing_half_written(trained, mount):
+def test_a_disk_that_fills_during_training_is_one_line_and_keeps_nothing_half_written(finished_run, mount):
     disk = mount("size=1m")  # room for the run files, not for a 1.4 MB checkpoint
-    result = run_cli("train", "--data", str(trained / "data"), *TINY, "--epochs", "1", "--device", "cpu",
+    result = run_cli("train", "--data", str(finished_run / "data"), *TINY, "--epochs", "1", "--device", "cpu",
                      "--output-dir", str(disk / "run"))
     assert result.returncode != 0 and "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]

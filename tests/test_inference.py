@@ -9,17 +9,7 @@ import torch
 
 from alexnet.errors import ConfigError
 from alexnet.inference import InferenceOptions, Predictor
-from alexnet.models import build_model
-
-
-def trained_like(name: str) -> torch.nn.Module:
-    torch.manual_seed(0)
-    model = build_model(name, num_classes=7, image_size=67, width_mult=0.25)
-    for m in model.modules():  # BatchNorm running statistics away from their identity initial values
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.1, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
-    return model.eval()
+from tiny_runs import trained_like
 
 
 @pytest.mark.parametrize("name", ["alexnet", "alexnet-bn"])
@@ -57,7 +47,8 @@ def test_bad_amp_is_a_config_error():
 @pytest.mark.slow
 def test_eval_and_predict_accept_the_inference_flags(tmp_path):
     from alexnet.train import fit
-    from test_train import make_folder, tiny_config
+    from data_factories import make_folder
+    from tiny_runs import tiny_config
 
     data = make_folder(tmp_path / "data", train=6, val=3)
     fit(tiny_config(data, tmp_path / "run", **{"run.epochs": 1}), progress=False)

@@ -12,8 +12,8 @@ from alexnet.errors import ConfigError
 from alexnet.inference import InferenceOptions, Predictor
 from alexnet.onnxrt import OnnxRuntimeError, OnnxRuntimeModel, compare_top1, export_onnx, quantize_int8
 from alexnet.train import fit
-from test_inference import trained_like
-from test_train import make_folder, tiny_config
+from data_factories import make_folder
+from tiny_runs import tiny_config, trained_like
 
 pytest.importorskip("onnxruntime")
 

@@ -10,7 +10,6 @@ from PIL import Image
 
 from alexnet.checkpoint import load_checkpoint
 from alexnet.predict import expand_inputs, format_csv, format_json, format_table, predict_files
-from test_eval import trained  # noqa: F401 - the module-scoped trained run
 
 
 def test_expand_files_folders_globs_and_missing(tmp_path):
@@ -31,7 +30,7 @@ def test_expand_files_folders_globs_and_missing(tmp_path):
     ]
 
 
-def test_predict_mixed_inputs(trained, tmp_path):  # noqa: F811
+def test_predict_mixed_inputs(trained, tmp_path):
     data, run = trained
     ckpt = load_checkpoint(run)
     grey = tmp_path / "grey.png"
@@ -56,7 +55,7 @@ def test_predict_mixed_inputs(trained, tmp_path):  # noqa: F811
 
 
 @pytest.mark.slow
-def test_predict_cli_exit_status(trained, tmp_path):  # noqa: F811
+def test_predict_cli_exit_status(trained, tmp_path):
     data, run = trained
     ok = subprocess.run([sys.executable, "-m", "alexnet", "predict", "--checkpoint", str(run), "--csv", "--top-k", "1",
                          str(data / "val" / "cat" / "*.jpg")], capture_output=True, text=True, timeout=300)

@@ -1,7 +1,5 @@
 """Exact resume with real processes and real signals: SIGKILL at any step, SIGTERM finishing its step."""
 
-import csv
-import os
 import signal
 import subprocess
 import sys
@@ -11,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_train import TINY, make_folder
+from data_factories import make_folder
+from tiny_runs import TINY, untimed_rows
 
 EPOCHS, STEPS_PER_EPOCH = 2, 6  # 48 training images / batch 8
 
@@ -42,15 +41,6 @@ def wait_for_step(proc: subprocess.Popen, run: Path, step: int, timeout: float =
         time.sleep(0.01)
     proc.kill()
     raise AssertionError(f"step {step} not reached in {timeout} s")
-
-
-def untimed_rows(run: Path) -> list[dict]:
-    """metrics.csv without the columns that measure time (they differ between any two runs)."""
-    with open(run / "metrics.csv", newline="") as f:
-        return [{k: v for k, v in row.items() if k not in TIMINGS} for row in csv.DictReader(f)]
-
-
-TIMINGS = ("seconds", "images_per_s", "data_wait_s", "data_wait_share")
 
 
 def weights(run: Path) -> dict:
@@ -103,4 +93,6 @@ def test_killed_and_terminated_runs_resume_to_bitwise_equal_weights(tmp_path):
     assert untimed_rows(reference) == untimed_rows(broken)  # same losses and accuracies, no duplicated epochs
     leftovers = [p.name for p in (broken / "checkpoints").iterdir() if p.name not in ("last.pt", "best.pt")]
     assert leftovers == []
-    assert os.path.getsize(broken / "checkpoints" / "best.pt") > 0
+    best_a, best_b = (torch.load(run / "checkpoints" / "best.pt", weights_only=True) for run in (reference, broken))
+    assert best_a["global_step"] == best_b["global_step"]  # the same epoch was the best one
+    assert all(torch.equal(tensor, best_b["model"][name]) for name, tensor in best_a["model"].items())

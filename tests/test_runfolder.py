@@ -13,7 +13,8 @@ import torch
 
 from alexnet.runfolder import LOCK_NAME, RunFolderError, RunLock
 from alexnet.train import fit
-from test_train import TINY, make_folder, tiny_config
+from data_factories import make_folder
+from tiny_runs import TINY, tiny_config
 
 
 def start_trainer(data: Path, run: Path) -> subprocess.Popen:

@@ -3,11 +3,8 @@
 import csv
 import math
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import yaml
@@ -22,36 +19,10 @@ from alexnet.training.determinism import epoch_permutation
 from alexnet.training.epoch import ChanceWatch
 from alexnet.training.optim import LRSchedule, build_optimizer
 from alexnet.training.report import d2l_line
+from data_factories import make_folder
+from tiny_runs import TINY, run_cli, tiny_config
 
-# The smallest run that still exercises everything: 1/8-width alexnet-bn at its smallest input (67 px).
-TINY = ["--width-mult", "0.125", "--image-size", "67", "--batch-size", "8", "--no-progress"]
-TINY_OVERRIDES = {"model.width_mult": 0.125, "data.image_size": 67, "run.batch_size": 8, "run.device": "cpu"}
 D2L_LINE = re.compile(r"^epoch \d+, loss \d+\.\d{4}, train acc \d\.\d{3}, test acc \d\.\d{3}, time \d+\.\d sec$")
-
-
-def make_folder(root: Path, classes=("cat", "dog"), train=16, val=4, size=40, seed=0) -> Path:
-    """train/<class>/ and val/<class>/ with real PNG and JPEG files; the classes differ in stripe direction."""
-    rng = np.random.default_rng(seed)
-    for split, n in (("train", train), ("val", val)):
-        for c, name in enumerate(classes):
-            folder = root / split / name
-            folder.mkdir(parents=True, exist_ok=True)
-            for i in range(n):
-                stripes = (np.arange(size) // 4 % 2 * 160 + 40).astype(np.uint8)
-                img = np.tile(stripes[:, None] if c % 2 == 0 else stripes[None, :], (1, size) if c % 2 == 0 else (size, 1))
-                img = np.clip(img + rng.normal(0, 20, (size, size)), 0, 255).astype(np.uint8)
-                rgb = np.stack([img, np.roll(img, c * 3, axis=0), img // 2], axis=-1)
-                ext = "png" if i % 2 else "jpg"
-                Image.fromarray(rgb).save(folder / f"{name}.{i}.{ext}")
-    return root
-
-
-def run_cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "alexnet", *args], capture_output=True, text=True, timeout=timeout)
-
-
-def tiny_config(data: Path, out: Path, **extra):
-    return resolve_config(overrides={**TINY_OVERRIDES, "data.source": str(data), "run.output_dir": str(out), **extra})
 
 
 @pytest.fixture(scope="module")
@@ -93,16 +64,22 @@ def test_train_eval_predict_from_the_command_line(tiny_data, tmp_path):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     cat = tiny_data / "val" / "cat" / "cat.0.jpg"
-    pr = run_cli("predict", "--checkpoint", str(run_dir / "checkpoints" / "best.pt"), str(cat), str(broken),
-                 str(tiny_data / "val" / "dog" / "*.png"), "--top-k", "2", "--json")
+    items = [str(cat), str(broken), str(tiny_data / "val" / "dog" / "*.png")]
+    pr = run_cli("predict", "--checkpoint", str(run_dir / "checkpoints" / "best.pt"), *items, "--top-k", "2", "--json")
     assert pr.returncode == 1  # one file failed
     import json
 
     out = json.loads(pr.stdout)
     assert [o["file"] for o in out][:2] == [str(cat), str(broken)] and len(out) == 4
     assert set(out[1]) == {"file", "error"} and "broken.jpg" in out[1]["error"]
-    for o in out[:1] + out[2:]:
-        assert set(o) == {"file", "top"} and [t["label"] for t in o["top"]] in (["cat", "dog"], ["dog", "cat"])
+    from alexnet.predict import predict_files
+
+    # The command's answers are the checkpoint's model's: the same ranking and probabilities in this process.
+    expected = predict_files(load_checkpoint(run_dir / "checkpoints" / "best.pt"), items, top_k=2)
+    for o, e in zip(out[:1] + out[2:], expected[:1] + expected[2:], strict=True):
+        assert set(o) == {"file", "top"} and o["file"] == e.file
+        assert [t["label"] for t in o["top"]] == [label for label, _ in e.top]
+        assert [t["prob"] for t in o["top"]] == pytest.approx([p for _, p in e.top], abs=1e-4)
         assert math.isclose(sum(t["prob"] for t in o["top"]), 1.0, rel_tol=1e-4)
 
 
@@ -122,10 +99,13 @@ def test_non_finite_loss_stops_at_once_and_keeps_the_last_good_checkpoint(tiny_d
     cfg = tiny_config(tiny_data, tmp_path / "run", **{
         "model.norm": "none", "optim.opt": "sgd", "optim.lr": 1e12, "optim.momentum": 0.0,
         "run.epochs": 3, "run.save_every_steps": 1})
-    with pytest.raises(TrainingError, match=r"non-finite loss .* at epoch \d+, step \d+"):
+    with pytest.raises(TrainingError, match=r"non-finite loss .* at epoch \d+, step \d+") as err:
         fit(cfg, progress=False)
+    failed = re.search(r"at epoch (\d+), step (\d+): stopped before applying it", str(err.value))
+    assert failed, str(err.value)  # --save-every-steps 1 reads every step: the bad step is never applied
+    epoch, step = int(failed[1]), int(failed[2])  # both counted from 1
     ckpt = load_checkpoint(tmp_path / "run", prefer="last")  # refuses NaN weights: these are all finite
-    assert ckpt.train_state["global_step"] >= 1
+    assert ckpt.train_state["global_step"] == (epoch - 1) * 4 + step - 1  # the step just before it: 4 steps of 8 per epoch
 
 
 def test_resume_refuses_a_different_model_size_or_classes(tiny_data, tmp_path):

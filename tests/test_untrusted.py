@@ -1,13 +1,15 @@
 """Checkpoints are untrusted input: every field is validated in one place, before anything is built from it.
 
-Each fault is a real file: the committed checkpoint of today's format (fixtures/tiny-v1.pt, alexnet-bn at width
-1/32 on classes cat/dog), changed in one field and written back with torch.save. It is read through
+Each fault is a real file: a real checkpoint in today's format (fixtures/tiny-v1.pt, alexnet-bn at width 1/32 on
+classes cat/dog, as the record writes it back: format 2), changed in one field and written back with torch.save;
+the faults only format 1 can hold are crafted in the committed format-1 file itself. It is read through
 `load_checkpoint` and through the real `alexnet eval` / `alexnet predict` commands in-process, which must answer
 exit status 2 and one line on stderr: no traceback, and no allocation of the absurd size the field asks for.
 The validator is also fuzzed (ALEXNET_FUZZ_EXAMPLES=2000 searches longer than the default few seconds).
 """
 
 import copy
+import json
 import math
 import os
 import re
@@ -21,8 +23,12 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from alexnet import cli
-from alexnet.checkpoint import REQUIRED_FIELDS, check_torch_version, load_checkpoint, validate_checkpoint
+from alexnet.checkpoint import load_checkpoint
+from alexnet.checkpoint_schema import REQUIRED_FIELDS
+from alexnet.checkpoint_schema import validate as validate_checkpoint
 from alexnet.errors import CheckpointError, short
+from alexnet.predict import predict_files
+from alexnet.safeload import check_torch_version
 
 FIXTURE = Path(__file__).parent / "fixtures" / "tiny-v1.pt"
 MESSAGE_LIMIT = 600  # characters: a refusal echoes at most a short repr of the bad value
@@ -30,6 +36,12 @@ MESSAGE_LIMIT = 600  # characters: a refusal echoes at most a short repr of the 
 
 @pytest.fixture(scope="module")
 def original():
+    """Today's layout of the fixture (format 2)."""
+    return load_checkpoint(FIXTURE).to_dict()
+
+
+@pytest.fixture(scope="module")
+def format_1():
     return torch.load(FIXTURE, map_location="cpu", weights_only=True)
 
 
@@ -67,12 +79,17 @@ def both(*changes):
     return change
 
 
+def state(*keys, value):
+    """A change inside train_state."""
+    return setter("train_state", *keys, value=value)
+
+
 def model_args(**fields):
     return lambda ckpt: ckpt["model_args"].update(fields)
 
 
 def image_size(size):
-    return both(model_args(image_size=size), setter("image_size", value=size), setter("data", "image_size", value=size))
+    return both(model_args(image_size=size), setter("image_size", value=size))
 
 
 def wrong_shape(ckpt):
@@ -80,11 +97,11 @@ def wrong_shape(ckpt):
 
 
 def momentum_of_wrong_shape(ckpt):
-    ckpt["optimizer"]["state"][0]["exp_avg"] = torch.zeros(7)
+    ckpt["train_state"]["optimizer"]["state"][0]["exp_avg"] = torch.zeros(7)
 
 
 def parameter_listed_twice(ckpt):
-    ckpt["optimizer"]["param_groups"][0]["params"][1] = 0
+    ckpt["train_state"]["optimizer"]["param_groups"][0]["params"][1] = 0
 
 
 FAULTS = {  # id: (change, what the message must name)
@@ -119,31 +136,33 @@ FAULTS = {  # id: (change, what the message must name)
     "weight missing": (deleter("model", "classifier.6.bias"), r"weights do not fit.*missing \['classifier\.6\.bias'\]"),
     "weight unexpected": (setter("model", "extra.weight", value=torch.zeros(1)), r"unexpected \['extra\.weight'\]"),
     "weight not a tensor": (setter("model", "classifier.6.bias", value=[0.0, 0.0]), r"'model\.classifier\.6\.bias' must be a tensor"),
-    "epoch negative": (setter("epoch", value=-1), r"field 'epoch' must be an integer in \[0, 1000000\], got -1"),
-    "epoch a float": (setter("epoch", value=1.0), r"field 'epoch' must be an integer"),
-    "global_step huge": (setter("global_step", value=10**30), r"field 'global_step' must be an integer"),
-    "best_val_top1 NaN": (setter("best_val_top1", value=math.nan), r"field 'best_val_top1' must be a finite number"),
-    "scheduler field wrong": (setter("scheduler", "drops", value="x"), r"field 'scheduler\.drops'"),
-    "scheduler field unknown": (setter("scheduler", "extra", value=1), r"unknown field 'scheduler\.extra'"),
-    "epoch_totals empty": (setter("epoch_totals", value=[]), r"'epoch_totals' must be a list of 1 to 65536 items"),
-    "epoch_totals correct > count": (setter("epoch_totals", 0, "correct", value=5), r"'epoch_totals\[0\]\.correct'"),
-    "epoch_totals unknown key": (setter("epoch_totals", 0, "bogus", value=1), r"unknown field 'epoch_totals\[0\]\.bogus'"),
-    "world_size disagrees": (setter("world_size", value=2), r"'world_size' is 2 but epoch_totals holds 1 ranks"),
-    "optimizer state shape": (momentum_of_wrong_shape, r"'optimizer\.state\[0\]\.exp_avg' has shape \(7,\), its "
-                                                       r"parameter \(3, 3, 11, 11\)"),
-    "optimizer parameter twice": (parameter_listed_twice, r"'optimizer\.param_groups' covers 26 parameter ids"),
-    "optimizer lr NaN": (setter("optimizer", "param_groups", 0, "lr", value=math.nan), r"param_groups\[0\]\.lr'"),
-    "optimizer not a mapping": (setter("optimizer", value=None), r"field 'optimizer' must be a mapping"),
-    "rng torch state short": (setter("rng", "torch", value=torch.zeros(8, dtype=torch.uint8)), r"'rng\.torch' must be"),
-    "rng python state": (setter("rng", "python", value=(3, (1, 2), None)), r"'rng\.python\[1\]' must be a list of 625"),
-    "rng torch state invalid": (setter("rng", "torch", value=torch.full((5056,), 7, dtype=torch.uint8)),
-                                r"'rng\.torch' is not a valid generator state \(Invalid mt19937 state\)"),
-    "rng numpy key": (setter("rng", "numpy", "key", value=torch.zeros(3)), r"'rng\.numpy\.key' must be an int64"),
+    "epoch negative": (state("epoch", value=-1), r"field 'train_state\.epoch' must be an integer in \[0, 1000000\], got -1"),
+    "epoch a float": (state("epoch", value=1.0), r"field 'train_state\.epoch' must be an integer"),
+    "global_step huge": (state("global_step", value=10**30), r"field 'train_state\.global_step' must be an integer"),
+    "best_val_top1 NaN": (state("best_val_top1", value=math.nan), r"'train_state\.best_val_top1' must be a finite num"),
+    "scheduler field wrong": (state("scheduler", "drops", value="x"), r"field 'train_state\.scheduler\.drops'"),
+    "scheduler field unknown": (state("scheduler", "extra", value=1), r"unknown field 'train_state\.scheduler\.extra'"),
+    "epoch_totals empty": (state("epoch_totals", value=[]), r"'train_state\.epoch_totals' must be a list of 1 to 65536"),
+    "epoch_totals correct > count": (state("epoch_totals", 0, "correct", value=5), r"'train_state\.epoch_totals\[0\]\.co"),
+    "epoch_totals unknown key": (state("epoch_totals", 0, "bogus", value=1), r"unknown field 'train_state\.epoch_tota"),
+    "world_size disagrees": (state("world_size", value=2), r"'train_state\.world_size' is 2 but train_state\.epoch_totals "
+                                                           r"holds 1 ranks"),
+    "train state unknown field": (state("sampler", value={}), r"unknown field 'train_state\.sampler'"),
+    "optimizer state shape": (momentum_of_wrong_shape, r"'train_state\.optimizer\.state\[0\]\.exp_avg' has shape \(7,\), "
+                                                       r"its parameter \(3, 3, 11, 11\)"),
+    "optimizer parameter twice": (parameter_listed_twice, r"'train_state\.optimizer\.param_groups' covers 26 parameter"),
+    "optimizer lr NaN": (state("optimizer", "param_groups", 0, "lr", value=math.nan), r"param_groups\[0\]\.lr'"),
+    "optimizer not a mapping": (state("optimizer", value=None), r"field 'train_state\.optimizer' must be a mapping"),
+    "rng torch state short": (state("rng", "torch", value=torch.zeros(8, dtype=torch.uint8)), r"'train_state\.rng\.torch' mu"),
+    "rng python state": (state("rng", "python", value=(3, (1, 2), None)), r"'train_state\.rng\.python\[1\]' must be a li"),
+    "rng torch state invalid": (state("rng", "torch", value=torch.full((5056,), 7, dtype=torch.uint8)),
+                                r"'train_state\.rng\.torch' is not a valid generator state \(Invalid mt19937 state\)"),
+    "rng numpy key": (state("rng", "numpy", "key", value=torch.zeros(3)), r"'train_state\.rng\.numpy\.key' must be an int"),
+    "train_state not a mapping": (setter("train_state", value=[1]), r"field 'train_state' must be a mapping"),
     "synthetic billion images": (setter("data", "shapes", value={"image_size": 64, "train_per_class": 10**9}),
                                  r"'data\.shapes\.train_per_class' must be an integer in \[1, 100000\]"),
     "synthetic unknown field": (setter("data", "shapes", value={"colours": 3}), r"unknown field 'data\.shapes\.colours'"),
-    "data classes disagree": (setter("data", "class_names", value=["dog", "cat"]), r"'data\.class_names' must be the "),
-    "data image_size disagrees": (setter("data", "image_size", value=227), r"'data\.image_size' is 227 but image_size"),
+    "data seed a string": (setter("data", "seed", value="0"), r"field 'data\.seed' must be an integer"),
     "data pca wrong": (setter("data", "pca", value={"eigval": [1.0], "eigvec": [[1.0]]}), r"'data\.pca\.eigval'"),
     "config lr inf": (setter("config", "optim", "lr", value=math.inf), r"field 'config'.*optim\.lr.*finite"),
     "config epochs huge": (setter("config", "run", "epochs", value=10**12), r"field 'config'.*run\.epochs"),
@@ -161,6 +180,24 @@ def test_crafted_field_is_refused_by_name(original, tmp_path, change, message):
     assert text.startswith(f"{path}: ") and "\n" not in text and len(text) < MESSAGE_LIMIT, text
 
 
+# Format 1 (the committed file as written): the copies it held inside data must agree, and its top-level train state
+# is validated as today's train_state.
+FORMAT_1_FAULTS = {
+    "data classes disagree": (setter("data", "class_names", value=["dog", "cat"]), r"'data\.class_names' must be the "),
+    "data image_size disagrees": (setter("data", "image_size", value=227), r"'data\.image_size' is 227 but image_size"),
+    "epoch negative": (setter("epoch", value=-1), r"field 'train_state\.epoch' must be an integer in \[0, 1000000\]"),
+    "epoch missing": (deleter("epoch"), r"checkpoint lacks field 'epoch'$"),
+}
+
+
+@pytest.mark.parametrize(("change", "message"), FORMAT_1_FAULTS.values(), ids=FORMAT_1_FAULTS.keys())
+def test_crafted_format_1_field_is_refused_by_name(format_1, tmp_path, change, message):
+    path = craft(format_1, tmp_path, change)
+    with pytest.raises(CheckpointError, match=message) as err:
+        load_checkpoint(path)
+    assert str(err.value).startswith(f"{path}: ")
+
+
 @pytest.mark.parametrize("field", REQUIRED_FIELDS)
 def test_missing_field_is_named_not_a_key_error(original, tmp_path, field):
     path = craft(original, tmp_path, deleter(field))
@@ -169,11 +206,11 @@ def test_missing_field_is_named_not_a_key_error(original, tmp_path, field):
 
 
 @pytest.mark.parametrize(("keys", "field"), [
-    (("data", "class_names"), "data.class_names"),
-    (("rng", "numpy"), "rng.numpy"),
-    (("scheduler", "best"), "scheduler.best"),
-    (("optimizer", "param_groups"), "optimizer.param_groups"),
-    (("epoch_totals", 0, "count"), "epoch_totals[0].count"),
+    (("data", "source"), "data.source"),
+    (("train_state", "rng", "numpy"), "train_state.rng.numpy"),
+    (("train_state", "scheduler", "best"), "train_state.scheduler.best"),
+    (("train_state", "optimizer", "param_groups"), "train_state.optimizer.param_groups"),
+    (("train_state", "epoch_totals", 0, "count"), "train_state.epoch_totals[0].count"),
 ])
 def test_missing_nested_field_is_named(original, tmp_path, keys, field):
     path = craft(original, tmp_path, deleter(*keys))
@@ -241,16 +278,19 @@ def test_cli_answers_one_line_and_status_2(original, tmp_path, capsys, image, fa
 
 
 def test_missing_field_through_the_cli(original, tmp_path, capsys, image):
-    path = craft(original, tmp_path, deleter("rng"))  # only resume reads it, yet its absence is named up front
+    path = craft(original, tmp_path, deleter("train_state", "rng"))  # only resume reads it, yet it is named up front
     assert cli.main(["predict", "--checkpoint", str(path), str(image)]) == 2
-    assert capsys.readouterr().err == f"alexnet predict: error: {path}: checkpoint lacks field 'rng'\n"
+    assert capsys.readouterr().err == f"alexnet predict: error: {path}: checkpoint lacks field 'train_state.rng'\n"
 
 
 def test_todays_checkpoint_still_loads_and_predicts(capsys, image):
     ckpt = load_checkpoint(FIXTURE)
-    assert ckpt["class_names"] == ["cat", "dog"] and ckpt["model_args"]["width_mult"] == 0.03125
+    assert ckpt.class_names == ["cat", "dog"] and ckpt.model_args["width_mult"] == 0.03125
     assert cli.main(["predict", "--checkpoint", str(FIXTURE), str(image), "--json", "--device", "cpu"]) == 0
-    assert '"label"' in capsys.readouterr().out
+    top = json.loads(capsys.readouterr().out)[0]["top"]
+    expected = predict_files(ckpt, [str(image)])[0].top
+    assert [t["label"] for t in top] == [label for label, _ in expected]
+    assert [t["prob"] for t in top] == pytest.approx([p for _, p in expected], abs=1e-4)
 
 
 @pytest.mark.parametrize("version", ["2.5.1", "2.4.0+cu121", "1.13.1", "not a version", ""])
@@ -287,11 +327,14 @@ MODEL_ARG_FIELDS = ["in_channels", "num_classes", "image_size", "width_mult", "c
 
 def paths_of(ckpt):
     """(keys...) of every field and sub-field worth replacing (not the weights' or RNG words' bulk)."""
-    out = [(k,) for k in ckpt if k != "path"]
+    out = [(k,) for k in ckpt]
     out += [("model_args", k) for k in MODEL_ARG_FIELDS]
-    out += [("data", k) for k in ckpt["data"]] + [("scheduler", k) for k in ckpt["scheduler"]]
-    out += [("epoch_totals", 0, k) for k in ckpt["epoch_totals"][0]] + [("rng", k) for k in ckpt["rng"]]
-    out += [("optimizer", "param_groups", 0, k) for k in ckpt["optimizer"]["param_groups"][0]]
+    state = ckpt["train_state"]
+    out += [("data", k) for k in ckpt["data"]] + [("train_state", k) for k in state]
+    out += [("train_state", "scheduler", k) for k in state["scheduler"]]
+    out += [("train_state", "epoch_totals", 0, k) for k in state["epoch_totals"][0]]
+    out += [("train_state", "rng", k) for k in state["rng"]]
+    out += [("train_state", "optimizer", "param_groups", 0, k) for k in state["optimizer"]["param_groups"][0]]
     out += [("config", s, k) for s in ("model", "data", "optim", "run") for k in ckpt["config"][s]]
     return out
 
