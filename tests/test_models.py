@@ -22,12 +22,12 @@ from alexnet.models import (
     build_model,
     describe_variants,
     list_models,
-    load_torchvision_weights,
     min_input_size,
     model_config,
     num_params,
     parameter_count,
 )
+from alexnet.pretrained import load_torchvision_weights
 from alexnet.shapes import summarize
 
 
