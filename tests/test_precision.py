@@ -6,7 +6,9 @@ import json
 import pytest
 
 from alexnet import bench, precision
-from alexnet.bench import BenchConfig, plan_work
+from alexnet.bench import BenchConfig
+from alexnet.bench import plan as bench_plan
+from alexnet.bench.plan import plan_work
 
 
 def inject(slowdown_bf16: float, slowdown_fp16: float | None = None) -> None:
@@ -96,10 +98,10 @@ def test_inference_with_an_explicit_slow_amp_warns(capsys):
 def test_plan_sizes_the_work_from_one_measured_step():
     cfg = BenchConfig()
     slow = plan_work(cfg, step_s=8.0, bf16=False)  # alexnet-bn at 227, batch 64, on a 2-core AVX2 CPU
-    assert slow.steps == 1 and slow.photos < bench.MAX_PHOTOS and slow.photos >= cfg.batch_size
+    assert slow.steps == 1 and slow.photos < bench_plan.MAX_PHOTOS and slow.photos >= cfg.batch_size
     assert "bf16 is not timed" in slow.note
     fast = plan_work(cfg, step_s=0.05, bf16=True)
-    assert fast.steps == bench.MAX_STEPS and fast.photos == bench.MAX_PHOTOS
+    assert fast.steps == bench_plan.MAX_STEPS and fast.photos == bench_plan.MAX_PHOTOS
     given = plan_work(BenchConfig(steps=2, photos=12), step_s=8.0, bf16=True)
     assert (given.steps, given.photos) == (2, 12)
 
