@@ -94,5 +94,5 @@ def test_killed_and_terminated_runs_resume_to_bitwise_equal_weights(tmp_path):
     leftovers = [p.name for p in (broken / "checkpoints").iterdir() if p.name not in ("last.pt", "best.pt")]
     assert leftovers == []
     best_a, best_b = (torch.load(run / "checkpoints" / "best.pt", weights_only=True) for run in (reference, broken))
-    assert best_a["global_step"] == best_b["global_step"]  # the same epoch was the best one
+    assert best_a["train_state"]["global_step"] == best_b["train_state"]["global_step"]  # the same best epoch
     assert all(torch.equal(tensor, best_b["model"][name]) for name, tensor in best_a["model"].items())

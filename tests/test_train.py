@@ -52,8 +52,9 @@ def test_train_eval_predict_from_the_command_line(tiny_data, tmp_path):
     assert saved["data"]["source"] == str(tiny_data) and saved["optim"]["opt"] == "sgd"
     # Only tensors and plain types: loadable with weights_only=True by torch itself.
     raw = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
-    assert raw["class_names"] == ["cat", "dog"] and raw["epoch"] == 2 and raw["step_in_epoch"] == 0
-    assert set(raw["rng"]) >= {"python", "numpy", "torch"} and raw["model_args"]["width_mult"] == 0.125
+    state = raw["train_state"]
+    assert raw["class_names"] == ["cat", "dog"] and state["epoch"] == 2 and state["step_in_epoch"] == 0
+    assert set(state["rng"]) >= {"python", "numpy", "torch"} and raw["model_args"]["width_mult"] == 0.125
     assert raw["versions"]["torch"] == torch.__version__
 
     ev = run_cli("eval", "--checkpoint", str(run_dir))

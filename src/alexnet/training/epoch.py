@@ -152,6 +152,8 @@ class ChanceWatch:
         )
 
 
+# One function on purpose (about 75 lines with its docstring): the step's order (lr, seed, forward, read back before
+# backward, step, hooks) is the contract of exact resume and of the non-finite check, and reads best in one place.
 def train_one_epoch(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
