@@ -604,7 +604,7 @@ def test_a_symlink_planted_as_the_cache_folder_is_refused(bundle, tmp_path, monk
 
 
 def test_a_file_standing_at_the_cached_shapes_folder_is_replaced(caplog):
-    from alexnet.data.paths import cache_dir
+    from alexnet.data.cachedir import cache_dir
     from alexnet.data.synthetic import ShapesConfig, make_shapes
 
     cfg = ShapesConfig(image_size=16, train_per_class=1, val_per_class=0, seed=11)

@@ -63,10 +63,21 @@ def test_confusion_csv_layout(tmp_path):
 def test_eval_a_trained_checkpoint_on_its_own_data(trained, tmp_path):
     data, run = trained
     out = evaluate_checkpoint(run, output_dir=tmp_path)
-    assert out.result.total == 6 and 0 <= out.result.correct <= 6
+    # The same count computed another way: the checkpoint's model on its own validation split, batch by batch.
+    from alexnet.checkpoint import load_checkpoint
+    from alexnet.data import build_from_description, cache_split
+    from alexnet.data.augment import BatchAugment
+
+    ckpt = load_checkpoint(run)
+    val = cache_split(build_from_description(ckpt.data_description(), statistics=False), "val")
+    with torch.inference_mode():
+        predicted = ckpt.build_model()(BatchAugment.for_checkpoint(ckpt)(val.images)).argmax(dim=1)
+    assert out.result.total == 6 and out.result.correct == int((predicted == val.labels).sum())
+    assert int(np.trace(out.result.confusion)) == out.result.correct and out.result.confusion.sum() == 6
     assert out.confusion_csv == tmp_path / "confusion.csv" and out.confusion_png.is_file()
     doc = out.result.to_json()
     assert {"top1", "top5", "correct", "total", "per_class", "confusion"} <= set(doc)
+    assert doc["correct"] == out.result.correct and doc["top1"] == pytest.approx(out.result.correct / 6)
     json.dumps(doc)  # plain types
     ten = evaluate_checkpoint(run, output_dir=tmp_path, ten_crop=True)
     assert ten.result.total == 6 and "10-crop" in ten.description

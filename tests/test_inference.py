@@ -66,6 +66,12 @@ def test_eval_and_predict_accept_the_inference_flags(tmp_path):
     assert result.returncode == 0, result.stderr
     top = json.loads(result.stdout)[0]["top"]
     assert abs(sum(t["prob"] for t in top) - 1.0) < 1e-3  # 2 classes: top-2 is everything
+    # bf16 autocast answers what fp32 answers, within bf16's precision (8 bits of mantissa)
+    from alexnet.checkpoint import load_checkpoint
+    from alexnet.predict import predict_files
+
+    fp32 = dict(predict_files(load_checkpoint(tmp_path / "run"), [str(image)])[0].top)
+    assert {t["label"]: t["prob"] for t in top} == pytest.approx(fp32, abs=0.02)
 
 
 def test_autocast_is_a_no_op_without_a_dtype():

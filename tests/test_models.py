@@ -28,7 +28,7 @@ from alexnet.models import (
     parameter_count,
 )
 from alexnet.pretrained import load_torchvision_weights
-from alexnet.shapes import summarize
+from alexnet.summary import summarize
 
 
 def onnx_export():

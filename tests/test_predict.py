@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from alexnet.checkpoint import load_checkpoint
@@ -44,8 +45,17 @@ def test_predict_mixed_inputs(trained, tmp_path):
     assert results[1].error and "bad.jpg" in results[1].error and results[1].top == []
     for r in results[:1] + results[2:]:
         assert r.error is None and len(r.top) == 2  # top-5 of 2 classes
-        assert sorted(label for label, _ in r.top) == ["cat", "dog"]
         assert sum(p for _, p in r.top) == pytest.approx(1.0, rel=1e-5) and r.top[0][1] >= r.top[1][1]
+    # The photos' probabilities are the model's softmax on the checkpoint's own transform, computed here directly.
+    from alexnet.data.transforms import build_transform
+
+    pre, model = ckpt.preprocessing, ckpt.build_model()
+    transform = build_transform(pre.preset, pre.image_size, False, pre.mean, pre.std, pre.in_channels)
+    for r in results[3:]:
+        with Image.open(r.file) as img, torch.inference_mode():
+            probs = torch.softmax(model(transform(img.convert("RGB"))[None]), dim=1)[0]
+        assert dict(r.top) == pytest.approx(
+            {name: float(p) for name, p in zip(ckpt.class_names, probs, strict=True)}, abs=1e-5)
     doc = json.loads(format_json(results))
     assert doc[1] == {"file": str(bad), "error": results[1].error}
     assert set(doc[0]) == {"file", "top"} and set(doc[0]["top"][0]) == {"label", "prob"}

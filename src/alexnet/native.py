@@ -52,7 +52,7 @@ from pathlib import Path
 
 import torch
 
-from alexnet.data.paths import cache_root
+from alexnet.data.cachedir import cache_root
 from alexnet.errors import AlexNetError, ConfigError, clip
 from alexnet.files import FileWriteError, UnsafePathError, atomic_write, private_dir, remove_stale_temporaries
 

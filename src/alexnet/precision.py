@@ -137,7 +137,7 @@ def cache_path(cpu: CPUInfo | None = None) -> Path:
     """The probe's file for this machine, torch and thread count (a change of any of them measures again)."""
     import torch
 
-    from alexnet.data.paths import cache_root
+    from alexnet.data.cachedir import cache_root
 
     cpu = cpu or cpu_info()
     key = json.dumps([PROBE_VERSION, asdict(cpu), str(torch.__version__), torch.get_num_threads(), sys.platform])

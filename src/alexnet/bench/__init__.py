@@ -17,14 +17,14 @@ progress and its time.
   kernel), in fp32 and in bf16 autocast: the faster of the two on this machine is used from then on. Achieved
   FLOP/s = images/s x 3 x the forward FLOPs (forward + backward ~ 3 forwards), against the ceiling of the same dtype.
 - LRN cost: the paper model's step vs the same model with norm="none", ours; the target is >= 85%.
-- data paths: images/s fed by the PIL loader (0, 1, 2 workers), the cache build, and cache + BatchAugment.
+- data: input pipelines, images/s fed by the PIL loader (0, 1, 2 workers), the cache build, and cache + BatchAugment.
 - end to end: one epoch over real 500x375 JPEG files. Plain: torchvision's ImageFolder + PIL transforms (the note's
   Resize(227) / ToTensor / Normalize), a DataLoader with no workers, the plain step. Ours: the trainer's own batch
   source (the uint8 cache, decoded once and timed apart, + whole-batch augmentation), epoch function and optimizer.
 - inference: batch-64 images/s and batch-1 latency, plain (fp32 eager, no_grad) vs ours (the Predictor
 
 Modules: `config` (BenchConfig), `machine` (ceilings), `steps` (plain and ours, training steps and inference),
-`photos` (JPEG folders, data paths, end-to-end epochs), `plan` (sizing the run), `sections` (the registry of
+`photos` (JPEG folders, input pipelines, end-to-end epochs), `plan` (sizing the run), `sections` (the registry of
 sections and `run`), `table` (the printed table).
 """
 

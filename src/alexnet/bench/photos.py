@@ -73,7 +73,7 @@ def time_batch_augment(cached, augment, batch_size: int, batches: int, repeats: 
     return rates
 
 
-def data_paths(folder: Path, cache_folder: Path, cfg: BenchConfig) -> dict[str, float]:
+def input_pipelines(folder: Path, cache_folder: Path, cfg: BenchConfig) -> dict[str, float]:
     """images/s each input path feeds at the working size: the PIL loader with 0, 1, 2 workers (what the notes do
     every epoch), the one-time build of the uint8 cache, and batches from the cache through BatchAugment."""
     from alexnet.data import BatchAugment, build_datasets, cache_split

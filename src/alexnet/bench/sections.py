@@ -17,7 +17,7 @@ import torch
 
 from alexnet.bench.config import PHOTO_SIZE, SECTIONS, BenchConfig
 from alexnet.bench.machine import ceilings
-from alexnet.bench.photos import data_paths, make_photos, our_epochs, plain_epoch
+from alexnet.bench.photos import input_pipelines, make_photos, our_epochs, plain_epoch
 from alexnet.bench.plan import WorkPlan, measure_step_seconds, plan_work
 from alexnet.bench.steps import (
     OURS_BF16,
@@ -95,7 +95,7 @@ def section_lrn(run: Run) -> dict[str, Any]:
 
 
 def section_data(run: Run) -> dict[str, Any]:
-    return data_paths(run.photo_folder(), run.scratch / "cache-data", run.cfg)
+    return input_pipelines(run.photo_folder(), run.scratch / "cache-data", run.cfg)
 
 
 def section_end_to_end(run: Run) -> dict[str, Any]:
@@ -143,7 +143,7 @@ REGISTRY: dict[str, Section] = {  # keyed by the results' name, in SECTIONS orde
     "train_step": Section(section_train_step, lambda r: f"training steps: {r.cfg.model} at {r.cfg.image_size}, "
                                                         f"batch {r.cfg.batch_size}"),
     "lrn": Section(section_lrn, lambda r: f"LRN cost: {r.cfg.lrn_model} with and without LRN, plain and ours"),
-    "data": Section(section_data, lambda r: f"data paths: {r.photo_text}", photos=True),
+    "data": Section(section_data, lambda r: f"input pipelines: {r.photo_text}", photos=True),
     "end_to_end": Section(section_end_to_end, lambda r: f"end to end: one epoch over {r.photo_text}, plain and ours",
                           photos=True),
     "inference": Section(section_inference, lambda r: f"inference: batch {r.cfg.batch_size} and batch 1, PyTorch "

@@ -19,7 +19,7 @@ from alexnet.config import OptimSpec
 from alexnet.errors import ConfigError
 from alexnet.lrn import LocalResponseNorm
 from alexnet.models import AlexNet
-from alexnet.shapes import summarize
+from alexnet.summary import summarize
 
 BENCH_OPTIM = OptimSpec(opt="adam", lr=1e-4)  # both loops: the cats-vs-dogs note's optimizer, a small lr
 

@@ -40,7 +40,7 @@ def format_table(results: dict[str, Any]) -> str:
                      f"bf16 + channels_last {bf16_rate}")
     if "data" in results:
         d = results["data"]
-        lines.append("data paths, images/s fed at the working size: PIL loader with 0/1/2 workers "
+        lines.append("input pipelines, images/s fed at the working size: PIL loader with 0/1/2 workers "
                      f"{d['pil_loader_0_workers']:,.0f}/{d['pil_loader_1_workers']:,.0f}/{d['pil_loader_2_workers']:,.0f}; "
                      f"uint8 cache build {d['cache_build']:,.0f}; cache + BatchAugment {d['cache_batch_augment']:,.0f}")
     if "end_to_end" in results:

@@ -35,8 +35,8 @@ import torch
 from PIL import Image
 
 from alexnet.config import SPLITS
+from alexnet.data.cachedir import build_lock, cache_dir
 from alexnet.data.limits import SealBroken, decode_workers, open_sealed_json, sealed_json
-from alexnet.data.paths import build_lock, cache_dir
 from alexnet.data.transforms import resize_size
 from alexnet.errors import DataError
 from alexnet.files import (

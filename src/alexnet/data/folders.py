@@ -296,7 +296,7 @@ def _verify_files(
 
 def _verify_store_path(root: str, min_side: int, max_pixels: int) -> str | None:
     """$ALEXNET_CACHE/verify/<hash of the root and settings>.json, or None when the cache folder is unusable."""
-    from alexnet.data.paths import cache_dir  # local: keeps this module importable without side effects
+    from alexnet.data.cachedir import cache_dir  # local: keeps this module importable without side effects
 
     settings = f"{display_path(os.path.realpath(root))}:{min_side}:{max_pixels}:v2"  # one small file per dataset
     try:

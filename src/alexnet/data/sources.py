@@ -22,12 +22,12 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from alexnet.data.cachedir import cache_dir
 from alexnet.data.datasets import ArrayDataset, ImageFileDataset
 from alexnet.data.folders import scan_folder, stratified_split
 from alexnet.data.idx import find_idx_files, read_idx_pair
 from alexnet.data.images import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, display_path
 from alexnet.data.limits import SealBroken, open_sealed_json, sealed_json
-from alexnet.data.paths import cache_dir
 from alexnet.data.synthetic import ShapesConfig, make_shapes
 from alexnet.data.transforms import (
     build_transform,

@@ -33,8 +33,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from alexnet.config import SPLITS
+from alexnet.data.cachedir import build_lock, cache_dir
 from alexnet.data.limits import canonical_sha256, decode_workers
-from alexnet.data.paths import build_lock, cache_dir
 from alexnet.errors import DataError, short
 from alexnet.files import FileWriteError, describe_os_error
 from alexnet.validate import MAX_IMAGES_PER_CLASS
