@@ -248,3 +248,11 @@ def test_optimizers_use_the_fused_kernel_and_the_same_update_rule(opt):
             optimizer.step()
     for a, b in zip(model.parameters(), reference.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_max_steps_at_an_epoch_end_stops_there(tiny_data, tmp_path):
+    """--max-steps equal to a whole number of epochs stops at that epoch's end, not one step into the next."""
+    result = fit(tiny_config(tiny_data, tmp_path / "run", **{"run.epochs": 3, "run.max_steps": 4}), progress=False)
+    assert result.global_step == 4 and result.stopped_early and [r["epoch"] for r in result.rows] == [1]
+    state = load_checkpoint(tmp_path / "run", prefer="last").train_state
+    assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (1, 0, 4)

@@ -159,6 +159,12 @@ FAULTS = {  # id: (change, what the message must name)
                                 r"'train_state\.rng\.torch' is not a valid generator state \(Invalid mt19937 state\)"),
     "rng numpy key": (state("rng", "numpy", "key", value=torch.zeros(3)), r"'train_state\.rng\.numpy\.key' must be an int"),
     "train_state not a mapping": (setter("train_state", value=[1]), r"field 'train_state' must be a mapping"),
+    "optimizer_params unknown": (state("optimizer_params", value=["nope"]), r"'train_state\.optimizer_params\[0\]' "
+                                                                           r"must be the name of one of the model's"),
+    "optimizer_params repeated": (state("optimizer_params", value=["features.0.weight"] * 2), r"must be distinct"),
+    "optimizer_params vs ids": (state("optimizer_params", value=["features.0.weight"]), r"param_groups\[0\]\.params' must "
+                                                                                       r"be a list of 0 to 1 items"),
+    "frozen not a flag": (state("frozen", value="yes"), r"field 'train_state\.frozen' must be"),
     "synthetic billion images": (setter("data", "shapes", value={"image_size": 64, "train_per_class": 10**9}),
                                  r"'data\.shapes\.train_per_class' must be an integer in \[1, 100000\]"),
     "synthetic unknown field": (setter("data", "shapes", value={"colours": 3}), r"unknown field 'data\.shapes\.colours'"),

@@ -45,7 +45,7 @@ REQUIRED_FIELDS = ("model", "model_name", "model_args", "class_names", *PREPROCE
 OPTIONAL_FIELDS = ("format", "format_version", "versions")
 TRAIN_STATE_REQUIRED = ("epoch", "step_in_epoch", "global_step", "best_val_top1", "epoch_totals", "optimizer",
                         "scheduler", "rng")
-TRAIN_STATE_OPTIONAL = ("scaler", "chance_warned", "world_size")
+TRAIN_STATE_OPTIONAL = ("scaler", "chance_warned", "world_size", "optimizer_params", "frozen")
 DATA_REQUIRED = ("source", "kind", "val_split", "seed")
 # Format 1: these were stored twice (top level and inside data), and `sampler` was never read.
 V1_DATA_COPIES = ("image_size", "in_channels", "preset", "class_names", "mean", "std")
@@ -160,7 +160,7 @@ def _check_weights(f: Fields, state: Any, cfg: Any, where: str, check_finite: bo
             )
         if check_finite and have.is_floating_point() and not bool(torch.isfinite(have).all()):
             raise CheckpointError(f"{where}: weight {key!r} holds NaN or Inf values")
-    return [tuple(p.shape) for p in expected.parameters()]
+    return [(name, tuple(p.shape)) for name, p in expected.named_parameters()]
 
 
 def _check_data(f: Fields, data: Any, channels: int) -> None:
@@ -200,7 +200,7 @@ def _check_config(config: Any, where: str) -> None:
         raise CheckpointError(f"{where}: {clip(str(e), 300)}") from None
 
 
-def _check_train_state(f: Fields, state: Any, params: list[tuple[int, ...]], check_finite: bool) -> None:
+def _check_train_state(f: Fields, state: Any, params: list[tuple[str, tuple[int, ...]]], check_finite: bool) -> None:
     """What resume restores: position, best score, schedule, optimizer, loss scaler, per-rank sums, RNG states."""
     f.mapping(state, "train_state", required=TRAIN_STATE_REQUIRED, optional=TRAIN_STATE_OPTIONAL, extra=False)
     p = "train_state."
@@ -226,7 +226,8 @@ def _check_train_state(f: Fields, state: Any, params: list[tuple[int, ...]], che
         if world != len(totals):
             raise CheckpointError(f"{f.prefix}field '{p}world_size' is {world} but {p}epoch_totals holds "
                                   f"{len(totals)} ranks")
-    _check_optimizer(f, state["optimizer"], params, check_finite)
+    f.optional(state.get("frozen"), f.boolean, p + "frozen")
+    _check_optimizer(f, state["optimizer"], _optimizer_shapes(f, state.get("optimizer_params"), params), check_finite)
     if state.get("scaler"):  # None or {} when fp16 loss scaling is off
         scaler = f.mapping(state["scaler"], p + "scaler", required=("scale", "growth_factor", "backoff_factor",
                                                                     "growth_interval", "_growth_tracker"))
@@ -236,6 +237,22 @@ def _check_train_state(f: Fields, state: Any, params: list[tuple[int, ...]], che
         f.integer(scaler["growth_interval"], p + "scaler.growth_interval", 1, limits.MAX_STEPS)
         f.integer(scaler["_growth_tracker"], p + "scaler._growth_tracker", 0, limits.MAX_STEPS)
     _check_rng(f, state["rng"])
+
+
+def _optimizer_shapes(f: Fields, listed: Any, params: list[tuple[str, tuple[int, ...]]]) -> list[tuple[int, ...]]:
+    """The shapes of the optimizer's parameters in the order its state numbers them: those `optimizer_params` names
+    (a fine-tuned run's optimizer holds only what trains), else every parameter in model order."""
+    if listed is None:
+        return [shape for _, shape in params]
+    shapes = dict(params)
+    key = "train_state.optimizer_params"
+    names = f.items(listed, key, 0, len(params))
+    for i, name in enumerate(names):
+        if not isinstance(name, str) or name not in shapes:
+            f.fail(f"{key}[{i}]", "the name of one of the model's parameters", name)
+    if len(set(names)) != len(names):
+        f.fail(key, "distinct names", names)
+    return [shapes[name] for name in names]
 
 
 def _check_optimizer(f: Fields, opt: Any, params: list[tuple[int, ...]], check_finite: bool) -> None:
@@ -255,7 +272,7 @@ def _check_optimizer(f: Fields, opt: Any, params: list[tuple[int, ...]], check_f
         f.number(group["lr"] if not isinstance(group["lr"], torch.Tensor) else group["lr"].item(), f"{key}.lr", 0)
     if sorted(ids) != list(range(len(params))):
         raise CheckpointError(f"{f.prefix}field 'train_state.optimizer.param_groups' covers {len(ids)} parameter ids, "
-                              f"the model has {len(params)} parameters (ids 0..{len(params) - 1}, each once)")
+                              f"the run trains {len(params)} parameters (ids 0..{len(params) - 1}, each once)")
     state = opt["state"]
     if not isinstance(state, dict):
         f.fail("train_state.optimizer.state", "a mapping of parameter ids", state)

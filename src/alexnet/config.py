@@ -47,6 +47,9 @@ LR_SCHEDULES = ("plateau", "step", "cosine", "none")
 AMP_MODES = ("bf16", "fp16", "none")  # autocast dtypes, for training and for inference
 RUNTIMES = ("torch", "onnxruntime", "onnxruntime-int8")  # inference runtimes; onnxrt runs RUNTIMES[1:]
 EXPORT_FORMATS = ("hub", "onnx", "onnx-int8", "torch-export")
+# --freeze: everything up to and including this layer stays fixed ("features": the whole conv stack)
+FREEZE_POINTS = ("none", "features", "conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")
+INIT_TORCHVISION = "torchvision"  # --init-from's name for torchvision's ImageNet weights (through torch.hub's cache)
 BENCH_SECTIONS = ("ceilings", "train_step", "lrn", "data", "end_to_end", "inference")  # in the order bench runs them,
 # each named by the key of its results (alexnet.bench.sections.REGISTRY)
 BENCH_SECTION_ALIASES = {"train": "train_step"}  # the name `bench --only` took before
@@ -79,6 +82,15 @@ class ModelSpec:
     dropout: float | None = flag(None, metavar="P", help="dropout probability of fc6/fc7")  # before/after fc6, fc7
     norm: str | None = flag(None, choices=NORMS, help="normalisation layers")
     in_channels: int | None = flag(None, choices=IN_CHANNELS, help="1 (grayscale) or 3 (RGB)")  # 1: the d2l note
+    # weights to start from (alexnet.training.finetune): a checkpoint or run folder, an export folder, a torchvision
+    # AlexNet state_dict file, or "torchvision"; fc8 is replaced where the class count differs
+    init_from: str | None = flag(None, metavar="SRC", help="start from these weights: a checkpoint or run folder, "
+                                 "an `alexnet export` folder, a torchvision AlexNet .pth, or torchvision (ImageNet "
+                                 "weights via torch.hub's cache); a different class count replaces fc8")
+    freeze: str = flag("none", choices=FREEZE_POINTS, help="keep every layer up to and including this one fixed "
+                       "(no gradient, BatchNorm statistics too; the optimizer never sees them)")
+    freeze_epochs: int = flag(0, metavar="N", help="with --freeze: unfreeze everything after N epochs (0: frozen for "
+                              "the whole run), as fastai's fine_tune")
 
     def __post_init__(self):
         _F.text(self.name, "model.name")  # the registry (alexnet.models) names the valid ones when it builds
@@ -88,6 +100,12 @@ class ModelSpec:
         if self.in_channels is not None:
             _require(_is_int(self.in_channels) and self.in_channels in IN_CHANNELS, "model.in_channels",
                      self.in_channels, "1 or 3")
+        _F.optional(self.init_from, _F.text, "model.init_from", v.MAX_PATH)
+        _F.text(self.freeze, "model.freeze", choices=FREEZE_POINTS)
+        _F.integer(self.freeze_epochs, "model.freeze_epochs", 0, v.MAX_EPOCHS)
+        if self.freeze_epochs and self.freeze == "none":
+            raise ConfigError(f"field 'model.freeze_epochs' ({self.freeze_epochs}) needs field 'model.freeze' "
+                              "(--freeze LAYER|features): there is nothing to unfreeze")
 
 
 @dataclass
@@ -148,6 +166,9 @@ class OptimSpec:
     patience: int = yaml_only(1)  # plateau: epochs without a better val top-1 before the lr is divided
     max_drops: int = yaml_only(3)  # plateau: at most this many divisions (the paper: 3)
     label_smoothing: float = flag(0.0, metavar="X")  # cross-entropy label smoothing (0 = plain, as in the paper)
+    # discriminative learning rates: every layer but fc8 learns at lr x this (1: one rate for all)
+    backbone_lr_mult: float = flag(1.0, metavar="X", help="learning rate of every layer but fc8, as a multiple of "
+                                   "--lr (fine-tuning: e.g. 0.1)")
 
     def __post_init__(self):
         _F.text(self.opt, "optim.opt", choices=OPTIMIZERS)
@@ -161,6 +182,7 @@ class OptimSpec:
         _F.integer(self.patience, "optim.patience", 0, v.MAX_EPOCHS)
         _F.integer(self.max_drops, "optim.max_drops", 0, v.MAX_EPOCHS)
         _F.number(self.label_smoothing, "optim.label_smoothing", 0, 1, hi_open=True)
+        _F.number(self.backbone_lr_mult, "optim.backbone_lr_mult", 0, 1e3)
 
 
 @dataclass

@@ -43,6 +43,13 @@ from alexnet.training.determinism import (
     set_determinism,
 )
 from alexnet.training.epoch import ChanceWatch, TrainingError, resolve_sync_every
+from alexnet.training.finetune import (
+    Freezer,
+    InitialWeights,
+    apply_initial_weights,
+    read_initial_weights,
+    resolve_preprocessing,
+)
 from alexnet.training.loop import EpochLoop, RunContext
 from alexnet.training.optim import LRSchedule, build_optimizer
 from alexnet.training.report import RunLog, describe_run, make_bar
@@ -81,10 +88,16 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
                                f"({info.world_size}): it is the global batch, split over ranks")
         set_determinism(cfg.run.deterministic, device)
         ckpt = load_checkpoint(resume, prefer="last") if resume is not None else None
+        # --init-from on a new run: its weights, and its input size and preset where the run leaves them open
+        init = read_initial_weights(cfg.model.init_from) if cfg.model.init_from and ckpt is None else None
+        cfg, taken = resolve_preprocessing(cfg, init)
         ctx, lock = open_run(cfg, resume, ckpt, info, device, stop)
+        if taken:
+            ctx.log(f"from {cfg.model.init_from}: {', '.join(taken)}")
         data = build_data(ctx)
-        raw_model, model = build_model(ctx, data, ckpt)
-        state = build_state(ctx, raw_model, len(data.train_source), len(data.class_names), ckpt)
+        raw_model, freezer = build_model(ctx, data, ckpt, init)
+        state = build_state(ctx, raw_model, freezer, len(data.train_source), len(data.class_names), ckpt)
+        model = wrap_model(ctx, raw_model)
         # Signals: finish the step, save, stop. Installed before the collective below, so that once rank 0 goes on
         # every rank honours a SIGTERM (with a checkpoint) instead of dying of it.
         stop.install()
@@ -97,6 +110,7 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
             ctx.log(f"skipped {path}: {reason}", console=False)
         bar = make_bar(progress, info, total=len(data.train_source) * cfg.run.batch_size)
         loop = EpochLoop(ctx, model, raw_model, state, data.train_source, data.val_batches,
+                         wrap=lambda m: wrap_model(ctx, m),
                          record=lambda train_state: checkpoint_record(cfg, raw_model, data, train_state),
                          rows=rows, class_names=data.class_names,
                          saved_step=ckpt.train_state["global_step"] if ckpt is not None else None, bar=bar,
@@ -194,9 +208,10 @@ def build_data(ctx: RunContext) -> RunData:
     return RunData(bundle, config, train_source, val_batches)
 
 
-def build_model(ctx: RunContext, data: RunData, ckpt: Checkpoint | None) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """The model (the checkpoint's weights on resume), on its device and memory format; and the module to train
-    (DDP- and torch.compile-wrapped as asked). The same init on every rank (DDP also broadcasts rank 0's)."""
+def build_model(ctx: RunContext, data: RunData, ckpt: Checkpoint | None,
+                init: InitialWeights | None) -> tuple[torch.nn.Module, Freezer]:
+    """The model, with the checkpoint's weights on resume or the --init-from weights on a new run, on its device and
+    memory format, with its --freeze part fixed. The same init on every rank (DDP also broadcasts rank 0's)."""
     from alexnet.models import AlexNet
 
     cfg, device = ctx.cfg, ctx.device
@@ -207,29 +222,45 @@ def build_model(ctx: RunContext, data: RunData, ckpt: Checkpoint | None) -> tupl
                             "image_size": data.image_size, "in_channels": data.model_config.in_channels,
                             "model_args": plain(dataclasses.asdict(raw_model.config))}, "resume")
         raw_model.load_state_dict(ckpt.weights)
+    elif init is not None:
+        for line in apply_initial_weights(raw_model, init):
+            ctx.log(line)
+    freezer = Freezer(raw_model, cfg.model.freeze, cfg.model.freeze_epochs)
+    if freezer.modules:
+        ctx.log(freezer.describe())
     memory_format = torch.channels_last if cfg.run.channels_last else torch.contiguous_format
     raw_model.to(device=device, memory_format=memory_format)
     if cfg.run.deterministic and device.type != "cpu":
         check_deterministic_backward(raw_model, device, data.image_size, data.model_config.in_channels,
                                      ctx.amp_dtype, memory_format, cfg.model.name)
+    return raw_model, freezer
+
+
+def wrap_model(ctx: RunContext, raw_model: torch.nn.Module) -> torch.nn.Module:
+    """The module the steps run: DDP- and torch.compile-wrapped as asked. DDP registers the parameters that train
+    when it is made, so a run that unfreezes makes it again (EpochLoop)."""
     model: torch.nn.Module = raw_model
     if ctx.info.enabled:
+        device = ctx.device
         model = torch.nn.parallel.DistributedDataParallel(
             raw_model, device_ids=[device.index] if device.type == "cuda" else None)
-    if cfg.run.compile:
+    if ctx.cfg.run.compile:
         model = torch.compile(model)
-    return raw_model, model
+    return model
 
 
-def build_state(ctx: RunContext, raw_model: torch.nn.Module, steps_per_epoch: int, num_classes: int,
-                ckpt: Checkpoint | None) -> TrainState:
-    """Optimizer, schedule and loss scaling, at the start of the run or exactly where the checkpoint left off."""
+def build_state(ctx: RunContext, raw_model: torch.nn.Module, freezer: Freezer, steps_per_epoch: int,
+                num_classes: int, ckpt: Checkpoint | None) -> TrainState:
+    """Optimizer (of what trains), schedule and loss scaling, at the start of the run or exactly where the
+    checkpoint left off."""
     cfg = ctx.cfg
     state = TrainState(
         optimizer=build_optimizer(cfg.optim, raw_model),
         schedule=LRSchedule(cfg.optim, cfg.run.epochs, steps_per_epoch),
         scaler=torch.amp.GradScaler(ctx.device.type) if ctx.amp_dtype == torch.float16 else None,
         chance=ChanceWatch(num_classes, cfg.run.chance_warn_steps),
+        freezer=freezer, backbone_lr_mult=cfg.optim.backbone_lr_mult,
+        param_names={id(p): name for name, p in raw_model.named_parameters()},
     )
     if ckpt is not None:
         state.load_state_dict(ckpt.train_state, ctx.info)

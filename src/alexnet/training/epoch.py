@@ -21,7 +21,7 @@ from alexnet.distributed import DistInfo
 from alexnet.errors import AlexNetError, DataError
 from alexnet.training.batches import BatchSource
 from alexnet.training.determinism import PURPOSE_DROPOUT, derive_seed
-from alexnet.training.optim import LRSchedule
+from alexnet.training.optim import LRSchedule, set_lr
 
 CHANCE_WINDOW = 20  # steps averaged when checking the loss against ln(C)
 CHANCE_TOLERANCE = 0.1  # "near ln(C)": within 10 % of it
@@ -173,6 +173,7 @@ def train_one_epoch(
     sync_every: int,
     must_sync: Callable[[int], bool],
     after_step: Callable[[int, int, list[float] | None], bool],
+    train_mode: Callable[[torch.nn.Module], Any] | None = None,
 ) -> int:
     """Optimise over the steps start_step.. of `epoch`; returns the position reached (steps done in the epoch).
 
@@ -184,7 +185,7 @@ def train_one_epoch(
     that step is applied and on every rank at once. `totals` is updated in place; its `seconds` include fetching
     the batches and `data_wait` is the part spent waiting for them.
     """
-    model.train()
+    (train_mode or torch.nn.Module.train)(model)  # fine-tuning keeps its frozen layers in eval mode
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     pending = StepReadback()
     position = start_step
@@ -198,9 +199,7 @@ def train_one_epoch(
             if batch is None:
                 break
             step, images, labels, global_batch = batch
-            lr = schedule.lr_at(epoch, step)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+            set_lr(optimizer, schedule.lr_at(epoch, step))
             torch.manual_seed(derive_seed(seed, epoch, step, info.rank, PURPOSE_DROPOUT))  # dropout masks
             with autocast(device.type, amp_dtype):
                 logits = model(images.contiguous(memory_format=memory_format))  # (B, num_classes)

@@ -44,13 +44,14 @@ class EpochLoop:
     def __init__(self, ctx: RunContext, model: torch.nn.Module, raw_model: torch.nn.Module, state: TrainState,
                  train_source: BatchSource, val_batches: Any, record: Callable[[dict[str, Any]], Checkpoint],
                  rows: list[dict[str, Any]], class_names: list[str], saved_step: int | None, bar: Any,
-                 sync_every: int):
+                 sync_every: int, wrap: Callable[[torch.nn.Module], torch.nn.Module] = lambda m: m):
         self.ctx, self.model, self.raw_model, self.state = ctx, model, raw_model, state
         self.train_source, self.val_batches = train_source, val_batches
         self.record = record  # train_state -> the checkpoint record to save
         self.rows, self.class_names = rows, class_names
         self.saved_step = saved_step  # the global step last.pt holds (None: none written yet)
         self.bar, self.sync_every = bar, sync_every
+        self.wrap = wrap  # raw model -> the module the steps run (DDP, compile), made again when layers unfreeze
 
     # --- between steps -------------------------------------------------------------------------------------------
 
@@ -133,6 +134,10 @@ class EpochLoop:
         cfg, state = self.ctx.cfg, self.state
         steps = len(self.train_source)
         while state.epoch < cfg.run.epochs:
+            if state.freezer is not None and state.freezer.due(state.epoch):
+                count = sum(p.numel() for p in state.release())
+                self.model = self.wrap(self.raw_model)
+                self.ctx.log(f"epoch {state.epoch + 1}: unfrozen, {count:,} more parameters train from now on")
             self.bar.reset(total=steps * cfg.run.batch_size)
             self.bar.update(state.step_in_epoch * cfg.run.batch_size)
             self.bar.set_description(f"epoch {state.epoch + 1}/{cfg.run.epochs}")
@@ -141,11 +146,12 @@ class EpochLoop:
                 state.step_in_epoch, state.totals, seed=cfg.run.seed, info=self.ctx.info, device=self.ctx.device,
                 amp_dtype=self.ctx.amp_dtype, channels_last=cfg.run.channels_last,
                 label_smoothing=cfg.optim.label_smoothing, sync_every=self.sync_every, must_sync=self.must_sync,
-                after_step=self.after_step,
+                after_step=self.after_step, train_mode=state.freezer.train_mode if state.freezer else None,
             )
             complete = position >= steps
             self.end_epoch(position, complete)
-            if not complete:  # run.max_steps reached mid-epoch
+            reached = cfg.run.max_steps is not None and state.global_step >= cfg.run.max_steps
+            if not complete or (reached and state.epoch < cfg.run.epochs):  # run.max_steps: mid-epoch or at its end
                 return True
         return False
 

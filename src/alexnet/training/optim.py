@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from alexnet.config import OptimSpec
+from alexnet.training.finetune import HEAD
 
 
 class LRSchedule:
@@ -71,12 +72,31 @@ def build_optimizer(spec: OptimSpec, model: torch.nn.Module) -> torch.optim.Opti
     """SGD / Adam / AdamW with PyTorch's fused kernels where the parameters live on a device that has them: one
     kernel for the whole update instead of a dozen small ops per parameter tensor (measured in benchmarks/README.md).
     Same update rule, rounded differently in the last bits. Only parameters that require a gradient are optimised."""
-    params = [p for p in model.parameters() if p.requires_grad]
+    groups = optimizer_groups(model, spec.backbone_lr_mult)
+    params = [p for g in groups for p in g["params"]]
     fused = bool(params) and all(p.device.type in FUSED_OPTIMIZER_DEVICES and p.is_floating_point() for p in params)
     options = {"lr": spec.lr, "weight_decay": spec.weight_decay, "fused": fused or None}
     if spec.opt == "sgd":
-        return torch.optim.SGD(params, momentum=spec.momentum, **options)
+        return torch.optim.SGD(groups, momentum=spec.momentum, **options)
     if spec.opt == "adam":
-        return torch.optim.Adam(params, **options)
-    return torch.optim.AdamW(params, **options)
+        return torch.optim.Adam(groups, **options)
+    return torch.optim.AdamW(groups, **options)
+
+
+def optimizer_groups(model: torch.nn.Module, backbone_lr_mult: float) -> list[dict[str, Any]]:
+    """The optimizer's parameter groups: what trains now, in model order. One group (as without fine-tuning) unless
+    the backbone's rate differs, then fc8 first at the base rate and the rest at `lr_mult` times it."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if backbone_lr_mult == 1.0:
+        return [{"params": trainable}]
+    head = {id(p) for p in model.layer(HEAD).parameters()}
+    groups = [{"params": [p for p in trainable if id(p) in head], "lr_mult": 1.0},
+              {"params": [p for p in trainable if id(p) not in head], "lr_mult": backbone_lr_mult}]
+    return [g for g in groups if g["params"]]
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """The schedule's rate on every group, times the group's own multiplier (--backbone-lr-mult)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_mult", 1.0)
 

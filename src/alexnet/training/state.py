@@ -13,8 +13,10 @@ from typing import Any
 import torch
 
 from alexnet.distributed import DistInfo
+from alexnet.errors import CheckpointError
 from alexnet.training.determinism import rng_state, set_rng_state
 from alexnet.training.epoch import ChanceWatch, EpochTotals, gather_totals
+from alexnet.training.finetune import Freezer
 from alexnet.training.optim import LRSchedule
 
 # Where the run is: the epoch in progress (0-based), the steps of it done, the steps done in all, the best
@@ -33,6 +35,19 @@ class TrainState:
     global_step: int = 0
     best_val_top1: float = -math.inf
     totals: EpochTotals = field(default_factory=EpochTotals)  # this rank's sums over the epoch so far
+    freezer: Freezer | None = None  # --freeze: what is fixed now
+    backbone_lr_mult: float = 1.0  # the rate multiplier of parameters released by the freezer
+    param_names: dict[int, str] = field(default_factory=dict)  # id(parameter) -> its state_dict name
+
+    def optimizer_params(self) -> list[str]:
+        """The names of the optimizer's parameters, in the order its state numbers them."""
+        return [self.param_names.get(id(p), "?") for g in self.optimizer.param_groups for p in g["params"]]
+
+    def release(self) -> list[torch.nn.Parameter]:
+        """Unfreeze the --freeze part; its parameters join the optimizer as a group of their own."""
+        params = self.freezer.release()
+        self.optimizer.add_param_group({"params": params, "lr_mult": self.backbone_lr_mult})
+        return params
 
     def _parts(self) -> dict[str, Any]:
         """The stateful objects, by the name their state is saved under."""
@@ -45,7 +60,8 @@ class TrainState:
         state: dict[str, Any] = {name: getattr(self, name) for name in POSITION}
         state.update({name: part.state_dict() if part is not None else None for name, part in self._parts().items()})
         state.update({"epoch_totals": totals, "world_size": len(totals), "chance_warned": self.chance.warned,
-                      "rng": rng_state()})
+                      "rng": rng_state(), "optimizer_params": self.optimizer_params(),
+                      "frozen": bool(self.freezer is not None and self.freezer.frozen)})
         return state
 
     def load_state_dict(self, state: dict[str, Any], info: DistInfo) -> None:
@@ -53,6 +69,13 @@ class TrainState:
         resume on another number starts the epoch's sums afresh); the scaler's state only when fp16 scaling is on."""
         for name in POSITION:
             setattr(self, name, state[name])
+        if self.freezer is not None and self.freezer.frozen and state.get("frozen") is False:
+            self.release()  # released before this checkpoint: the optimizer had gained that group
+        saved = state.get("optimizer_params")
+        if saved is not None and list(saved) != self.optimizer_params():
+            raise CheckpointError(
+                f"the checkpoint's optimizer trains {len(saved)} parameters, this run's {len(self.optimizer_params())} "
+                "(or in another order): resume with the run's own --freeze / --freeze-epochs / --backbone-lr-mult")
         for name, part in self._parts().items():
             if part is not None and state.get(name):
                 part.load_state_dict(state[name])
