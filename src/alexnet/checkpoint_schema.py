@@ -45,7 +45,8 @@ REQUIRED_FIELDS = ("model", "model_name", "model_args", "class_names", *PREPROCE
 OPTIONAL_FIELDS = ("format", "format_version", "versions")
 TRAIN_STATE_REQUIRED = ("epoch", "step_in_epoch", "global_step", "best_val_top1", "epoch_totals", "optimizer",
                         "scheduler", "rng")
-TRAIN_STATE_OPTIONAL = ("scaler", "chance_warned", "world_size", "optimizer_params", "frozen")
+TRAIN_STATE_OPTIONAL = ("scaler", "chance_warned", "world_size", "optimizer_params", "frozen",
+                        "epochs_without_improvement")
 DATA_REQUIRED = ("source", "kind", "val_split", "seed")
 # Format 1: these were stored twice (top level and inside data), and `sampler` was never read.
 V1_DATA_COPIES = ("image_size", "in_channels", "preset", "class_names", "mean", "std")
@@ -227,6 +228,8 @@ def _check_train_state(f: Fields, state: Any, params: list[tuple[str, tuple[int,
             raise CheckpointError(f"{f.prefix}field '{p}world_size' is {world} but {p}epoch_totals holds "
                                   f"{len(totals)} ranks")
     f.optional(state.get("frozen"), f.boolean, p + "frozen")
+    f.optional(state.get("epochs_without_improvement"), f.integer, p + "epochs_without_improvement", 0,
+               limits.MAX_EPOCHS)
     _check_optimizer(f, state["optimizer"], _optimizer_shapes(f, state.get("optimizer_params"), params), check_finite)
     if state.get("scaler"):  # None or {} when fp16 loss scaling is off
         scaler = f.mapping(state["scaler"], p + "scaler", required=("scale", "growth_factor", "backoff_factor",

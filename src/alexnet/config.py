@@ -210,6 +210,15 @@ class RunSpec:
     # waits for the GPU. 0: every step on the CPU (free there), every 50 on GPUs
     sync_every: int = flag(0, metavar="N", help="read the loss back from the device every N steps (progress, "
                            "non-finite check; default: every step on the CPU, every 50 on GPUs)")
+    # stop when validation top-1 has not improved for this many epochs (0: never); best.pt keeps the best epoch
+    early_stop: int = flag(0, metavar="PATIENCE", help="stop when validation top-1 has not improved for PATIENCE "
+                           "epochs (best.pt keeps the best)")
+    # TensorBoard event files in <run>/tensorboard (the tensorboard extra): tensorboard --logdir runs/
+    tensorboard: bool = flag(False, help="log scalars, conv1 filters, the confusion matrix and the hyperparameters "
+                             "for TensorBoard (pip install 'alexnet[tensorboard]')")
+    # an LR range test instead of training: lr_find.png and the suggested rate; no weights are written
+    lr_find: bool = flag(False, help="run an LR range test (learning rate rising from 1e-7 to 10) instead of "
+                         "training: writes lr_find.png and prints the suggested --lr")
 
     def __post_init__(self):
         _F.integer(self.epochs, "run.epochs", 1, v.MAX_EPOCHS)
@@ -225,6 +234,9 @@ class RunSpec:
         _F.integer(self.save_every_steps, "run.save_every_steps", 0, v.MAX_STEPS)
         _F.integer(self.chance_warn_steps, "run.chance_warn_steps", 0, v.MAX_STEPS)
         _F.integer(self.sync_every, "run.sync_every", 0, v.MAX_STEPS)
+        _F.integer(self.early_stop, "run.early_stop", 0, v.MAX_EPOCHS)
+        _F.boolean(self.tensorboard, "run.tensorboard")
+        _F.boolean(self.lr_find, "run.lr_find")
 
 
 @dataclass

@@ -42,7 +42,7 @@ LOCK_NAME = ".alexnet.lock"
 # Everything alexnet itself writes into a run folder (train, eval's confusion matrix, export's default folder).
 RUN_NAMES = frozenset({
     "config.yaml", "metrics.csv", "log.txt", "curves.png", "filters.png", "checkpoints", "export",
-    "confusion.csv", "confusion.png", LOCK_NAME,
+    "confusion.csv", "confusion.png", "tensorboard", "lr_find.png", LOCK_NAME,
 })
 
 
@@ -75,6 +75,14 @@ class RunPaths:
     @property
     def filters(self) -> Path:
         return self.root / "filters.png"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / "tensorboard"
+
+    @property
+    def lr_find(self) -> Path:
+        return self.root / "lr_find.png"
 
     @property
     def checkpoints(self) -> Path:

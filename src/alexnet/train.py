@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +68,7 @@ class FitResult:
     best_val_top1: float
     rows: list[dict[str, Any]]  # metrics.csv, one dict per epoch
     stopped_early: bool = False  # run.max_steps reached before the last epoch ended
+    early_stopped: bool = False  # --early-stop: validation top-1 stopped improving
 
 
 def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | None = None) -> FitResult:
@@ -97,6 +99,8 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
         data = build_data(ctx)
         raw_model, freezer = build_model(ctx, data, ckpt, init)
         state = build_state(ctx, raw_model, freezer, len(data.train_source), len(data.class_names), ckpt)
+        if cfg.run.lr_find:  # the range test instead of training: a copy trains, nothing is saved but the plot
+            return find_lr(ctx, raw_model, state, data)
         model = wrap_model(ctx, raw_model)
         # Signals: finish the step, save, stop. Installed before the collective below, so that once rank 0 goes on
         # every rank honours a SIGTERM (with a checkpoint) instead of dying of it.
@@ -115,11 +119,20 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
                          rows=rows, class_names=data.class_names,
                          saved_step=ckpt.train_state["global_step"] if ckpt is not None else None, bar=bar,
                          sync_every=resolve_sync_every(cfg.run.sync_every, device))
+        if cfg.run.tensorboard and info.is_main:
+            from alexnet.training.tensorboard import TensorBoardLog
+
+            loop.tensorboard = TensorBoardLog(ctx.paths.tensorboard, resume_step=state.global_step)
         stopped_early = loop.run()
         bar.close()
+        if loop.tensorboard is not None:
+            from alexnet.training.tensorboard import hyperparameters
+
+            loop.tensorboard.finish(hyperparameters(cfg), state.best_val_top1)
         ctx.log(f"best val top-1 {state.best_val_top1:.4f}; results in {ctx.paths.root}")
         return FitResult(run_dir=ctx.paths.root, epochs_done=state.epoch, global_step=state.global_step,
-                         best_val_top1=state.best_val_top1, rows=rows, stopped_early=stopped_early)
+                         best_val_top1=state.best_val_top1, rows=rows, stopped_early=stopped_early,
+                         early_stopped=loop.early_stopped)
     finally:
         stop.restore()
         if lock is not None:
@@ -265,6 +278,20 @@ def build_state(ctx: RunContext, raw_model: torch.nn.Module, freezer: Freezer, s
     if ckpt is not None:
         state.load_state_dict(ckpt.train_state, ctx.info)
     return state
+
+
+def find_lr(ctx: RunContext, raw_model: torch.nn.Module, state: TrainState, data: RunData) -> FitResult:
+    """--lr-find: the LR range test on a copy of the model, lr_find.png, and the suggested rate."""
+    from alexnet.training.lr_find import lr_range_test, plot_range_test
+
+    test = lr_range_test(raw_model, ctx.cfg.optim, data.train_source, info=ctx.info, device=ctx.device,
+                         amp_dtype=ctx.amp_dtype, channels_last=ctx.cfg.run.channels_last,
+                         train_mode=state.freezer.train_mode if state.freezer else None)
+    with distributed.fail_together("writing lr_find.png"):
+        if ctx.info.is_main:
+            plot_range_test(test, ctx.paths.lr_find)
+    ctx.log(f"{test.describe()}; plot in {ctx.paths.lr_find}")
+    return FitResult(run_dir=ctx.paths.root, epochs_done=0, global_step=0, best_val_top1=-math.inf, rows=[])
 
 
 def prepare_run_folder(ctx: RunContext, epoch: int) -> list[dict[str, Any]]:

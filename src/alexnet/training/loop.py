@@ -52,6 +52,8 @@ class EpochLoop:
         self.saved_step = saved_step  # the global step last.pt holds (None: none written yet)
         self.bar, self.sync_every = bar, sync_every
         self.wrap = wrap  # raw model -> the module the steps run (DDP, compile), made again when layers unfreeze
+        self.tensorboard = None  # a TensorBoardLog on rank 0 with --tensorboard (set by fit)
+        self.early_stopped = False
 
     # --- between steps -------------------------------------------------------------------------------------------
 
@@ -80,8 +82,10 @@ class EpochLoop:
             warning = state.chance.check(state.global_step - len(losses) + 1 + i, loss)
             if warning:
                 ctx.log(warning)
-        self.bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{state.optimizer.param_groups[0]['lr']:.2e}",
-                             refresh=False)
+        lr = state.optimizer.param_groups[0]["lr"]
+        self.bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{lr:.2e}", refresh=False)
+        if self.tensorboard is not None:
+            self.tensorboard.step(state.global_step, losses[-1], lr)
         stopping = ctx.stop.agreed(ctx.device, ctx.info)
         if stopping or self.checkpoint_due(step, state.global_step):
             self.save("saving a checkpoint", best=False)
@@ -153,6 +157,12 @@ class EpochLoop:
             reached = cfg.run.max_steps is not None and state.global_step >= cfg.run.max_steps
             if not complete or (reached and state.epoch < cfg.run.epochs):  # run.max_steps: mid-epoch or at its end
                 return True
+            patience = cfg.run.early_stop
+            if patience and state.epochs_without_improvement >= patience and state.epoch < cfg.run.epochs:
+                self.early_stopped = True
+                self.ctx.log(f"early stop: validation top-1 has not improved for {patience} epochs (best "
+                             f"{state.best_val_top1:.4f}, kept in best.pt)")
+                return False
         return False
 
     def end_epoch(self, position: int, complete: bool) -> None:
@@ -174,6 +184,11 @@ class EpochLoop:
                 f"({self.train_source.describe()})", console=False)
         improved = val.top1 > state.best_val_top1
         state.best_val_top1 = max(state.best_val_top1, val.top1)
+        if complete:
+            state.epochs_without_improvement = 0 if improved else state.epochs_without_improvement + 1
+        if self.tensorboard is not None:
+            self.tensorboard.epoch(row, state.global_step, self.raw_model.conv1.weight, val.confusion,
+                                   self.class_names)
         if complete and state.schedule.end_epoch(val.top1):  # the plateau rule judges whole epochs only
             ctx.log(f"validation top-1 stopped improving: lr divided by {1 / cfg.optim.gamma:g} "
                     f"({state.schedule.drops} of at most {cfg.optim.max_drops})")

@@ -22,6 +22,8 @@ from alexnet.training.optim import LRSchedule
 # Where the run is: the epoch in progress (0-based), the steps of it done, the steps done in all, the best
 # validation top-1 so far (-inf before the first validation).
 POSITION = ("epoch", "step_in_epoch", "global_step", "best_val_top1")
+# Counters added after format 2 was first written: absent from older checkpoints, where they start at 0.
+COUNTERS = ("epochs_without_improvement",)  # complete epochs since validation top-1 last improved (--early-stop)
 
 
 @dataclass
@@ -34,6 +36,7 @@ class TrainState:
     step_in_epoch: int = 0
     global_step: int = 0
     best_val_top1: float = -math.inf
+    epochs_without_improvement: int = 0
     totals: EpochTotals = field(default_factory=EpochTotals)  # this rank's sums over the epoch so far
     freezer: Freezer | None = None  # --freeze: what is fixed now
     backbone_lr_mult: float = 1.0  # the rate multiplier of parameters released by the freezer
@@ -57,7 +60,7 @@ class TrainState:
         """Plain types and tensors (a weights_only checkpoint). Collective under torchrun: every rank's epoch totals
         are gathered, so that a resume restores each rank's sums."""
         totals = gather_totals(self.totals, info)
-        state: dict[str, Any] = {name: getattr(self, name) for name in POSITION}
+        state: dict[str, Any] = {name: getattr(self, name) for name in POSITION + COUNTERS}
         state.update({name: part.state_dict() if part is not None else None for name, part in self._parts().items()})
         state.update({"epoch_totals": totals, "world_size": len(totals), "chance_warned": self.chance.warned,
                       "rng": rng_state(), "optimizer_params": self.optimizer_params(),
@@ -69,6 +72,8 @@ class TrainState:
         resume on another number starts the epoch's sums afresh); the scaler's state only when fp16 scaling is on."""
         for name in POSITION:
             setattr(self, name, state[name])
+        for name in COUNTERS:
+            setattr(self, name, int(state.get(name, 0)))
         if self.freezer is not None and self.freezer.frozen and state.get("frozen") is False:
             self.release()  # released before this checkpoint: the optimizer had gained that group
         saved = state.get("optimizer_params")
