@@ -182,7 +182,7 @@ def build_data(ctx: RunContext) -> RunData:
                 source=distributed.data_source_for_rank(cfg.data.source, info), image_size=image_size,
                 in_channels=base.in_channels, preset=cfg.data.preset, val_split=cfg.data.val_split,
                 seed=cfg.data.split_seed, strict=cfg.data.strict, download=cfg.data.download,
-                root=cfg.data.root, augment=cfg.data.augment,
+                root=cfg.data.root, augment=cfg.data.augment, layout=cfg.data.layout,
             )
             train_source, val_batches = build_batches(cfg, bundle, image_size, base.in_channels, info, ctx.device)
         if len(bundle.val) == 0:
