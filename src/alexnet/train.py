@@ -36,6 +36,7 @@ from alexnet.runfolder import (
     truncate_metrics,
     write_config,
 )
+from alexnet.training import balance
 from alexnet.training.batches import BatchSource, build_batches
 from alexnet.training.determinism import (
     CUBLAS_DETERMINISTIC,
@@ -100,7 +101,8 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
                          record=lambda train_state: checkpoint_record(cfg, raw_model, data, train_state),
                          rows=rows, class_names=data.class_names,
                          saved_step=ckpt.train_state["global_step"] if ckpt is not None else None, bar=bar,
-                         sync_every=resolve_sync_every(cfg.run.sync_every, device))
+                         sync_every=resolve_sync_every(cfg.run.sync_every, device),
+                         class_weights=data.class_weights)
         stopped_early = loop.run()
         bar.close()
         ctx.log(f"best val top-1 {state.best_val_top1:.4f}; results in {ctx.paths.root}")
@@ -151,6 +153,7 @@ class RunData:
     model_config: Any  # the variant's AlexNetConfig, sized for this data (input size, channels, classes)
     train_source: BatchSource
     val_batches: Any
+    class_weights: torch.Tensor | None = None  # the loss's weight per class (training.balance)
 
     @property
     def image_size(self) -> int:
@@ -191,7 +194,10 @@ def build_data(ctx: RunContext) -> RunData:
                             "or more images per class")
     distributed.check_same("data", distributed.data_identity(bundle))  # DDP would silently average different data
     config = dataclasses.replace(base, num_classes=len(bundle.class_names), image_size=image_size)
-    return RunData(bundle, config, train_source, val_batches)
+    weights, warning = balance.prepare(cfg, bundle.train.targets, bundle.class_names, ctx.device)
+    if warning:
+        ctx.log(warning)
+    return RunData(bundle, config, train_source, val_batches, weights)
 
 
 def build_model(ctx: RunContext, data: RunData, ckpt: Checkpoint | None) -> tuple[torch.nn.Module, torch.nn.Module]:

@@ -44,8 +44,9 @@ class EpochLoop:
     def __init__(self, ctx: RunContext, model: torch.nn.Module, raw_model: torch.nn.Module, state: TrainState,
                  train_source: BatchSource, val_batches: Any, record: Callable[[dict[str, Any]], Checkpoint],
                  rows: list[dict[str, Any]], class_names: list[str], saved_step: int | None, bar: Any,
-                 sync_every: int):
+                 sync_every: int, class_weights: torch.Tensor | None = None):
         self.ctx, self.model, self.raw_model, self.state = ctx, model, raw_model, state
+        self.class_weights = class_weights  # the loss's weight per class (training.balance), or None
         self.train_source, self.val_batches = train_source, val_batches
         self.record = record  # train_state -> the checkpoint record to save
         self.rows, self.class_names = rows, class_names
@@ -141,7 +142,7 @@ class EpochLoop:
                 state.step_in_epoch, state.totals, seed=cfg.run.seed, info=self.ctx.info, device=self.ctx.device,
                 amp_dtype=self.ctx.amp_dtype, channels_last=cfg.run.channels_last,
                 label_smoothing=cfg.optim.label_smoothing, sync_every=self.sync_every, must_sync=self.must_sync,
-                after_step=self.after_step,
+                after_step=self.after_step, class_weights=self.class_weights,
             )
             complete = position >= steps
             self.end_epoch(position, complete)
