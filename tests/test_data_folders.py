@@ -385,3 +385,6 @@ def test_train_reads_a_kaggle_zip_and_takes_layout_from_the_command_line(tmp_pat
                      "--layout", "classes", "--val-split", "0.25")
     assert picked.returncode == 0, picked.stderr
     assert load_checkpoint(tmp_path / "r3").class_names == ["birds", "mammals"]
+    # eval on a folder reads it with the run's --layout (auto would refuse this one).
+    evaluated = run_cli("eval", "--checkpoint", str(tmp_path / "r3"), "--data", str(zoo))
+    assert evaluated.returncode == 0, evaluated.stderr
