@@ -1,4 +1,4 @@
-"""Scanning image folders: the three layouts, the seeded stratified split, junk, bad files, links, strict mode."""
+"""Scanning image folders: the three layouts (split folder names, case, a wrapper, what reads two ways), the seeded stratified split, junk, bad files, links, strict mode."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from collections import Counter
 import pytest
 
 import data_factories as f
+from alexnet.data import build_datasets, build_from_description
 from alexnet.data.folders import scan_folder
-from alexnet.errors import DataError
+from alexnet.errors import ConfigError, DataError
 
 
 def reasons(scan) -> dict[str, str]:
@@ -200,3 +201,190 @@ def test_verification_is_remembered_by_size_and_mtime(tmp_path):
     # ...and any change of mtime makes the file checked again.
     os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
     assert [os.path.basename(p) for p, _ in scan_folder(root, val_split=0.0).skipped] == ["dog_1.jpg"]
+
+
+# --- layouts as people have them: split folder names, case, one wrapper, refusals of what reads two ways ----------
+
+
+def _splits(root, train_name: str, val_name: str, classes=("cats", "dogs"), train=3, val=2):
+    f.image_folder(root / train_name, classes, per_class=train)
+    f.image_folder(root / val_name, classes, per_class=val)
+    return root
+
+
+@pytest.mark.parametrize("train_name, val_name", [
+    ("train", "val"), ("train", "valid"), ("train", "validation"), ("train", "test"), ("training_set", "test_set"),
+    ("training", "testing"), ("Train", "Val"), ("TRAIN", "TEST"), ("Training_Set", "Test_Set"), ("Training", "Testing"),
+])  # fmt: skip
+def test_split_folder_names_and_their_case_variants_are_recognised(tmp_path, train_name, val_name):
+    root = _splits(tmp_path / "pets", train_name, val_name)
+    bundle = build_datasets(str(root), image_size=24)
+    assert bundle.class_names == ["cats", "dogs"]
+    assert len(bundle.train) == 6 and len(bundle.val) == 4
+    assert all(f"/{train_name}/" in p for p, _ in bundle.train.samples)
+    assert all(f"/{val_name}/" in p for p, _ in bundle.val.samples)
+    plain = train_name == "train" and val_name in ("val", "valid", "validation")
+    assert bundle.layout == ("train/val (classes)" if plain else f"train/val (classes: {train_name}/ + {val_name}/)")
+
+
+def test_kaggle_cats_and_dogs_is_two_classes_not_training_set_vs_test_set(tmp_path):
+    # Kaggle's popular download: training_set/{cats,dogs}, test_set/{cats,dogs}. It was read as the classes
+    # "test_set" and "training_set"; those names are splits.
+    root = _splits(tmp_path / "kaggle", "training_set", "test_set", train=4, val=2)
+    scan = scan_folder(root)
+    assert scan.class_names == ["cats", "dogs"]
+    assert Counter(y for _, y in scan.train) == {0: 4, 1: 4} and Counter(y for _, y in scan.val) == {0: 2, 1: 2}
+
+
+def test_val_is_preferred_to_test_and_test_is_noted(tmp_path):
+    root = _splits(tmp_path / "d", "train", "val")
+    f.image_folder(root / "test", ("cats", "dogs"), per_class=1)
+    scan = scan_folder(root)
+    assert scan.layout == "train/val (classes)" and all("/val/" in p for p, _ in scan.val)
+    assert [os.path.basename(p) for p, n in scan.notes if n.startswith("folder beside train/ not used")] == ["test"]
+
+
+@pytest.mark.parametrize("train_name, val_name", [
+    ("dataset/training_set", "dataset/test_set"),  # the Kaggle zip, unpacked
+    ("cats_and_dogs/train", "cats_and_dogs/val"),
+    ("training_set/training_set", "test_set/test_set"),  # the same zip's inner folders: one wrapper per split
+])  # fmt: skip
+def test_one_wrapper_folder_is_looked_through(tmp_path, train_name, val_name):
+    root = _splits(tmp_path / "dl", train_name, val_name)
+    bundle = build_datasets(str(root), image_size=24)
+    assert bundle.class_names == ["cats", "dogs"] and len(bundle.train) == 6 and len(bundle.val) == 4
+    assert bundle.layout == f"train/val (classes: {train_name}/ + {val_name}/)"
+
+
+def test_a_wrapper_around_class_folders_is_looked_through(tmp_path):
+    root = f.image_folder(tmp_path / "dl" / "PetImages", ("Cat", "Dog"), per_class=5)  # Microsoft's Kaggle zip
+    bundle = build_datasets(str(tmp_path / "dl"), image_size=24, val_split=0.2)
+    assert bundle.class_names == ["Cat", "Dog"] and len(bundle.train) == 8 and len(bundle.val) == 2
+    assert bundle.layout == "classes (in PetImages/) (split 0.2, seed 0)"
+    assert root.is_dir()
+
+
+def test_only_one_wrapper_is_looked_through(tmp_path):
+    _splits(tmp_path / "a" / "b" / "c", "training_set", "test_set")  # a/ holds b/ (a wrapper) holds c/ (a second)
+    with pytest.raises(DataError, match=r"a/b/c: class folder 'test_set' holds class folders \(cats, dogs\)"):
+        scan_folder(tmp_path / "a")
+
+
+def test_a_single_class_folder_is_not_taken_for_a_wrapper(tmp_path):
+    f.image_folder(tmp_path / "d", ("cat",), per_class=3)  # d/cat/*.jpg: one class, not a wrapper around images
+    assert scan_folder(tmp_path / "d", val_split=0.0).class_names == ["cat"]
+
+
+def _nested(root):
+    f.image_folder(root / "mammals", ("cat", "dog"), per_class=2)
+    f.image_folder(root / "birds", ("crow", "owl"), per_class=2)
+    return root
+
+
+def test_class_folders_inside_class_folders_are_refused_with_both_readings(tmp_path):
+    root = _nested(tmp_path / "zoo")
+    with pytest.raises(DataError) as e:
+        scan_folder(root)
+    lines = str(e.value).splitlines()
+    assert lines == [
+        f"{root}: class folder 'birds' holds class folders (crow, owl); the folder can be read two ways, pick one:",
+        "  --layout classes: 2 classes (birds, mammals), the images below each counted for it",
+        "  --layout leaves: 4 classes (birds/crow, birds/owl, mammals/cat, mammals/dog), one per folder that holds "
+        "images",
+    ]
+
+
+def test_layout_classes_and_leaves_read_nested_folders_as_they_say(tmp_path):
+    root = _nested(tmp_path / "zoo")
+    top = build_datasets(str(root), image_size=24, val_split=0.25, layout="classes")
+    assert top.class_names == ["birds", "mammals"] and len(top.train) + len(top.val) == 8
+    assert top.layout_option == "classes" and top.describe()["layout_option"] == "classes"
+    leaves = build_datasets(str(root), image_size=24, val_split=0.5, layout="leaves")
+    assert leaves.class_names == ["birds/crow", "birds/owl", "mammals/cat", "mammals/dog"]
+    assert leaves.layout == "leaves (split 0.5, seed 0)"
+    assert all(p.split("/")[-3:-1] == leaves.class_names[y].split("/") for p, y in leaves.train.samples)
+    # A checkpoint's description rebuilds the same reading (eval and ONNX calibration use it).
+    again = build_from_description({**leaves.describe(), "class_names": leaves.class_names})
+    assert again.class_names == leaves.class_names and again.val.samples == leaves.val.samples
+
+
+def test_nested_class_folders_inside_a_split_folder_are_refused_there(tmp_path):
+    _nested(tmp_path / "d" / "train")
+    _nested(tmp_path / "d" / "val")
+    with pytest.raises(DataError, match=r"d/train: class folder 'birds' holds class folders"):
+        scan_folder(tmp_path / "d")
+    assert scan_folder(tmp_path / "d", layout="leaves").layout == "train/val (leaves)"
+
+
+def test_images_of_its_own_or_one_subfolder_keep_a_class_folder_a_class(tmp_path):
+    root = f.image_folder(tmp_path / "d", ("cat", "dog"), per_class=2)
+    f.image_folder(root / "cat", ("kittens", "lions"), per_class=1)  # cat/ holds images and folders: one class
+    f.image_folder(root / "dog" / "photos", ("2020",), per_class=2)  # dog/photos/2020/: one folder of images
+    scan = scan_folder(root, val_split=0.0)
+    assert scan.layout == "classes" and Counter(y for _, y in scan.train) == {0: 4, 1: 4}
+
+
+@pytest.mark.parametrize("names, role", [(("train", "training_set"), "training"), (("Train", "train"), "training"),
+                                         (("val", "valid"), "validation"), (("test", "testing"), "validation")])
+def test_two_folders_for_one_split_are_refused_naming_both(tmp_path, names, role):
+    root = tmp_path / "d"
+    f.image_folder(root / ("train" if role == "validation" else names[0]), ("cat",), per_class=2)
+    for name in names:
+        f.image_folder(root / name, ("cat",), per_class=1)
+    with pytest.raises(DataError, match=rf"{sorted(names)[0]}/ and {sorted(names)[1]}/ could each be the {role} set"):
+        scan_folder(root)
+
+
+def test_an_unknown_layout_is_refused_naming_the_field(tmp_path):
+    root = f.image_folder(tmp_path / "d", ("cat", "dog"), per_class=2)
+    with pytest.raises(ConfigError, match=r"field 'data.layout' must be one of auto, classes, leaves, got 'tree'"):
+        build_datasets(str(root), image_size=24, layout="tree")
+
+
+def test_data_check_shows_the_layout_read_and_refuses_with_the_readings(tmp_path, capsys):
+    from alexnet.cli import main
+
+    kaggle = _splits(tmp_path / "kaggle" / "dataset", "training_set", "test_set", train=3, val=1).parent
+    assert main(["data", "check", str(kaggle)]) == 0
+    out = capsys.readouterr().out
+    assert (f"{kaggle}: train/val (classes: dataset/training_set/ + dataset/test_set/), 2 classes, 6 train / 2 val "
+            "images") in out
+    assert "  cats         3        1" in out
+    zoo = _nested(tmp_path / "zoo")
+    assert main(["data", "check", str(zoo)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"alexnet data: error: {zoo}: class folder 'birds' holds class folders")
+    assert "\n  --layout classes: 2 classes" in err and "\n  --layout leaves: 4 classes" in err
+    assert "Traceback" not in err
+    assert main(["data", "check", str(zoo), "--layout", "leaves", "--val-split", "0.5"]) == 0
+    assert "leaves (split 0.5, seed 0), 4 classes, 4 train / 4 val images" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_train_reads_a_kaggle_zip_and_takes_layout_from_the_command_line(tmp_path):
+    from alexnet.checkpoint import load_checkpoint
+    from tiny_runs import TINY, run_cli
+
+    data = f.make_folder(tmp_path / "dl", train=6, val=2)  # train/, val/ -> dataset/training_set/, dataset/test_set/
+    (data / "dataset").mkdir()
+    (data / "train").rename(data / "dataset" / "training_set")
+    (data / "val").rename(data / "dataset" / "test_set")
+    run = tmp_path / "run"
+    result = run_cli("train", "--data", str(data), *TINY, "--epochs", "1", "--output-dir", str(run), "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    ckpt = load_checkpoint(run)
+    assert ckpt.class_names == ["cat", "dog"]
+    assert ckpt.data["layout"] == "train/val (classes: dataset/training_set/ + dataset/test_set/)"
+    assert ckpt.data["num_train"] == 12 and ckpt.data["num_val"] == 4
+    # A folder that reads two ways stops `train` before any model is built; --layout picks the reading.
+    zoo = _nested(tmp_path / "zoo")
+    refused = run_cli("train", "--data", str(zoo), *TINY, "--epochs", "1", "--output-dir", str(tmp_path / "r2"))
+    assert refused.returncode == 2 and "--layout leaves: 4 classes" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    picked = run_cli("train", "--data", str(zoo), *TINY, "--epochs", "1", "--output-dir", str(tmp_path / "r3"),
+                     "--layout", "classes", "--val-split", "0.25")
+    assert picked.returncode == 0, picked.stderr
+    assert load_checkpoint(tmp_path / "r3").class_names == ["birds", "mammals"]
+    # eval on a folder reads it with the run's --layout (auto would refuse this one).
+    evaluated = run_cli("eval", "--checkpoint", str(tmp_path / "r3"), "--data", str(zoo))
+    assert evaluated.returncode == 0, evaluated.stderr

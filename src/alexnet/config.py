@@ -42,6 +42,11 @@ IN_CHANNELS = (1, 3)  # grayscale (the d2l note) or RGB
 PRESETS = ("seed", "d2l", "paper")  # transform presets (alexnet.data.transforms)
 LOADERS = ("cache", "pil")
 SPLITS = ("train", "val")  # the splits a dataset is divided into (and the folders of an image-folder dataset)
+# How an image folder's class folders are read (alexnet.data.folders): auto refuses a class folder that holds class
+# folders; classes: the top folders are the classes (images below them counted for them); leaves: each folder that
+# holds images is a class, named by its path ("mammals/cat")
+LAYOUTS = ("auto", "classes", "leaves")
+CLASS_WEIGHTS = ("none", "auto")  # or one positive weight per class, "w1,w2,...": alexnet.training.balance
 OPTIMIZERS = ("sgd", "adam", "adamw")
 LR_SCHEDULES = ("plateau", "step", "cosine", "none")
 AMP_MODES = ("bf16", "fp16", "none")  # autocast dtypes, for training and for inference
@@ -69,6 +74,17 @@ def flag(default: Any, *, help: str | None = None, metavar: str | None = None, c
 def yaml_only(default: Any) -> Any:
     """A field set only in a recipe or a `--config` YAML: it has no flag."""
     return field(default=default, metadata={"flag": None})
+
+
+def parse_class_weights(text: str) -> list[float]:
+    """ "w1,w2,...": positive finite numbers, else a ConfigError naming optim.class_weights."""
+    try:
+        weights = [float(w) for w in text.split(",")]
+    except ValueError:
+        weights = []
+    if not weights or not all(math.isfinite(w) and w > 0 for w in weights):
+        _F.fail("optim.class_weights", "none, auto or positive finite numbers w1,w2,...", text)
+    return weights
 
 
 @dataclass
@@ -135,6 +151,10 @@ class DataSpec:
     # where it measured slower: benchmarks/README.md). The pil loader overlaps through its DataLoader workers instead.
     prefetch: bool | None = flag(None, help="cache loader: make the next batch in a background thread during the "
                                  "step (default: on for CUDA, off on the CPU where it measured slower)")
+    layout: str = flag("auto", choices=LAYOUTS, help="image folder with class folders inside class folders: "
+                       "classes (the top ones) or leaves (each folder holding images); auto refuses to guess")
+    # each epoch's order draws the classes equally (small classes repeated, large ones cut): training.balance
+    balanced_sampler: bool = flag(False, help="each epoch draws every class equally often (unbalanced data)")
 
     def __post_init__(self):
         _F.optional(self.source, _F.text, "data.source", v.MAX_PATH)
@@ -149,6 +169,8 @@ class DataSpec:
         _F.text(self.loader, "data.loader", choices=LOADERS)
         _F.integer(self.workers, "data.workers", 0, v.MAX_WORKERS)
         _F.optional(self.prefetch, _F.boolean, "data.prefetch")
+        _F.text(self.layout, "data.layout", choices=LAYOUTS)
+        _F.boolean(self.balanced_sampler, "data.balanced_sampler")
 
 
 @dataclass
@@ -169,6 +191,9 @@ class OptimSpec:
     # discriminative learning rates: every layer but fc8 learns at lr x this (1: one rate for all)
     backbone_lr_mult: float = flag(1.0, metavar="X", help="learning rate of every layer but fc8, as a multiple of "
                                    "--lr (fine-tuning: e.g. 0.1)")
+    # the loss's weight per class: none, auto (inverse class frequency, mean 1) or "w1,w2,..." in class-name order
+    class_weights: str = flag("none", metavar="auto|none|W,...", help="loss weight per class: none, auto (inverse "
+                              "frequency, mean 1) or one positive weight per class in class order")
 
     def __post_init__(self):
         _F.text(self.opt, "optim.opt", choices=OPTIMIZERS)
@@ -183,6 +208,9 @@ class OptimSpec:
         _F.integer(self.max_drops, "optim.max_drops", 0, v.MAX_EPOCHS)
         _F.number(self.label_smoothing, "optim.label_smoothing", 0, 1, hi_open=True)
         _F.number(self.backbone_lr_mult, "optim.backbone_lr_mult", 0, 1e3)
+        _F.text(self.class_weights, "optim.class_weights")
+        if self.class_weights not in CLASS_WEIGHTS:
+            parse_class_weights(self.class_weights)  # the count is checked against the classes when the data is read
 
 
 @dataclass

@@ -255,6 +255,7 @@ def _eval_bundle(ckpt: Any, data: str | None) -> tuple[Any, bool]:
     data_cfg = (ckpt.config or {}).get("data", {})
     p = ckpt.preprocessing
     common = {"image_size": p.image_size, "in_channels": p.in_channels, "preset": p.preset, "statistics": False}
+    common["layout"] = data_cfg.get("layout", "auto")  # class folders read as in training (--layout)
     bundle = build_datasets(source=data, val_split=data_cfg.get("val_split", 0.2),
                             seed=data_cfg.get("split_seed", 0), **common)
     if bundle.layout.startswith("train/val") or "train/test" in bundle.layout:

@@ -37,6 +37,7 @@ from alexnet.runfolder import (
     truncate_metrics,
     write_config,
 )
+from alexnet.training import balance
 from alexnet.training.batches import BatchSource, build_batches
 from alexnet.training.determinism import (
     CUBLAS_DETERMINISTIC,
@@ -118,7 +119,8 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
                          record=lambda train_state: checkpoint_record(cfg, raw_model, data, train_state),
                          rows=rows, class_names=data.class_names,
                          saved_step=ckpt.train_state["global_step"] if ckpt is not None else None, bar=bar,
-                         sync_every=resolve_sync_every(cfg.run.sync_every, device))
+                         sync_every=resolve_sync_every(cfg.run.sync_every, device),
+                         class_weights=data.class_weights)
         if cfg.run.tensorboard and info.is_main:
             from alexnet.training.tensorboard import TensorBoardLog
 
@@ -178,6 +180,7 @@ class RunData:
     model_config: Any  # the variant's AlexNetConfig, sized for this data (input size, channels, classes)
     train_source: BatchSource
     val_batches: Any
+    class_weights: torch.Tensor | None = None  # the loss's weight per class (training.balance)
 
     @property
     def image_size(self) -> int:
@@ -209,7 +212,7 @@ def build_data(ctx: RunContext) -> RunData:
                 source=distributed.data_source_for_rank(cfg.data.source, info), image_size=image_size,
                 in_channels=base.in_channels, preset=cfg.data.preset, val_split=cfg.data.val_split,
                 seed=cfg.data.split_seed, strict=cfg.data.strict, download=cfg.data.download,
-                root=cfg.data.root, augment=cfg.data.augment,
+                root=cfg.data.root, augment=cfg.data.augment, layout=cfg.data.layout,
             )
             train_source, val_batches = build_batches(cfg, bundle, image_size, base.in_channels, info, ctx.device)
         if len(bundle.val) == 0:
@@ -218,7 +221,10 @@ def build_data(ctx: RunContext) -> RunData:
                             "or more images per class")
     distributed.check_same("data", distributed.data_identity(bundle))  # DDP would silently average different data
     config = dataclasses.replace(base, num_classes=len(bundle.class_names), image_size=image_size)
-    return RunData(bundle, config, train_source, val_batches)
+    weights, warning = balance.prepare(cfg, bundle.train.targets, bundle.class_names, ctx.device)
+    if warning:
+        ctx.log(warning)
+    return RunData(bundle, config, train_source, val_batches, weights)
 
 
 def build_model(ctx: RunContext, data: RunData, ckpt: Checkpoint | None,

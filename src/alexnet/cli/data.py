@@ -12,7 +12,7 @@ import json
 import time
 from collections import Counter
 
-from alexnet.config import IN_CHANNELS, PRESETS, SPLITS
+from alexnet.config import IN_CHANNELS, LAYOUTS, PRESETS, SPLITS
 
 
 def add_parser(subparsers) -> None:
@@ -34,6 +34,9 @@ def add_parser(subparsers) -> None:
         q.add_argument("--download", action="store_true", help="download mnist / fashion-mnist / cifar10")
         q.add_argument("--root", help="where torchvision datasets live (default $ALEXNET_CACHE/torchvision)")
         q.add_argument("--min-side", type=int, default=8, help="skip images with a shorter side below this (px)")
+        q.add_argument("--layout", choices=LAYOUTS, default="auto",
+                       help="class folders inside class folders: classes (the top ones) or leaves (each folder "
+                            "holding images); auto refuses to guess")  # fmt: skip
 
     check = sub.add_parser("check", help="scan a dataset; print classes, counts and every skipped file with why")
     source_args(check)
@@ -63,7 +66,7 @@ def _bundle(args):
     return build_datasets(
         args.source, image_size=args.image_size, in_channels=args.in_channels, preset=args.preset,
         val_split=args.val_split, seed=args.seed, strict=args.strict, download=args.download, root=args.root,
-        min_side=args.min_side, statistics=False,
+        min_side=args.min_side, statistics=False, layout=args.layout,
     )  # fmt: skip
 
 

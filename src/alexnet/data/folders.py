@@ -1,11 +1,18 @@
 """Scanning an image folder into labelled file lists: layouts, junk, bad files, symlink loops, stratified split.
 
-Three layouts are recognised (checked in this order):
+Three layouts are recognised (checked in this order), folder names case-insensitively:
 
-- `ROOT/train/` (+ `ROOT/val/`, `valid/` or `validation/`): the cats-vs-dogs note's layout. Without a val folder,
-  train is split. Inside each, class folders, or a flat Kaggle folder (below).
+- split folders: a training folder (`train/`, `training/`, `training_set/`) with a validation one (`val/`, `valid/`,
+  `validation/`, else `test/`, `testing/`, `test_set/`): the cats-vs-dogs note's layout and Kaggle's. Without a
+  validation folder, the training one is split. Inside each, class folders, or a flat Kaggle folder (below).
 - `ROOT/<class>/...`: class folders (searched recursively, like torchvision's ImageFolder), split stratified by class.
 - `ROOT/cat.123.jpg`: a flat Kaggle folder; the label is the file name up to `.NUMBER` / `_NUMBER` / `-NUMBER`.
+
+One wrapper folder is looked through (`ROOT/dataset/training_set/...`, the Kaggle zip's `training_set/training_set/`):
+a folder that holds no images and one folder, which holds no images but folders. What could be read two ways is
+refused, never guessed: two folders that could each be the training (or validation) set, and a class folder that
+holds class folders (`mammals/cat/`, `mammals/dog/`: the classes are the top folders or the folders with the images;
+`layout` "classes" or "leaves" picks one, see LAYOUTS in alexnet.config).
 
 What is not data is *ignored* and listed (never an error, even with strict): hidden files and folders (`.DS_Store`,
 `.ipynb_checkpoints`, `._name.jpg` AppleDouble files), `Thumbs.db`, `desktop.ini`, `__MACOSX`, files without an image
@@ -31,6 +38,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from alexnet.config import LAYOUTS
 from alexnet.data.images import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_MIN_SIDE,
@@ -39,12 +47,14 @@ from alexnet.data.images import (
     display_path,
 )
 from alexnet.data.limits import SealBroken, decode_workers, open_sealed_json, sealed_json
-from alexnet.errors import AlexNetError, DataError
+from alexnet.errors import AlexNetError, ConfigError, DataError, short
 from alexnet.files import FileWriteError, atomic_write_text
 
 log = logging.getLogger("alexnet.data")
 
+TRAIN_FOLDER_NAMES = ("train", "training", "training_set")
 VAL_FOLDER_NAMES = ("val", "valid", "validation")
+TEST_FOLDER_NAMES = ("test", "testing", "test_set")  # the validation set when there is no val folder
 SYSTEM_FILES = {"thumbs.db", "desktop.ini", "ehthumbs.db"}
 SYSTEM_FOLDERS = {"__macosx", "$recycle.bin", "system volume information", "@eadir"}
 # cat.123.jpg, dog_7.png, golden-retriever-12.jpg -> cat, dog, golden-retriever
@@ -75,7 +85,8 @@ class ScanResult:
     """What a folder holds: labelled files per split, and everything left out with the reason."""
 
     root: str
-    layout: str  # "train/val", "classes" or "flat" (a train/val root says e.g. "train/val (flat)")
+    layout: str  # "train/val (classes)", "train only, split (flat)", "classes", "flat", "leaves"; the folders read
+    # when they are not plain train/ and val/ ("train/val (classes: training_set/ + test_set/)", "classes (in pets/)")
     class_names: list[str]
     train: list[tuple[str, int]]  # (path, label), sorted
     val: list[tuple[str, int]]
@@ -206,8 +217,72 @@ def _flat_label(path: str) -> str | None:
     return m.group("label") if m else None
 
 
-def _collect_split(walker: _Walker, folder: str) -> tuple[str, dict[str, list[str]]]:
-    """Files by class name for one split folder: class folders if there are any, else labels from file names."""
+def _image_named(path: str) -> bool:
+    """An image file by its name alone (no stat, no report): what the layout is recognised from."""
+    name = os.path.basename(path)
+    return not name.startswith(".") and name.lower() not in SYSTEM_FILES and name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _image_folders(walker: _Walker, folder: str, depth: int = 0, seen: set | None = None) -> list[str]:
+    """The folders at or below `folder` that hold image files directly; each real folder once, MAX_DEPTH deep."""
+    seen = set() if seen is None else seen
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return []  # the walk that follows lists it as vanished or unreadable
+    if depth > MAX_DEPTH or (st.st_dev, st.st_ino) in seen:
+        return []
+    seen.add((st.st_dev, st.st_ino))
+    dirs, files = walker.visible_entries(folder)
+    out = [folder] if any(_image_named(f) for f in files) else []
+    for d in dirs:
+        out.extend(_image_folders(walker, d, depth + 1, seen))
+    return out
+
+
+def _wrapped(walker: _Walker, folder: str) -> str | None:
+    """The one folder inside `folder` when `folder` only wraps it (no images beside it, and it holds folders but
+    no images): `dataset/` of `dataset/training_set/`, the outer `training_set/` of `training_set/training_set/`."""
+    dirs, files = walker.visible_entries(folder)
+    if len(dirs) != 1 or any(_image_named(f) for f in files):
+        return None
+    inner_dirs, inner_files = walker.visible_entries(dirs[0])
+    if not inner_dirs or any(_image_named(f) for f in inner_files):
+        return None
+    return dirs[0]
+
+
+def _class_name(path: str, base: str) -> str:
+    return display_path(os.path.relpath(path, base)).replace(os.sep, "/")
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(names) if len(names) <= 8 else ", ".join(names[:8]) + f", ... ({len(names)} in all)"
+
+
+def _refuse_nested(folder: str, dirs: list[str], nested: dict[str, list[str]]) -> None:
+    """A class folder that holds class folders: both readings, one line each, with the option that picks it."""
+    first, leaves = next(iter(nested.items()))
+    inner = sorted({_class_name(leaf, first).split("/")[0] for leaf in leaves})
+    top = sorted(_class_name(d, folder) for d in dirs)
+    all_leaves = sorted({_class_name(leaf, folder) for d in dirs for leaf in nested.get(d, [d])})
+    raise DataError(
+        f"{display_path(folder)}: class folder {_class_name(first, folder)!r} holds class folders ({_names(inner)}); "
+        "the folder can be read two ways, pick one:\n"
+        f"  --layout classes: {len(top)} classes ({_names(top)}), the images below each counted for it\n"
+        f"  --layout leaves: {len(all_leaves)} classes ({_names(all_leaves)}), one per folder that holds images"
+    )
+
+
+def _collect_split(walker: _Walker, folder: str, layout: str = "auto") -> tuple[str, str, dict[str, list[str]]]:
+    """(kind, the folder read, files by class name) for one split folder: class folders if there are any, else
+    labels from file names. A wrapper folder is looked through; `layout` says how class folders are read."""
+    inner = _wrapped(walker, folder)
+    if inner is not None:
+        st = walker.stat_or_skip(folder)
+        if st is not None:
+            walker.seen_dirs.add((st.st_dev, st.st_ino))
+        folder = inner
     dirs, files = walker.visible_entries(folder)
     st = walker.stat_or_skip(folder)
     if st is not None:
@@ -217,6 +292,23 @@ def _collect_split(walker: _Walker, folder: str) -> tuple[str, dict[str, list[st
         for f in files:
             if walker.accept_file(f):
                 walker.ignore(f, "image outside any class folder")
+        if layout == "leaves":
+            for leaf in sorted({leaf for d in dirs for leaf in _image_folders(walker, d)}):
+                images = [f for f in walker.visible_entries(leaf)[1] if walker.accept_file(f)]
+                by_class.setdefault(_class_name(leaf, folder), []).extend(images)
+            for d in dirs:  # a folder with no image anywhere below it is an empty class, as with class folders
+                if not any(name.split("/")[0] == _class_name(d, folder) for name in by_class):
+                    by_class[_class_name(d, folder)] = []
+            return "leaves", folder, by_class
+        if layout == "auto":
+            nested = {}
+            for d in dirs:
+                if not any(_image_named(f) for f in walker.visible_entries(d)[1]):  # images of its own: a class
+                    leaves = _image_folders(walker, d)
+                    if len(leaves) >= 2 and os.path.commonpath(leaves) not in leaves:
+                        nested[d] = leaves
+            if nested:
+                _refuse_nested(folder, dirs, nested)
         # Class folders are claimed first, so a link inside one class to another class's folder is not followed.
         live = []
         for d in dirs:
@@ -231,7 +323,7 @@ def _collect_split(walker: _Walker, folder: str) -> tuple[str, dict[str, list[st
                 by_class[name].extend(images)
             else:
                 by_class[name] = images
-        return "classes", by_class
+        return "classes", folder, by_class
     by_class = {}
     for f in files:
         if not walker.accept_file(f):
@@ -241,7 +333,24 @@ def _collect_split(walker: _Walker, folder: str) -> tuple[str, dict[str, list[st
             walker.skip(f, "no label in the file name (a flat folder needs names like cat.123.jpg)")
             continue
         by_class.setdefault(display_path(label), []).append(f)
-    return "flat", by_class
+    return "flat", folder, by_class
+
+
+def _split_folders(walker: _Walker, folder: str) -> tuple[str | None, str | None]:
+    """(training folder, validation folder) among `folder`'s subfolders; two candidates for one role are refused."""
+    dirs = walker.visible_entries(folder)[0]
+
+    def pick(names: tuple[str, ...], role: str) -> str | None:
+        found = [d for d in dirs if os.path.basename(d).lower() in names]
+        if len(found) > 1:
+            both = " and ".join(display_path(os.path.basename(d)) + "/" for d in found)
+            raise DataError(f"{display_path(folder)}: {both} could each be the {role} set; move or rename all but one")
+        return found[0] if found else None
+
+    train = pick(TRAIN_FOLDER_NAMES, "training")
+    if train is None:
+        return None, None
+    return train, pick(VAL_FOLDER_NAMES, "validation") or pick(TEST_FOLDER_NAMES, "validation")
 
 
 def _verify_files(
@@ -353,14 +462,20 @@ def scan_folder(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     verify: bool = True,
     workers: int | None = None,
+    layout: str = "auto",
 ) -> ScanResult:
-    """Scans an image folder in any of the three layouts (module docstring) into labelled train/val lists."""
+    """Scans an image folder in any of the three layouts (module docstring) into labelled train/val lists.
+
+    `layout` (one of LAYOUTS) says how class folders inside class folders are read: refused (auto), the top ones
+    (classes) or each folder that holds images (leaves)."""
     root = os.fspath(root)
     shown = display_path(root)
     if not os.path.isdir(root):
         raise DataError(f"{shown}: not a folder" if os.path.exists(root) else f"{shown}: no such folder")
     if not 0.0 <= val_split < 1.0:
         raise DataError(f"val_split must be in [0, 1), got {val_split}")
+    if layout not in LAYOUTS:
+        raise ConfigError(f"field 'data.layout' must be one of {', '.join(LAYOUTS)}, got {short(layout)}")
     skipped: list[tuple[str, str]] = []
     ignored: list[tuple[str, str]] = []
     walker = _Walker(ignored, skipped)
@@ -370,27 +485,38 @@ def scan_folder(
         raise DataError(f"{shown}: cannot read the folder ({e.strerror or e})") from None
     walker.seen_dirs.add((root_stat.st_dev, root_stat.st_ino))  # a link back to the root is never followed
 
-    subdirs = {os.path.basename(d).lower(): d for d in walker.visible_entries(root)[0]}
-    train_dir = subdirs.get("train")
-    val_dir = next((subdirs[n] for n in VAL_FOLDER_NAMES if n in subdirs), None)
+    base = root  # where the layout starts: the root, or the one folder it wraps (dataset/ of dataset/training_set/)
+    train_dir, val_dir = _split_folders(walker, root)
+    if train_dir is None and (inner := _wrapped(walker, root)) is not None:
+        base = inner
+        if (st := walker.stat_or_skip(base)) is not None:
+            walker.seen_dirs.add((st.st_dev, st.st_ino))
+        train_dir, val_dir = _split_folders(walker, base)
+    subdirs = walker.visible_entries(base)[0]
+
+    def named(folder: str) -> str:
+        return _class_name(folder, root) + "/"
+
     # Either both given splits (train_by_class, val_by_class) or one pool to split (all_by_class).
     train_by_class = val_by_class = all_by_class = None
     if train_dir is not None and val_dir is not None:
-        kind, train_by_class = _collect_split(walker, train_dir)
-        _, val_by_class = _collect_split(walker, val_dir)
+        kind, train_read, train_by_class = _collect_split(walker, train_dir, layout)
+        _, val_read, val_by_class = _collect_split(walker, val_dir, layout)
         unknown = sorted(set(val_by_class) - set(train_by_class))
         if unknown:
             raise DataError(
                 f"{display_path(val_dir)}: classes {unknown} are not in {display_path(train_dir)} "
                 f"(train has {sorted(train_by_class)})"
             )
-        layout = f"train/val ({kind})"
+        plain = (named(train_read), named(val_read)) in {("train/", n + "/") for n in VAL_FOLDER_NAMES}
+        layout_name = f"train/val ({kind})" if plain else f"train/val ({kind}: {named(train_read)} + {named(val_read)})"
     elif train_dir is not None:
-        kind, all_by_class = _collect_split(walker, train_dir)
-        layout = f"train only, split ({kind})"
+        kind, train_read, all_by_class = _collect_split(walker, train_dir, layout)
+        where = "" if named(train_read) == "train/" else f": {named(train_read)}"
+        layout_name = f"train only, split ({kind}{where})"
     else:
-        kind, all_by_class = _collect_split(walker, root)
-        layout = kind
+        kind, _, all_by_class = _collect_split(walker, base, layout)
+        layout_name = kind if base == root else f"{kind} (in {named(base)})"
 
     train_where = display_path(train_dir) if train_dir is not None else shown
     pools = {train_where: train_by_class, display_path(val_dir or ""): val_by_class}
@@ -412,7 +538,7 @@ def scan_folder(
     # Content check: every candidate file is decoded once (remembered by size and mtime).
     notes: list[tuple[str, str]] = []
     if train_dir is not None:  # e.g. Kaggle's test1/ or a test/ split: said, not silently dropped
-        for other in sorted(set(subdirs.values()) - {train_dir, val_dir}):
+        for other in sorted(set(subdirs) - {train_dir, val_dir}):
             notes.append((other, "folder beside train/ not used (to evaluate on it: alexnet eval --checkpoint RUN --data FOLDER)"))
             report("note", other, notes[-1][1])
     if verify:
@@ -452,7 +578,7 @@ def scan_folder(
     val = sorted((f, index[c]) for c, fs in val_by_class.items() for f in fs)
     if not train:
         raise DataError(f"{shown}: no usable training images ({len(skipped)} skipped)")
-    return ScanResult(root, layout, class_names, train, val, skipped, ignored, notes)
+    return ScanResult(root, layout_name, class_names, train, val, skipped, ignored, notes)
 
 
 def count_by_class(samples: Iterable[tuple[str, int]], num_classes: int) -> list[int]:

@@ -4,7 +4,8 @@ Sources:
 - None or "shapes": the built-in dataset (synthetic.py), generated under $ALEXNET_CACHE/datasets on first use;
 - "mnist", "fashion-mnist", "cifar10": torchvision's layout under `root` (downloaded with download=True);
 - a folder of IDX files (MNIST names, raw or .gz);
-- an image folder: train/ + val/, class folders (stratified split), or a flat Kaggle folder (folders.py).
+- an image folder: split folders (train/ + val/, Kaggle's training_set/ + test_set/, ...), class folders (stratified
+  split), or a flat Kaggle folder, optionally inside one wrapper folder (folders.py).
 
 The returned DataBundle says everything needed to rebuild the same split later (`describe()`), which a checkpoint
 stores so that `eval` and `predict` see the same classes, normalisation and validation images.
@@ -71,6 +72,7 @@ class DataBundle:
     notes: list[tuple[str, str]] = field(default_factory=list)
     shapes: dict | None = None  # the ShapesConfig of the built-in dataset, to regenerate the same images
     root: str | None = None  # where torchvision datasets were read from
+    layout_option: str = "auto"  # the --layout an image folder was read with (folders.py)
 
     @property
     def num_classes(self) -> int:
@@ -99,6 +101,7 @@ class DataBundle:
             "num_skipped": len(self.skipped),
             "shapes": self.shapes,
             "root": self.root,
+            "layout_option": self.layout_option,
         }
 
     def transform(self, train: bool, *, ten_crop: bool = False, augment: bool | None = None):
@@ -198,18 +201,21 @@ def build_datasets(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     shapes: ShapesConfig | None = None,
     statistics: bool = True,
+    layout: str = "auto",
 ) -> DataBundle:
     """Turns a `--data` value into a DataBundle (see the module docstring for the sources).
 
     `preset` None takes the kind of data's own (PRESET_BY_KIND); the bundle records the one used. `augment`
     overrides the preset's training augmentation; `statistics=False` makes `paper` use ImageNet's mean/std/PCA
-    instead of computing them from the training set.
+    instead of computing them from the training set. `layout` says how an image folder's class folders are read
+    (alexnet.config.LAYOUTS).
     """
     if preset is not None:
         check_preset(preset, image_size, in_channels)
     if not 0.0 <= val_split < 1.0:
         raise ConfigError(f"val_split must be in [0, 1), got {val_split}")
     name = None if source is None else os.fspath(source)
+    layout_option, layout = layout, ""  # `layout` below: how the source was read (DataBundle.layout)
     skipped: list = []
     ignored: list = []
     notes: list = []
@@ -254,13 +260,14 @@ def build_datasets(
         else:
             kind = "folder"
             scan = scan_folder(
-                name, val_split=val_split, seed=seed, strict=strict, min_side=min_side, max_pixels=max_pixels
+                name, val_split=val_split, seed=seed, strict=strict, min_side=min_side, max_pixels=max_pixels,
+                layout=layout_option,
             )
             train = ImageFileDataset(scan.train, min_side=min_side, max_pixels=max_pixels, **common)
             val = ImageFileDataset(scan.val, min_side=min_side, max_pixels=max_pixels, **common)
             class_names, layout = scan.class_names, scan.layout
             skipped, ignored, notes = scan.skipped, scan.ignored, scan.notes
-            if "split" in layout or layout in ("classes", "flat"):
+            if not layout.startswith("train/val"):  # split here: the fraction and seed are part of the reading
                 layout = f"{layout} (split {val_split}, seed {seed})"
     elif os.path.exists(name):
         raise DataError(f"{display_path(name)}: not a folder (give the folder that holds the images)")
@@ -287,7 +294,7 @@ def build_datasets(
         train, val, list(class_names), tuple(mean), tuple(std), shown, kind, layout, preset, image_size, in_channels,
         val_split, seed, pca, stats_from, skipped, ignored, notes,
         asdict(shapes or ShapesConfig()) if kind == BUILTIN else None,
-        tv_root if kind in TORCHVISION_SOURCES else None,
+        tv_root if kind in TORCHVISION_SOURCES else None, layout_option,
     )  # fmt: skip
     train.transform = bundle.transform(train=True, augment=augment)
     val.transform = bundle.transform(train=False)
@@ -306,6 +313,8 @@ def build_from_description(description: dict, **overrides) -> DataBundle:
     }
     if description.get("root"):
         args["root"] = description["root"]
+    if description.get("layout_option"):  # absent in checkpoints from before --layout: those were read "auto"
+        args["layout"] = description["layout_option"]
     if description.get("shapes"):
         args["shapes"] = ShapesConfig(**description["shapes"])
     args.update(overrides)

@@ -21,7 +21,8 @@ from alexnet import distributed
 from alexnet.config import TrainConfig
 from alexnet.data.batches import CachedBatches, rank_part
 from alexnet.distributed import DistInfo
-from alexnet.training.determinism import PURPOSE_AUGMENT, derive_seed, epoch_permutation
+from alexnet.training.balance import epoch_order
+from alexnet.training.determinism import PURPOSE_AUGMENT, derive_seed
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
@@ -48,8 +49,9 @@ class CacheBatches:
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, augment: Any, generator: torch.Generator,
                  batch_size: int, seed: int, info: DistInfo, device: torch.device, prefetch: bool = False,
-                 memory_format: torch.memory_format = torch.contiguous_format):
+                 memory_format: torch.memory_format = torch.contiguous_format, balanced: bool = False):
         self.images, self.labels = images, labels
+        self.balance_labels = labels if balanced else None  # each epoch draws the classes equally (training.balance)
         # The buffers are laid out as the model wants its input, so the uint8 -> float copy also changes the layout
         # and the step's .contiguous(memory_format) costs nothing (one 64 x 3 x S x S copy less per step).
         self.memory_format = memory_format
@@ -95,7 +97,7 @@ class CacheBatches:
 
     def _make(self, epoch: int, start: int) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, int, Any]]:
         """Makes the batches, in whichever thread iterates it; the last item is the CUDA event marking it ready."""
-        perm = epoch_permutation(len(self.labels), self.seed, epoch)
+        perm = epoch_order(len(self.labels), self.seed, epoch, self.balance_labels)
         cuda = self.device.type == "cuda"
         for step in range(start, self.steps):
             idx = batch_indices(perm, step, self.batch_size)
@@ -132,8 +134,10 @@ class LoaderBatches:
     """The PIL path (what the notes do): a DataLoader over decoded-per-step images, with a sampler that plays the
     role of DistributedSampler (each rank its part of the same (seed, epoch) permutation) and can start mid-epoch."""
 
-    def __init__(self, dataset: Any, batch_size: int, seed: int, info: DistInfo, device: torch.device, workers: int):
+    def __init__(self, dataset: Any, batch_size: int, seed: int, info: DistInfo, device: torch.device, workers: int,
+                 balanced: bool = False):
         self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
+        self.balance_labels = torch.tensor(dataset.targets) if balanced else None  # as CacheBatches
         self.info, self.device, self.workers = info, device, workers
         self.steps = steps_per_epoch(len(dataset), batch_size)
 
@@ -144,7 +148,7 @@ class LoaderBatches:
         return f"pil loader, {self.workers} DataLoader workers"
 
     def batches(self, epoch: int, start: int) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, int]]:
-        perm = epoch_permutation(len(self.dataset), self.seed, epoch)
+        perm = epoch_order(len(self.dataset), self.seed, epoch, self.balance_labels)
         plan = [batch_indices(perm, s, self.batch_size) for s in range(start, self.steps)]
         local = [distributed.shard(idx, self.info).tolist() for idx in plan]
         loader = torch.utils.data.DataLoader(
@@ -189,14 +193,16 @@ def build_batches(cfg: TrainConfig, bundle: Any, image_size: int, in_channels: i
                                in_channels=in_channels)
         source = CacheBatches(train.images, train.labels, train_aug, generator, cfg.run.batch_size, cfg.run.seed,
                               info, device, prefetch=resolve_prefetch(cfg.data.prefetch, device),
-                              memory_format=torch.channels_last if cfg.run.channels_last else torch.contiguous_format)
+                              memory_format=torch.channels_last if cfg.run.channels_last else torch.contiguous_format,
+                              balanced=cfg.data.balanced_sampler)
         # This rank's contiguous part of the split, centre view (ranks hold different numbers of batches).
         part = rank_part(len(val.labels), info.rank, info.world_size)
         return source, CachedBatches(val.images, val.labels, val_aug, cfg.run.batch_size, indices=part, device=device)
     from alexnet.data.limits import loader_workers
 
     workers = loader_workers(cfg.data.workers)  # DataLoader processes, clamped to the machine's cores (0 stays 0)
-    source = LoaderBatches(bundle.train, cfg.run.batch_size, cfg.run.seed, info, device, workers)
+    source = LoaderBatches(bundle.train, cfg.run.batch_size, cfg.run.seed, info, device, workers,
+                           balanced=cfg.data.balanced_sampler)
     return source, LoaderEval(bundle.val, cfg.run.batch_size, info, workers)
 
 

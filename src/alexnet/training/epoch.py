@@ -174,6 +174,7 @@ def train_one_epoch(
     must_sync: Callable[[int], bool],
     after_step: Callable[[int, int, list[float] | None], bool],
     train_mode: Callable[[torch.nn.Module], Any] | None = None,
+    class_weights: torch.Tensor | None = None,
 ) -> int:
     """Optimise over the steps start_step.. of `epoch`; returns the position reached (steps done in the epoch).
 
@@ -203,7 +204,8 @@ def train_one_epoch(
             torch.manual_seed(derive_seed(seed, epoch, step, info.rank, PURPOSE_DROPOUT))  # dropout masks
             with autocast(device.type, amp_dtype):
                 logits = model(images.contiguous(memory_format=memory_format))  # (B, num_classes)
-            loss_sum = F.cross_entropy(logits.float(), labels, reduction="sum", label_smoothing=label_smoothing)
+            loss_sum = F.cross_entropy(logits.float(), labels, weight=class_weights, reduction="sum",
+                                       label_smoothing=label_smoothing)
             # Scaled so that DDP's mean over ranks of the gradients is the gradient of the global batch's mean loss.
             loss = loss_sum * (info.world_size / global_batch)
             pending.add(step, loss_sum, (logits.argmax(dim=1) == labels).sum(), len(labels))

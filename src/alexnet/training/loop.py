@@ -44,8 +44,10 @@ class EpochLoop:
     def __init__(self, ctx: RunContext, model: torch.nn.Module, raw_model: torch.nn.Module, state: TrainState,
                  train_source: BatchSource, val_batches: Any, record: Callable[[dict[str, Any]], Checkpoint],
                  rows: list[dict[str, Any]], class_names: list[str], saved_step: int | None, bar: Any,
-                 sync_every: int, wrap: Callable[[torch.nn.Module], torch.nn.Module] = lambda m: m):
+                 sync_every: int, wrap: Callable[[torch.nn.Module], torch.nn.Module] = lambda m: m,
+                 class_weights: torch.Tensor | None = None):
         self.ctx, self.model, self.raw_model, self.state = ctx, model, raw_model, state
+        self.class_weights = class_weights  # the loss's weight per class (training.balance), or None
         self.train_source, self.val_batches = train_source, val_batches
         self.record = record  # train_state -> the checkpoint record to save
         self.rows, self.class_names = rows, class_names
@@ -151,6 +153,7 @@ class EpochLoop:
                 amp_dtype=self.ctx.amp_dtype, channels_last=cfg.run.channels_last,
                 label_smoothing=cfg.optim.label_smoothing, sync_every=self.sync_every, must_sync=self.must_sync,
                 after_step=self.after_step, train_mode=state.freezer.train_mode if state.freezer else None,
+                class_weights=self.class_weights,
             )
             complete = position >= steps
             self.end_epoch(position, complete)
