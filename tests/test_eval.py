@@ -129,9 +129,7 @@ def test_flip_tta_refusals():
         evaluate(MeanSign(), [], 2, ["neg", "pos"], torch.device("cpu"), tta="rotate")
     with pytest.raises(ConfigError, match="^--tta flip and --ten-crop cannot be combined"):
         evaluate_checkpoint("no-such-run", ten_crop=True, tta="flip")  # refused before the checkpoint is read
-    from alexnet.cli.eval import TTA_MODES as CLI_TTA_MODES
-
-    assert CLI_TTA_MODES == TTA_MODES
+    assert TTA_MODES == ("none", "flip")
 
 
 def test_flip_tta_on_a_trained_checkpoint(trained, tmp_path):
@@ -165,6 +163,10 @@ def test_eval_cli_refuses_tta_with_ten_crop(trained):
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.strip().splitlines() == ["alexnet eval: error: --tta flip and --ten-crop cannot be combined: "
                                                   "choose one (10-crop already averages mirrored crops)"]
+    result = subprocess.run([sys.executable, "-m", "alexnet", "eval", "--checkpoint", str(run), "--tta", "rotate"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == ["alexnet eval: error: tta must be one of none, flip, got 'rotate'"]
 
 
 def test_confusion_csv_layout(tmp_path):

@@ -120,6 +120,8 @@ def test_output_names_and_formats():
     assert output_paths("x/v.npy", None)[2] == "npy" and output_paths("x/v.bin", "npy")[1].name == "v.json"
     with pytest.raises(ConfigError, match="the name says npy but --format is safetensors"):
         output_paths("v.npy", "safetensors")
+    with pytest.raises(ConfigError, match="^format must be one of safetensors, npy, got 'csv'$"):
+        output_paths("v.csv", "csv")
     with pytest.raises(ConfigError, match="cannot be the JSON"):
         output_paths("v.json", None)
 

@@ -8,8 +8,6 @@ import json
 from alexnet.cli.inference_flags import add_inference_flags, inference_options
 from alexnet.config import SPLITS
 
-TTA_MODES = ("none", "flip")  # alexnet.evaluate.TTA_MODES, not imported here: alexnet.evaluate imports torch
-
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
@@ -24,9 +22,9 @@ def add_parser(subparsers) -> None:
                    "train/val split of its own is evaluated whole")
     p.add_argument("--split", choices=SPLITS, default="val")
     p.add_argument("--ten-crop", action="store_true", help="average the paper's 10 crops (corners, centre, mirrored)")
-    p.add_argument("--tta", choices=TTA_MODES, default="none",
-                   help="test-time augmentation: flip = average the softmax of each image and its mirror (not with "
-                   "--ten-crop)")
+    # No argparse choices: alexnet.evaluate.TTA_MODES is the one list (it imports torch), checked first in run().
+    p.add_argument("--tta", default="none", metavar="MODE", help="test-time augmentation: none (default), or flip = "
+                   "average the softmax of each image and its mirror (not with --ten-crop)")
     p.add_argument("--batch-size", type=int, default=64, metavar="N")
     p.add_argument("--device", default="auto", metavar="DEV", help="auto | cpu | cuda | cuda:N | mps")
     p.add_argument("--workers", type=int, metavar="N", help="decoding threads")

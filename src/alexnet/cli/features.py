@@ -22,8 +22,9 @@ def add_parser(subparsers) -> None:
                    help="conv1 ... pool5, fc6, relu6, fc7, relu7, fc8 (see the error for a bad name; default fc7, "
                    "the paper's 4096-d last hidden layer)")
     p.add_argument("--output", metavar="FILE", help="where the vectors go (default: features.safetensors here)")
-    p.add_argument("--format", choices=("safetensors", "npy"),  # alexnet.features.FORMATS (it imports torch)
-                   help="default: from FILE's suffix, else safetensors (one tensor named 'features', (N, D))")
+    # No argparse choices: alexnet.features.FORMATS is the one list (it imports torch), checked first in run().
+    p.add_argument("--format", metavar="FORMAT", help="safetensors (one tensor named 'features', (N, D)) or npy; "
+                   "default: from FILE's suffix, else safetensors")
     p.add_argument("--batch-size", type=int, default=64, metavar="N")
     p.add_argument("--device", default="auto", metavar="DEV", help="auto | cpu | cuda | cuda:N | mps")
     p.set_defaults(run=run)
