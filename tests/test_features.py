@@ -82,6 +82,14 @@ def test_unreadable_image_is_skipped_and_listed(trained, tmp_path):
     assert skipped[str(tmp_path / "missing.jpg")] == "no such file" and all(skipped.values())
     with pytest.raises(DataError, match="no readable images"):
         extract_features(run, [str(bad)], "fc7")
+    # Inside a class folder too: the class folder's other files keep their labels.
+    import shutil
+
+    folder = shutil.copytree(data / "val", tmp_path / "val")
+    shutil.copyfile(bad, folder / "dog" / "dog.9.jpg")
+    fs = extract_features(run, [str(folder)], "fc7")
+    assert fs.skipped == [(str(folder / "dog" / "dog.9.jpg"), skipped[str(bad)])]
+    assert len(fs.files) == 6 and fs.labels == ["cat"] * 3 + ["dog"] * 3
 
 
 def test_bad_layer_name_lists_the_layers(trained):
