@@ -91,3 +91,24 @@ def test_neighbours_cli(trained, tmp_path):
     assert len(doc["neighbours"][query]) == 4
     bad = run_cli("neighbours", "--checkpoint", str(run), query, "--in", str(data), "--k", "0")
     assert bad.returncode == 2 and bad.stderr.strip() == "alexnet neighbours: error: --k must be >= 1, got 0"
+
+
+def test_the_grid_stays_bounded_whatever_k_and_the_queries(tmp_path, monkeypatch):
+    # Any --k or number of queries: the PNG draws at most GRID_ROWS x (1 + GRID_NEIGHBOURS) cells (all are in the
+    # JSON). Made small here so that the test draws few cells.
+    import alexnet.neighbours as nb
+    from data_factories import noise, write_png
+
+    monkeypatch.setattr(nb, "GRID_ROWS", 2)
+    monkeypatch.setattr(nb, "GRID_NEIGHBOURS", 3)
+    image = str(write_png(tmp_path / "a.png", noise((40, 40))))
+    result = nb.NeighbourResult({f"q{i}": [nb.Neighbour(image, None, float(j)) for j in range(5)] for i in range(4)},
+                                "fc7", "x.pt", [str(tmp_path)], 5)
+    for i in range(4):  # the queries' own files
+        write_png(tmp_path / f"q{i}", noise((40, 40), seed=i))
+    monkeypatch.chdir(tmp_path)
+    png, doc = write_neighbours(result, tmp_path / "out")
+    with Image.open(png) as img:
+        dpi = 100  # alexnet.plots._figure
+        assert img.size == (round(nb.CELL_INCHES * 4 * dpi), round((nb.CELL_INCHES * 2 + 0.4) * dpi))  # 2 x (1 + 3)
+    assert len(json.loads(doc.read_text())["neighbours"]) == 4

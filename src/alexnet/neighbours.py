@@ -24,6 +24,7 @@ from alexnet.errors import ConfigError
 from alexnet.features import DEFAULT_LAYER, as_checkpoint, extract_features
 
 GRID_ROWS = 32  # queries drawn in the PNG at most (all of them are in the JSON)
+GRID_NEIGHBOURS = 16  # neighbours drawn per query at most: a figure of any --k stays a size Agg can draw
 CELL_INCHES = 1.6  # width and height of one image in the grid
 
 
@@ -117,6 +118,7 @@ def plot_grid(result: NeighbourResult, path: str | Path, in_channels: int = 3) -
     from alexnet.plots import _figure
 
     rows = list(result.neighbours.items())[:GRID_ROWS]
+    rows = [(query, ns[:GRID_NEIGHBOURS]) for query, ns in rows]
     cols = 1 + max((len(ns) for _, ns in rows), default=0)
     fig = _figure(CELL_INCHES * cols, CELL_INCHES * max(len(rows), 1) + 0.4)
     axes = np.atleast_2d(fig.subplots(max(len(rows), 1), cols, squeeze=False))
@@ -131,8 +133,10 @@ def plot_grid(result: NeighbourResult, path: str | Path, in_channels: int = 3) -
             ax = axes[r, c]
             ax.imshow(np.asarray(image), cmap="gray" if image.mode == "L" else None)
             ax.set_title(caption, fontsize=7, color="tab:blue" if c == 0 else "black")
-    shown = f" (first {GRID_ROWS} of {len(result.neighbours)} queries)" if len(result.neighbours) > GRID_ROWS else ""
-    fig.suptitle(f"nearest {result.layer} neighbours (Euclidean){shown}", fontsize=9)
+    shown = f", first {GRID_ROWS} of {len(result.neighbours)} queries" if len(result.neighbours) > GRID_ROWS else ""
+    if result.k > GRID_NEIGHBOURS:
+        shown += f", {GRID_NEIGHBOURS} nearest of {result.k} drawn"
+    fig.suptitle(f"nearest {result.layer} neighbours (Euclidean{shown})", fontsize=9)
     fig.savefig(path, format="png")
     return Path(path)
 
