@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 import subprocess
 import sys
 
@@ -9,8 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from alexnet.errors import CheckpointError
-from alexnet.evaluate import EvalResult, MetricTotals, evaluate, evaluate_checkpoint, write_confusion_csv
+from alexnet.errors import CheckpointError, ConfigError
+from alexnet.evaluate import (
+    TTA_MODES,
+    EvalResult,
+    MetricTotals,
+    evaluate,
+    evaluate_checkpoint,
+    flip_views,
+    write_confusion_csv,
+)
 from data_factories import make_folder
 
 
@@ -52,6 +61,112 @@ def test_views_are_averaged_in_probability():
     single = evaluate(MeanSign(), [(views[:, 0], torch.tensor([1]))], 2, ["neg", "pos"], torch.device("cpu"),
                       reduce=False)
     assert single.correct == 0
+
+
+class LeftMean(torch.nn.Module):
+    """Logits (10 * mean of the left half, 0): not mirror-symmetric, and easy to compute by hand."""
+
+    def forward(self, x):
+        left = x[..., : x.shape[-1] // 2].mean(dim=(1, 2, 3))
+        return torch.stack([10 * left, torch.zeros_like(left)], dim=1)
+
+
+def test_flip_tta_averages_the_image_and_its_mirror_by_hand():
+    # Image 0: left half 0.3, right half -0.1 (class 0); image 1: left 0.1, right -0.5 (class 0).
+    images = torch.empty(2, 3, 4, 4)
+    images[0, ..., :2], images[0, ..., 2:] = 0.3, -0.1
+    images[1, ..., :2], images[1, ..., 2:] = 0.1, -0.5
+    labels = torch.tensor([0, 0])
+    cpu = torch.device("cpu")
+    plain = evaluate(LeftMean(), [(images, labels)], 2, ["a", "b"], cpu, reduce=False)
+    flip = evaluate(LeftMean(), [(images, labels)], 2, ["a", "b"], cpu, reduce=False, tta="flip")
+
+    def p0(logit):  # softmax probability of class 0 for logits (logit, 0)
+        return math.exp(logit) / (math.exp(logit) + 1)
+
+    # The mirror of image 0 has -0.1 on the left, of image 1 -0.5: logits (-1, 0) and (-5, 0).
+    averaged = [(p0(3.0) + p0(-1.0)) / 2, (p0(1.0) + p0(-5.0)) / 2]  # 0.611 and 0.369
+    assert flip.loss_sum == pytest.approx(-math.log(averaged[0]) - math.log(averaged[1]), rel=1e-6)
+    assert plain.loss_sum == pytest.approx(-math.log(p0(3.0)) - math.log(p0(1.0)), rel=1e-6)
+    assert (plain.correct, flip.correct) == (2, 1)  # image 1's mirror votes for class 1 strongly enough
+    assert flip.confusion.tolist() == [[1, 1], [0, 0]]
+    assert torch.equal(flip_views(images)[:, 1], images.flip(-1)) and torch.equal(flip_views(images)[:, 0], images)
+
+
+class Symmetric(torch.nn.Module):
+    """A real (tiny) AlexNet made mirror-symmetric: f(x) = g(x) + g(mirror of x)."""
+
+    def __init__(self):
+        super().__init__()
+        from alexnet.models import build_model
+
+        torch.manual_seed(0)
+        self.g = build_model("alexnet-bn", num_classes=3, image_size=67, width_mult=0.125).eval()
+
+    def forward(self, x):
+        return self.g(x) + self.g(x.flip(-1))
+
+
+def test_flip_tta_changes_nothing_for_a_mirror_symmetric_model():
+    torch.manual_seed(1)
+    images, labels = torch.randn(6, 3, 67, 67), torch.tensor([0, 1, 2, 0, 1, 2])
+    cpu, model = torch.device("cpu"), Symmetric()
+    plain = evaluate(model, [(images, labels)], 3, ["a", "b", "c"], cpu, reduce=False)
+    flip = evaluate(model, [(images, labels)], 3, ["a", "b", "c"], cpu, reduce=False, tta="flip")
+    assert (flip.correct, flip.correct5, flip.total) == (plain.correct, plain.correct5, 6)
+    assert flip.confusion.tolist() == plain.confusion.tolist()
+    assert flip.loss_sum == pytest.approx(plain.loss_sum, rel=1e-5)
+    asymmetric = evaluate(model.g, [(images, labels)], 3, ["a", "b", "c"], cpu, reduce=False, tta="flip")
+    assert asymmetric.loss_sum != pytest.approx(evaluate(model.g, [(images, labels)], 3, ["a", "b", "c"], cpu,
+                                                         reduce=False).loss_sum, rel=1e-5)
+
+
+def test_flip_tta_refusals():
+    views = torch.zeros(1, 10, 3, 4, 4)
+    with pytest.raises(ConfigError, match="not with 10-crop"):
+        evaluate(MeanSign(), [(views, torch.tensor([1]))], 2, ["neg", "pos"], torch.device("cpu"), tta="flip")
+    with pytest.raises(ConfigError, match="tta must be one of none, flip, got 'rotate'"):
+        evaluate(MeanSign(), [], 2, ["neg", "pos"], torch.device("cpu"), tta="rotate")
+    with pytest.raises(ConfigError, match="^--tta flip and --ten-crop cannot be combined"):
+        evaluate_checkpoint("no-such-run", ten_crop=True, tta="flip")  # refused before the checkpoint is read
+    assert TTA_MODES == ("none", "flip")
+
+
+def test_flip_tta_on_a_trained_checkpoint(trained, tmp_path):
+    data, run = trained
+    out = evaluate_checkpoint(run, output_dir=tmp_path, tta="flip")
+    assert out.result.total == 6 and "flip TTA" in out.description
+    # The same loss computed another way: the mean of the two softmaxes, from the model's own forward.
+    from alexnet.checkpoint import load_checkpoint
+    from alexnet.data import build_from_description, cache_split
+    from alexnet.data.augment import BatchAugment
+
+    ckpt = load_checkpoint(run)
+    val = cache_split(build_from_description(ckpt.data_description(), statistics=False), "val")
+    x, model = BatchAugment.for_checkpoint(ckpt)(val.images), ckpt.build_model().eval()
+    with torch.inference_mode():
+        probs = (model(x).softmax(dim=1) + model(x.flip(-1)).softmax(dim=1)) / 2
+    expected = -probs[torch.arange(6), val.labels].log().sum().item()
+    assert out.result.loss_sum == pytest.approx(expected, rel=1e-6)
+    assert out.result.correct == int((probs.argmax(dim=1) == val.labels).sum())
+    plain = evaluate_checkpoint(run, output_dir=tmp_path)
+    # Without the flip the loss differs (by 2e-4 here: the striped images are nearly mirror-symmetric), far outside
+    # the tolerance above.
+    assert abs(plain.result.loss_sum - expected) > 50 * 1e-6 * expected
+
+
+@pytest.mark.slow
+def test_eval_cli_refuses_tta_with_ten_crop(trained):
+    _, run = trained
+    result = subprocess.run([sys.executable, "-m", "alexnet", "eval", "--checkpoint", str(run), "--ten-crop",
+                             "--tta", "flip"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == ["alexnet eval: error: --tta flip and --ten-crop cannot be combined: "
+                                                  "choose one (10-crop already averages mirrored crops)"]
+    result = subprocess.run([sys.executable, "-m", "alexnet", "eval", "--checkpoint", str(run), "--tta", "rotate"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == ["alexnet eval: error: tta must be one of none, flip, got 'rotate'"]
 
 
 def test_confusion_csv_layout(tmp_path):

@@ -21,7 +21,10 @@ import torch.nn.functional as F
 
 from alexnet.amp import autocast
 from alexnet.distributed import all_reduce_sum
+from alexnet.errors import ConfigError
 from alexnet.inference import InferenceOptions, prepare_model
+
+TTA_MODES = ("none", "flip")  # test-time augmentation: none, or the image and its mirror averaged in probability
 
 
 @dataclass
@@ -144,9 +147,12 @@ def evaluate(
     amp_dtype: torch.dtype | None = None,
     channels_last: bool = False,
     reduce: bool = True,
+    tta: str = "none",
 ) -> EvalResult:
     """One pass in eval mode. Batches of shape (B, V, C, S, S) hold V views of each image (the paper's 10 crops,
-    `alexnet.data.augment.ten_crop`): the softmax of the views is averaged (the paper, section 4.1)."""
+    `alexnet.data.augment.ten_crop`): the softmax of the views is averaged (the paper, section 4.1). With
+    tta="flip", each (B, C, S, S) batch becomes 2 views, the image and its horizontal mirror (`flip_views`)."""
+    check_tta(tta)
     was_training = model.training
     model.eval()
     totals = MetricTotals(num_classes, device)
@@ -155,6 +161,10 @@ def evaluate(
     for images, labels in batches:
         images = images.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True)
+        if tta == "flip":
+            if images.dim() != 4:
+                raise ConfigError("tta flip takes single images (B, C, S, S), not views already: not with 10-crop")
+            images = flip_views(images)  # (B, 2, C, S, S)
         if images.dim() == 4:
             with precision:
                 logits = model(images.contiguous(memory_format=memory_format)).float()  # (B, num_classes)
@@ -167,6 +177,19 @@ def evaluate(
             totals.update(log_probs, labels, F.nll_loss(log_probs, labels, reduction="sum"))
     model.train(was_training)
     return totals.result(class_names, reduce=reduce)
+
+
+def flip_views(images: torch.Tensor) -> torch.Tensor:
+    """(B, C, S, S) -> (B, 2, C, S, S): each image, then its mirror image (left and right swapped)."""
+    return torch.stack([images, images.flip(-1)], dim=1)
+
+
+def check_tta(tta: str, ten_crop: bool = False) -> None:
+    if tta not in TTA_MODES:
+        raise ConfigError(f"tta must be one of {', '.join(TTA_MODES)}, got {tta!r}")
+    if tta != "none" and ten_crop:
+        raise ConfigError(f"--tta {tta} and --ten-crop cannot be combined: choose one (10-crop already averages "
+                          "mirrored crops)")
 
 
 def write_confusion_csv(result: EvalResult, path: str | Path) -> Path:
@@ -196,6 +219,7 @@ def evaluate_checkpoint(
     data: str | None = None,
     split: str = "val",
     ten_crop: bool = False,
+    tta: str = "none",
     batch_size: int = 64,
     output_dir: str | Path | None = None,
     device: torch.device | str = "cpu",
@@ -205,7 +229,8 @@ def evaluate_checkpoint(
     """`alexnet eval`: a checkpoint on its own validation data (or on `data`), with its recorded preprocessing.
 
     A source without a train/val split of its own (one folder of class folders, like the note's TEST_PATH) is
-    evaluated whole. Class names must match the checkpoint's, else the refusal names the field.
+    evaluated whole. Class names must match the checkpoint's, else the refusal names the field. `tta="flip"`
+    averages each image's probabilities with its mirror's (`evaluate`); not with `ten_crop`.
     """
     from alexnet.checkpoint import load_checkpoint
     from alexnet.data.augment import BatchAugment
@@ -215,6 +240,7 @@ def evaluate_checkpoint(
     from alexnet.onnxrt import calibration_batches
     from alexnet.plots import plot_confusion
 
+    check_tta(tta, ten_crop)
     ckpt = load_checkpoint(checkpoint, prefer="best")
     path, class_names = Path(ckpt.path), list(ckpt.class_names)
     inference = inference or InferenceOptions()
@@ -232,16 +258,18 @@ def evaluate_checkpoint(
                           calibration=lambda: calibration_batches(ckpt, workers=workers))
     batches = CachedBatches(cached.images, cached.labels, augment, batch_size)
     result = evaluate(model, batches, len(class_names), class_names, device, reduce=False,
-                      amp_dtype=inference.amp_dtype, channels_last=inference.channels_last and inference.uses_torch)
+                      amp_dtype=inference.amp_dtype, channels_last=inference.channels_last and inference.uses_torch,
+                      tta=tta)
     folder = Path(output_dir) if output_dir is not None else ckpt.run_dir
     folder.mkdir(parents=True, exist_ok=True)
     csv_path = write_confusion_csv(result, folder / "confusion.csv")
     png_path = folder / "confusion.png"
-    title = f"{path.name} on {part}{' (10-crop)' if ten_crop else ''}"
+    views = ", 10-crop" if ten_crop else ", flip TTA" if tta == "flip" else ""
+    title = f"{path.name} on {part}{f' ({views[2:]})' if views else ''}"
     atomic_write(png_path, lambda tmp: plot_confusion(result.confusion, result.class_names, tmp, title=title),
                  suffix=".png")
     shown = "all images" if whole else f"{part} split"
-    description = f"{path} on the {shown} of {bundle.source} ({len(cached)} images{', 10-crop' if ten_crop else ''})"
+    description = f"{path} on the {shown} of {bundle.source} ({len(cached)} images{views})"
     return EvalRun(result, description, csv_path, png_path)
 
 

@@ -16,7 +16,7 @@ from alexnet import __version__
 from alexnet.errors import AlexNetError
 
 # Subcommand modules, in the order `alexnet --help` lists them.
-COMMANDS = ["models", "summary", "data", "train", "eval", "predict", "export", "bench", "demo"]
+COMMANDS = ["models", "summary", "data", "train", "eval", "predict", "features", "neighbours", "export", "bench", "demo"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,6 +22,9 @@ def add_parser(subparsers) -> None:
                    "train/val split of its own is evaluated whole")
     p.add_argument("--split", choices=SPLITS, default="val")
     p.add_argument("--ten-crop", action="store_true", help="average the paper's 10 crops (corners, centre, mirrored)")
+    # No argparse choices: alexnet.evaluate.TTA_MODES is the one list (it imports torch), checked first in run().
+    p.add_argument("--tta", default="none", metavar="MODE", help="test-time augmentation: none (default), or flip = "
+                   "average the softmax of each image and its mirror (not with --ten-crop)")
     p.add_argument("--batch-size", type=int, default=64, metavar="N")
     p.add_argument("--device", default="auto", metavar="DEV", help="auto | cpu | cuda | cuda:N | mps")
     p.add_argument("--workers", type=int, metavar="N", help="decoding threads")
@@ -34,13 +37,14 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from alexnet.distributed import DistInfo, resolve_device
     from alexnet.errors import ConfigError
-    from alexnet.evaluate import evaluate_checkpoint
+    from alexnet.evaluate import check_tta, evaluate_checkpoint
 
+    check_tta(args.tta, args.ten_crop)  # before the data is read
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
     device = resolve_device(args.device, DistInfo())
     out = evaluate_checkpoint(args.checkpoint, data=args.data, split=args.split, ten_crop=args.ten_crop,
-                              batch_size=args.batch_size, output_dir=args.output_dir, device=device,
+                              tta=args.tta, batch_size=args.batch_size, output_dir=args.output_dir, device=device,
                               workers=args.workers, inference=inference_options(args))
     if args.json:
         print(json.dumps(out.result.to_json()))
