@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from alexnet.config import TTA_MODES
 from alexnet.errors import CheckpointError, ConfigError
 from alexnet.evaluate import (
-    TTA_MODES,
     EvalResult,
     MetricTotals,
     evaluate,

@@ -27,7 +27,7 @@ from alexnet.safeload import first_line, read_torch_file
 from alexnet.validate import Fields
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "Checkpoint", "Preprocessing", "atomic_save", "atomic_write",
-           "find_checkpoint", "load_checkpoint", "plain", "run_dir_of", "save_checkpoint"]
+           "find_checkpoint", "is_checkpoint_file", "load_checkpoint", "plain", "run_dir_of", "save_checkpoint"]
 
 
 @dataclass(frozen=True)
@@ -168,6 +168,12 @@ def load_checkpoint(path: str | Path, prefer: str = "best", check_finite: bool =
     CheckpointError naming the file and the cause: the file is untrusted input."""
     path = find_checkpoint(path, prefer)
     return Checkpoint.from_dict(read_torch_file(path), str(path), check_finite=check_finite)
+
+
+def is_checkpoint_file(path: str | Path) -> bool:
+    """Whether a file is an alexnet checkpoint (by its format marker) rather than, say, a bare state_dict."""
+    obj = read_torch_file(Path(path))
+    return isinstance(obj, dict) and obj.get("format") == FORMAT
 
 
 def save_checkpoint(record: Checkpoint, path: str | Path) -> None:

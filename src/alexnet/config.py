@@ -52,6 +52,8 @@ LR_SCHEDULES = ("plateau", "step", "cosine", "none")
 AMP_MODES = ("bf16", "fp16", "none")  # autocast dtypes, for training and for inference
 RUNTIMES = ("torch", "onnxruntime", "onnxruntime-int8")  # inference runtimes; onnxrt runs RUNTIMES[1:]
 EXPORT_FORMATS = ("hub", "onnx", "onnx-int8", "torch-export")
+TTA_MODES = ("none", "flip")  # eval's test-time augmentation: none, or the image and its mirror averaged in probability
+FEATURE_FORMATS = ("safetensors", "npy")  # the files `alexnet features` writes
 # --freeze: everything up to and including this layer stays fixed ("features": the whole conv stack)
 FREEZE_POINTS = ("none", "features", "conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")
 INIT_TORCHVISION = "torchvision"  # --init-from's name for torchvision's ImageNet weights (through torch.hub's cache)

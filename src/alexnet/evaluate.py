@@ -20,11 +20,10 @@ import torch
 import torch.nn.functional as F
 
 from alexnet.amp import autocast
+from alexnet.config import TTA_MODES
 from alexnet.distributed import all_reduce_sum
 from alexnet.errors import ConfigError
 from alexnet.inference import InferenceOptions, prepare_model
-
-TTA_MODES = ("none", "flip")  # test-time augmentation: none, or the image and its mirror averaged in probability
 
 
 @dataclass

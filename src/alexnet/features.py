@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from alexnet.config import FEATURE_FORMATS
 from alexnet.errors import AlexNetError, ConfigError, DataError
 
 if TYPE_CHECKING:
     from alexnet.checkpoint import Checkpoint
 
 DEFAULT_LAYER = "fc7"  # the paper's 4096-dimensional last hidden layer (section 6.1)
-FORMATS = ("safetensors", "npy")
 TENSOR_NAME = "features"  # the one tensor of a features .safetensors file
 
 
@@ -201,8 +201,8 @@ def _progress(total: int, wanted: bool):
 def output_paths(output: str | os.PathLike | None, fmt: str | None) -> tuple[Path, Path, str]:
     """(vectors file, JSON beside it, format) from --output and --format: the format follows the file's suffix
     when not given; default `features.safetensors` in the current folder."""
-    if fmt is not None and fmt not in FORMATS:
-        raise ConfigError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if fmt is not None and fmt not in FEATURE_FORMATS:
+        raise ConfigError(f"format must be one of {', '.join(FEATURE_FORMATS)}, got {fmt!r}")
     if output is None:
         fmt = fmt or "safetensors"
         path = Path(f"features.{fmt}")
@@ -210,8 +210,8 @@ def output_paths(output: str | os.PathLike | None, fmt: str | None) -> tuple[Pat
         path = Path(output)
         by_suffix = path.suffix.lstrip(".").lower()
         if fmt is None:
-            fmt = by_suffix if by_suffix in FORMATS else "safetensors"
-        elif by_suffix in FORMATS and by_suffix != fmt:
+            fmt = by_suffix if by_suffix in FEATURE_FORMATS else "safetensors"
+        elif by_suffix in FEATURE_FORMATS and by_suffix != fmt:
             raise ConfigError(f"{path}: the name says {by_suffix} but --format is {fmt}")
     json_path = path.with_suffix(".json")
     if json_path == path:

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from alexnet.cli.inference_flags import add_inference_flags, inference_options
-from alexnet.config import SPLITS
+from alexnet.config import SPLITS, TTA_MODES
 
 
 def add_parser(subparsers) -> None:
@@ -22,8 +22,7 @@ def add_parser(subparsers) -> None:
                    "train/val split of its own is evaluated whole")
     p.add_argument("--split", choices=SPLITS, default="val")
     p.add_argument("--ten-crop", action="store_true", help="average the paper's 10 crops (corners, centre, mirrored)")
-    # No argparse choices: alexnet.evaluate.TTA_MODES is the one list (it imports torch), checked first in run().
-    p.add_argument("--tta", default="none", metavar="MODE", help="test-time augmentation: none (default), or flip = "
+    p.add_argument("--tta", default="none", choices=TTA_MODES, help="test-time augmentation: none (default), or flip = "
                    "average the softmax of each image and its mirror (not with --ten-crop)")
     p.add_argument("--batch-size", type=int, default=64, metavar="N")
     p.add_argument("--device", default="auto", metavar="DEV", help="auto | cpu | cuda | cuda:N | mps")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from alexnet.config import FEATURE_FORMATS
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
@@ -23,7 +25,7 @@ def add_parser(subparsers) -> None:
                    "the paper's 4096-d last hidden layer)")
     p.add_argument("--output", metavar="FILE", help="where the vectors go (default: features.safetensors here)")
     # No argparse choices: alexnet.features.FORMATS is the one list (it imports torch), checked first in run().
-    p.add_argument("--format", metavar="FORMAT", help="safetensors (one tensor named 'features', (N, D)) or npy; "
+    p.add_argument("--format", choices=FEATURE_FORMATS, help="safetensors (one tensor named 'features', (N, D)) or npy; "
                    "default: from FILE's suffix, else safetensors")
     p.add_argument("--batch-size", type=int, default=64, metavar="N")
     p.add_argument("--device", default="auto", metavar="DEV", help="auto | cpu | cuda | cuda:N | mps")

@@ -57,21 +57,12 @@ def read_initial_weights(source: str) -> InitialWeights:
         pre = config.get("preprocessing") or {}
         return InitialWeights(source, model.state_dict(), None, _int_or_none(pre.get("image_size")),
                               pre.get("preset") if isinstance(pre.get("preset"), str) else None)
-    if path.is_dir() or _is_alexnet_checkpoint(path):
-        from alexnet.checkpoint import load_checkpoint
+    from alexnet.checkpoint import is_checkpoint_file, load_checkpoint
 
+    if path.is_dir() or is_checkpoint_file(path):
         ckpt = load_checkpoint(path, prefer="best")
         return InitialWeights(ckpt.path, ckpt.weights, None, ckpt.preprocessing.image_size, ckpt.preprocessing.preset)
     return InitialWeights(source, None, path, TORCHVISION_SIZE, TORCHVISION_PRESET)  # a torchvision state_dict
-
-
-def _is_alexnet_checkpoint(path: Path) -> bool:
-    """Whether the file is an alexnet checkpoint rather than a bare state_dict, by its marker alone."""
-    from alexnet.checkpoint import FORMAT
-    from alexnet.safeload import read_torch_file
-
-    obj = read_torch_file(path)
-    return isinstance(obj, dict) and obj.get("format") == FORMAT
 
 
 def _int_or_none(value: Any) -> int | None:
