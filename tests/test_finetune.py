@@ -182,3 +182,14 @@ def test_torchvision_weights_offline_name_the_place_for_the_file(tmp_path, monke
     with pytest.raises(ConfigError, match=r"torchvision: .*hub/checkpoints/alexnet-owt-.*\.pth is not there and could "
                                           r"not be downloaded \(OSError\); on a machine with internet, fetch"):
         read_initial_weights("torchvision")
+
+
+def test_a_resume_with_other_freeze_settings_is_refused(source, tmp_path):
+    data = make_folder(tmp_path / "data", train=8, val=2)
+    run = tmp_path / "run"
+    fit(tiny_config(data, run, **{"model.init_from": str(source), "model.freeze": "features", "run.epochs": 2,
+                                  "run.max_steps": 1}), progress=False)
+    changed = resume_config(run, overrides={"model.freeze": "none", "run.max_steps": 100})
+    with pytest.raises(AlexNetError, match=r"the checkpoint's optimizer trains \d+ parameters, this run's \d+ .*"
+                                           r"resume with the run's own --freeze"):
+        fit(changed, resume=run, progress=False)
