@@ -78,6 +78,7 @@ def torchvision_cache_file() -> Path:
     if path.is_file():
         return path
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         torch.hub.download_url_to_file(url, str(path), progress=True)
     except Exception as e:  # no network here (URLError, timeouts, proxies): say where the file goes
         raise ConfigError(
@@ -147,7 +148,7 @@ def _layer_names(model: nn.Module):
 # --- freezing -------------------------------------------------------------------------------------------------------
 
 
-def frozen_modules(model: nn.Module, freeze: str) -> list[nn.Module]:
+def frozen_modules(model: nn.Module, freeze: str) -> list[tuple[str, nn.Module]]:
     """The modules `--freeze` keeps fixed: every layer up to and including `freeze` and the BatchNorm right after
     it; "features" is the whole conv stack (up to conv5); "none" is nothing."""
     if freeze == "none":
@@ -160,7 +161,7 @@ def frozen_modules(model: nn.Module, freeze: str) -> list[nn.Module]:
     end = names.index(last) + 1
     if end < len(names) and names[end] == f"bn{last[-1]}" and last.startswith("conv"):
         end += 1
-    return [module for _, module in layers[:end]]
+    return layers[:end]
 
 
 class Freezer:
@@ -168,7 +169,9 @@ class Freezer:
     statistics (eval mode), and the optimizer holds only what trains (see `optimizer_groups`)."""
 
     def __init__(self, model: nn.Module, freeze: str, freeze_epochs: int):
-        self.modules = frozen_modules(model, freeze)
+        named = frozen_modules(model, freeze)
+        self.names = [name for name, _ in named]  # paper names, in forward order
+        self.modules = [module for _, module in named]
         self.until = freeze_epochs or None  # the epoch (0-based) that starts unfrozen; None: frozen for the whole run
         self.frozen = False
         if self.modules:
@@ -205,4 +208,5 @@ class Freezer:
             return ""
         count = sum(p.numel() for p in self._params())
         when = f" for {self.until} epoch(s)" if self.until else " for the whole run"
-        return f"frozen{when}: {len(self.modules)} layers up to the --freeze point, {count:,} parameters"
+        learned = [n for n in self.names if n.startswith(("conv", "fc", "bn"))]
+        return f"frozen{when}: {', '.join(learned)} ({count:,} parameters)"
