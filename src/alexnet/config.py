@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -56,6 +57,7 @@ TTA_MODES = ("none", "flip")  # eval's test-time augmentation: none, or the imag
 FEATURE_FORMATS = ("safetensors", "npy")  # the files `alexnet features` writes
 # --freeze: everything up to and including this layer stays fixed ("features": the whole conv stack)
 FREEZE_POINTS = ("none", "features", "conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}  # --time-budget 1h30m
 INIT_TORCHVISION = "torchvision"  # --init-from's name for torchvision's ImageNet weights (through torch.hub's cache)
 BENCH_SECTIONS = ("ceilings", "train_step", "lrn", "data", "end_to_end", "inference")  # in the order bench runs them,
 # each named by the key of its results (alexnet.bench.sections.REGISTRY)
@@ -247,6 +249,11 @@ class RunSpec:
     tensorboard: bool = flag(False, help="log scalars, conv1 filters, the confusion matrix and the hyperparameters "
                              "for TensorBoard (pip install 'alexnet[tensorboard]')")
     # an LR range test instead of training: lr_find.png and the suggested rate; no weights are written
+    # plan the run to end at this wall-clock budget ("5m", "90s", "1h30m"): steps from a measured step, a cosine
+    # schedule to their end (alexnet.training.budget); the plan is written into this config
+    time_budget: str | None = flag(None, metavar="DURATION", help="train for this long (e.g. 5m, 1h30m): the epochs "
+                                   "are planned from a measured step and the learning rate decays to its end at the "
+                                   "budget")
     lr_find: bool = flag(False, help="run an LR range test (learning rate rising from 1e-7 to 10) instead of "
                          "training: writes lr_find.png and prints the suggested --lr")
 
@@ -267,6 +274,8 @@ class RunSpec:
         _F.integer(self.early_stop, "run.early_stop", 0, v.MAX_EPOCHS)
         _F.boolean(self.tensorboard, "run.tensorboard")
         _F.boolean(self.lr_find, "run.lr_find")
+        if self.time_budget is not None:
+            parse_duration(self.time_budget)
 
 
 @dataclass
@@ -402,6 +411,21 @@ def _finite(value: int | float, key: str, origin: str) -> float:
     if not math.isfinite(number):
         raise ConfigError(f"{origin}: field '{key}' must be a finite number, got {short(value)}")
     return number
+
+
+def parse_duration(text: str) -> float:
+    """"90s", "5m", "1h30m", "2.5m" or a bare number of seconds -> seconds."""
+    value = str(text).strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", value):
+        seconds = float(value)
+    else:
+        parts = re.findall(r"(\d+(?:\.\d+)?)([smh])", value)
+        if not parts or "".join(n + u for n, u in parts) != value.replace(" ", ""):
+            raise ConfigError(f"field 'run.time_budget' must be a duration like 90s, 5m or 1h30m, got {text!r}")
+        seconds = sum(float(n) * DURATION_UNITS[u] for n, u in parts)
+    if not 0 < seconds <= 30 * 24 * 3600:
+        raise ConfigError(f"field 'run.time_budget' must be between 1 s and 30 days, got {text!r}")
+    return seconds
 
 
 def _require(ok: bool, key: str, value: Any, wanted: str) -> None:

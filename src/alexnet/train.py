@@ -16,6 +16,7 @@ import dataclasses
 import logging
 import math
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from alexnet import distributed
 from alexnet.amp import AMP_DTYPES
 from alexnet.checkpoint import Checkpoint, Preprocessing, load_checkpoint, plain, remove_stale_temporaries, run_dir_of
 from alexnet.checkpoint import versions as library_versions
-from alexnet.config import TrainConfig
+from alexnet.config import TrainConfig, parse_duration
 from alexnet.distributed import DistInfo
 from alexnet.errors import AlexNetError, CheckpointError, ConfigError, DataError
 from alexnet.runfolder import (
@@ -39,6 +40,7 @@ from alexnet.runfolder import (
 )
 from alexnet.training import balance
 from alexnet.training.batches import BatchSource, build_batches
+from alexnet.training.budget import schedule_epochs
 from alexnet.training.determinism import (
     CUBLAS_DETERMINISTIC,
     check_deterministic_backward,
@@ -77,6 +79,7 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
 
     Under torchrun every rank calls this; rank 0 alone prints and writes files.
     """
+    started = time.perf_counter()  # a --time-budget counts from here
     info = distributed.env_info()
     if cfg.run.deterministic and cfg.run.device != "cpu":
         # cuBLAS reads it when its first handle is made: set before anything below can touch CUDA.
@@ -102,6 +105,9 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
         state = build_state(ctx, raw_model, freezer, len(data.train_source), len(data.class_names), ckpt)
         if cfg.run.lr_find:  # the range test instead of training: a copy trains, nothing is saved but the plot
             return find_lr(ctx, raw_model, state, data)
+        if cfg.run.time_budget and ckpt is None:  # planned once; a resume follows the recorded plan
+            ctx = plan_budget(ctx, raw_model, state, data, started)
+            cfg = ctx.cfg
         model = wrap_model(ctx, raw_model)
         # Signals: finish the step, save, stop. Installed before the collective below, so that once rank 0 goes on
         # every rank honours a SIGTERM (with a checkpoint) instead of dying of it.
@@ -131,6 +137,11 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
             from alexnet.training.tensorboard import hyperparameters
 
             loop.tensorboard.finish(hyperparameters(cfg), state.best_val_top1)
+        if cfg.run.time_budget:
+            stopped_early = False  # the plan's last step is its end, not an interruption
+            ctx.log(f"time budget {parse_duration(cfg.run.time_budget):.0f} s: the run took "
+                    f"{time.perf_counter() - started:.1f} s, of which {sum(r['seconds'] for r in rows):.1f} s "
+                    "training and validating")
         ctx.log(f"best val top-1 {state.best_val_top1:.4f}; results in {ctx.paths.root}")
         return FitResult(run_dir=ctx.paths.root, epochs_done=state.epoch, global_step=state.global_step,
                          best_val_top1=state.best_val_top1, rows=rows, stopped_early=stopped_early,
@@ -275,7 +286,7 @@ def build_state(ctx: RunContext, raw_model: torch.nn.Module, freezer: Freezer, s
     cfg = ctx.cfg
     state = TrainState(
         optimizer=build_optimizer(cfg.optim, raw_model),
-        schedule=LRSchedule(cfg.optim, cfg.run.epochs, steps_per_epoch),
+        schedule=LRSchedule(cfg.optim, schedule_epochs(cfg, steps_per_epoch), steps_per_epoch),
         scaler=torch.amp.GradScaler(ctx.device.type) if ctx.amp_dtype == torch.float16 else None,
         chance=ChanceWatch(num_classes, cfg.run.chance_warn_steps),
         freezer=freezer, backbone_lr_mult=cfg.optim.backbone_lr_mult,
@@ -284,6 +295,50 @@ def build_state(ctx: RunContext, raw_model: torch.nn.Module, freezer: Freezer, s
     if ckpt is not None:
         state.load_state_dict(ckpt.train_state, ctx.info)
     return state
+
+
+def plan_budget(ctx: RunContext, raw_model: torch.nn.Module, state: TrainState, data: RunData,
+                started: float) -> RunContext:
+    """--time-budget: time a step on a copy, plan the steps that fit, and write the plan into the run's config
+    (max_steps, epochs, a cosine schedule to the last step)."""
+    from alexnet.training.budget import plan, planned_config, probe_step_seconds
+
+    cfg = ctx.cfg
+    step_s = probe_step_seconds(raw_model, cfg.optim, data.train_source, info=ctx.info, device=ctx.device,
+                                amp_dtype=ctx.amp_dtype, channels_last=cfg.run.channels_last,
+                                train_mode=state.freezer.train_mode if state.freezer else None)
+    save_s = max(distributed.all_gather(epoch_end_seconds(ctx, raw_model, data, state)))  # rank 0 saves
+    step_s = distributed.all_gather(step_s)  # every rank plans the same: the slowest rank's step
+    budget = plan(parse_duration(cfg.run.time_budget), time.perf_counter() - started, max(step_s),
+                  len(data.train_source), len(data.bundle.val), cfg.run.batch_size, save_s=save_s)
+    cfg = planned_config(cfg, budget)
+    steps = len(data.train_source)
+    state.schedule = LRSchedule(cfg.optim, schedule_epochs(cfg, steps), steps)
+    ctx.log(budget.describe())
+    return dataclasses.replace(ctx, cfg=cfg)
+
+
+def epoch_end_seconds(ctx: RunContext, raw_model: torch.nn.Module, data: RunData, state: TrainState) -> float:
+    """What an epoch's end costs besides validation, measured once into a scratch folder: last.pt and best.pt, and
+    the plots (on small data with many short epochs it is most of the time)."""
+    import tempfile
+
+    from alexnet.checkpoint import save_checkpoint
+    from alexnet.runfolder import draw_plots
+
+    train_state = state.state_dict(ctx.info)  # collective under torchrun: every rank takes part
+    if not ctx.info.is_main:
+        return 0.0
+    row = {"epoch": 1, "train_loss": 1.0, "val_loss": 1.0, "train_acc": 0.5, "val_top1": 0.5, "val_top5": 1.0}
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = RunPaths(Path(tmp))
+        draw_plots(paths, [row], raw_model, ctx.cfg)  # once untimed: matplotlib's import is paid once per run
+        start = time.perf_counter()
+        record = checkpoint_record(ctx.cfg, raw_model, data, train_state)
+        for name in ("last.pt", "best.pt"):
+            save_checkpoint(record, Path(tmp) / name)
+        draw_plots(paths, [row], raw_model, ctx.cfg)
+        return time.perf_counter() - start
 
 
 def find_lr(ctx: RunContext, raw_model: torch.nn.Module, state: TrainState, data: RunData) -> FitResult:

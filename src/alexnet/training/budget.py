@@ -1,0 +1,105 @@
+"""`--time-budget DURATION`: a run planned to end at a wall-clock budget (issue 14; "Budgeted Training", Li et al.
+2020: a schedule that decays to its end exactly when the budget does beats one cut short).
+
+Before the first step, a copy of the model times PROBE_STEPS steps through the trainer's own epoch function on the
+run's own batches. The plan is then arithmetic: what is left of the budget (it counts from the start of `fit`, data
+preparation included), less one validation pass per epoch, divided by the measured step, is the number of steps.
+The run's `max_steps`, `epochs` and a cosine schedule over exactly those steps are written into its config, so
+that the plan is recorded, a resume follows the same schedule (it never plans again), and `FitResult` can say how
+the budget was spent.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from alexnet.config import TrainConfig
+from alexnet.errors import ConfigError
+
+PROBE_STEPS = 3  # timed steps after one warm-up step
+EVAL_FRACTION = 1 / 3  # a validation image costs about a third of a training image (forward only)
+SAFETY = 0.97  # plan to end a little before the budget: step times drift on a shared machine
+
+
+@dataclass
+class BudgetPlan:
+    budget_s: float
+    before_s: float  # spent before planning: start-up, data preparation, the probe
+    step_s: float  # one training step, measured
+    eval_s: float  # one epoch's end: a validation pass (estimated) and the saves and plots (measured)
+    steps: int  # planned optimizer steps
+    epochs: int  # epochs they span (the last one may be partial)
+
+    def describe(self) -> str:
+        return (f"time budget {self.budget_s:.0f} s: {self.before_s:.1f} s spent before training (data, probe), "
+                f"{self.step_s:.3f} s per step measured, {self.eval_s:.2f} s per epoch's end (validation, checkpoints, "
+                f"plots): "
+                f"{self.steps} steps over {self.epochs} epoch(s), cosine schedule to their end")
+
+
+def probe_step_seconds(model: torch.nn.Module, optim_spec: Any, source: Any, *, info: Any, device: torch.device,
+                       amp_dtype: torch.dtype | None, channels_last: bool, train_mode: Any = None) -> float:
+    """Median-free and cheap: the mean of PROBE_STEPS steps after a warm-up, on a copy (the run is untouched)."""
+    from alexnet.training.epoch import EpochTotals, train_one_epoch
+    from alexnet.training.optim import LRSchedule, build_optimizer
+
+    net = copy.deepcopy(model)
+    optimizer = build_optimizer(optim_spec, net)
+    schedule = LRSchedule(dataclasses.replace(optim_spec, lr_schedule="none", warmup_epochs=0.0), 1, len(source))
+    times: list[float] = []
+    last = [0.0]
+
+    def after_step(step: int, images: int, losses: list[float] | None) -> bool:
+        now = time.perf_counter()
+        times.append(now - last[0])
+        last[0] = now
+        return len(times) >= PROBE_STEPS + 1
+
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        epoch = 0
+        while len(times) < PROBE_STEPS + 1:
+            last[0] = time.perf_counter()
+            train_one_epoch(net, optimizer, schedule, None, source, epoch, 0, EpochTotals(), seed=0, info=info,
+                            device=device, amp_dtype=amp_dtype, channels_last=channels_last, label_smoothing=0.0,
+                            sync_every=1, must_sync=lambda s: True, after_step=after_step, train_mode=train_mode)
+            epoch += 1
+    steady = times[1:]  # the first includes the warm-up (kernel selection, allocator growth)
+    return sum(steady) / len(steady)
+
+
+def plan(budget_s: float, elapsed_s: float, step_s: float, steps_per_epoch: int, val_images: int,
+         batch_size: int, save_s: float = 0.0) -> BudgetPlan:
+    """The steps that fit: (budget x SAFETY - elapsed) = steps x step + epochs x (validation pass + `save_s`, the
+    epoch end's checkpoints, metrics and plots)."""
+    eval_s = math.ceil(val_images / batch_size) * step_s * EVAL_FRACTION + save_s
+    left = budget_s * SAFETY - elapsed_s
+    if left <= step_s + eval_s:
+        raise ConfigError(f"--time-budget {budget_s:.0f} s: {elapsed_s:.0f} s went on preparing the data and timing "
+                          f"a step ({step_s:.2f} s); nothing is left to train: give a larger budget")
+    # steps s over e = ceil(s / spe) epochs: s * step + e * eval <= left; take the largest s that fits
+    steps = int(left / (step_s + eval_s / steps_per_epoch))
+    while steps > 1 and steps * step_s + math.ceil(steps / steps_per_epoch) * eval_s > left:
+        steps -= 1
+    return BudgetPlan(budget_s, elapsed_s, step_s, eval_s, max(steps, 1), math.ceil(max(steps, 1) / steps_per_epoch))
+
+
+def planned_config(cfg: TrainConfig, budget: BudgetPlan) -> TrainConfig:
+    """The run's config as the plan has it: max_steps, epochs and a cosine schedule that ends at the last step."""
+    run = dataclasses.replace(cfg.run, epochs=budget.epochs, max_steps=budget.steps)
+    optim = dataclasses.replace(cfg.optim, lr_schedule="cosine")
+    return dataclasses.replace(cfg, run=run, optim=optim)
+
+
+def schedule_epochs(cfg: TrainConfig, steps_per_epoch: int) -> float:
+    """How many epochs the learning-rate schedule spans: the planned steps for a budgeted run (the cosine reaches
+    its end at the budget, within an epoch), else the configured epochs."""
+    if cfg.run.time_budget and cfg.run.max_steps:
+        return cfg.run.max_steps / steps_per_epoch
+    return cfg.run.epochs
