@@ -40,7 +40,7 @@ from alexnet.runfolder import (
 )
 from alexnet.training import balance
 from alexnet.training.batches import BatchSource, build_batches
-from alexnet.training.budget import schedule_epochs
+from alexnet.training.budget import plan_budget, schedule_epochs
 from alexnet.training.determinism import (
     CUBLAS_DETERMINISTIC,
     check_deterministic_backward,
@@ -55,6 +55,7 @@ from alexnet.training.finetune import (
     resolve_preprocessing,
 )
 from alexnet.training.loop import EpochLoop, RunContext
+from alexnet.training.lr_find import find_lr
 from alexnet.training.optim import LRSchedule, build_optimizer
 from alexnet.training.report import RunLog, describe_run, make_bar
 from alexnet.training.signals import RunInterrupted, StopFlag
@@ -104,21 +105,18 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
         raw_model, freezer = build_model(ctx, data, ckpt, init)
         state = build_state(ctx, raw_model, freezer, len(data.train_source), len(data.class_names), ckpt)
         if cfg.run.lr_find:  # the range test instead of training: a copy trains, nothing is saved but the plot
-            return find_lr(ctx, raw_model, state, data)
+            find_lr(ctx, raw_model, state, data.train_source)
+            return FitResult(run_dir=ctx.paths.root, epochs_done=0, global_step=0, best_val_top1=-math.inf, rows=[])
         if cfg.run.time_budget and ckpt is None:  # planned once; a resume follows the recorded plan
-            ctx = plan_budget(ctx, raw_model, state, data, started)
+            ctx = plan_budget(ctx, raw_model, state, data.train_source, len(data.bundle.val), started,
+                              record=lambda train_state: checkpoint_record(cfg, raw_model, data, train_state))
             cfg = ctx.cfg
         model = wrap_model(ctx, raw_model)
         # Signals: finish the step, save, stop. Installed before the collective below, so that once rank 0 goes on
         # every rank honours a SIGTERM (with a checkpoint) instead of dying of it.
         stop.install()
         rows = prepare_run_folder(ctx, state.epoch)
-        if ckpt is not None:
-            ctx.log(f"resuming from {ckpt.path}: epoch {state.epoch + 1}, step {state.step_in_epoch} of "
-                    f"{len(data.train_source)}")
-        ctx.log(describe_run(cfg, raw_model, data.bundle, data.image_size, device, info, len(data.train_source)))
-        for path, reason in list(getattr(data.bundle, "skipped", []) or []):  # shown by the data layer; kept in log
-            ctx.log(f"skipped {path}: {reason}", console=False)
+        announce(ctx, raw_model, data, state, ckpt)
         bar = make_bar(progress, info, total=len(data.train_source) * cfg.run.batch_size)
         loop = EpochLoop(ctx, model, raw_model, state, data.train_source, data.val_batches,
                          wrap=lambda m: wrap_model(ctx, m),
@@ -133,19 +131,7 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
             loop.tensorboard = TensorBoardLog(ctx.paths.tensorboard, resume_step=state.global_step)
         stopped_early = loop.run()
         bar.close()
-        if loop.tensorboard is not None:
-            from alexnet.training.tensorboard import hyperparameters
-
-            loop.tensorboard.finish(hyperparameters(cfg), state.best_val_top1)
-        if cfg.run.time_budget:
-            stopped_early = False  # the plan's last step is its end, not an interruption
-            ctx.log(f"time budget {parse_duration(cfg.run.time_budget):.0f} s: the run took "
-                    f"{time.perf_counter() - started:.1f} s, of which {sum(r['seconds'] for r in rows):.1f} s "
-                    "training and validating")
-        ctx.log(f"best val top-1 {state.best_val_top1:.4f}; results in {ctx.paths.root}")
-        return FitResult(run_dir=ctx.paths.root, epochs_done=state.epoch, global_step=state.global_step,
-                         best_val_top1=state.best_val_top1, rows=rows, stopped_early=stopped_early,
-                         early_stopped=loop.early_stopped)
+        return finish_run(ctx, loop, state, rows, stopped_early, started)
     finally:
         stop.restore()
         if lock is not None:
@@ -297,62 +283,35 @@ def build_state(ctx: RunContext, raw_model: torch.nn.Module, freezer: Freezer, s
     return state
 
 
-def plan_budget(ctx: RunContext, raw_model: torch.nn.Module, state: TrainState, data: RunData,
-                started: float) -> RunContext:
-    """--time-budget: time a step on a copy, plan the steps that fit, and write the plan into the run's config
-    (max_steps, epochs, a cosine schedule to the last step)."""
-    from alexnet.training.budget import plan, planned_config, probe_step_seconds
+def announce(ctx: RunContext, raw_model: torch.nn.Module, data: RunData, state: TrainState,
+             ckpt: Checkpoint | None) -> None:
+    """The run's description for the user (and log.txt): where a resume starts, what trains on what."""
+    if ckpt is not None:
+        ctx.log(f"resuming from {ckpt.path}: epoch {state.epoch + 1}, step {state.step_in_epoch} of "
+                f"{len(data.train_source)}")
+    ctx.log(describe_run(ctx.cfg, raw_model, data.bundle, data.image_size, ctx.device, ctx.info,
+                         len(data.train_source)))
+    for path, reason in list(getattr(data.bundle, "skipped", []) or []):  # shown by the data layer; kept in log
+        ctx.log(f"skipped {path}: {reason}", console=False)
 
+
+def finish_run(ctx: RunContext, loop: EpochLoop, state: TrainState, rows: list[dict[str, Any]], stopped_early: bool,
+               started: float) -> FitResult:
+    """The run's last words: TensorBoard's hyperparameters, how a time budget was spent, the best score."""
     cfg = ctx.cfg
-    step_s = probe_step_seconds(raw_model, cfg.optim, data.train_source, info=ctx.info, device=ctx.device,
-                                amp_dtype=ctx.amp_dtype, channels_last=cfg.run.channels_last,
-                                train_mode=state.freezer.train_mode if state.freezer else None)
-    save_s = max(distributed.all_gather(epoch_end_seconds(ctx, raw_model, data, state)))  # rank 0 saves
-    step_s = distributed.all_gather(step_s)  # every rank plans the same: the slowest rank's step
-    budget = plan(parse_duration(cfg.run.time_budget), time.perf_counter() - started, max(step_s),
-                  len(data.train_source), len(data.bundle.val), cfg.run.batch_size, save_s=save_s)
-    cfg = planned_config(cfg, budget)
-    steps = len(data.train_source)
-    state.schedule = LRSchedule(cfg.optim, schedule_epochs(cfg, steps), steps)
-    ctx.log(budget.describe())
-    return dataclasses.replace(ctx, cfg=cfg)
+    if loop.tensorboard is not None:
+        from alexnet.training.tensorboard import hyperparameters
 
-
-def epoch_end_seconds(ctx: RunContext, raw_model: torch.nn.Module, data: RunData, state: TrainState) -> float:
-    """What an epoch's end costs besides validation, measured once into a scratch folder: last.pt and best.pt, and
-    the plots (on small data with many short epochs it is most of the time)."""
-    import tempfile
-
-    from alexnet.checkpoint import save_checkpoint
-    from alexnet.runfolder import draw_plots
-
-    train_state = state.state_dict(ctx.info)  # collective under torchrun: every rank takes part
-    if not ctx.info.is_main:
-        return 0.0
-    row = {"epoch": 1, "train_loss": 1.0, "val_loss": 1.0, "train_acc": 0.5, "val_top1": 0.5, "val_top5": 1.0}
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = RunPaths(Path(tmp))
-        draw_plots(paths, [row], raw_model, ctx.cfg)  # once untimed: matplotlib's import is paid once per run
-        start = time.perf_counter()
-        record = checkpoint_record(ctx.cfg, raw_model, data, train_state)
-        for name in ("last.pt", "best.pt"):
-            save_checkpoint(record, Path(tmp) / name)
-        draw_plots(paths, [row], raw_model, ctx.cfg)
-        return time.perf_counter() - start
-
-
-def find_lr(ctx: RunContext, raw_model: torch.nn.Module, state: TrainState, data: RunData) -> FitResult:
-    """--lr-find: the LR range test on a copy of the model, lr_find.png, and the suggested rate."""
-    from alexnet.training.lr_find import lr_range_test, plot_range_test
-
-    test = lr_range_test(raw_model, ctx.cfg.optim, data.train_source, info=ctx.info, device=ctx.device,
-                         amp_dtype=ctx.amp_dtype, channels_last=ctx.cfg.run.channels_last,
-                         train_mode=state.freezer.train_mode if state.freezer else None)
-    with distributed.fail_together("writing lr_find.png"):
-        if ctx.info.is_main:
-            plot_range_test(test, ctx.paths.lr_find)
-    ctx.log(f"{test.describe()}; plot in {ctx.paths.lr_find}")
-    return FitResult(run_dir=ctx.paths.root, epochs_done=0, global_step=0, best_val_top1=-math.inf, rows=[])
+        loop.tensorboard.finish(hyperparameters(cfg), state.best_val_top1)
+    if cfg.run.time_budget:
+        stopped_early = False  # the plan's last step is its end, not an interruption
+        ctx.log(f"time budget {parse_duration(cfg.run.time_budget):.0f} s: the run took "
+                f"{time.perf_counter() - started:.1f} s, of which {sum(r['seconds'] for r in rows):.1f} s "
+                "training and validating")
+    ctx.log(f"best val top-1 {state.best_val_top1:.4f}; results in {ctx.paths.root}")
+    return FitResult(run_dir=ctx.paths.root, epochs_done=state.epoch, global_step=state.global_step,
+                     best_val_top1=state.best_val_top1, rows=rows, stopped_early=stopped_early,
+                     early_stopped=loop.early_stopped)
 
 
 def prepare_run_folder(ctx: RunContext, epoch: int) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ import copy
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,3 +104,50 @@ def schedule_epochs(cfg: TrainConfig, steps_per_epoch: int) -> float:
     if cfg.run.time_budget and cfg.run.max_steps:
         return cfg.run.max_steps / steps_per_epoch
     return cfg.run.epochs
+
+
+def plan_budget(ctx: Any, raw_model: torch.nn.Module, state: Any, source: Any, val_images: int, started: float,
+                record: Callable[[dict[str, Any]], Any]) -> Any:
+    """--time-budget: time a step on a copy, plan the steps that fit, and write the plan into the run's config
+    (max_steps, epochs, a cosine schedule to the last step)."""
+    from alexnet import distributed
+    from alexnet.config import parse_duration
+    from alexnet.training.optim import LRSchedule
+
+    cfg = ctx.cfg
+    step_s = probe_step_seconds(raw_model, cfg.optim, source, info=ctx.info, device=ctx.device,
+                                amp_dtype=ctx.amp_dtype, channels_last=cfg.run.channels_last,
+                                train_mode=state.freezer.train_mode if state.freezer else None)
+    save_s = max(distributed.all_gather(epoch_end_seconds(ctx, raw_model, state, record)))  # rank 0 saves
+    step_s = distributed.all_gather(step_s)  # every rank plans the same: the slowest rank's step
+    budget = plan(parse_duration(cfg.run.time_budget), time.perf_counter() - started, max(step_s),
+                  len(source), val_images, cfg.run.batch_size, save_s=save_s)
+    cfg = planned_config(cfg, budget)
+    steps = len(source)
+    state.schedule = LRSchedule(cfg.optim, schedule_epochs(cfg, steps), steps)
+    ctx.log(budget.describe())
+    return dataclasses.replace(ctx, cfg=cfg)
+
+
+def epoch_end_seconds(ctx: Any, raw_model: torch.nn.Module, state: Any, record: Callable[[dict[str, Any]], Any]) -> float:
+    """What an epoch's end costs besides validation, measured once into a scratch folder: last.pt and best.pt, and
+    the plots (on small data with many short epochs it is most of the time)."""
+    import tempfile
+    from pathlib import Path
+
+    from alexnet.checkpoint import save_checkpoint
+    from alexnet.runfolder import RunPaths, draw_plots
+
+    train_state = state.state_dict(ctx.info)  # collective under torchrun: every rank takes part
+    if not ctx.info.is_main:
+        return 0.0
+    row = {"epoch": 1, "train_loss": 1.0, "val_loss": 1.0, "train_acc": 0.5, "val_top1": 0.5, "val_top5": 1.0}
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = RunPaths(Path(tmp))
+        draw_plots(paths, [row], raw_model, ctx.cfg)  # once untimed: matplotlib's import is paid once per run
+        start = time.perf_counter()
+        checkpoint = record(train_state)
+        for name in ("last.pt", "best.pt"):
+            save_checkpoint(checkpoint, Path(tmp) / name)
+        draw_plots(paths, [row], raw_model, ctx.cfg)
+        return time.perf_counter() - start

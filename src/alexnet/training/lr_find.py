@@ -115,3 +115,17 @@ def plot_range_test(test: RangeTest, path: Path) -> None:
         fig.savefig(tmp)
 
     atomic_write(path, draw, suffix=".png")
+
+
+def find_lr(ctx: Any, raw_model: torch.nn.Module, state: Any, source: Any) -> RangeTest:
+    """--lr-find: the LR range test on a copy of the model, lr_find.png, and the suggested rate."""
+    from alexnet import distributed
+
+    test = lr_range_test(raw_model, ctx.cfg.optim, source, info=ctx.info, device=ctx.device,
+                         amp_dtype=ctx.amp_dtype, channels_last=ctx.cfg.run.channels_last,
+                         train_mode=state.freezer.train_mode if state.freezer else None)
+    with distributed.fail_together("writing lr_find.png"):
+        if ctx.info.is_main:
+            plot_range_test(test, ctx.paths.lr_find)
+    ctx.log(f"{test.describe()}; plot in {ctx.paths.lr_find}")
+    return test
