@@ -27,7 +27,7 @@ from alexnet.safeload import first_line, read_torch_file
 from alexnet.validate import Fields
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "Checkpoint", "Preprocessing", "atomic_save", "atomic_write",
-           "find_checkpoint", "is_checkpoint_file", "load_checkpoint", "plain", "run_dir_of", "save_checkpoint"]
+           "find_checkpoint", "checkpoint_if_any", "load_checkpoint", "plain", "run_dir_of", "save_checkpoint"]
 
 
 @dataclass(frozen=True)
@@ -170,10 +170,13 @@ def load_checkpoint(path: str | Path, prefer: str = "best", check_finite: bool =
     return Checkpoint.from_dict(read_torch_file(path), str(path), check_finite=check_finite)
 
 
-def is_checkpoint_file(path: str | Path) -> bool:
-    """Whether a file is an alexnet checkpoint (by its format marker) rather than, say, a bare state_dict."""
+def checkpoint_if_any(path: str | Path) -> Checkpoint | None:
+    """The validated record when the file is an alexnet checkpoint (by its format marker), else None (a bare
+    state_dict, say): one read either way."""
     obj = read_torch_file(Path(path))
-    return isinstance(obj, dict) and obj.get("format") == FORMAT
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        return Checkpoint.from_dict(obj, str(path))
+    return None
 
 
 def save_checkpoint(record: Checkpoint, path: str | Path) -> None:

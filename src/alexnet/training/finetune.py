@@ -57,10 +57,10 @@ def read_initial_weights(source: str) -> InitialWeights:
         pre = config.get("preprocessing") or {}
         return InitialWeights(source, model.state_dict(), None, _int_or_none(pre.get("image_size")),
                               pre.get("preset") if isinstance(pre.get("preset"), str) else None)
-    from alexnet.checkpoint import is_checkpoint_file, load_checkpoint
+    from alexnet.checkpoint import checkpoint_if_any, load_checkpoint
 
-    if path.is_dir() or is_checkpoint_file(path):
-        ckpt = load_checkpoint(path, prefer="best")
+    ckpt = load_checkpoint(path, prefer="best") if path.is_dir() else checkpoint_if_any(path)
+    if ckpt is not None:
         return InitialWeights(ckpt.path, ckpt.weights, None, ckpt.preprocessing.image_size, ckpt.preprocessing.preset)
     return InitialWeights(source, None, path, TORCHVISION_SIZE, TORCHVISION_PRESET)  # a torchvision state_dict
 
