@@ -15,7 +15,7 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e '.[test,export,tensorboard]'
+	$(BIN)/python -m pip install --quiet -e '.[test,export,tensorboard,serve,ablate]'
 	touch $(STAMP)
 
 demo: $(STAMP)

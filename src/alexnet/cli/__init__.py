@@ -16,7 +16,10 @@ from alexnet import __version__
 from alexnet.errors import AlexNetError
 
 # Subcommand modules, in the order `alexnet --help` lists them.
-COMMANDS = ["models", "summary", "data", "train", "eval", "predict", "features", "neighbours", "export", "bench", "demo"]
+COMMANDS = [
+    "models", "summary", "data", "train", "eval", "predict", "features", "neighbours", "inspect", "serve", "report",
+    "export", "bench", "ablate", "demo",
+]  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
