@@ -107,9 +107,10 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
         if cfg.run.lr_find:  # the range test instead of training: a copy trains, nothing is saved but the plot
             find_lr(ctx, raw_model, state, data.train_source)
             return FitResult(run_dir=ctx.paths.root, epochs_done=0, global_step=0, best_val_top1=-math.inf, rows=[])
+        keeper = None
         if cfg.run.time_budget and ckpt is None:  # planned once; a resume follows the recorded plan
-            ctx = plan_budget(ctx, raw_model, state, data.train_source, len(data.bundle.val), started,
-                              record=lambda train_state: checkpoint_record(cfg, raw_model, data, train_state))
+            ctx, keeper = plan_budget(ctx, raw_model, state, data.train_source, len(data.bundle.val), started,
+                                      record=lambda train_state: checkpoint_record(cfg, raw_model, data, train_state))
             cfg = ctx.cfg
         model = wrap_model(ctx, raw_model)
         # Signals: finish the step, save, stop. Installed before the collective below, so that once rank 0 goes on
@@ -120,11 +121,13 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
         bar = make_bar(progress, info, total=len(data.train_source) * cfg.run.batch_size)
         loop = EpochLoop(ctx, model, raw_model, state, data.train_source, data.val_batches,
                          wrap=lambda m: wrap_model(ctx, m),
-                         record=lambda train_state: checkpoint_record(cfg, raw_model, data, train_state),
+                         # ctx.cfg: a time budget's keeper may shorten the plan, and the checkpoint records it
+                         record=lambda train_state: checkpoint_record(ctx.cfg, raw_model, data, train_state),
                          rows=rows, class_names=data.class_names,
                          saved_step=ckpt.train_state["global_step"] if ckpt is not None else None, bar=bar,
                          sync_every=resolve_sync_every(cfg.run.sync_every, device),
                          class_weights=data.class_weights)
+        loop.budget = keeper
         if cfg.run.tensorboard and info.is_main:
             from alexnet.training.tensorboard import TensorBoardLog
 

@@ -7,6 +7,13 @@ preparation included), less one validation pass per epoch, divided by the measur
 The run's `max_steps`, `epochs` and a cosine schedule over exactly those steps are written into its config, so
 that the plan is recorded, a resume follows the same schedule (it never plans again), and `FitResult` can say how
 the budget was spent.
+
+A laptop is shared: the steps may run slower than the probe measured (another program, thermal limits). While the
+run trains, `BudgetKeeper` measures the steps actually taken; when the planned steps no longer fit in what is left
+of the budget it plans again, fewer steps, and moves the cosine's end to the new last step (the learning rate drops
+at once to where the shorter schedule has it, and then decays to its end at the budget). It only ever shortens the
+plan: a longer one would raise the learning rate again. The new plan goes into the run's config, so a checkpoint
+written after it records it and a resume follows it.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from alexnet.config import TrainConfig
 from alexnet.errors import ConfigError
 
 PROBE_STEPS = 3  # timed steps after one warm-up step
+REPLAN_SLACK = 1.05  # plan again when the steps left would overrun what is left of the budget by more than 5%
 EVAL_FRACTION = 1 / 3  # a validation image costs about a third of a training image (forward only)
 SAFETY = 0.97  # plan to end a little before the budget: step times drift on a shared machine
 
@@ -98,6 +106,77 @@ def planned_config(cfg: TrainConfig, budget: BudgetPlan) -> TrainConfig:
     return dataclasses.replace(cfg, run=run, optim=optim)
 
 
+def steps_that_fit(left_s: float, step_s: float, eval_s: float, steps_per_epoch: int, step_in_epoch: int) -> int:
+    """The most steps s such that s steps and the epoch ends they cross (each costing `eval_s`, the last one
+    included) take at most `left_s`, starting `step_in_epoch` steps into an epoch."""
+    s = max(int(left_s / step_s), 0)
+    while s > 0 and s * step_s + math.ceil((step_in_epoch + s) / steps_per_epoch) * eval_s > left_s:
+        s -= 1
+    return s
+
+
+class BudgetKeeper:
+    """Keeps a budgeted run to its budget on a machine slower than the probe measured (see the module docstring).
+
+    `check` is called after steps on a single process, and `end_epoch` after each epoch's end on every rank (the
+    figures it plans from are agreed across ranks there, so every rank shortens the run alike)."""
+
+    def __init__(self, budget: BudgetPlan, started: float, steps_per_epoch: int):
+        self.budget = budget
+        self.deadline = started + budget.budget_s * SAFETY
+        self.steps_per_epoch = steps_per_epoch
+        self.every = max(steps_per_epoch // 4, 1)  # mid-epoch checks: four an epoch
+        # The rate so far, over every step since the plan, not the last few: a pause of a few seconds is spread
+        # over the run, while a machine that stays slower moves the mean further at every check.
+        self.train_s, self.steps = 0.0, 0
+        self.ends_s, self.ends = 0.0, 0
+        self._mark: tuple[float, int] | None = None  # (time, global step) the next interval is measured from
+
+    @property
+    def step_s(self) -> float:
+        return self.train_s / self.steps if self.steps else self.budget.step_s
+
+    @property
+    def eval_s(self) -> float:
+        return self.ends_s / self.ends if self.ends else self.budget.eval_s
+
+    def start_epoch(self, global_step: int) -> None:
+        self._mark = (time.perf_counter(), global_step)
+
+    def observe(self, global_step: int) -> None:
+        """Add the steps since the mark (the epoch's start or the last observation) and their time."""
+        now = time.perf_counter()
+        if self._mark is not None and global_step > self._mark[1]:
+            self.train_s += now - self._mark[0]
+            self.steps += global_step - self._mark[1]
+        self._mark = (now, global_step)
+
+    def epoch_end(self, seconds: float) -> None:
+        self.ends_s += seconds
+        self.ends += 1
+
+    def replan(self, cfg: TrainConfig, global_step: int, step_in_epoch: int,
+               step_s: float | None = None, eval_s: float | None = None,
+               now: float | None = None) -> tuple[TrainConfig, str] | None:
+        """A shorter plan when the steps left no longer fit in the time left: the new config and what to log."""
+        step_s = self.step_s if step_s is None else step_s
+        eval_s = self.eval_s if eval_s is None else eval_s
+        left_s = self.deadline - (time.perf_counter() if now is None else now)
+        planned = (cfg.run.max_steps or global_step) - global_step
+        epochs_left = math.ceil((step_in_epoch + planned) / self.steps_per_epoch) if planned else 0
+        needed = planned * step_s + epochs_left * eval_s
+        if planned <= 0 or needed <= max(left_s, 0.0) * REPLAN_SLACK:
+            return None
+        fit = min(steps_that_fit(left_s, step_s, eval_s, self.steps_per_epoch, step_in_epoch), planned)
+        new_total = global_step + fit
+        run = dataclasses.replace(cfg.run, max_steps=max(new_total, 1),
+                                  epochs=max(math.ceil(new_total / self.steps_per_epoch), 1))
+        message = (f"time budget: steps take {step_s:.3f} s now (the probe measured {self.budget.step_s:.3f} s), so "
+                   f"the {planned} steps left would end {needed - left_s:.1f} s after the budget: {fit} steps left "
+                   f"instead, the cosine schedule now ends at step {new_total}")
+        return dataclasses.replace(cfg, run=run), message
+
+
 def schedule_epochs(cfg: TrainConfig, steps_per_epoch: int) -> float:
     """How many epochs the learning-rate schedule spans: the planned steps for a budgeted run (the cosine reaches
     its end at the budget, within an epoch), else the configured epochs."""
@@ -107,9 +186,10 @@ def schedule_epochs(cfg: TrainConfig, steps_per_epoch: int) -> float:
 
 
 def plan_budget(ctx: Any, raw_model: torch.nn.Module, state: Any, source: Any, val_images: int, started: float,
-                record: Callable[[dict[str, Any]], Any]) -> Any:
+                record: Callable[[dict[str, Any]], Any]) -> tuple[Any, BudgetKeeper]:
     """--time-budget: time a step on a copy, plan the steps that fit, and write the plan into the run's config
-    (max_steps, epochs, a cosine schedule to the last step)."""
+    (max_steps, epochs, a cosine schedule to the last step). Returns the run's context with that config, and the
+    keeper that holds the run to the budget while it trains."""
     from alexnet import distributed
     from alexnet.config import parse_duration
     from alexnet.training.optim import LRSchedule
@@ -126,7 +206,7 @@ def plan_budget(ctx: Any, raw_model: torch.nn.Module, state: Any, source: Any, v
     steps = len(source)
     state.schedule = LRSchedule(cfg.optim, schedule_epochs(cfg, steps), steps)
     ctx.log(budget.describe())
-    return dataclasses.replace(ctx, cfg=cfg)
+    return dataclasses.replace(ctx, cfg=cfg), BudgetKeeper(budget, started, steps)
 
 
 def epoch_end_seconds(ctx: Any, raw_model: torch.nn.Module, state: Any, record: Callable[[dict[str, Any]], Any]) -> float:

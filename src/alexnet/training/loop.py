@@ -19,7 +19,7 @@ from alexnet.checkpoint import Checkpoint, save_checkpoint
 from alexnet.config import TrainConfig
 from alexnet.distributed import DistInfo
 from alexnet.evaluate import evaluate
-from alexnet.runfolder import RunPaths, draw_plots, write_metrics
+from alexnet.runfolder import RunPaths, draw_plots, write_config, write_metrics
 from alexnet.training.batches import BatchSource
 from alexnet.training.epoch import TrainingError, check_validation, first_non_finite, reduce_totals, train_one_epoch
 from alexnet.training.report import RunLog, d2l_line
@@ -55,6 +55,7 @@ class EpochLoop:
         self.bar, self.sync_every = bar, sync_every
         self.wrap = wrap  # raw model -> the module the steps run (DDP, compile), made again when layers unfreeze
         self.tensorboard = None  # a TensorBoardLog on rank 0 with --tensorboard (set by fit)
+        self.budget = None  # a training.budget.BudgetKeeper for a --time-budget run (set by fit)
         self.early_stopped = False
 
     # --- between steps -------------------------------------------------------------------------------------------
@@ -88,6 +89,9 @@ class EpochLoop:
         self.bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{lr:.2e}", refresh=False)
         if self.tensorboard is not None:
             self.tensorboard.step(state.global_step, losses[-1], lr)
+        if self.budget is not None and ctx.info.world_size == 1 and state.global_step % self.budget.every == 0:
+            self.budget.observe(state.global_step)  # mid-epoch on one process; ranks agree at epoch ends
+            self.follow(self.budget.replan(ctx.cfg, state.global_step, state.step_in_epoch))
         stopping = ctx.stop.agreed(ctx.device, ctx.info)
         if stopping or self.checkpoint_due(step, state.global_step):
             self.save("saving a checkpoint", best=False)
@@ -96,6 +100,28 @@ class EpochLoop:
                                  f"{ctx.paths.last}; continue with: alexnet train --resume {ctx.paths.root}",
                                  ctx.stop.signum)
         return ctx.cfg.run.max_steps is not None and state.global_step >= ctx.cfg.run.max_steps
+
+    def follow(self, replanned: tuple[TrainConfig, str] | None) -> bool:
+        """Take a shorter budget plan: the config the run (and its next checkpoint) follows, and the schedule."""
+        if replanned is None:
+            return False
+        cfg, message = replanned
+        self.ctx.cfg = cfg
+        self.state.schedule.epochs = cfg.run.max_steps / len(self.train_source)  # schedule_epochs for a budget
+        self.ctx.log(message)
+        if self.ctx.info.is_main:
+            write_config(cfg, self.ctx.paths.config)  # the people's copy; the checkpoints record it too
+        return True
+
+    def budget_epoch_end(self, eval_s: float) -> None:
+        """After an epoch's end: plan again from the figures of the slowest rank and the least time left."""
+        budget, state = self.budget, self.state
+        budget.epoch_end(eval_s)
+        ranks = distributed.all_gather((budget.step_s, budget.eval_s, budget.deadline - time.perf_counter()))
+        step_s, eval_s, left_s = (max(r[0] for r in ranks), max(r[1] for r in ranks), min(r[2] for r in ranks))
+        if self.follow(budget.replan(self.ctx.cfg, state.global_step, state.step_in_epoch, step_s=step_s,
+                                     eval_s=eval_s, now=budget.deadline - left_s)):
+            self.save("recording the shorter plan", best=False)  # last.pt, which a resume follows, has it too
 
     # --- checkpoints ---------------------------------------------------------------------------------------------
 
@@ -137,9 +163,12 @@ class EpochLoop:
 
     def run(self) -> bool:
         """Train until the last epoch ends (False) or run.max_steps stops it mid-epoch (True)."""
-        cfg, state = self.ctx.cfg, self.state
+        state = self.state
         steps = len(self.train_source)
-        while state.epoch < cfg.run.epochs:
+        while state.epoch < self.ctx.cfg.run.epochs:
+            cfg = self.ctx.cfg  # a time budget's keeper may shorten the plan
+            if self.budget is not None:
+                self.budget.start_epoch(state.global_step)
             if state.freezer is not None and state.freezer.due(state.epoch):
                 count = sum(p.numel() for p in state.release())
                 self.model = self.wrap(self.raw_model)
@@ -156,7 +185,13 @@ class EpochLoop:
                 class_weights=self.class_weights,
             )
             complete = position >= steps
+            if self.budget is not None:
+                self.budget.observe(state.global_step)
+            end_start = time.perf_counter()
             self.end_epoch(position, complete)
+            if self.budget is not None:
+                self.budget_epoch_end(time.perf_counter() - end_start)
+            cfg = self.ctx.cfg
             reached = cfg.run.max_steps is not None and state.global_step >= cfg.run.max_steps
             if not complete or (reached and state.epoch < cfg.run.epochs):  # run.max_steps: mid-epoch or at its end
                 return True
