@@ -1,12 +1,15 @@
 """Which changes make a short run on real photos more accurate: the candidates of the `fast` recipe, measured.
 
-    python benchmarks/fast_recipe.py --data ../shared/data/dogs-vs-cats-4k --budget 60s --seeds 3 --out runs/fast
+    python benchmarks/fast_recipe.py --data ../shared/data/dogs-vs-cats-4k --epochs 8 --seeds 3 --out runs/fast
 
-Every candidate is the base run with one change (`CANDIDATES`), trained by `alexnet train --time-budget BUDGET` in
-its own process, as a user types it: the same wall-clock budget for all, so a change that costs time pays for it in
-fewer steps. Seeds run in the outer loop (every candidate's seed 0, then every candidate's seed 1, ...), so that a
-noisy stretch of a shared machine falls on all candidates alike. The flip-at-test row evaluates the base runs'
-own checkpoints with `alexnet eval --tta flip` (no retraining). The effect of a candidate is its final validation
+Every candidate is the base run with one change (`CANDIDATES`), trained by `alexnet train` in its own process, as a
+user types it, with a cosine schedule over its epochs. All get the same arithmetic: the base trains `--epochs`
+epochs, and a candidate whose model costs more multiply-accumulates per image (`alexnet summary`) trains
+proportionally fewer (a larger input or width pays for itself in epochs). Arithmetic, not seconds, so that the
+accuracies do not depend on how busy a shared machine was while they were measured; each run's own seconds per
+epoch are reported beside them, and `time_to_accuracy.py` then measures the chosen recipe against the note's script
+in wall-clock time. Seeds run in the outer loop. The flip-at-test row evaluates the base runs' own checkpoints with
+`alexnet eval --tta flip` (no retraining). The effect of a candidate is its final validation
 top-1 minus the base's, paired by seed, with a 95% t interval. Finished runs are reused when the command is run
 again (a run folder with a complete metrics.csv and checkpoint), so an interrupted search continues.
 """
@@ -59,19 +62,40 @@ def final_row(run: Path) -> dict | None:
     return rows[-1] if rows else None
 
 
-def train(run: Path, extra: list[str], data: str, budget: str, seed: int) -> dict:
+def macs_per_image(extra: list[str]) -> int:
+    """conv and fc multiply-accumulates of the candidate's model at its input size (the last flag wins)."""
+    from alexnet.models import model_config
+    from alexnet.summary import summarize
+
+    flags = BASE + extra
+    last = {flags[i]: flags[i + 1] for i in range(len(flags) - 1) if flags[i].startswith("--")}
+    cfg = model_config(last["--model"], num_classes=2, image_size=int(last["--image-size"]),
+                       width_mult=float(last["--width-mult"]))
+    return summarize(cfg).macs
+
+
+def epochs_for(extra: list[str], base_epochs: int) -> int:
+    return max(1, round(base_epochs * macs_per_image([]) / macs_per_image(extra)))
+
+
+def train(run: Path, extra: list[str], data: str, epochs: int, seed: int) -> dict:
     row = final_row(run)
+    if row is not None and int(row["epoch"]) < epochs:
+        row = None
     if row is None:
         if run.exists():
-            subprocess.run(["rm", "-rf", str(run)], check=True)  # a partial run: a budgeted run is redone whole
-        command = [sys.executable, "-m", "alexnet", "train", "--data", data, *BASE, *extra, "--time-budget", budget,
-                   "--seed", str(seed), "--device", "cpu", "--no-progress", "--output-dir", str(run)]
+            subprocess.run(["rm", "-rf", str(run)], check=True)  # a partial run is redone whole
+        command = [sys.executable, "-m", "alexnet", "train", "--data", data, *BASE, *extra, "--epochs", str(epochs),
+                   "--lr-schedule", "cosine", "--seed", str(seed), "--device", "cpu", "--no-progress",
+                   "--output-dir", str(run)]
         print(" ".join(command[1:]), flush=True)
         start = time.perf_counter()
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
         print(f"  {time.perf_counter() - start:.1f} s", flush=True)
         row = final_row(run)
-    return {"val_top1": float(row["val_top1"]), "epochs": int(row["epoch"])}
+    with open(run / "metrics.csv", newline="") as f:
+        seconds = [float(r["seconds"]) for r in csv.DictReader(f)]
+    return {"val_top1": float(row["val_top1"]), "epochs": int(row["epoch"]), "epoch_s": statistics.median(seconds)}
 
 
 def eval_flip(run: Path) -> float:
@@ -94,9 +118,10 @@ def interval(diffs: list[float]) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
-def table(results: dict[str, list[float]]) -> str:
+def table(results: dict[str, list[float]], epochs: dict[str, int], epoch_s: dict[str, list[float]]) -> str:
     base = results["base"]
-    lines = ["| candidate | val top-1, mean ± std | effect vs base (paired), 95% interval |", "|---|---|---|"]
+    lines = ["| candidate | epochs | s per epoch (median) | val top-1, mean ± std | effect vs base (paired), 95% interval |",
+             "|---|---:|---:|---|---|"]
     for name, accs in results.items():
         spread = f"{statistics.fmean(accs):.3f} ± {statistics.stdev(accs):.3f}" if len(accs) > 1 else f"{accs[0]:.3f}"
         if name == "base":
@@ -104,14 +129,15 @@ def table(results: dict[str, list[float]]) -> str:
         else:
             mean, lo, hi = interval([a - b for a, b in zip(accs, base, strict=True)])
             effect = f"{mean * 100:+.1f} points [{lo * 100:+.1f}, {hi * 100:+.1f}]"
-        lines.append(f"| {name} | {spread} | {effect} |")
+        seconds = f"{statistics.median(epoch_s[name]):.1f}" if epoch_s.get(name) else "—"
+        lines.append(f"| {name} | {epochs.get(name, '—')} | {seconds} | {spread} | {effect} |")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="a photo folder with train/ and val/ (e.g. dogs-vs-cats-4k)")
-    parser.add_argument("--budget", default="60s", help="each run's --time-budget")
+    parser.add_argument("--epochs", type=int, default=8, help="the base's epochs (others: the same arithmetic)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("runs/fast-recipe"))
     parser.add_argument("--only", nargs="*", help="candidate names to run (default: all)")
@@ -121,16 +147,20 @@ def main() -> None:
     names = [n for n in CANDIDATES if not args.only or n == "base" or n in args.only]
     results: dict[str, list[float]] = {n: [] for n in names}
     results[FLIP_AT_TEST] = []
+    epochs = {n: epochs_for(CANDIDATES[n], args.epochs) for n in names}
+    epoch_s: dict[str, list[float]] = {n: [] for n in names}
     for seed in range(args.seeds):
         for name in names:
             run = args.out / f"{slug(name)}-seed{seed}"
-            results[name].append(train(run, CANDIDATES[name], args.data, args.budget, seed)["val_top1"])
+            done = train(run, CANDIDATES[name], args.data, epochs[name], seed)
+            results[name].append(done["val_top1"])
+            epoch_s[name].append(done["epoch_s"])
         results[FLIP_AT_TEST].append(eval_flip(args.out / f"base-seed{seed}"))
-    text = table(results)
-    print(f"\n{args.seeds} seeds, --time-budget {args.budget} each, data {args.data}\n\n{text}")
+    text = table(results, epochs, epoch_s)
+    print(f"\n{args.seeds} seeds, base {args.epochs} epochs, data {args.data}\n\n{text}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"budget": args.budget, "data": args.data, "results": results},
-                                              indent=2) + "\n")
+        Path(args.json).write_text(json.dumps({"base_epochs": args.epochs, "data": args.data, "epochs": epochs,
+                                               "epoch_s": epoch_s, "results": results}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

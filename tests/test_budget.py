@@ -49,25 +49,44 @@ def test_a_budgeted_run_follows_its_plan_to_the_end(tmp_path, capsys):
     assert result.rows[-1]["lr"] < 0.02 * cfg["optim"]["lr"]
 
 
-def test_the_keeper_shortens_a_plan_that_no_longer_fits_and_leaves_one_that_does():
+def test_the_keeper_replans_when_the_steps_left_no_longer_fit_or_leave_much_unused():
     from alexnet.config import TrainConfig
     from alexnet.training.budget import BudgetKeeper, BudgetPlan
 
-    budget = BudgetPlan(budget_s=100, before_s=10, step_s=0.1, eval_s=1.0, steps=400, epochs=4)
+    budget = BudgetPlan(budget_s=100, before_s=10, step_s=0.24, eval_s=1.0, steps=400, epochs=4)
     keeper = BudgetKeeper(budget, started=0.0, steps_per_epoch=100)
     cfg = TrainConfig.from_dict({"run": {"max_steps": 400, "epochs": 4, "time_budget": "100s"}})
-    # on time: 100 steps done at t = 21 s, 300 steps (30 s) and 3 epoch ends (3 s) left in 97 - 21 s
+    left = 97 - 21  # the plan ends at 97% of the budget; 21 s have gone
+    cost = lambda s, step: s * step + math.ceil(s / 100) * 1.0  # noqa: E731
+    # on time: 300 steps at 0.24 s and 3 epoch ends take 75 s of the 76 left
     assert keeper.replan(cfg, global_step=100, step_in_epoch=0, now=21.0) is None
-    # three times slower: 300 steps at 0.3 s no longer fit in 76 s; the most that do (and their epoch ends) are kept
-    new, message = keeper.replan(cfg, global_step=100, step_in_epoch=0, step_s=0.3, now=21.0)
-    left = 97 - 21
-    fit = new.run.max_steps - 100
-    cost = lambda s: s * 0.3 + math.ceil(s / 100) * 1.0  # noqa: E731
-    assert cost(fit) <= left < cost(fit + 1) and new.run.epochs == math.ceil(new.run.max_steps / 100)
-    assert "0.300 s" in message and f"ends at step {new.run.max_steps}" in message
+    for step_s in (0.3, 0.1):  # slower: 93 s would overrun; faster: 33 s would leave most of it unused
+        new, message = keeper.replan(cfg, global_step=100, step_in_epoch=0, step_s=step_s, now=21.0)
+        fit = new.run.max_steps - 100
+        assert cost(fit, step_s) <= left < cost(fit + 1, step_s), step_s
+        assert new.run.epochs == math.ceil(new.run.max_steps / 100)
+        assert f"{step_s:.3f} s" in message and f"ends at step {new.run.max_steps}" in message
+        assert (fit < 300) == (step_s > 0.24)
     # the budget already spent: stop at the step reached
     new, _ = keeper.replan(cfg, global_step=100, step_in_epoch=0, now=200.0)
     assert new.run.max_steps == 100
+
+
+def test_a_respanned_cosine_goes_on_from_where_it_was_to_its_new_end():
+    from alexnet.config import OptimSpec
+    from alexnet.training.optim import LRSchedule
+
+    schedule = LRSchedule(OptimSpec(lr=1.0, lr_schedule="cosine"), epochs=10, steps_per_epoch=10)
+    before = schedule.lr_at(2, 9)  # after 3 epochs
+    for new_end in (5, 20):  # shorter and longer
+        schedule.anchor, schedule.epochs = None, 10
+        schedule.respan(new_end, 3.0)
+        assert schedule.lr_at(2, 9) == pytest.approx(before)  # no jump at the re-plan
+        lrs = [schedule.lr_at(e, s) for e in range(3, new_end) for s in range(10)]
+        assert all(a >= b for a, b in zip(lrs, lrs[1:], strict=False)) and lrs[-1] == pytest.approx(0, abs=1e-12)
+        restored = LRSchedule(OptimSpec(lr=1.0, lr_schedule="cosine"), epochs=new_end, steps_per_epoch=10)
+        restored.load_state_dict(schedule.state_dict())  # a resume follows the re-spanned schedule
+        assert restored.lr_at(3, 4) == schedule.lr_at(3, 4)
 
 
 def test_a_run_paused_midway_is_replanned_to_end_within_its_budget(tmp_path):

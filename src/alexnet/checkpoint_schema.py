@@ -210,7 +210,12 @@ def _check_train_state(f: Fields, state: Any, params: list[tuple[str, tuple[int,
     f.integer(state["global_step"], p + "global_step", 0, limits.MAX_STEPS)
     f.number(state["best_val_top1"], p + "best_val_top1", 0, 1, allow=(-math.inf,))  # -inf: no validation yet
     f.optional(state.get("chance_warned"), f.boolean, p + "chance_warned")
-    sched = f.mapping(state["scheduler"], p + "scheduler", required=("drops", "best", "bad_epochs"), extra=False)
+    sched = f.mapping(state["scheduler"], p + "scheduler", required=("drops", "best", "bad_epochs"),
+                      optional=("anchor",), extra=False)
+    if sched.get("anchor") is not None:  # a time budget's re-planned cosine: (epoch time, progress then)
+        t0, p0 = f.items(sched["anchor"], p + "scheduler.anchor", 2, 2)
+        f.number(t0, p + "scheduler.anchor[0]", 0, limits.MAX_EPOCHS)
+        f.number(p0, p + "scheduler.anchor[1]", 0, 1)
     f.integer(sched["drops"], p + "scheduler.drops", 0, limits.MAX_EPOCHS)
     f.number(sched["best"], p + "scheduler.best", 0, 1, allow=(-math.inf,))
     f.integer(sched["bad_epochs"], p + "scheduler.bad_epochs", 0, limits.MAX_EPOCHS)

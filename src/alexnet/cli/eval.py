@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device, DistInfo())
     out = evaluate_checkpoint(args.checkpoint, data=args.data, split=args.split, ten_crop=args.ten_crop,
                               tta=args.tta, batch_size=args.batch_size, output_dir=args.output_dir, device=device,
-                              workers=args.workers, inference=inference_options(args))
+                              workers=args.workers,
+                              inference=inference_options(args, args.checkpoint, args.batch_size, device))
     if args.json:
         print(json.dumps(out.result.to_json()))
     else:

@@ -34,9 +34,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.top_k < 1:
         raise ConfigError(f"--top-k must be >= 1, got {args.top_k}")
+    from alexnet.predict import BATCH
+
     ckpt = load_checkpoint(args.checkpoint, prefer="best")
-    results = predict_files(ckpt, args.inputs, top_k=args.top_k, device=resolve_device(args.device, DistInfo()),
-                            inference=inference_options(args))
+    device = resolve_device(args.device, DistInfo())
+    results = predict_files(ckpt, args.inputs, top_k=args.top_k, device=device,
+                            inference=inference_options(args, ckpt, BATCH, device))
     if args.json:
         print(format_json(results))
     elif args.csv:

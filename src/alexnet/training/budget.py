@@ -10,10 +10,10 @@ the budget was spent.
 
 A laptop is shared: the steps may run slower than the probe measured (another program, thermal limits). While the
 run trains, `BudgetKeeper` measures the steps actually taken; when the planned steps no longer fit in what is left
-of the budget it plans again, fewer steps, and moves the cosine's end to the new last step (the learning rate drops
-at once to where the shorter schedule has it, and then decays to its end at the budget). It only ever shortens the
-plan: a longer one would raise the learning rate again. The new plan goes into the run's config, so a checkpoint
-written after it records it and a resume follows it.
+of the budget it plans again, fewer steps, and moves the cosine's end to the new last step; when they would leave
+much of it unused (a probe slowed by another program) it plans more. The cosine goes on from the point it had
+reached to its new end (`LRSchedule.respan`): the learning rate never jumps. The new plan goes into the run's
+config and last.pt, so a resume follows it.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from alexnet.config import TrainConfig
 from alexnet.errors import ConfigError
 
 PROBE_STEPS = 3  # timed steps after one warm-up step
-REPLAN_SLACK = 1.05  # plan again when the steps left would overrun what is left of the budget by more than 5%
+REPLAN_SLACK = 1.1  # plan again when the steps left would take 10% more or less than what is left of the budget
 EVAL_FRACTION = 1 / 3  # a validation image costs about a third of a training image (forward only)
 SAFETY = 0.97  # plan to end a little before the budget: step times drift on a shared machine
 
@@ -158,22 +158,26 @@ class BudgetKeeper:
     def replan(self, cfg: TrainConfig, global_step: int, step_in_epoch: int,
                step_s: float | None = None, eval_s: float | None = None,
                now: float | None = None) -> tuple[TrainConfig, str] | None:
-        """A shorter plan when the steps left no longer fit in the time left: the new config and what to log."""
+        """A new plan when the steps left no longer fit in the time left, or fill far less of it: the new config
+        and what to log; None when the plan still holds."""
         step_s = self.step_s if step_s is None else step_s
         eval_s = self.eval_s if eval_s is None else eval_s
-        left_s = self.deadline - (time.perf_counter() if now is None else now)
-        planned = (cfg.run.max_steps or global_step) - global_step
+        left_s = max(self.deadline - (time.perf_counter() if now is None else now), 0.0)
+        planned = max((cfg.run.max_steps or global_step) - global_step, 0)
         epochs_left = math.ceil((step_in_epoch + planned) / self.steps_per_epoch) if planned else 0
         needed = planned * step_s + epochs_left * eval_s
-        if planned <= 0 or needed <= max(left_s, 0.0) * REPLAN_SLACK:
+        if left_s / REPLAN_SLACK <= needed <= left_s * REPLAN_SLACK or planned == 0:
             return None
-        fit = min(steps_that_fit(left_s, step_s, eval_s, self.steps_per_epoch, step_in_epoch), planned)
+        fit = steps_that_fit(left_s, step_s, eval_s, self.steps_per_epoch, step_in_epoch)
+        if fit == planned:
+            return None
         new_total = global_step + fit
         run = dataclasses.replace(cfg.run, max_steps=max(new_total, 1),
                                   epochs=max(math.ceil(new_total / self.steps_per_epoch), 1))
+        how = f"end {needed - left_s:.1f} s after" if needed > left_s else f"leave {left_s - needed:.1f} s of"
         message = (f"time budget: steps take {step_s:.3f} s now (the probe measured {self.budget.step_s:.3f} s), so "
-                   f"the {planned} steps left would end {needed - left_s:.1f} s after the budget: {fit} steps left "
-                   f"instead, the cosine schedule now ends at step {new_total}")
+                   f"the {planned} steps left would {how} the budget: {fit} steps left instead, the cosine schedule "
+                   f"now ends at step {new_total}")
         return dataclasses.replace(cfg, run=run), message
 
 

@@ -107,7 +107,8 @@ class EpochLoop:
             return False
         cfg, message = replanned
         self.ctx.cfg = cfg
-        self.state.schedule.epochs = cfg.run.max_steps / len(self.train_source)  # schedule_epochs for a budget
+        state, steps = self.state, len(self.train_source)
+        state.schedule.respan(cfg.run.max_steps / steps, state.epoch + state.step_in_epoch / steps)
         self.ctx.log(message)
         if self.ctx.info.is_main:
             write_config(cfg, self.ctx.paths.config)  # the people's copy; the checkpoints record it too

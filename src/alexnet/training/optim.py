@@ -27,6 +27,22 @@ class LRSchedule:
         self.drops = 0
         self.best = -math.inf
         self.bad_epochs = 0
+        # (epoch time t0, progress p0): the cosine was re-spanned at t0 (a time budget planned again) and goes on
+        # from the progress it had then to its end at `epochs`, so the learning rate never jumps
+        self.anchor: tuple[float, float] | None = None
+
+    def progress(self, t: float) -> float:
+        """How far along the cosine is after `t` epochs: 0 at the end of warm-up, 1 at the end."""
+        warmup = self.spec.warmup_epochs
+        if self.anchor is not None and t >= self.anchor[0]:
+            t0, p0 = self.anchor
+            return min(max(p0 + (t - t0) / max(self.epochs - t0, 1e-9) * (1.0 - p0), 0.0), 1.0)
+        return min(max((t - warmup) / max(self.epochs - warmup, 1e-9), 0.0), 1.0)
+
+    def respan(self, epochs: float, t: float) -> None:
+        """End the schedule at `epochs` instead, going on from where it is after `t` epochs."""
+        self.anchor = (t, self.progress(t))
+        self.epochs = epochs
 
     def lr_at(self, epoch: int, step: int) -> float:
         s = self.spec
@@ -37,9 +53,7 @@ class LRSchedule:
         if s.lr_schedule == "step":
             factor *= s.gamma ** (epoch // s.step_size)
         elif s.lr_schedule == "cosine":
-            span = max(self.epochs - s.warmup_epochs, 1e-9)
-            progress = min(max((t - s.warmup_epochs) / span, 0.0), 1.0)
-            factor *= 0.5 * (1.0 + math.cos(math.pi * progress))
+            factor *= 0.5 * (1.0 + math.cos(math.pi * self.progress(t)))
         elif s.lr_schedule == "plateau":
             factor *= s.gamma**self.drops
         return s.lr * factor
@@ -59,10 +73,15 @@ class LRSchedule:
         return False
 
     def state_dict(self) -> dict[str, Any]:
-        return {"drops": self.drops, "best": self.best, "bad_epochs": self.bad_epochs}
+        state = {"drops": self.drops, "best": self.best, "bad_epochs": self.bad_epochs}
+        if self.anchor is not None:
+            state["anchor"] = [float(self.anchor[0]), float(self.anchor[1])]
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.drops, self.best, self.bad_epochs = int(state["drops"]), float(state["best"]), int(state["bad_epochs"])
+        anchor = state.get("anchor")
+        self.anchor = (float(anchor[0]), float(anchor[1])) if anchor is not None else None
 
 
 FUSED_OPTIMIZER_DEVICES = ("cpu", "cuda")
