@@ -21,7 +21,7 @@ def test_no_data_and_no_recipe_is_the_demo_run():
     assert cfg.data.source is None  # the built-in dataset
 
 
-@pytest.mark.parametrize("name", ["demo", "paper", "seed", "d2l"])
+@pytest.mark.parametrize("name", ["demo", "paper", "seed", "d2l", "fast"])
 def test_every_shipped_recipe_parses(name):
     assert name in list_recipes()
     cfg = resolve_config(recipe=name)
