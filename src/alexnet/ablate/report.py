@@ -63,6 +63,17 @@ def _info(plan: StudyPlan, run) -> dict[str, Any]:
     return {"classes": len(meta["classes"]), "params": None}
 
 
+def _damaged(path: Path) -> str | None:
+    """The complaint about a metrics.csv that exists and cannot be read (an unfinished run's file is fine)."""
+    if not path.is_file():
+        return None
+    try:
+        m.read_rows(path)
+    except m.MetricsError as e:
+        return str(e)
+    return None
+
+
 def collect(plan: StudyPlan) -> StudyResult:
     """Read every finished run of the plan and compute the study's numbers."""
     from alexnet.errors import AlexNetError
@@ -76,7 +87,12 @@ def collect(plan: StudyPlan) -> StudyResult:
         entry = {"arm": run.arm, "seed": run.seed, "name": run.name, "status": status, "file": str(path)}
         result.runs.append(entry)
         if status != DONE:
-            result.pending.append(f"{run.arm} seed {run.seed}: {run.name} ({status})")
+            damaged = _damaged(path)
+            if damaged:
+                result.skipped.append(damaged)
+                entry["status"] = "skipped"
+            else:
+                result.pending.append(f"{run.arm} seed {run.seed}: {run.name} ({status})")
             continue
         try:
             rows = m.read_rows(path)
