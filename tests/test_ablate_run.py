@@ -40,32 +40,33 @@ def test_tiny_study_survives_a_kill_reuses_finished_runs_and_reports_their_numbe
     study.write_text(yaml.safe_dump(STUDY))
     out = tmp_path / "abl"
     args = ["ablate", str(study), "--data", str(data), "--output-dir", str(out), *TINY_STUDY]
-    log = open(tmp_path / "first.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "alexnet", *args], stdout=log, stderr=subprocess.STDOUT)
-    states: dict = {}
-    deadline = time.monotonic() + 240
-    while proc.poll() is None and time.monotonic() < deadline:  # kill once a run is done and the next half-way
-        runs = sorted((out / "runs").glob("*")) if (out / "runs").is_dir() else []
-        states = {r.name: train_status(r) for r in runs}
-        if DONE in states.values() and PARTIAL in states.values():
-            os.kill(proc.pid, signal.SIGKILL)
-            break
-        time.sleep(0.02)
-    proc.wait()
-    log.close()
+    with open(tmp_path / "first.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "alexnet", *args], stdout=log, stderr=subprocess.STDOUT)
+        states: dict = {}
+        deadline = time.monotonic() + 240
+        while proc.poll() is None and time.monotonic() < deadline:  # kill once a run is done, the next half-way
+            runs = sorted((out / "runs").glob("*")) if (out / "runs").is_dir() else []
+            states = {r.name: train_status(r) for r in runs}
+            if DONE in states.values() and PARTIAL in states.values():
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+            time.sleep(0.02)
+        proc.wait()
     assert proc.returncode == -signal.SIGKILL, (tmp_path / "first.log").read_text()[-2000:]
     done = [n for n, s in states.items() if s == DONE]
     partial = [n for n, s in states.items() if s == PARTIAL]
     before = {n: ((out / "runs" / n / "checkpoints" / "last.pt").stat().st_mtime_ns,
                   (out / "runs" / n / "metrics.csv").read_bytes()) for n in done}
 
-    again = run_cli(*args, timeout=300)
+    again = run_cli(*args, "--jobs", "2", timeout=300)  # the rest as 2 `alexnet train` subprocesses at a time
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
     assert f"4 jobs, {len(done)} finished already, {4 - len(done)} to run (1 to resume)" in again.stdout
     for n, (mtime, rows) in before.items():  # not redone
         assert (out / "runs" / n / "checkpoints" / "last.pt").stat().st_mtime_ns == mtime
         assert (out / "runs" / n / "metrics.csv").read_bytes() == rows
     assert "resuming from" in (out / "runs" / partial[0] / "log.txt").read_text()
+    assert sorted(p.stem for p in (out / "logs").glob("*.log")) == sorted(set(states) - set(done) | {
+        r.name for r in (out / "runs").iterdir()} - set(done))  # one log per subprocess run
     runs = sorted((out / "runs").iterdir())
     assert len(runs) == 4 and all(train_status(r) == DONE for r in runs)
 

@@ -14,6 +14,11 @@ from alexnet.config import ModelSpec, resolve_config
 from alexnet.errors import ConfigError
 
 
+def open_text(path):
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
 def test_every_built_in_study_names_its_arms_metrics_and_the_paper():
     assert list(STUDIES) == ["relu", "lrn", "overlap", "dropout", "augment", "towers", "tencrop", "init", "features"]
     for study in STUDIES.values():
@@ -38,12 +43,11 @@ def test_study_switches_are_train_flags_that_reach_the_model():
 def test_pca_sigma_reaches_the_batch_augmentation(tmp_path):
     import torch
 
+    from alexnet.data import build_datasets
     from alexnet.distributed import env_info
     from alexnet.training.batches import build_batches
     from data_factories import make_folder
     from tiny_runs import tiny_config
-
-    from alexnet.data import build_datasets
 
     cfg = tiny_config(make_folder(tmp_path / "d", train=2, val=1), tmp_path / "r",
                       **{"data.pca_sigma": 0.0, "data.preset": "paper"})
@@ -72,7 +76,7 @@ def test_plan_prints_one_train_command_per_run_and_writes_their_configs(tmp_path
     train = [line for line in lines if " train --config " in line]
     jobs = [line for line in lines if " ablate job " in line]
     assert len(train) == 2 and len(jobs) == 2  # the base run per seed, then its 10-crop evaluation
-    config = yaml.safe_load(open(train[0].split("--config ")[1].split()[0]))
+    config = yaml.safe_load(open_text(train[0].split("--config ")[1].split()[0]))
     assert config["run"]["epochs"] == 3 and config["run"]["output_dir"].startswith(str(out.resolve()))
     assert json.loads((out / "tencrop" / "study.json").read_text())["seeds"] == 2
 

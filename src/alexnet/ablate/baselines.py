@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,8 @@ PIXELS_SIZE = 24  # side the raw-pixel baseline sees: 24 x 24 x 3 = 1,728 inputs
 HOG_ORIENTATIONS = 9
 HOG_CELL = 8  # pixels per cell side
 HOG_BLOCK = 2  # cells per block side
-LOGREG_MAX_ITER = 500
-LOGREG_C = 1.0  # inverse L2 strength (scikit-learn's default)
+LOGREG_MAX_ITER = 1000
+LOGREG_C = 0.1  # inverse L2 strength: 10x scikit-learn's default (HOG on 4,000 photos: 98% train, 63% val at 1.0)
 BATCH = 256
 
 
@@ -85,6 +86,7 @@ def run_baseline(kind: str, cfg: dict[str, Any], folder: Path) -> dict[str, floa
     if kind not in ("pixels", "hog"):
         raise AlexNetError(f"unknown baseline {kind!r} (pixels, hog)")
     import numpy as np
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -103,7 +105,10 @@ def run_baseline(kind: str, cfg: dict[str, Any], folder: Path) -> dict[str, floa
     if len(np.unique(yt)) < 2:
         raise AlexNetError(f"{bundle.source}: the {kind} baseline needs at least 2 classes in the training split")
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=LOGREG_MAX_ITER, C=LOGREG_C))
-    model.fit(xt, yt)
+    with warnings.catch_warnings(record=True) as caught:  # lbfgs not converged: recorded, not printed
+        warnings.simplefilter("always", ConvergenceWarning)
+        model.fit(xt, yt)
+    converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
     # predict_proba's columns are the classes seen in training; place them at their label index
     probs = np.zeros((len(yv), len(bundle.class_names)))
     probs[:, model.classes_] = model.predict_proba(xv)
@@ -116,7 +121,7 @@ def run_baseline(kind: str, cfg: dict[str, Any], folder: Path) -> dict[str, floa
         "kind": kind, "features": int(xt.shape[1]), "train_images": len(yt), "val_images": len(yv),
         "classes": list(bundle.class_names), "image_size": size, "source": bundle.source,
         "pixels_size": PIXELS_SIZE, "hog": {"orientations": HOG_ORIENTATIONS, "cell": HOG_CELL, "block": HOG_BLOCK},
-        "logistic_regression": {"max_iter": LOGREG_MAX_ITER, "C": LOGREG_C},
+        "logistic_regression": {"max_iter": LOGREG_MAX_ITER, "C": LOGREG_C, "converged": converged},
     }, indent=1) + "\n")
     return row
 

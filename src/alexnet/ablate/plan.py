@@ -147,7 +147,10 @@ def _identity(cfg: dict[str, Any]) -> dict[str, Any]:
     arch = dataclasses.asdict(model_config(spec.name, **spec.architecture()))
     model = {k: v for k, v in cfg["model"].items() if k not in spec.architecture()}
     run = {k: v for k, v in cfg["run"].items() if k not in ("seed", "output_dir")}
-    return {**cfg, "model": {**model, "architecture": arch}, "run": run, "recipe": None}
+    data = dict(cfg["data"])
+    if data.get("augment") is None and data.get("preset") is not None:
+        data["augment"] = data["preset"] == "paper"  # the preset's own default (config.DataSpec.augment)
+    return {**cfg, "model": {**model, "architecture": arch}, "data": data, "run": run, "recipe": None}
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -48,6 +48,7 @@ class StudyResult:
     threshold_why: str = ""
     claims: list[ClaimResult] = field(default_factory=list)
     seconds: float = 0.0  # training and validation time of the finished runs (metrics.csv's `seconds`)
+    classes: int = 0  # the most classes of any finished run
 
 
 def metrics_file(plan: StudyPlan, run) -> Path:
@@ -102,6 +103,7 @@ def collect(plan: StudyPlan) -> StudyResult:
             entry["status"] = "skipped"
             continue
         loaded.append((run, rows, info))
+        result.classes = max(result.classes, int(info.get("classes") or 0))
         result.rows[run.name] = rows
         if run.kind == "train":
             result.seconds += sum(r.get("seconds", 0.0) for r in rows)
@@ -144,8 +146,10 @@ def judge(result: StudyResult, claim: Claim) -> ClaimResult:
     if censored_arm and verdict == "contradicted" and claim.sign > 0 or censored_base and \
             verdict == "contradicted" and claim.sign < 0:
         verdict = "inconclusive"
-    needed = stats.seeds_needed(effect.centre, effect.spread) if effect is not None and verdict == "inconclusive" \
-        else None
+    if effect is None and claim.metric == "val_top5" and 0 < result.classes <= 5:
+        verdict = "not applicable (top-5 of 5 classes or fewer is 100%)"
+    needed = (stats.seeds_needed(effect.centre, effect.spread)
+              if effect is not None and effect.n >= 2 and verdict == "inconclusive" else None)
     return ClaimResult(claim, effect, verdict, needed, censored_arm + censored_base)
 
 
@@ -193,8 +197,8 @@ def paper_text(claim: Claim) -> str:
                                                                                       else "< 0")
     else:
         value = "no claim"
-    where = f" (section {claim.section})" if claim.section and claim.section[0].isdigit() else (
-        f" ({claim.section})" if claim.section else "")
+    section = claim.section.strip(" ()-")
+    where = f" (section {section})" if section[:1].isdigit() else f" ({section})" if section else ""
     return f"{value}{where}: {claim.paper_text}" if claim.paper_text else f"{value}{where}"
 
 
@@ -205,8 +209,11 @@ def claim_label(claim: Claim) -> str:
 
 def verdict_text(c: ClaimResult) -> str:
     text = c.verdict
-    if c.verdict == "inconclusive":
-        text += f" (about {c.seeds_needed} seeds would settle it)" if c.seeds_needed else " (no seed count would settle it)"
+    if c.verdict == "inconclusive" and c.effect is not None and c.effect.n < 2:
+        text += " (one seed: no interval; run more seeds)"
+    elif c.verdict == "inconclusive":
+        text += (f" (about {c.seeds_needed} seeds would settle it)" if c.seeds_needed
+                 else " (the measured effect is 0 or tiny: no number of seeds within 1000 would settle it)")
     if c.censored:
         text += f"; {c.censored} value(s) are bounds"
     return text
