@@ -121,8 +121,8 @@ def arm_overrides(study: Study, arm: Arm, settings: Settings) -> dict[str, Any]:
     """Layers, each overriding the one before: the profile's base, the study's base, the user's overrides (YAML
     and flags), the arm's own switch (which nothing may override: it is what the study measures)."""
     base = {k: v for k, v in PROFILE_BASE[settings.profile].items() if k != "recipe"}
-    if settings.data is not None:
-        base["data.source"] = settings.data
+    if settings.data is not None:  # a folder by its absolute path: the commands of `plan` run from anywhere
+        base["data.source"] = str(Path(settings.data).resolve()) if Path(settings.data).exists() else settings.data
     return {**base, **study.base, **settings.overrides, **arm.overrides}
 
 
