@@ -148,3 +148,21 @@ def test_list_names_every_study(capsys):
     assert main(["ablate", "list"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in STUDIES)
+
+
+def test_a_signal_that_stopped_a_run_stops_the_study_with_its_exit_code(tmp_path, monkeypatch, capsys):
+    import signal
+
+    from alexnet.ablate import api
+    from alexnet.errors import AlexNetError
+
+    class Stopped(AlexNetError):  # what training.signals.RunInterrupted carries
+        signum = signal.SIGTERM
+
+    def stopped(self, jobs=1):
+        raise Stopped("SIGTERM: finished step 3 of epoch 1 and saved last.pt")
+
+    monkeypatch.setattr(api.Session, "run", stopped)
+    assert main(["ablate", "relu", "--seeds", "1", "--output-dir", str(tmp_path / "o")]) == 128 + signal.SIGTERM
+    err = capsys.readouterr().err
+    assert "saved last.pt" in err and "the same command continues the study" in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -18,6 +19,7 @@ USAGE_WORDS = """
   alexnet ablate report DIR                      build the reports from whatever has finished in DIR
   alexnet ablate list                            the built-in studies and what they measure
 studies: relu, lrn, overlap, dropout, augment, towers, tencrop, init, features (all: every one, and a summary)
+every `alexnet train` flag (--epochs, --width-mult, --lr, --data, ...) applies to every arm, except the arm's switch
 """
 
 
@@ -61,7 +63,7 @@ def overrides_from(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from alexnet.ablate import api
-    from alexnet.errors import ConfigError
+    from alexnet.errors import AlexNetError, ConfigError
 
     words = args.words
     if words[0] == "list":
@@ -90,7 +92,14 @@ def run(args: argparse.Namespace) -> int:
         print(session.plan_text())
         return 0
     started = time.perf_counter()
-    failures = session.run(jobs=args.jobs)
+    try:
+        failures = session.run(jobs=args.jobs)
+    except AlexNetError as e:
+        signum = getattr(e, "signum", None)  # training.signals.RunInterrupted: the run saved its checkpoint
+        if signum is None:
+            raise
+        print(f"alexnet ablate: {e}\nalexnet ablate: interrupted; the same command continues the study", file=sys.stderr)
+        return 128 + signum
     for line in session.report_paths():
         print(line)
     print(f"alexnet ablate {names[0]}: {time.perf_counter() - started:.0f} s")
