@@ -121,6 +121,12 @@ def test_unknown_study_lists_the_known_ones(capsys):
     assert "unknown study 'colour'" in err and "relu" in err and "features" in err
 
 
+def test_missing_data_folder_is_refused_before_anything_trains(tmp_path, capsys):
+    assert main(["ablate", "relu", "--data", str(tmp_path / "nowhere"), "--output-dir", str(tmp_path / "o")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
 def test_output_dir_of_other_settings_or_not_an_ablate_folder_is_refused(tmp_path, capsys):
     out = tmp_path / "abl"
     assert main(["ablate", "plan", "relu", "--output-dir", str(out), "--seeds", "1"]) == 0

@@ -20,6 +20,8 @@ from alexnet.ablate.plan import (
 from alexnet.ablate.studies import FORBIDDEN, METRICS, PROFILES, STUDIES, Study, get_study
 from alexnet.errors import AlexNetError, ConfigError, short
 
+NAMED_SOURCES = ("shapes", "mnist", "fashion-mnist", "cifar10")  # --data values that are not paths (data.sources)
+
 
 def describe_studies() -> str:
     lines = []
@@ -71,6 +73,8 @@ class Session:
         studies = list(STUDIES.values()) if name == "all" else [get_study(name)]
         if "data.source" in (overrides or {}):
             data = (overrides or {}).pop("data.source")
+        if data is not None and data not in NAMED_SOURCES and not Path(data).exists():
+            raise ConfigError(f"--data {short(data)}: no such file or folder (or one of {', '.join(NAMED_SOURCES)})")
         settings = Settings(profile, data, _user_overrides(config, dict(overrides or {})))
         root = Path(output_dir) if output_dir is not None else default_output_dir(profile, data)
         plans = [make_plan(s, root, settings, seeds) for s in studies]  # validates every arm's config

@@ -296,7 +296,8 @@ _STUDIES = [
          Claim("alexnet", "pixels", "val_top1", direction=+1, section="note 2", paper_text="(and raw pixels)")),
         paper="The second note's first point: learned features can beat hand-crafted ones.",
         notes="The baselines see the same train/val split, centre-cropped to the profile's image size; they are "
-              "deterministic given the data, so their seeds repeat one number.",
+              "deterministic given the data, so their seeds repeat one number. Their train accuracy is on the "
+              "whole training split after fitting (AlexNet's is the running accuracy of its last epoch).",
     ),
 ]
 STUDIES: dict[str, Study] = {s.name: s for s in _STUDIES}
