@@ -172,3 +172,18 @@ def test_a_signal_that_stopped_a_run_stops_the_study_with_its_exit_code(tmp_path
     assert main(["ablate", "relu", "--seeds", "1", "--output-dir", str(tmp_path / "o")]) == 128 + signal.SIGTERM
     err = capsys.readouterr().err
     assert "saved last.pt" in err and "the same command continues the study" in err
+
+
+def test_run_names_depend_on_what_differs_from_the_defaults_only():
+    settings = planning.Settings("quick", None, {})
+    study, arm = get_study("lrn"), get_study("lrn").arm("bn")
+    cfg = planning.resolve_train_config(study, arm, settings)
+    ref = planning.resolve_train_config(study, get_study("lrn").arm("lrn"), settings)
+    stem = planning.run_stem(cfg, ref)
+    assert stem.startswith("norm-bn-")
+    older = json.loads(json.dumps(cfg))
+    del older["optim"]["label_smoothing"]  # a run made before that option existed (it is at its default here)
+    assert planning.run_stem(older, ref) == stem
+    changed = json.loads(json.dumps(cfg))
+    changed["optim"]["lr"] = 0.5
+    assert planning.run_stem(changed, ref) != stem

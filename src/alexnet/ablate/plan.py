@@ -137,20 +137,28 @@ def resolve_train_config(study: Study, arm: Arm, settings: Settings) -> dict[str
     return cfg.to_dict()
 
 
-def _identity(cfg: dict[str, Any]) -> dict[str, Any]:
+def _identity(cfg: dict[str, Any], reduced: bool = True) -> dict[str, Any]:
     """What makes two runs the same run: the config with the model section replaced by the architecture it
-    builds (norm=None and norm="lrn" build the same alexnet), less the seed and the output folder."""
-    from alexnet.config import ModelSpec
+    builds (norm=None and norm="lrn" build the same alexnet), less the seed and the output folder, and only where
+    it differs from the defaults: an option added to a later version, at its default, renames no finished run."""
+    from alexnet.config import ModelSpec, TrainConfig
     from alexnet.models import model_config
 
     spec = ModelSpec(**cfg["model"])
     arch = dataclasses.asdict(model_config(spec.name, **spec.architecture()))
+    variant = dataclasses.asdict(model_config(spec.name))
     model = {k: v for k, v in cfg["model"].items() if k not in spec.architecture()}
     run = {k: v for k, v in cfg["run"].items() if k not in ("seed", "output_dir")}
     data = dict(cfg["data"])
     if data.get("augment") is None and data.get("preset") is not None:
         data["augment"] = data["preset"] == "paper"  # the preset's own default (config.DataSpec.augment)
-    return {**cfg, "model": {**model, "architecture": arch}, "data": data, "run": run, "recipe": None}
+    if reduced:
+        arch = {k: v for k, v in arch.items() if variant[k] != v}
+    full = _flat({**cfg, "model": {**model, "architecture": arch}, "data": data, "run": run, "recipe": None})
+    if not reduced:
+        return full
+    defaults = _flat(TrainConfig().to_dict())
+    return {k: v for k, v in full.items() if k not in defaults or defaults[k] != v}
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -168,7 +176,7 @@ def run_stem(cfg: dict[str, Any], reference: dict[str, Any]) -> str:
     identity (so two names never collide whatever the switches' text is cut to)."""
     ident = _identity(cfg)
     digest = hashlib.sha1(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:8]
-    mine, ref = _flat(ident), _flat(_identity(reference))
+    mine, ref = _identity(cfg, reduced=False), _identity(reference, reduced=False)
     diffs = [f"{k.rsplit('.', 1)[-1]}-{v}" for k, v in sorted(mine.items()) if ref.get(k) != v]
     slug = re.sub(r"[^A-Za-z0-9.]+", "-", "_".join(diffs)).strip("-")[:48].strip("-") or "base"
     return f"{slug}-{digest}"
