@@ -348,7 +348,10 @@ def plot_study(result: StudyResult, path: Path) -> Path | None:
         ax_err.axhline(100 * result.threshold, color="grey", ls="--", lw=1, label="threshold")
     ax_err.set(xlabel="epoch", ylabel="training error (%)", title="training error")
     ax_val.set(xlabel="epoch", ylabel="val top-1 (%)", title="validation top-1")
+    from matplotlib.ticker import MaxNLocator
+
     for ax in (ax_err, ax_val):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(f"alexnet ablate {result.plan.study.name}")
