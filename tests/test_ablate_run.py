@@ -29,6 +29,12 @@ TINY_STUDY = ["--width-mult", "0.125", "--image-size", "67", "--batch-size", "8"
               "--device", "cpu"]
 
 
+def states_now(out) -> dict:
+    """Each run folder's state as the runner reads it."""
+    runs = sorted((out / "runs").glob("*")) if (out / "runs").is_dir() else []
+    return {r.name: train_status(r) for r in runs}
+
+
 def final_top1(run_dir) -> float:
     with open(run_dir / "metrics.csv", newline="") as f:
         return 100 * float(list(csv.DictReader(f))[-1]["val_top1"])
@@ -46,12 +52,14 @@ def test_tiny_study_survives_a_kill_reuses_finished_runs_and_reports_their_numbe
         states: dict = {}
         deadline = time.monotonic() + 240
         while proc.poll() is None and time.monotonic() < deadline:  # kill once a run is done, the next half-way
-            runs = sorted((out / "runs").glob("*")) if (out / "runs").is_dir() else []
-            states = {r.name: train_status(r) for r in runs}
-            if DONE in states.values() and PARTIAL in states.values():
-                os.kill(proc.pid, signal.SIGKILL)
-                break
-            time.sleep(0.02)
+            if {DONE, PARTIAL} <= set(states_now(out).values()):
+                os.kill(proc.pid, signal.SIGSTOP)  # frozen: what is on disk now is what the kill leaves
+                states = states_now(out)
+                if {DONE, PARTIAL} <= set(states.values()):
+                    os.kill(proc.pid, signal.SIGKILL)
+                    break
+                os.kill(proc.pid, signal.SIGCONT)  # it moved on between the two looks: watch the next run
+            time.sleep(0.005)
         proc.wait()
     assert proc.returncode == -signal.SIGKILL, (tmp_path / "first.log").read_text()[-2000:]
     done = [n for n, s in states.items() if s == DONE]
