@@ -185,7 +185,7 @@ _STUDIES = [
         paper="ReLUs train several times faster than their tanh equivalents (section 3.1, Figure 1: 6x to 25% "
               "training error on CIFAR-10).",
         notes="No normalisation in either arm (norm none), so nothing hides the saturation; the same learning rate "
-              "for both (the paper tuned each).",
+              "for both (the paper tuned each); the whole AlexNet stack, where Figure 1 used a four-layer net.",
         threshold_arm="relu",
     ),
     Study(
