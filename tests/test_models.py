@@ -342,6 +342,29 @@ def test_switches_change_what_they_say():
     assert all(m.groups == 1 for m in one_tower.modules() if isinstance(m, nn.Conv2d))
 
 
+def test_paper_bias0_init_keeps_the_paper_weights_and_zeroes_every_bias():
+    torch.manual_seed(0)
+    paper = build_model("alexnet", **SMALL)
+    torch.manual_seed(0)
+    bias0 = build_model("alexnet", init="paper-bias0", **SMALL)
+    assert paper.layer("conv2").bias.eq(1).all() and paper.layer("fc7").bias.eq(1).all()
+    for name, m in bias0.named_layers():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            assert m.bias.eq(0).all(), name
+            assert torch.equal(m.weight, paper.layer(name).weight), name  # the same N(0, 0.01) draws
+    with pytest.raises(ConfigError, match="init must be one of"):
+        AlexNetConfig(init="bias0")
+
+
+def test_half_kernel_one_tower_is_channels_with_groups_1():
+    # Section 3.2's one-GPU net: half the kernels of every conv but conv5, one tower; no field of its own.
+    half = build_model("alexnet", channels=(48, 128, 192, 192, 256), groups=1, num_classes=10)
+    assert [half.layer(f"conv{i}").out_channels for i in range(1, 6)] == [48, 128, 192, 192, 256]
+    assert all(m.groups == 1 for m in half.modules() if isinstance(m, nn.Conv2d))
+    assert half.layer("fc6").in_features == 256 * 6 * 6
+    assert num_params(half) == parameter_count(half.config) < num_params(build_model("alexnet", num_classes=10))
+
+
 def test_width_mult_scales_convs_and_fcs():
     model = build_model("alexnet", width_mult=0.25)
     assert model.config.conv_channels == (24, 64, 96, 96, 64)

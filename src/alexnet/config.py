@@ -39,6 +39,11 @@ DEFAULT_RECIPE = "demo"
 # Choice lists, in the order help texts list them.
 MODEL_NAMES = ("alexnet", "alexnet-1gpu", "alexnet-bn", "alexnet-d2l", "alexnet-owt")  # = models.list_models()
 NORMS = ("lrn", "bn", "none")
+ACTIVATIONS = ("relu", "tanh")  # the paper's section 3.1: ReLU, and tanh its saturating baseline
+POOLINGS = ("overlap", "plain")  # overlap: 3x3 windows, stride 2 (the paper, section 3.4); plain: 2x2, stride 2
+# paper: N(0, 0.01), bias 1 on conv2/4/5, fc6/7 (section 5); paper-bias0: the same weights, every bias 0;
+# default: PyTorch's; kaiming: He et al.
+INITS = ("paper", "paper-bias0", "default", "kaiming")
 IN_CHANNELS = (1, 3)  # grayscale (the d2l note) or RGB
 PRESETS = ("seed", "d2l", "paper")  # transform presets (alexnet.data.transforms)
 LOADERS = ("cache", "pil")
@@ -80,6 +85,14 @@ def yaml_only(default: Any) -> Any:
     return field(default=default, metadata={"flag": None})
 
 
+def parse_channels(text: Any) -> tuple[int, ...]:
+    """ "48,128,192,192,256" -> five positive ints (conv1..conv5), else a ConfigError naming model.channels."""
+    parts = str(text).split(",") if isinstance(text, str) else []
+    if len(parts) != 5 or not all(p.strip().isdigit() and 0 < int(p) <= v.MAX_WIDTH for p in parts):
+        _F.fail("model.channels", f"five channel counts c1,c2,c3,c4,c5 in [1, {v.MAX_WIDTH}]", text)
+    return tuple(int(p) for p in parts)
+
+
 def parse_class_weights(text: str) -> list[float]:
     """ "w1,w2,...": positive finite numbers, else a ConfigError naming optim.class_weights."""
     try:
@@ -111,6 +124,14 @@ class ModelSpec:
                        "(no gradient, BatchNorm statistics too; the optimizer never sees them)")
     freeze_epochs: int = flag(0, metavar="N", help="with --freeze: unfreeze everything after N epochs (0: frozen for "
                               "the whole run), as fastai's fine_tune")
+    # the ablation switches of alexnet.models.AlexNetConfig (alexnet ablate's studies); None keeps the variant's
+    activation: str | None = flag(None, choices=ACTIVATIONS, help="non-linearity of every layer")
+    pooling: str | None = flag(None, choices=POOLINGS, help="max-pooling: overlap (3/2, the paper) or plain (2/2)")
+    groups: int | None = flag(None, metavar="G", help="groups of conv2/4/5 (2: the paper's two towers, 1: one)")
+    init: str | None = flag(None, choices=INITS, help="weight init (paper-bias0: the paper's without the bias 1)")
+    # conv1..conv5 channels before width_mult, "c1,c2,c3,c4,c5" (48,128,192,192,256: the paper's half-kernel
+    # one-GPU net of section 3.2)
+    channels: str | None = flag(None, metavar="C1,...,C5", help="conv1..conv5 channels before --width-mult")
 
     def __post_init__(self):
         _F.text(self.name, "model.name")  # the registry (alexnet.models) names the valid ones when it builds
@@ -126,6 +147,19 @@ class ModelSpec:
         if self.freeze_epochs and self.freeze == "none":
             raise ConfigError(f"field 'model.freeze_epochs' ({self.freeze_epochs}) needs field 'model.freeze' "
                               "(--freeze LAYER|features): there is nothing to unfreeze")
+        _F.optional(self.activation, _F.text, "model.activation", choices=ACTIVATIONS)
+        _F.optional(self.pooling, _F.text, "model.pooling", choices=POOLINGS)
+        _F.optional(self.groups, _F.integer, "model.groups", 1, v.MAX_WIDTH)
+        _F.optional(self.init, _F.text, "model.init", choices=INITS)
+        if self.channels is not None:
+            parse_channels(self.channels)
+
+    def architecture(self) -> dict[str, Any]:
+        """The AlexNetConfig fields this section sets (None keeps the variant's value), for models.model_config."""
+        return {"width_mult": self.width_mult, "dropout": self.dropout, "norm": self.norm,
+                "in_channels": self.in_channels, "activation": self.activation, "pooling": self.pooling,
+                "groups": self.groups, "init": self.init,
+                "channels": None if self.channels is None else parse_channels(self.channels)}
 
 
 @dataclass
@@ -159,6 +193,9 @@ class DataSpec:
                        "classes (the top ones) or leaves (each folder holding images); auto refuses to guess")
     # each epoch's order draws the classes equally (small classes repeated, large ones cut): training.balance
     balanced_sampler: bool = flag(False, help="each epoch draws every class equally often (unbalanced data)")
+    # the standard deviation of the paper preset's PCA colour noise (0: crops and flips only); cache loader only
+    pca_sigma: float = flag(0.1, metavar="S", help="paper preset: PCA colour noise sigma (0 turns it off; the "
+                            "paper: 0.1)")
 
     def __post_init__(self):
         _F.optional(self.source, _F.text, "data.source", v.MAX_PATH)
@@ -175,6 +212,9 @@ class DataSpec:
         _F.optional(self.prefetch, _F.boolean, "data.prefetch")
         _F.text(self.layout, "data.layout", choices=LAYOUTS)
         _F.boolean(self.balanced_sampler, "data.balanced_sampler")
+        _F.number(self.pca_sigma, "data.pca_sigma", 0, 10)
+        if self.pca_sigma != 0.1 and self.loader != "cache":
+            raise ConfigError("field 'data.pca_sigma' is honoured by the cache loader only (--loader cache)")
 
 
 @dataclass

@@ -22,15 +22,12 @@ import torch
 from torch import nn
 
 from alexnet import validate as limits
-from alexnet.config import NORMS
+from alexnet.config import ACTIVATIONS, INITS, NORMS, POOLINGS
 from alexnet.errors import ConfigError, clip, short
 from alexnet.lrn import ALPHA_CONVENTIONS, LocalResponseNorm
 from alexnet.lrn import MAX_SIZE as MAX_LRN_SIZE
 
-ACTIVATIONS = ("relu", "tanh")
-POOLINGS = ("overlap", "plain")  # overlap: 3x3 windows, stride 2 (the paper, section 3.4); plain: 2x2, stride 2
 DROPOUT_POSITIONS = ("after", "before")
-INITS = ("paper", "default", "kaiming")
 HEADS = ("flatten", "adaptive")
 ADAPTIVE_SIZE = 6  # torchvision's AdaptiveAvgPool2d((6, 6)): the paper's 6x6 map after pool5
 GROUPED_CONVS = ("conv2", "conv4", "conv5")  # the layers the paper splits across its two GPUs (section 3.2, Fig. 2)
@@ -54,7 +51,8 @@ class AlexNetConfig:
     dropout: float = 0.5  # p of zeroing, on the inputs of fc7 and fc8 ("after") or of fc6 and fc7 ("before")
     dropout_position: str = "after"  # after fc6/fc7's ReLU (paper, d2l) or before fc6/fc7 (torchvision, the bn note)
     groups: int = 2  # groups of conv2, conv4, conv5: 2 = the paper's two GPU towers, 1 = one tower
-    init: str = "paper"  # paper: N(0, 0.01), bias 1 on conv2/4/5, fc6/7; default: PyTorch's; kaiming: He et al.
+    init: str = "paper"  # paper: N(0, 0.01), bias 1 on conv2/4/5, fc6/7; paper-bias0: every bias 0; default:
+    # PyTorch's; kaiming: He et al.
     head: str = "flatten"  # flatten: fc6 takes the conv stack's map at image_size; adaptive: avg-pool to 6x6 first
     lrn_size: int = 5  # the paper's n: channels in each normalisation window
     lrn_k: float = 2.0  # the paper's k
@@ -402,11 +400,13 @@ def _init_weights(model: AlexNet, cfg: AlexNetConfig) -> None:
     for name, m in model.named_layers():
         if not isinstance(m, (nn.Conv2d, nn.Linear)):
             continue
-        if cfg.init == "paper":
+        if cfg.init in ("paper", "paper-bias0"):
             # Section 5: weights from N(0, 0.01); biases 1 in conv2, conv4, conv5 and the hidden fc layers (to give
-            # the ReLUs positive inputs early on), 0 elsewhere.
+            # the ReLUs positive inputs early on), 0 elsewhere. paper-bias0 keeps the weights and zeroes every bias:
+            # the ablation of that claim ("accelerates the early stages of learning").
             nn.init.normal_(m.weight, 0.0, 0.01)
-            nn.init.constant_(m.bias, 1.0 if name in ("conv2", "conv4", "conv5", "fc6", "fc7") else 0.0)
+            one = cfg.init == "paper" and name in ("conv2", "conv4", "conv5", "fc6", "fc7")
+            nn.init.constant_(m.bias, 1.0 if one else 0.0)
         else:  # kaiming, as torchvision's VGG: He-normal convs (fan_out), N(0, 0.01) linears, zero biases
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity=cfg.activation)

@@ -198,8 +198,7 @@ def build_data(ctx: RunContext) -> RunData:
     from alexnet.models import model_config
 
     cfg, info = ctx.cfg, ctx.info
-    base = model_config(cfg.model.name, width_mult=cfg.model.width_mult, dropout=cfg.model.dropout,
-                        norm=cfg.model.norm, in_channels=cfg.model.in_channels)
+    base = model_config(cfg.model.name, **cfg.model.architecture())
     image_size = cfg.data.image_size or base.image_size
     source = cfg.data.source or "the built-in shapes dataset"
     ctx.log(f"preparing data: {source} (decoded once into the uint8 cache under $ALEXNET_CACHE; the first use takes "

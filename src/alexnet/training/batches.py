@@ -188,7 +188,8 @@ def build_batches(cfg: TrainConfig, bundle: Any, image_size: int, in_channels: i
         train, val = cache_split(bundle, "train", workers=workers), cache_split(bundle, "val", workers=workers)
         generator = torch.Generator()  # BatchAugment draws on the CPU whatever the batch's device
         train_aug = BatchAugment(bundle.preset, image_size, bundle.mean, bundle.std, train=True, pca=bundle.pca,
-                                 generator=generator, augment=cfg.data.augment, in_channels=in_channels)
+                                 generator=generator, augment=cfg.data.augment, in_channels=in_channels,
+                                 sigma=cfg.data.pca_sigma)
         val_aug = BatchAugment(bundle.preset, image_size, bundle.mean, bundle.std, train=False,
                                in_channels=in_channels)
         source = CacheBatches(train.images, train.labels, train_aug, generator, cfg.run.batch_size, cfg.run.seed,
