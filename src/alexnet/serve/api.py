@@ -4,8 +4,8 @@ Images are named by id (`val:17`, `train:3`, `upload:<hex>`), never by path. Inf
 app's bounded worker (`app.state.bounded`); the cheap ones answer from the index directly.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: FastAPI reads the route functions' annotations at run time, and
+# Request is imported inside build_router (fastapi is imported only when a server is built).
 from typing import Any
 
 from alexnet.errors import DataError
