@@ -34,8 +34,8 @@ def build_router():
     def png(data: bytes) -> Response:
         return Response(data, media_type="image/png", headers=PNG_HEADERS)
 
-    async def bounded(request: Request, fn, *args) -> Any:
-        return await request.app.state.bounded(fn, *args)
+    async def bounded(request: Request, fn, *args, admit: bool = True) -> Any:
+        return await request.app.state.bounded(fn, *args, admit=admit)
 
     @router.get("/health")
     async def health():
@@ -48,7 +48,7 @@ def build_router():
     @router.get("/runs/{rid}/image/{image_id}")
     async def image(request: Request, rid: str, image_id: str):
         sr = served(request, rid)
-        return png(await bounded(request, views.image_png, sr, image_id))
+        return png(await bounded(request, views.image_png, sr, image_id, admit=False))
 
     @router.post("/runs/{rid}/upload")
     async def upload(request: Request, rid: str):
@@ -101,7 +101,7 @@ def build_router():
 
     @router.get("/runs/{rid}/training")
     async def training(request: Request, rid: str):
-        return await bounded(request, views.training, served(request, rid))
+        return await bounded(request, views.training, served(request, rid), admit=False)
 
     return router
 

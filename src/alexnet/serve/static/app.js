@@ -267,6 +267,7 @@ function chart(rows, series, title) {
     if (!pts.length) return;
     const c = ["#2f6fde", "#d9822b", "#3a9d5d"][i % 3];
     add("polyline", { points: pts.join(" "), fill: "none", stroke: c, "stroke-width": 2 });
+    for (const pt of pts) { const [cx, cy] = pt.split(","); add("circle", { cx, cy, r: 3, fill: c }); }
     add("text", { x: W - R - 90, y: T + 14 * i + 4, "font-size": 11, fill: c }, name);
   });
   return svg;
