@@ -43,8 +43,6 @@ def server_token(host: str, token: str | None) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import socket
-
     from alexnet.errors import AlexNetError, ConfigError
 
     if not 0 <= args.port <= 65535:
@@ -54,22 +52,18 @@ def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from alexnet.serve.app import Limits, create_app
+        from alexnet.serve.app import Limits, create_app, listen
     except ModuleNotFoundError as e:
         raise AlexNetError(f"alexnet serve needs {e.name}: pip install 'alexnet[serve]'") from None
     token = server_token(args.host, args.token)
     limits = Limits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), workers=args.workers,
                     timeout_s=args.timeout)
-    app = create_app(args.runs, token=token, limits=limits, progress=args.progress)
-    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock = listen(args.host, args.port)  # bound before the index is built: a busy port is said at once
     try:
-        sock.bind((args.host, args.port))
-    except OSError as e:
+        app = create_app(args.runs, token=token, limits=limits, progress=args.progress)
+    except BaseException:
         sock.close()
-        raise AlexNetError(f"cannot listen on {args.host}:{args.port} ({e.strerror or e}); pick another --port "
-                           "(0: any free one)") from None
+        raise
     port = sock.getsockname()[1]
     shown = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")

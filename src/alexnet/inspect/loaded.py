@@ -57,6 +57,8 @@ class LoadedRun:
     bundle: Any | None  # alexnet.data.DataBundle, or None when the run's data cannot be rebuilt here
     data_problem: str | None  # why bundle is None
     layer_rows: dict[str, Any]  # paper name -> summary.LayerRow (shape and the size formula)
+    spatial: tuple[str, ...] = ()  # conv1 ... pool5, in forward order
+    geometry: dict[str, Any] = field(default_factory=dict)  # spatial layer -> units.Geometry (receptive fields)
     replicas: int = 2
     _pool: queue.Queue = field(default_factory=queue.Queue, repr=False)
     _built: int = 0
@@ -103,15 +105,10 @@ class LoadedRun:
         finally:
             self._pool.put(model)
 
-    def layer_names(self) -> list[str]:
-        with self.model() as m:
-            return [name for name, _ in m.named_layers()]
-
     def spatial_layers(self) -> list[str]:
-        """conv1 ... pool5: the layers whose output is a map (C, H, W)."""
-        with self.model() as m:
-            inside = {id(mod) for mod in m.features}
-            return [name for name, mod in m.named_layers() if id(mod) in inside]
+        """conv1 ... pool5: the layers whose output is a map (C, H, W). Read once at open: code that holds a
+        replica must never wait for another one (two requests would each hold one and wait forever)."""
+        return list(self.spatial)
 
     def conv_layers(self) -> list[str]:
         return [name for name in self.spatial_layers() if name.startswith("conv")]
@@ -220,8 +217,13 @@ def open_run(path: str | os.PathLike, *, data: bool = True, name: str | None = N
             bundle, problem = build_from_description(ckpt.data_description(), statistics=False), None
         except (AlexNetError, OSError) as e:
             bundle, problem = None, str(e)
-    run = LoadedRun(ckpt, name or ckpt.run_dir.name, transform, bundle, problem, {}, replicas)
+    from alexnet.inspect.units import geometry
+
+    run = LoadedRun(ckpt, name or ckpt.run_dir.name, transform, bundle, problem, {}, replicas=replicas)
     with run.model() as model:
         rows = summarize(model.config, p.image_size).layers
+        inside = {id(mod) for mod in model.features}
+        run.spatial = tuple(name for name, mod in model.named_layers() if id(mod) in inside)
+        run.geometry = geometry(model)
     run.layer_rows = {r.name: r for r in rows}
     return run

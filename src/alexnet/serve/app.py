@@ -205,3 +205,45 @@ def open_runs(runs: Sequence[Any], limits: Limits, progress: bool, say: Callable
                 problem = str(e)
         served[rid] = ServedRun(rid, run, index, problem)
     return served
+
+
+def listen(host: str, port: int):
+    """A bound socket for uvicorn (port 0: a free one), or AlexNetError naming the address and the cause."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise AlexNetError(f"cannot listen on {host}:{port} ({e.strerror or e}); pick another --port (0: any free "
+                           "one)") from None
+    return sock
+
+
+class Background:
+    """The app served by uvicorn in a daemon thread (a notebook, the tests, the benchmark): `.url`, `.stop()`."""
+
+    def __init__(self, app, host: str = "127.0.0.1", port: int = 0):
+        import threading
+        import time
+
+        import uvicorn
+
+        sock = listen(host, port)
+        self.port = sock.getsockname()[1]
+        self.url = f"http://{host}:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise AlexNetError(f"the server on {self.url} did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)

@@ -15,7 +15,7 @@ from alexnet.inspect import pictures
 from alexnet.inspect.activations import forward, grid_png, label
 from alexnet.inspect.gradcam import cam_on, class_index, default_layer
 from alexnet.inspect.loaded import UnknownImage, parse_id
-from alexnet.inspect.units import geometry, region
+from alexnet.inspect.units import region
 from alexnet.serve.state import ServedRun
 
 NEIGHBOURS = 8  # k of the paper's Figure 4 row
@@ -85,7 +85,7 @@ def filters_png(sr: ServedRun) -> tuple[bytes, dict[str, Any]]:
     """conv1's filters (the paper's Figure 3), each scaled on its own; the layout lets the page map a click."""
     from alexnet.plots import filter_grid
 
-    with sr.run.model() as model:
+    with sr.run.model(timeout=10.0) as model:
         weight = model.conv1.weight.detach().float().numpy()
     grid = (filter_grid(weight) * 255).round().astype(np.uint8)
     grid = grid[..., 0] if grid.shape[2] == 1 else grid
@@ -103,8 +103,7 @@ def units(sr: ServedRun, layer: str, channel: int) -> dict[str, Any]:
     values, rows, yx = index.units(layer)
     if not 0 <= channel < values.shape[0]:
         raise ConfigError(f"{layer} has channels 0..{values.shape[0] - 1}, not {channel}")
-    with sr.run.model() as model:
-        g = geometry(model)[layer]
+    g = sr.run.geometry[layer]
     size = sr.run.image_size
     labels = sr.run.bundle.val.targets
     images = []
