@@ -100,6 +100,20 @@ def test_switch_layers(page):
     loaded(page, "#layer-img")
 
 
+def test_click_a_channel_of_a_conv_grid_to_see_its_top_images(page):
+    page.click("#layer-tabs button[data-layer='conv2']")
+    loaded(page, "#layer-img")
+    page.locator("#layer-img").scroll_into_view_if_needed()
+    box = page.locator("#layer-img").bounding_box()
+    g = page.evaluate("state.prediction.activations.find(a => a.layer === 'conv2').grid")
+    x = (g["pad"] + (g["cell_w"] + g["pad"]) + g["cell_w"] / 2) / g["width"] * box["width"]  # channel 1: row 0, col 1
+    y = (g["pad"] + g["cell_h"] / 2) / g["height"] * box["height"]
+    page.mouse.click(box["x"] + x, box["y"] + y)
+    page.wait_for_function("() => document.getElementById('unit-title').textContent.startsWith('conv2, channel 1:')")
+    assert page.locator("#unit-images .thumb").count() > 0
+    page.click("#tabs button[data-view='predict']")
+
+
 def test_a_bad_upload_shows_its_message_and_the_page_goes_on(page, tmp_path):
     bad = tmp_path / "notes.jpg"
     bad.write_text("these are notes, not a photo")
@@ -112,9 +126,9 @@ def test_a_bad_upload_shows_its_message_and_the_page_goes_on(page, tmp_path):
 
 
 def test_click_a_filter_to_see_its_units(page, shots):
-    with page.expect_response(lambda r: r.url.endswith("/filters")) as response:
-        page.click("#tabs button[data-view='units']")
-    g = response.value.json()["grid"]
+    page.click("#tabs button[data-view='units']")
+    page.wait_for_function("() => state.filters")
+    g = page.evaluate("state.filters")
     loaded(page, "#filters")
     box = page.locator("#filters").bounding_box()
     natural = page.evaluate("[document.getElementById('filters').naturalWidth, document.getElementById('filters').naturalHeight]")

@@ -58,7 +58,11 @@ function switchView(name) {
   for (const s of document.querySelectorAll(".view")) s.hidden = s.id !== `view-${name}`;
   clearError();
   const load = { units: loadUnits, errors: loadErrors, map: loadMap, training: loadTraining }[name];
-  if (load && !state.loaded[name]) { state.loaded[name] = true; load().catch(showError); }
+  if (load && !state.loaded[name]) {
+    state.loaded[name] = true;
+    const done = load().catch(showError);
+    if (name === "units") unitsReady = done;
+  }
 }
 
 // Predict
@@ -117,22 +121,40 @@ function showLayer(layer) {
   const a = state.prediction.activations.find((x) => x.layer === layer);
   state.layer = layer;
   for (const b of $("layer-tabs").children) b.classList.toggle("active", b.dataset.layer === layer);
-  $("layer-img").src = a.png;
-  $("layer-label").textContent = `${a.layer} (${a.type}) ${a.shape.join(" x ")}` + (a.formula ? `: ${a.formula}` : "");
+  const img = $("layer-img");
+  img.src = a.png;
+  $("layer-label").textContent = `${a.layer} (${a.type}) ${a.shape.join(" x ")}` + (a.formula ? `: ${a.formula}` : "") +
+    (state.run.conv_layers.includes(layer) ? " (click a channel to see its top images)" : "");
+  img.classList.toggle("clickable", state.run.conv_layers.includes(layer));
+  img.onclick = (event) => {
+    if (!state.run.conv_layers.includes(layer) || !state.run.has_index) return;
+    const channel = channelAt(img, a.grid, event);
+    if (channel !== null) { switchView("units"); waitUnits().then(() => showUnit(layer, channel)).catch(showError); }
+  };
 }
+
+// The channel under a click on a grid image drawn with `grid` (cols, cell_w, cell_h, pad, scale).
+function channelAt(img, g, event) {
+  const rect = img.getBoundingClientRect(), scale = g.scale || 1;
+  const px = ((event.clientX - rect.left) / rect.width) * img.naturalWidth / scale;
+  const py = ((event.clientY - rect.top) / rect.height) * img.naturalHeight / scale;
+  const col = Math.floor((px - g.pad) / (g.cell_w + g.pad)), row = Math.floor((py - g.pad) / (g.cell_h + g.pad));
+  const channel = row * g.cols + col;
+  return col >= 0 && col < g.cols && channel >= 0 && channel < g.channels ? channel : null;
+}
+
+let unitsReady = null;
+const waitUnits = () => unitsReady || Promise.resolve();
 
 // Filters and units
 async function loadUnits() {
   const f = await api(`${base()}/filters`);
+  state.filters = f.grid;
   const img = $("filters");
   img.src = f.png;
   img.onclick = (event) => {
-    const g = f.grid, rect = img.getBoundingClientRect();
-    const px = ((event.clientX - rect.left) / rect.width) * img.naturalWidth / g.scale;
-    const py = ((event.clientY - rect.top) / rect.height) * img.naturalHeight / g.scale;
-    const col = Math.floor((px - g.pad) / (g.cell_w + g.pad)), row = Math.floor((py - g.pad) / (g.cell_h + g.pad));
-    const channel = row * g.cols + col;
-    if (col >= 0 && col < g.cols && channel >= 0 && channel < g.channels) showUnit("conv1", channel);
+    const channel = channelAt(img, f.grid, event);
+    if (channel !== null) showUnit("conv1", channel).catch(showError);
   };
   const select = $("unit-layer");
   select.replaceChildren(...state.run.conv_layers.map((l) => el("option", { value: l, text: l })));
