@@ -271,3 +271,29 @@ def test_a_request_past_the_time_limit_is_answered_504(served):
     r = client.get("/api/runs/run/predict", params={"image": "val:0"})
     assert r.status_code == 504 and "longer than" in r.json()["error"]
     alive(client)
+
+
+def test_a_run_whose_data_is_gone_still_predicts_and_says_why_the_rest_is_missing(trained):
+    from fastapi.testclient import TestClient
+
+    from alexnet.inspect.loaded import open_run
+    from alexnet.serve.app import create_app
+
+    data, run_dir = trained
+    moved = data.with_name(data.name + ".moved")
+    data.rename(moved)
+    try:
+        run = open_run(run_dir)
+    finally:
+        moved.rename(data)
+    assert run.bundle is None and str(data) in run.data_problem
+    client = TestClient(create_app([run]), base_url="http://127.0.0.1")
+    (info,) = client.get("/api/runs").json()["runs"]
+    assert not info["has_data"] and not info["has_index"] and str(data) in info["data_problem"]
+    up = client.post("/api/runs/run/upload", content=png(), headers={"X-Filename": "red.png"}).json()
+    answer = client.get("/api/runs/run/predict", params={"image": up["image"]}).json()
+    assert len(answer["top"]) == 2 and answer["neighbours"] == []
+    r = client.get("/api/runs/run/confusion")
+    assert r.status_code == 404 and "needs the run's data" in r.json()["error"]
+    r = client.get("/api/runs/run/image/val:0")
+    assert r.status_code == 404 and "data is not available" in r.json()["error"]
