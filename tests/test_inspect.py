@@ -118,6 +118,10 @@ def test_the_index_holds_the_models_answers_and_is_read_back(opened):
     with run.model() as model, torch.no_grad():
         probs = model(x).softmax(dim=1)
     torch.testing.assert_close(index["val_probs"], probs, rtol=1e-4, atol=1e-5)
+    from safetensors import safe_open
+
+    with safe_open(str(index.path), framework="pt") as f:
+        assert f.get_tensor("train_fc7").dtype == torch.float16  # half the disk; rounded in memory too
     again = load_index(run, progress=False)
     assert not again.built
     for name, tensor in index.tensors.items():
@@ -138,7 +142,7 @@ def test_a_damaged_or_stale_index_is_rebuilt_with_a_message(opened):
         assert load_index(run, progress=False, say=said.append).built
         assert "unreadable" in said[0] and str(path) in said[0] and "rebuilding" in said[0]
 
-        tampered = dict(index.tensors)
+        tampered = {k: v.half() if k.endswith("_fc7") else v for k, v in index.tensors.items()}  # as stored
         tampered["units.conv2.rows"] = tampered["units.conv2.rows"] + 1000  # points past the validation set
         save_file(tampered, str(path), metadata={"alexnet_inspect_index": json.dumps(index.meta)})
         said = []
