@@ -181,3 +181,25 @@ def test_training_curves_and_config(page, shots):
     assert page.locator("#curves svg").count() == 2 and page.locator("#curves circle").count() > 0
     assert "model:" in page.inner_text("#config")
     page.screenshot(path=str(shots / "serve-training.png"), full_page=True)
+
+
+def test_the_page_works_with_its_token_and_refuses_without(page, server):
+    """A server for another host: the URL it prints (?token=...) opens the page, whose images and requests carry the
+    token from then on; the same page without the token gets the JSON refusal."""
+    from alexnet.serve.app import Background, create_app
+
+    opened = [served.run for served in server.app.state.runs.values()]
+    guarded = Background(create_app(opened, token="browser-token-0123456789"))
+    try:
+        visitor = page.context.browser.new_context()  # a new visitor: no cookies
+        tab = visitor.new_page()
+        refused = tab.goto(guarded.url + "/")
+        assert refused.status == 401 and "token" in refused.json()["error"]
+        tab.goto(guarded.url + "/?token=browser-token-0123456789")
+        tab.wait_for_selector("body[data-ready='1']")
+        tab.click("#val-go")
+        tab.wait_for_selector("#top5 li")
+        loaded(tab, "#input-img, #neighbours img")  # plain <img> requests: the cookie carries the token
+        visitor.close()
+    finally:
+        guarded.stop()

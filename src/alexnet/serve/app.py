@@ -232,6 +232,7 @@ class Background:
 
         import uvicorn
 
+        self.app = app
         sock = listen(host, port)
         self.port = sock.getsockname()[1]
         self.url = f"http://{host}:{self.port}"

@@ -271,7 +271,7 @@ async function loadTraining() {
 }
 
 function chart(rows, series, title) {
-  const NS = "http://www.w3.org/2000/svg", W = 420, H = 260, L = 44, B = 30, T = 20, R = 10;
+  const NS = "http://www.w3.org/2000/svg", W = 420, H = 270, L = 44, B = 30, T = 30, R = 10;
   const svg = document.createElementNS(NS, "svg");
   svg.setAttribute("width", W); svg.setAttribute("height", H); svg.setAttribute("role", "img"); svg.setAttribute("aria-label", title);
   const add = (tag, attrs, text) => { const n = document.createElementNS(NS, tag); for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v); if (text !== undefined) n.textContent = text; svg.append(n); return n; };
