@@ -20,9 +20,7 @@ import importlib
 _EXPORTS = {
     "open_run": "loaded",
     "LoadedRun": "loaded",
-    "gradcam": "gradcam",
     "gradcam_png": "gradcam",
-    "activations": "activations",
     "activation_pngs": "activations",
     "load_index": "index",
     "InspectIndex": "index",

@@ -9,9 +9,9 @@ app's bounded worker (`app.state.bounded`); the cheap ones answer from the index
 from typing import Any
 
 from alexnet.errors import DataError
-from alexnet.inspect.loaded import UnknownImage
+from alexnet.inspect.loaded import ID_PATTERN, UPLOAD_PATTERN, UnknownImage
 
-ID_RE = r"^(val|train):[0-9]{1,9}$|^upload:[0-9a-f]{32}$"
+ID_RE = f"{ID_PATTERN.pattern}|{UPLOAD_PATTERN.pattern}"  # what a query's image id may be, checked by FastAPI
 PNG_HEADERS = {"Cache-Control": "private, max-age=3600"}
 
 

@@ -14,7 +14,7 @@ from alexnet.errors import ConfigError
 from alexnet.inspect import pictures
 from alexnet.inspect.activations import forward, grid_png, label
 from alexnet.inspect.gradcam import cam_on, class_index, default_layer
-from alexnet.inspect.loaded import UnknownImage, parse_id
+from alexnet.inspect.loaded import parse_id
 from alexnet.inspect.units import region
 from alexnet.serve.state import ServedRun
 
@@ -205,16 +205,3 @@ def upload(sr: ServedRun, data: bytes, name: str) -> dict[str, Any]:
     image = sr.run.decode_upload(data, name)
     x = sr.run.to_input(image)
     return {"image": sr.add_upload(x, name), "name": name, "size": [image.width, image.height]}
-
-
-def check_known(sr: ServedRun, image_id: str) -> None:
-    """UnknownImage unless the id names an image of this run (cheap: no decoding)."""
-    if image_id.startswith("upload:"):
-        sr.input_of(image_id)
-        return
-    split, i = parse_id(image_id)
-    if i >= len(sr.run.dataset(split)):
-        raise UnknownImage(f"{image_id}: the {split} set has {len(sr.run.dataset(split))} images")
-
-
-
