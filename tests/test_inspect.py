@@ -230,3 +230,14 @@ def test_the_commands_parsers_import_neither_torch_nor_fastapi():
             "print(any(m in sys.modules for m in ('torch', 'fastapi', 'uvicorn', 'captum', 'sklearn')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr
+
+
+@pytest.mark.parametrize("n", [0, 1, 3, 12])
+def test_maps_of_any_size_fit_the_unit_square(n):
+    from alexnet.inspect.embedding import pca_2d, tsne_2d
+
+    vectors = np.random.default_rng(0).normal(size=(n, 16))
+    for points in (pca_2d(vectors), tsne_2d(vectors)):
+        assert points.shape == (n, 2) and np.isfinite(points).all() and (np.abs(points) <= 1).all()
+        if n > 1:
+            assert np.abs(points).max() == pytest.approx(1.0)

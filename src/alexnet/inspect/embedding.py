@@ -46,6 +46,8 @@ def tsne_2d(vectors: np.ndarray) -> np.ndarray:
 
 def _unit(points: np.ndarray) -> np.ndarray:
     """Centred and scaled into [-1, 1] on the larger axis: a page draws it without knowing the data's scale."""
+    if len(points) == 0:
+        return np.zeros((0, 2), dtype=np.float32)
     points = points - points.mean(axis=0, keepdims=True)
     span = np.abs(points).max()
     return (points / span if span > 0 else points).astype(np.float32)
