@@ -241,3 +241,12 @@ def test_maps_of_any_size_fit_the_unit_square(n):
         assert points.shape == (n, 2) and np.isfinite(points).all() and (np.abs(points) <= 1).all()
         if n > 1:
             assert np.abs(points).max() == pytest.approx(1.0)
+
+
+def test_a_report_without_the_runs_data_says_so(trained):
+    from alexnet.inspect.loaded import open_run
+    from alexnet.report_html import build_report
+
+    run = open_run(trained[1], data=False)
+    text = build_report(run, None, samples=4)
+    assert "the run's data is not available: not asked for" in text and "conv1 filters" in text and "Grad-CAM" not in text

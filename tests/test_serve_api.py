@@ -297,3 +297,19 @@ def test_a_run_whose_data_is_gone_still_predicts_and_says_why_the_rest_is_missin
     assert r.status_code == 404 and "needs the run's data" in r.json()["error"]
     r = client.get("/api/runs/run/image/val:0")
     assert r.status_code == 404 and "data is not available" in r.json()["error"]
+
+
+def test_the_command_names_a_missing_run_and_a_busy_port(trained, tmp_path, capsys):
+    import socket
+
+    from alexnet.cli import main
+
+    assert main(["serve", str(tmp_path / "nowhere")]) == 2
+    assert "nowhere: checkpoint not found" in capsys.readouterr().err
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", str(trained[1]), "--port", str(port)]) == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+    assert main(["serve", str(trained[1]), "--port", "70000"]) == 2
