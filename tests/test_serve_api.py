@@ -313,3 +313,18 @@ def test_the_command_names_a_missing_run_and_a_busy_port(trained, tmp_path, caps
         assert main(["serve", str(trained[1]), "--port", str(port)]) == 2
     assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
     assert main(["serve", str(trained[1]), "--port", "70000"]) == 2
+
+
+def test_the_training_view_finds_the_studies_of_a_run(tmp_path):
+    from alexnet.serve.views import studies
+
+    ablate = tmp_path / "ablate"
+    run = ablate / "runs" / "relu-seed0"
+    (run / "studies" / "mine").mkdir(parents=True)
+    (run / "studies" / "mine" / "report.md").write_text("# my study\n")
+    (ablate / "relu").mkdir()
+    (ablate / "relu" / "report.md").write_text("# ReLU vs tanh\n| relu-seed0 | ... |\n")
+    (ablate / "lrn").mkdir()
+    (ablate / "lrn" / "report.md").write_text("# LRN\n| lrn-seed0 | ... |\n")  # another run's study
+    found = {s["name"]: s["text"] for s in studies(run)}
+    assert found == {"studies/mine/report.md": "# my study\n", "relu/report.md": "# ReLU vs tanh\n| relu-seed0 | ... |\n"}

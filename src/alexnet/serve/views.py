@@ -173,15 +173,31 @@ def training(sr: ServedRun) -> dict[str, Any]:
 
 
 def studies(root: Path) -> list[dict[str, str]]:
-    """report.md files of studies of this run (`alexnet ablate` writes one per study folder), at most 20."""
-    found = []
-    for pattern in ("studies/*/report.md", "ablate*/report.md", "*/report.md"):
+    """The report.md of every study of this run, at most 20: in folders below the run, and, for a run that an
+    `alexnet ablate` folder holds (ABLATE/runs/NAME), the reports of that folder's studies (ABLATE/STUDY/report.md)
+    that name the run."""
+    found: list[tuple[Path, str]] = []
+
+    def add(path: Path, must_name: str | None = None) -> None:
+        if path.is_file() and not path.is_symlink() and path not in [p for p, _ in found]:
+            text = _read_text(path, STUDY_BYTES)
+            if text is not None and (must_name is None or must_name in text):
+                found.append((path, text))
+
+    for pattern in ("studies/*/report.md", "*/report.md"):
         for path in sorted(root.glob(pattern)):
-            if path.is_file() and not path.is_symlink() and path not in [p for p, _ in found]:
-                text = _read_text(path, STUDY_BYTES)
-                if text is not None:
-                    found.append((path, text))
-    return [{"name": str(p.relative_to(root)), "text": t} for p, t in found[:20]]
+            add(path)
+    if root.parent.name == "runs":
+        for path in sorted(root.parent.parent.glob("*/report.md")):
+            add(path, must_name=root.name)
+    return [{"name": _shown_path(p, root), "text": t} for p, t in found[:20]]
+
+
+def _shown_path(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path.relative_to(root.parent.parent))
 
 
 def _read_text(path: Path, limit: int = 1_000_000) -> str | None:
