@@ -47,6 +47,9 @@ def page(server):
         page = context.new_page()
         errors = []
         page.on("pageerror", lambda e: errors.append(str(e)))
+        page.bad = []  # requests that failed or were refused: said when an image is found broken
+        page.on("requestfailed", lambda r: page.bad.append(f"{r.url}: {r.failure}"))
+        page.on("response", lambda r: r.status >= 400 and page.bad.append(f"{r.url}: {r.status}"))
         page.goto(server.url + "/")
         page.wait_for_selector("body[data-ready='1']", timeout=30_000)
         page.errors = errors
@@ -61,7 +64,7 @@ def loaded(page, selector: str) -> None:
         "s => [...document.querySelectorAll(s)].length > 0 && [...document.querySelectorAll(s)].every(i => i.complete)",
         arg=selector, timeout=30_000)
     broken = page.evaluate("s => [...document.querySelectorAll(s)].filter(i => !i.naturalWidth).map(i => i.src)", selector)
-    assert not broken, broken
+    assert not broken, (broken, getattr(page, "bad", []))
 
 
 def test_upload_an_image_and_read_the_top5(page, server, shots, tmp_path):

@@ -1,7 +1,15 @@
 // alexnet serve: the page. Vanilla JS, no framework, no CDN: everything it needs is served by the app itself.
 "use strict";
 
-const state = { run: null, runs: [], image: null, prediction: null, layer: null, map: null, loaded: {} };
+const state = { run: null, runs: [], image: null, prediction: null, layer: null, map: null, loaded: {}, asked: {} };
+
+// Answers can arrive out of order (a slow answer to an earlier click after a later one): each kind of request is
+// numbered, and an answer that is not the latest of its kind is dropped.
+function ask(kind) {
+  const n = (state.asked[kind] || 0) + 1;
+  state.asked[kind] = n;
+  return () => state.asked[kind] === n;
+}
 const $ = (id) => document.getElementById(id);
 
 // The token (non-loopback servers): taken from ?token= once; the server also keeps it in a same-site cookie, so
@@ -56,6 +64,7 @@ function thumb(id, caption, box) {
 function switchView(name) {
   for (const b of document.querySelectorAll("#tabs button")) b.classList.toggle("active", b.dataset.view === name);
   for (const s of document.querySelectorAll(".view")) s.hidden = s.id !== `view-${name}`;
+  window.scrollTo(0, 0);  // a view opens at its top
   clearError();
   const load = { units: loadUnits, errors: loadErrors, map: loadMap, training: loadTraining }[name];
   if (load && !state.loaded[name]) {
@@ -79,7 +88,9 @@ async function uploadFile(file) {
 
 async function predict(imageId) {
   clearError();
+  const latest = ask("predict");
   const p = await api(`${base()}/predict?image=${encodeURIComponent(imageId)}`);
+  if (!latest()) return;
   state.image = imageId;
   state.prediction = p;
   $("result").hidden = false;
@@ -176,7 +187,9 @@ function fillChannels() {
 async function showUnit(layer, channel) {
   $("unit-layer").value = layer;
   $("unit-channel").value = channel;
+  const latest = ask("unit");
   const u = await api(`${base()}/units?layer=${layer}&channel=${channel}`);
+  if (!latest()) return;
   for (const b of $("unit-channels").children) b.classList.toggle("active", Number(b.dataset.channel) === channel);
   $("unit-title").textContent = `${layer}, channel ${channel}: the ${u.images.length} validation images that excite it most; ` +
     `the yellow box is the receptive field (${u.receptive_field} px) of the strongest position`;
@@ -206,7 +219,9 @@ async function loadErrors() {
 async function openCell(t, p, td) {
   for (const cell of document.querySelectorAll("#confusion td.active")) cell.classList.remove("active");
   td.classList.add("active");
+  const latest = ask("cell");
   const c = await api(`${base()}/confusion/${t}/${p}`);
+  if (!latest()) return;
   $("cell-title").textContent = `true ${c.true}, predicted ${c.predicted}: ${c.count} image(s)` +
     (c.count > c.images.length ? ` (first ${c.images.length})` : "");
   $("cell-images").replaceChildren(...c.images.map((i) => el("div", { class: "card" }, [
@@ -221,7 +236,9 @@ async function openCell(t, p, td) {
 const colour = (i, n) => `hsl(${Math.round((360 * i) / Math.max(n, 1))}, 70%, 48%)`;
 
 async function loadMap() {
+  const latest = ask("map");
   const m = await api(`${base()}/map?method=${$("map-method").value}`);
+  if (!latest()) return;
   state.map = m;
   const canvas = $("map-canvas"), ctx = canvas.getContext("2d");
   const W = canvas.width, H = canvas.height, pad = 24;
