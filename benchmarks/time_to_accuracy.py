@@ -10,7 +10,7 @@ until its training clock passes the budget, in its own process. Its clock counts
 passes, which the note's script does not do (the benchmark's instrument, not its work). Against it,
 `alexnet train --recipe fast --time-budget BUDGET`, and the same with a tenth of the budget, each as a user types
 it, in its own process, on a clock that counts everything from the moment the command starts (imports, decoding
-the photos into the cache, the budget's probe, every validation, checkpoint and plot): the wall time at which each
+the photos into a cache of its own, the budget's probe, every validation, checkpoint and plot): the wall time at which each
 epoch's row appears in metrics.csv. Reported per repeat: the note's best validation accuracy within its budget, the
 time ours takes to reach it, the ratio, both accuracies at the same time (the budget), and what ours reaches with a
 tenth of the budget; then the medians.
@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -188,8 +189,10 @@ def ours_arm(data_root: Path, budget_s: float, out: Path) -> dict:
     """`alexnet train --recipe fast --time-budget` in its own process; each epoch's row timed from the launch."""
     command = [sys.executable, "-m", "alexnet", "train", "--recipe", "fast", "--data", str(data_root),
                "--time-budget", f"{budget_s:g}s", "--device", "cpu", "--no-progress", "--output-dir", str(out)]
+    # A cache of its own: every run decodes the photos into the uint8 cache as a first run on a machine does.
+    env = {**os.environ, "ALEXNET_CACHE": str(out.parent / f"{out.name}-cache")}
     start = time.perf_counter()
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=env)
     seen: list[dict] = []
     while True:
         finished = proc.poll() is not None
