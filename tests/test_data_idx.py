@@ -47,8 +47,8 @@ GOOD = f.idx_bytes(np.zeros((2, 3, 3), np.uint8))
     [
         ("zero.idx", b"", r"expected an IDX file, found an empty file \(0 bytes\)"),
         ("plain.gz", GOOD, r"expected gzip-compressed data \(the name ends in .gz\), found raw bytes"),
-        ("packed.idx", gzip.compress(GOOD), r"expected raw IDX bytes \(no .gz in the name\), found gzip-compressed"),
-        ("broken.gz", gzip.compress(GOOD)[:-12], r"expected a valid gzip stream, found a damaged one"),
+        ("packed.idx", gzip.compress(GOOD, mtime=0), r"expected raw IDX bytes \(no .gz in the name\), found gzip-compressed"),
+        ("broken.gz", gzip.compress(GOOD, mtime=0)[:-12], r"expected a valid gzip stream, found a damaged one"),
         ("magic.idx", b"\x01\x00" + GOOD[2:], r"expected an IDX magic number .*, found b'\\x01\\x00\\x08\\x03'"),
         ("type.idx", b"\x00\x00\x07\x03" + GOOD[4:], r"expected an IDX type code in .*, found 0x07"),
         ("dims.idx", b"\x00\x00\x08\x00", r"expected 1 to 8 dimensions, found 0"),
@@ -56,8 +56,8 @@ GOOD = f.idx_bytes(np.zeros((2, 3, 3), np.uint8))
         ("header.idx", GOOD[:9], r"expected a header with 3 dimension sizes \(12 bytes\), found 5 bytes"),
         ("cut.idx", GOOD[:-5], r"expected 18 data bytes for shape \(2, 3, 3\), found 13 \(the file is truncated\)"),
         ("tail.idx", GOOD + b"\x00\x00", r"expected 18 data bytes for shape \(2, 3, 3\), found 2 trailing bytes"),
-        ("tail.gz", gzip.compress(GOOD + b"!"), r"found trailing bytes after them"),
-        ("cut.gz", gzip.compress(GOOD[:-5]), r"found 13 \(the file is truncated\)"),
+        ("tail.gz", gzip.compress(GOOD + b"!", mtime=0), r"found trailing bytes after them"),
+        ("cut.gz", gzip.compress(GOOD[:-5], mtime=0), r"found 13 \(the file is truncated\)"),
     ],
 )
 def test_malformed_files(tmp_path, name, data, pattern):
