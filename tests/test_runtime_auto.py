@@ -19,7 +19,8 @@ def test_auto_times_the_runtimes_picks_the_fastest_and_remembers(trained):
     assert set(first.images_per_s) | set(first.skipped) == set(CANDIDATES)
     eligible = {n: v for n, v in first.images_per_s.items() if n not in first.skipped}
     assert first.name == max(eligible, key=eligible.get)
-    if "onnxruntime int8" in first.images_per_s:  # the export extra is installed: int8 was checked on decisions
+    int8 = first.images_per_s.get("onnxruntime int8", 0.0)
+    if int8 >= first.images_per_s[first.name]:  # int8 was at least as fast as the choice: its decisions were checked
         assert first.int8_check is not None and first.int8_check["images"] > 0
     assert said[-1].startswith(f"runtime auto: {first.name}")
     second = choose_runtime(ckpt.path, ckpt, "cpu", 16, log=said.append)

@@ -97,6 +97,20 @@ def atomic_write_text(path: str | Path, text: str, mode: int | None = None) -> N
     atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), mode=mode)
 
 
+def read_small_json(path: str | Path, max_bytes: int):
+    """A cache's JSON file, parsed, or None when it is missing, larger than `max_bytes`, unreadable or not JSON:
+    a cache that cannot be trusted is measured or built again, never a crash. Its contents are still the caller's
+    to check."""
+    import json
+
+    try:
+        if Path(path).stat().st_size > max_bytes:
+            return None
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+
+
 def fsync_dir(folder: str | Path) -> None:
     """Make a rename in `folder` durable; not every platform lets a folder be opened, which is then skipped."""
     try:

@@ -161,12 +161,9 @@ def probe(refresh: bool = False) -> Probe:
 
 
 def _read_cache(path: Path) -> dict[str, PrecisionSpeed] | None:
-    try:
-        if path.stat().st_size > MAX_CACHE_BYTES:
-            return None
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
-        return None
+    from alexnet.files import read_small_json
+
+    raw = read_small_json(path, MAX_CACHE_BYTES)
     if not isinstance(raw, dict) or raw.get("version") != PROBE_VERSION or not isinstance(raw.get("speeds"), dict):
         return None
     speeds = {}

@@ -108,12 +108,9 @@ def cache_path(checkpoint_file: Path, batch_size: int, device_type: str) -> Path
 
 def read_cached(path: Path) -> RuntimeChoice | None:
     """The cached choice, or None when there is none or it is not one we wrote (it is then measured again)."""
-    try:
-        if path.stat().st_size > MAX_CACHE_BYTES:
-            return None
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
-        return None
+    from alexnet.files import read_small_json
+
+    raw = read_small_json(path, MAX_CACHE_BYTES)
     if not isinstance(raw, dict) or raw.get("version") != CACHE_VERSION or raw.get("name") not in CANDIDATES:
         return None
     speeds, skipped, batch = raw.get("images_per_s"), raw.get("skipped"), raw.get("batch_size")
