@@ -153,13 +153,13 @@ def images_per_second(run: Callable[[], Any], batch_size: int, best_so_far: floa
     return batch_size / statistics.median(times)
 
 
-def _int8_check(ckpt: Any, fp32: Any, int8: Any) -> dict[str, float]:
+def _int8_check(ckpt: Any, bundle: Any, fp32: Any, int8: Any) -> dict[str, float]:
     from alexnet.data.augment import BatchAugment
     from alexnet.data.batches import CachedBatches, seeded_order
     from alexnet.data.cache import cache_split
-    from alexnet.onnxrt import checkpoint_data, compare_top1
+    from alexnet.onnxrt import compare_top1
 
-    val = cache_split(checkpoint_data(ckpt), "val")
+    val = cache_split(bundle, "val")
     sample = seeded_order(len(val), seed=0)[:PARITY_IMAGES]  # a seeded sample: the split is stored class by class
     batches = CachedBatches(val.images, val.labels, BatchAugment.for_checkpoint(ckpt), PARITY_BATCH, indices=sample)
     return compare_top1(fp32, int8, batches)
@@ -171,13 +171,14 @@ def measure(ckpt: Any, batch_size: int, log: Callable[[str], None] = lambda m: N
 
     from alexnet.errors import AlexNetError
     from alexnet.inference import InferenceOptions, Predictor
-    from alexnet.onnxrt import calibration_batches
+    from alexnet.onnxrt import calibration_batches, checkpoint_data
     from alexnet.precision import probe
 
     p = ckpt.preprocessing
     x = torch.randn(batch_size, p.in_channels, p.image_size, p.image_size, generator=torch.Generator().manual_seed(0))
     choice = RuntimeChoice(name="torch fp32", batch_size=batch_size)
     predictors: dict[str, Any] = {}
+    bundle = None  # the checkpoint's data, read for int8 only
     for name, (runtime, amp) in CANDIDATES.items():
         if amp != "none":
             speed = probe().speed(amp)
@@ -185,7 +186,10 @@ def measure(ckpt: Any, batch_size: int, log: Callable[[str], None] = lambda m: N
                 choice.skipped[name] = f"{amp} measured {speed.slowdown:.0f}x slower than fp32 on this CPU"
                 continue
         try:
-            calibration = (lambda: calibration_batches(ckpt)) if runtime == "onnxruntime-int8" else None
+            calibration = None
+            if runtime == "onnxruntime-int8":  # the data is scanned once: training images calibrate, val checks
+                bundle = checkpoint_data(ckpt)
+                calibration = lambda bundle=bundle: calibration_batches(ckpt, bundle)  # noqa: E731
             log(f"runtime auto: timing {name} ...")
             predictor = Predictor(ckpt.build_model("cpu"), torch.device("cpu"),
                                   InferenceOptions(amp=amp, runtime=runtime), calibration=calibration)
@@ -199,8 +203,8 @@ def measure(ckpt: Any, batch_size: int, log: Callable[[str], None] = lambda m: N
             continue
         choice.images_per_s[name] = round(speed_here, 1)
         predictors[name] = predictor
-    return pick(choice, lambda: _int8_check(ckpt, predictors.get("onnxruntime fp32") or predictors["torch fp32"],
-                                            predictors["onnxruntime int8"]))
+    reference = predictors.get("onnxruntime fp32") or predictors["torch fp32"]
+    return pick(choice, lambda: _int8_check(ckpt, bundle, reference, predictors["onnxruntime int8"]))
 
 
 def pick(choice: RuntimeChoice, int8_check: Callable[[], dict[str, float]]) -> RuntimeChoice:
