@@ -69,6 +69,20 @@ def test_plan_shares_one_run_between_arms_that_build_the_same_model(tmp_path):
     assert cfg["model"]["norm"] == "bn" and cfg["model"]["width_mult"] == 0.25 and cfg["run"]["seed"] in (0, 1)
 
 
+def test_a_baseline_is_fitted_once_and_read_by_every_seed(tmp_path, capsys):
+    from alexnet.ablate.runner import jobs_of
+
+    plan = planning.make_plan(get_study("features"), tmp_path, planning.Settings("quick", None, {}), 3)
+    for kind in ("pixels", "hog"):
+        runs = plan.runs_of(kind)
+        assert [r.seed for r in runs] == [0, 1, 2] and len({r.name for r in runs}) == 1  # one fit, three seeds
+    side = [j for j in jobs_of(plan) if j.kind != "train"]
+    assert sorted(j.kind for j in side) == ["hog", "pixels"]
+    assert len([j for j in jobs_of(plan) if j.kind == "train"]) == 3  # AlexNet still trains once per seed
+    assert main(["ablate", "plan", "features", "--seeds", "3", "--output-dir", str(tmp_path / "abl")]) == 0
+    assert capsys.readouterr().out.count(" ablate job ") == 2
+
+
 def test_plan_prints_one_train_command_per_run_and_writes_their_configs(tmp_path, capsys):
     out = tmp_path / "abl"
     assert main(["ablate", "plan", "tencrop", "--seeds", "2", "--output-dir", str(out), "--epochs", "3"]) == 0

@@ -102,3 +102,13 @@ def test_a_run_killed_before_its_first_checkpoint_can_start_again(tmp_path):
     result = fit(tiny_config(data, run, **{"run.epochs": 1, "run.max_steps": 1}), progress=False)
     assert result.global_step == 1
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["train_state"]["global_step"] == 1
+
+
+def test_what_alexnet_writes_beside_a_run_is_its_own_and_nothing_else_is(tmp_path):
+    from alexnet.runfolder import REPORT_NAME, foreign_entries
+
+    # `alexnet report`'s default file, eval's confusion matrix and an atomic writer's temporary are alexnet's;
+    # a user's notes beside them are not, so a new run refuses the folder.
+    for name in (REPORT_NAME, "confusion.csv", f".{REPORT_NAME}.x1y2.tmp", "notes.txt"):
+        (tmp_path / name).write_text("x")
+    assert foreign_entries(tmp_path) == ["notes.txt"]

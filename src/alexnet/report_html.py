@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from alexnet.errors import AlexNetError
+from alexnet.runfolder import REPORT_NAME
 
 SEED = 0
 STYLE = """
@@ -171,6 +172,6 @@ def write_report(run_path: str | os.PathLike, output: str | os.PathLike | None =
             index = load_index(run, progress=progress)
         except AlexNetError as err:
             run.data_problem = str(err)
-    path = Path(output) if output is not None else run.ckpt.run_dir / "report.html"
+    path = Path(output) if output is not None else run.ckpt.run_dir / REPORT_NAME
     atomic_write_text(path, build_report(run, index, samples))
     return path

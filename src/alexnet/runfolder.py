@@ -39,10 +39,12 @@ METRIC_COLUMNS = [
 ]
 
 LOCK_NAME = ".alexnet.lock"
-# Everything alexnet itself writes into a run folder (train, eval's confusion matrix, export's default folder).
+# Everything alexnet itself writes into a run folder (train, eval's confusion matrix, export's default folder,
+# `alexnet report`'s default file).
+REPORT_NAME = "report.html"
 RUN_NAMES = frozenset({
     "config.yaml", "metrics.csv", "log.txt", "curves.png", "filters.png", "checkpoints", "export",
-    "confusion.csv", "confusion.png", "tensorboard", "lr_find.png", LOCK_NAME,
+    "confusion.csv", "confusion.png", "tensorboard", "lr_find.png", REPORT_NAME, LOCK_NAME,
 })
 
 

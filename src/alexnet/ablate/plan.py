@@ -13,7 +13,8 @@ The output folder of `alexnet ablate` (DIR):
 
 A run is named by what it trains, not by the study that asked for it: `<switches>-<hash>-seed<N>`, the hash over
 the resolved config with the model section replaced by the architecture it builds. So the base run that the lrn,
-overlap, towers, init, tencrop and features studies all contain is trained once per seed and shared.
+overlap, towers, init, tencrop and features studies all contain is trained once per seed and shared. A
+hand-crafted baseline (`features-<kind>-<hash>`) gives the same numbers for every seed and is fitted once.
 """
 
 from __future__ import annotations
@@ -202,12 +203,17 @@ def make_plan(study: Study, root: Path, settings: Settings, seeds: int) -> Study
                 source = f"{base_stem}-seed{run_seed}"
                 runs.append(Run(f"{source}-tencrop", arm.name, seed, arm.kind, source))
                 continue
-            name = f"{stem}-seed{run_seed}" if arm.kind == "train" else f"features-{arm.kind}-{stem}-seed{run_seed}"
+            if arm.kind == "train":
+                name = f"{stem}-seed{run_seed}"
+            else:  # a baseline fits the same numbers for every seed (baselines.py): one job that every seed reads
+                name, run_seed = f"features-{arm.kind}-{stem}", 0
+            runs.append(Run(name, arm.name, seed, arm.kind))
+            if name in configs:
+                continue
             c = json.loads(json.dumps(cfg))  # a deep copy of plain types
             c["run"]["seed"] = run_seed
             c["run"]["output_dir"] = str((root / "runs" / name).resolve())
             configs[name] = c
-            runs.append(Run(name, arm.name, seed, arm.kind))
     # the tencrop study evaluates the base run: it trains it when no other study has
     for run in [r for r in runs if r.kind == "tencrop"]:
         if run.source not in configs:

@@ -225,7 +225,8 @@ def describe_settings(plan: StudyPlan) -> str:
     mdl, data, opt, run = (cfg.get(k, {}) for k in ("model", "data", "optim", "run"))
     source = plan.settings.data or "the built-in shapes dataset"
     return (f"Data: {source}. Profile {plan.settings.profile}: {mdl.get('name')} at width x{mdl.get('width_mult')}, "
-            f"{data.get('image_size')} px, preset {data.get('preset')}, {opt.get('opt')} lr {opt.get('lr')}, "
+            f"{data.get('image_size')} px, preset {data.get('preset')}, {opt.get('opt')} lr {opt.get('lr')} "
+            f"({opt.get('lr_schedule')} schedule), "
             f"{run.get('epochs')} epochs, batch {run.get('batch_size')}. Seeds: {plan.seeds}. "
             f"User overrides: {json.dumps(plan.settings.overrides) if plan.settings.overrides else 'none'}.")
 

@@ -89,9 +89,9 @@ def jobs_of(plan: StudyPlan) -> list[Job]:
     names = list(dict.fromkeys([r.name for r in plan.runs if r.kind == "train"]
                                + [r.source for r in plan.runs if r.kind == "tencrop"]))
     jobs = [Job(n, "train", job_status(plan.root, n, "train")) for n in names]
-    for r in plan.runs:
-        if r.kind != "train":
-            jobs.append(Job(r.name, r.kind, job_status(plan.root, r.name, r.kind, r.source), r.source))
+    side = {r.name: r for r in plan.runs if r.kind != "train"}  # a baseline is one job for every seed
+    for r in side.values():
+        jobs.append(Job(r.name, r.kind, job_status(plan.root, r.name, r.kind, r.source), r.source))
     return jobs
 
 
