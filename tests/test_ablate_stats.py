@@ -104,3 +104,13 @@ def test_damaged_metrics_file_is_named_with_its_line(tmp_path):
     path.write_text("epoch,val_top1\n2,0.5\n")
     with pytest.raises(metrics.MetricsError, match="not 1, 2, 3"):
         metrics.read_rows(path)
+
+
+def test_a_claim_that_cannot_apply_shows_no_effect_rather_than_pending_seeds():
+    from alexnet.ablate.report import NOT_APPLICABLE, ClaimResult, effect_text
+
+    claim = Claim("lrn", "none", "val_top5", 1.2)
+    assert effect_text(ClaimResult(claim, None, NOT_APPLICABLE, None)) == "n/a"  # 2 classes: top-5 is always 100%
+    assert effect_text(ClaimResult(claim, None, "inconclusive", None)) == "no paired seeds yet"  # runs unfinished
+    measured = stats.paired_effect({0: 3.0, 1: 5.0, 2: 4.0}, {0: 1.0, 1: 2.0, 2: 3.0})
+    assert effect_text(ClaimResult(claim, measured, "inconclusive", 4)) == "+2.00 [-0.48, +4.48]"

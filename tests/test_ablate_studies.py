@@ -201,3 +201,12 @@ def test_run_names_depend_on_what_differs_from_the_defaults_only():
     changed = json.loads(json.dumps(cfg))
     changed["optim"]["lr"] = 0.5
     assert planning.run_stem(changed, ref) != stem
+
+
+def test_report_lists_the_studies_in_the_papers_order_then_a_teachers_own(tmp_path):
+    (tmp_path / planning.MARKER).write_text("{}")
+    for name in ("zeta", "towers", "my-lr", "relu", "features"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "study.json").write_text("{}")
+    (tmp_path / "runs").mkdir()  # not a study: no study.json
+    assert [p.name for p in planning.study_folders(tmp_path)] == ["relu", "towers", "features", "my-lr", "zeta"]

@@ -286,4 +286,8 @@ def study_folders(root: Path) -> list[Path]:
         return [root]
     if not (root / MARKER).is_file():
         raise AlexNetError(f"{root}: not an `alexnet ablate` folder (no {MARKER} and no study.json)")
-    return sorted(p for p in root.iterdir() if (p / "study.json").is_file())
+    from alexnet.ablate.studies import STUDIES
+
+    order = {name: i for i, name in enumerate(STUDIES)}  # the built-in studies in the paper's order, then the rest
+    folders = [p for p in root.iterdir() if (p / "study.json").is_file()]
+    return sorted(folders, key=lambda p: (order.get(p.name, len(order)), p.name))

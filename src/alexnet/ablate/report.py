@@ -127,6 +127,9 @@ def collect(plan: StudyPlan) -> StudyResult:
     return result
 
 
+NOT_APPLICABLE = "not applicable (top-5 of 5 classes or fewer is 100%)"
+
+
 def judge(result: StudyResult, claim: Claim) -> ClaimResult:
     """The claim's paired effect, verdict (stats.VERDICT_RULE) and the seeds an inconclusive one would need.
 
@@ -147,7 +150,7 @@ def judge(result: StudyResult, claim: Claim) -> ClaimResult:
             verdict == "contradicted" and claim.sign < 0:
         verdict = "inconclusive"
     if effect is None and claim.metric == "val_top5" and 0 < result.classes <= 5:
-        verdict = "not applicable (top-5 of 5 classes or fewer is 100%)"
+        verdict = NOT_APPLICABLE
     needed = (stats.seeds_needed(effect.centre, effect.spread)
               if effect is not None and effect.n >= 2 and verdict == "inconclusive" else None)
     return ClaimResult(claim, effect, verdict, needed, censored_arm + censored_base)
@@ -177,7 +180,10 @@ def cell(result: StudyResult, arm: str, metric: str) -> str:
     return f"{bound}{_num(stats.mean(v), metric)}{spread} (n={len(v)})"
 
 
-def effect_text(effect: stats.Effect | None, claim: Claim) -> str:
+def effect_text(c: ClaimResult) -> str:
+    effect, claim = c.effect, c.claim
+    if c.verdict == NOT_APPLICABLE:
+        return "n/a"
     if effect is None:
         return "no paired seeds yet"
     if claim.op == "/":
@@ -256,7 +262,7 @@ def blocks(result: StudyResult, curves: Path | None) -> list[Block]:
     if result.claims:
         out.append(("h2", "Effects against the paper"))
         out.append(("table", ["comparison", "measured effect [95% interval]", "seeds", "the paper", "verdict"],
-                    [[claim_label(c.claim), effect_text(c.effect, c.claim), str(c.effect.n if c.effect else 0),
+                    [[claim_label(c.claim), effect_text(c), str(c.effect.n if c.effect else 0),
                       paper_text(c.claim), verdict_text(c)] for c in result.claims]))
     out += [("h2", "How the numbers are made"), ("p", "Verdict rule: " + stats.VERDICT_RULE),
             ("p", "Metrics: " + m.DEFINITIONS)]
@@ -400,7 +406,7 @@ def write_summary(root: Path, results: list[StudyResult]) -> Path:
     rows = []
     for r in results:
         for c in r.claims:
-            rows.append([r.plan.study.name, claim_label(c.claim), effect_text(c.effect, c.claim),
+            rows.append([r.plan.study.name, claim_label(c.claim), effect_text(c),
                          str(c.effect.n if c.effect else 0), paper_text(c.claim), verdict_text(c)])
     seconds = sum(r.seconds for r in results)
     items: list[Block] = [
