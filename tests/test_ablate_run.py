@@ -160,3 +160,23 @@ def test_jobs_run_as_subprocesses_at_most_n_at_a_time_and_failures_are_listed(tm
         running += 1 if event.startswith("started") else -1
         peak = max(peak, running)
     assert peak == 2 and len([e for e in events if e.startswith("started")]) == 4
+
+
+def test_every_studys_runs_share_one_queue_and_none_is_started_twice(tmp_path, monkeypatch, capsys):
+    """`ablate all --jobs 2`: the runs of every study in one queue (the base run they share once), then each
+    study's reports; `alexnet --version` stands in for `alexnet train`, so every run stays unfinished."""
+    from alexnet.ablate import runner
+    from alexnet.ablate.api import Session
+
+    monkeypatch.setattr(runner, "train_argv", lambda root, job: ["--version"])
+    session = Session.make("all", seeds=1, output_dir=tmp_path / "abl")
+    session.plans = [p for p in session.plans if p.study.name in ("overlap", "dropout")]
+    names = {r.name for p in session.plans for r in p.runs if r.kind == "train"}
+    assert len(names) == 3  # max-pool 2/2, no dropout, and the base run that both studies contain
+    assert session.run(jobs=2) == []
+    out = capsys.readouterr().out
+    assert "2 studies: 3 training runs to do, 2 at a time" in out
+    started = [line.split()[1] for line in out.splitlines() if line.startswith("started ")]
+    assert sorted(started) == sorted(names)  # each once: the studies' own passes do not start them again
+    report = (tmp_path / "abl" / "overlap" / "report.md").read_text()
+    assert (tmp_path / "abl" / "summary.md").is_file() and "## Pending" in report

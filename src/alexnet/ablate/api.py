@@ -99,14 +99,17 @@ class Session:
 
     def run(self, jobs: int = 1) -> list[tuple[str, str]]:
         from alexnet.ablate.report import write_report, write_summary
-        from alexnet.ablate.runner import run_plan
+        from alexnet.ablate.runner import run_plan, train_pooled
 
         if isinstance(jobs, bool) or not isinstance(jobs, int) or not 1 <= jobs <= 256:
             raise ConfigError(f"--jobs must be 1..256, got {short(jobs)}")
         failures = []
         self.results = []
+        tried: frozenset[str] = frozenset()
+        if jobs > 1 and len(self.plans) > 1:  # one queue for every study's runs: no core waits between studies
+            tried, failures = train_pooled(self.plans, jobs)
         for p in self.plans:
-            failures += run_plan(p, jobs=jobs)
+            failures += run_plan(p, jobs=jobs, tried=tried)
             self.results.append(write_report(p))
         if self.all:
             write_summary(self.root, self.results)

@@ -145,16 +145,18 @@ def run_side_job(plan: StudyPlan, job: Job) -> None:
         baselines.run_baseline(job.kind, plan.configs[job.name], run_dir(plan.root, job.name))
 
 
-def run_plan(plan: StudyPlan, jobs: int = 1, say: Callable[[str], None] = print) -> list[tuple[str, str]]:
+def run_plan(plan: StudyPlan, jobs: int = 1, say: Callable[[str], None] = print,
+             tried: frozenset[str] = frozenset()) -> list[tuple[str, str]]:
     """Every unfinished job of the plan; returns the failures as (job name, message). A signal that stops a run
-    in this process (SIGTERM, SIGINT) stops the study: it propagates after the run saved its checkpoint."""
+    in this process (SIGTERM, SIGINT) stops the study: it propagates after the run saved its checkpoint. `tried`:
+    training runs that `train_pooled` already ran in this session (a failed one is not tried twice)."""
     todo = jobs_of(plan)
     done = [j for j in todo if j.status == DONE]
     pending = [j for j in todo if j.status != DONE]
     say(f"{plan.study.name}: {len(todo)} jobs, {len(done)} finished already, {len(pending)} to run "
         f"({sum(j.status == PARTIAL for j in pending)} to resume)")
     failures: list[tuple[str, str]] = []
-    trains = [j for j in pending if j.kind == "train"]
+    trains = [j for j in pending if j.kind == "train" and j.name not in tried]
     if jobs > 1 and len(trains) > 1:
         failures += _train_parallel(plan, trains, jobs, say)
     else:
@@ -183,6 +185,21 @@ def run_plan(plan: StudyPlan, jobs: int = 1, say: Callable[[str], None] = print)
             failures.append((job.name, str(e)))
             say(f"  failed: {e}")
     return failures
+
+
+def train_pooled(plans: list[StudyPlan], jobs: int, say: Callable[[str], None] = print):
+    """The unfinished training runs of several studies of one folder (`ablate all`) in one queue of `jobs`
+    subprocesses, in the studies' order: a study's last run no longer leaves cores idle while the next study's runs
+    wait. Returns (the runs tried, their failures); run_plan then does each study's evaluations and baselines."""
+    queue: dict[str, Job] = {}
+    for plan in plans:
+        for job in jobs_of(plan):
+            if job.kind == "train" and job.status != DONE:
+                queue.setdefault(job.name, job)
+    if not queue:
+        return frozenset(), []
+    say(f"{len(plans)} studies: {len(queue)} training runs to do, {jobs} at a time")
+    return frozenset(queue), _train_parallel(plans[0], list(queue.values()), jobs, say)
 
 
 def _train_parallel(plan: StudyPlan, trains: list[Job], jobs: int, say: Callable[[str], None]):
