@@ -8,7 +8,8 @@ commands on a cluster count the same:
 - new: anything else (a run killed before its first checkpoint starts again: `alexnet train` accepts the folder).
 
 With `jobs` 1 the runs train in this process, one after another; with more, each is an `alexnet train`
-subprocess (its output in DIR/logs/NAME.log), `jobs` at a time, the CPU's threads shared between them.
+subprocess (its output in DIR/logs/NAME.log), `jobs` at a time, the CPU's threads shared between them; `ablate
+all` puts every study's runs in one queue (`train_pooled`), then makes each study's evaluations and reports.
 """
 
 from __future__ import annotations
