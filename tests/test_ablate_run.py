@@ -142,13 +142,10 @@ def test_jobs_run_as_subprocesses_at_most_n_at_a_time_and_failures_are_listed(tm
     from alexnet.ablate import runner
     from alexnet.ablate.runner import Job, _train_parallel
 
-    class Plan:
-        root = tmp_path
-
     monkeypatch.setattr(runner, "train_argv", lambda root, job: ["--version"] if job.name != "bad" else ["nope"])
     started = []
     jobs = [Job(name, "train", "new") for name in ("a", "b", "c", "bad")]
-    failures = _train_parallel(Plan, jobs, 2, say=started.append)
+    failures = _train_parallel(tmp_path, jobs, 2, say=started.append)
     assert [name for name, _ in failures] == ["bad"] and "exited with 2" in failures[0][1]
     assert "alexnet" in (tmp_path / "logs" / "a.log").read_text()  # each subprocess's output in its log
     assert "invalid choice: 'nope'" in (tmp_path / "logs" / "bad.log").read_text()

@@ -159,7 +159,7 @@ def run_plan(plan: StudyPlan, jobs: int = 1, say: Callable[[str], None] = print,
     failures: list[tuple[str, str]] = []
     trains = [j for j in pending if j.kind == "train" and j.name not in tried]
     if jobs > 1 and len(trains) > 1:
-        failures += _train_parallel(plan, trains, jobs, say)
+        failures += _train_parallel(plan.root, trains, jobs, say)
     else:
         for i, job in enumerate(trains, 1):
             say(f"[{i}/{len(trains)}] {'resuming' if job.status == PARTIAL else 'training'} {job.name}")
@@ -200,12 +200,13 @@ def train_pooled(plans: list[StudyPlan], jobs: int, say: Callable[[str], None] =
     if not queue:
         return frozenset(), []
     say(f"{len(plans)} studies: {len(queue)} training runs to do, {jobs} at a time")
-    return frozenset(queue), _train_parallel(plans[0], list(queue.values()), jobs, say)
+    return frozenset(queue), _train_parallel(plans[0].root, list(queue.values()), jobs, say)
 
 
-def _train_parallel(plan: StudyPlan, trains: list[Job], jobs: int, say: Callable[[str], None]):
-    """`jobs` `alexnet train` subprocesses at a time, each with its share of the cores."""
-    logs = plan.root / "logs"
+def _train_parallel(root: Path, trains: list[Job], jobs: int, say: Callable[[str], None]):
+    """`jobs` `alexnet train` subprocesses at a time in the ablate folder `root`, each with its share of the
+    cores."""
+    logs = root / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
@@ -215,7 +216,7 @@ def _train_parallel(plan: StudyPlan, trains: list[Job], jobs: int, say: Callable
             while waiting and len(running) < jobs:
                 job = waiting.pop(0)
                 log = open(logs / f"{job.name}.log", "ab")  # noqa: SIM115 (closed when the process ends)
-                proc = subprocess.Popen([sys.executable, "-m", "alexnet", *train_argv(plan.root, job)],
+                proc = subprocess.Popen([sys.executable, "-m", "alexnet", *train_argv(root, job)],
                                         stdout=log, stderr=subprocess.STDOUT, env=env)
                 running.append((job, proc, log))
                 say(f"started {job.name} (pid {proc.pid}; log {logs / (job.name + '.log')})")

@@ -298,8 +298,9 @@ _STUDIES = [
          Claim("alexnet", "pixels", "val_top1", direction=+1, section="note 2", paper_text="(and raw pixels)")),
         paper="The second note's first point: learned features can beat hand-crafted ones.",
         notes="The baselines see the same train/val split, centre-cropped to the profile's image size; they are "
-              "deterministic given the data, so each is fitted once and every seed reads that one fit. Their train accuracy is on the "
-              "whole training split after fitting (AlexNet's is the running accuracy of its last epoch).",
+              "deterministic given the data, so each is fitted once and every seed reads that one fit. Their train "
+              "accuracy is on the whole training split after fitting (AlexNet's is the running accuracy of its last "
+              "epoch).",
     ),
 ]
 STUDIES: dict[str, Study] = {s.name: s for s in _STUDIES}
