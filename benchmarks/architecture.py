@@ -10,7 +10,12 @@ Reported (all from the source text, by Python's own parser; nothing is imported)
   a string constant, on a name that holds a checkpoint (`ckpt`, `checkpoint`, `state`, `obj`, `record`);
 - the places an option is declared: for each `alexnet train` option, the config dataclass field, a FLAG_KEYS-style
   mapping entry, and a literal `add_argument("--flag")`, counted where each appears;
-- choice lists written out more than once: the same tuple/list of two or more string constants in two modules.
+- choice lists written out more than once: the same tuple/list of two or more string constants in two modules;
+- the layout: modules at the top level of the package (beside its subpackages);
+- functions over 60 lines, each with whether a comment just above it gives a reason for its length;
+- the function with the most parameters outside the CLI (`self`/`cls` not counted, `*args`/`**kwargs` counted);
+- imports of alexnet's own modules made inside a function (a lazy import hides the dependency graph; heavy
+  third-party modules such as torch are not counted).
 """
 
 from __future__ import annotations
@@ -47,6 +52,45 @@ def function_lengths(tree: ast.AST) -> list[tuple[int, str]]:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             out.append((node.end_lineno - node.lineno + 1, node.name))
     return out
+
+
+def long_functions(tree: ast.AST, lines: list[str], limit: int = 60) -> list[tuple[int, str, bool]]:
+    """(length, name, has_reason) for every function longer than `limit` lines. The reason is a comment in the
+    lines just above its decorators or `def` (as train_one_epoch has)."""
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            length = node.end_lineno - node.lineno + 1
+            if length > limit:
+                first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+                above = lines[max(0, first - 4): first - 1]
+                out.append((length, node.name, any(line.strip().startswith("#") for line in above)))
+    return out
+
+
+def parameter_counts(tree: ast.AST) -> list[tuple[int, str]]:
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            a = node.args
+            names = [x.arg for x in a.posonlyargs + a.args + a.kwonlyargs]
+            count = len([n for n in names if n not in ("self", "cls")]) + bool(a.vararg) + bool(a.kwarg)
+            out.append((count, node.name))
+    return out
+
+
+def inner_own_imports(tree: ast.AST) -> int:
+    """Import statements of the package's own modules that sit inside a function body."""
+    count = 0
+    for fn in ast.walk(tree):
+        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(fn):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").split(".")[0] == "alexnet"):
+                count += 1
+            elif isinstance(node, ast.Import) and any(a.name.split(".")[0] == "alexnet" for a in node.names):
+                count += 1
+    return count
 
 
 def imported(name: str, tree: ast.AST, known: set[str]) -> set[str]:
@@ -180,6 +224,14 @@ def measure(src: Path) -> dict:
     longest_module = max((len(texts[n].splitlines()), n) for n in mods)
     functions = [(length, f"{n}.{fn}") for n, tree in trees.items() for length, fn in function_lengths(tree)]
     functions.sort(reverse=True)
+    package = src.name
+    top_level = sorted(n for n, path in mods.items()
+                       if path.parent == src and path.name not in ("__init__.py", "__main__.py"))
+    long = sorted(((length, f"{n}.{fn}", reason) for n, tree in trees.items()
+                   for length, fn, reason in long_functions(tree, texts[n].splitlines())), reverse=True)
+    params = sorted(((count, f"{n}.{fn}") for n, tree in trees.items() if not n.startswith(f"{package}.cli")
+                     for count, fn in parameter_counts(tree)), reverse=True)
+    inner = {n: k for n, tree in trees.items() if (k := inner_own_imports(tree))}
     readers = {n: sorted(keys) for n, tree in trees.items() if (keys := reads_checkpoint_keys(tree))}
     places = option_places(trees)
     counts = sorted(len(v) for v in places.values())
@@ -189,6 +241,11 @@ def measure(src: Path) -> dict:
         "modules_over_400_lines": sorted(n for n in mods if len(texts[n].splitlines()) > 400),
         "longest_functions": [{"function": f, "lines": n} for n, f in functions[:5]],
         "functions_over_60_lines": sum(1 for n, _ in functions if n > 60),
+        "long_functions": [{"function": f, "lines": n, "reason_given": r} for n, f, r in long],
+        "top_level_modules": top_level,
+        "most_parameters_outside_cli": [{"function": f, "parameters": n} for n, f in params[:5]],
+        "inner_own_imports": sum(inner.values()),
+        "inner_own_imports_by_module": dict(sorted(inner.items(), key=lambda kv: -kv[1])),
         "import_cycles": cycles(graph),
         "checkpoint_key_readers": readers,
         "option_places": {
@@ -213,7 +270,15 @@ def main() -> int:
     print(f"longest module: {result['longest_module']['module']} ({result['longest_module']['lines']} lines); "
           f"over 400 lines: {', '.join(result['modules_over_400_lines']) or 'none'}")
     print("longest functions: " + ", ".join(f"{f['function']} ({f['lines']})" for f in result["longest_functions"]))
-    print(f"functions over 60 lines: {result['functions_over_60_lines']}")
+    print(f"functions over 60 lines: {result['functions_over_60_lines']}" + "".join(
+        f"\n  {f['function']} ({f['lines']}){'' if f['reason_given'] else ', no reason written above it'}"
+        for f in result["long_functions"]))
+    print(f"top-level modules (besides __init__ and __main__): {len(result['top_level_modules'])}: "
+          + ", ".join(m.rpartition(".")[2] for m in result["top_level_modules"]))
+    print("most parameters outside the CLI: " + ", ".join(
+        f"{f['function']} ({f['parameters']})" for f in result["most_parameters_outside_cli"]))
+    print(f"imports of alexnet's own modules inside functions: {result['inner_own_imports']} (most: " + ", ".join(
+        f"{m} {k}" for m, k in list(result["inner_own_imports_by_module"].items())[:5]) + ")")
     print(f"import cycles: {len(result['import_cycles'])}" + "".join(
         f"\n  {' <-> '.join(c)}" for c in result["import_cycles"]))
     readers = result["checkpoint_key_readers"]
