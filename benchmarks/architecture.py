@@ -86,9 +86,7 @@ def inner_own_imports(tree: ast.AST) -> int:
         if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
         for node in ast.walk(fn):
-            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").split(".")[0] == "alexnet"):
-                count += 1
-            elif isinstance(node, ast.Import) and any(a.name.split(".")[0] == "alexnet" for a in node.names):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").split(".")[0] == "alexnet") or isinstance(node, ast.Import) and any(a.name.split(".")[0] == "alexnet" for a in node.names):
                 count += 1
     return count
 

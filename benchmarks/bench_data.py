@@ -26,8 +26,8 @@ from pathlib import Path
 
 import torch
 
-from alexnet.bench.config import PHOTO_SIZE
-from alexnet.bench.photos import make_photos, time_batch_augment, time_loader
+from alexnet.speed.config import PHOTO_SIZE
+from alexnet.speed.photos import make_photos, time_batch_augment, time_loader
 
 BATCH = 64
 

@@ -19,7 +19,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from alexnet.lrn import fast_local_response_norm, local_response_norm, lrn_kernel
+from alexnet.models.lrn import fast_local_response_norm, local_response_norm, lrn_kernel
 
 SHAPES = {"lrn1": (96, 55, 55), "lrn2": (256, 27, 27)}
 PAPER = {"size": 5, "alpha": 1e-4, "beta": 0.75, "k": 2.0}
@@ -59,8 +59,8 @@ def whole_model(batch: int, repeats: int, steps: int) -> None:
     """The paper model's training step (forward + backward + Adam, fp32, channels_last, as `alexnet bench` runs
     "ours") with LRN on the native kernel, on the Python kernel, and with norm="none"; the arms interleave within each
     repeat, in a rotating order, so that the machine's other load falls on all of them alike."""
-    from alexnet.bench.steps import OURS_FP32, prepare, train_step
     from alexnet.models import build_model
+    from alexnet.speed.steps import OURS_FP32, prepare, train_step
 
     torch.manual_seed(0)
     paper = build_model("alexnet", image_size=227)

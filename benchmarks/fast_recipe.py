@@ -65,7 +65,7 @@ def final_row(run: Path) -> dict | None:
 def macs_per_image(extra: list[str]) -> int:
     """conv and fc multiply-accumulates of the candidate's model at its input size (the last flag wins)."""
     from alexnet.models import model_config
-    from alexnet.summary import summarize
+    from alexnet.models.summary import summarize
 
     flags = BASE + extra
     last = {flags[i]: flags[i + 1] for i in range(len(flags) - 1) if flags[i].startswith("--")}

@@ -78,7 +78,7 @@ def test_tiny_study_survives_a_kill_reuses_finished_runs_and_reports_their_numbe
     assert len(runs) == 4 and all(train_status(r) == DONE for r in runs)
 
     # the switch reached the model: the tanh arm's checkpoints hold a tanh AlexNet
-    from alexnet.checkpoint import load_checkpoint
+    from alexnet.store.checkpoint import load_checkpoint
 
     plan = json.loads((out / "act" / "study.json").read_text())
     by_arm = {arm: [r for r in plan["runs"] if r["arm"] == arm] for arm in ("relu", "tanh")}

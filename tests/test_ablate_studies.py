@@ -44,7 +44,7 @@ def test_pca_sigma_reaches_the_batch_augmentation(tmp_path):
     import torch
 
     from alexnet.data import build_datasets
-    from alexnet.distributed import env_info
+    from alexnet.runtime.distributed import env_info
     from alexnet.training.batches import build_batches
     from data_factories import make_folder
     from tiny_runs import tiny_config

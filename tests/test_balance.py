@@ -11,8 +11,8 @@ import torch.nn.functional as F
 
 import data_factories as f
 from alexnet.config import OptimSpec, TrainConfig
-from alexnet.distributed import DistInfo
 from alexnet.errors import ConfigError
+from alexnet.runtime.distributed import DistInfo
 from alexnet.training.balance import (
     balanced_permutation,
     class_weights,

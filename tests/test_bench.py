@@ -7,9 +7,9 @@ import sys
 import pytest
 import torch
 
-from alexnet.bench import OURS_FP32, PLAIN, SECTIONS, BenchConfig, prepare
-from alexnet.lrn import LocalResponseNorm
 from alexnet.models import build_model
+from alexnet.models.lrn import LocalResponseNorm
+from alexnet.speed import OURS_FP32, PLAIN, SECTIONS, BenchConfig, prepare
 
 
 def test_plain_mode_swaps_in_torchs_lrn_with_the_same_numbers():
@@ -60,7 +60,7 @@ def test_bad_bench_arguments_are_one_line_errors():
 
 
 def test_ours_steps_with_the_fused_optimizer_and_plain_without():
-    from alexnet.bench import OURS_BF16, OURS_FP32, PLAIN, optimizer_for
+    from alexnet.speed import OURS_BF16, OURS_FP32, PLAIN, optimizer_for
 
     net = torch.nn.Linear(3, 2)
     assert optimizer_for(net, OURS_FP32).defaults["fused"] and optimizer_for(net, OURS_BF16).defaults["fused"]
@@ -72,7 +72,7 @@ def test_ours_is_timed_through_the_trainer_itself(monkeypatch):
     changes the benchmark (no hand copy of the step to fall behind)."""
     import alexnet.training.epoch as epoch
     import alexnet.training.optim as optim
-    from alexnet.bench.steps import time_train_steps
+    from alexnet.speed.steps import time_train_steps
 
     calls = {"epochs": 0, "optimizers": 0}
     real_epoch, real_optimizer = epoch.train_one_epoch, optim.build_optimizer
@@ -95,7 +95,7 @@ def test_ours_is_timed_through_the_trainer_itself(monkeypatch):
 
 
 def test_sections_are_named_by_their_results_and_the_old_name_still_works():
-    from alexnet.bench.sections import REGISTRY
+    from alexnet.speed.sections import REGISTRY
 
     assert tuple(REGISTRY) == SECTIONS
     assert BenchConfig(sections=("train", "lrn")).sections == ("train_step", "lrn")

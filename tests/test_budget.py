@@ -97,7 +97,7 @@ def test_a_run_paused_midway_is_replanned_to_end_within_its_budget(tmp_path):
     import sys
     import time
 
-    from alexnet.checkpoint import load_checkpoint
+    from alexnet.store.checkpoint import load_checkpoint
 
     data = make_folder(tmp_path / "data", train=8, val=2)
     run = tmp_path / "run"

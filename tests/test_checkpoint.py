@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from alexnet.checkpoint import (
+from alexnet.errors import CheckpointError
+from alexnet.store.checkpoint import (
     FORMAT,
     FORMAT_VERSION,
     Checkpoint,
@@ -16,8 +17,7 @@ from alexnet.checkpoint import (
     find_checkpoint,
     load_checkpoint,
 )
-from alexnet.errors import CheckpointError
-from alexnet.runfolder import RunPaths
+from alexnet.store.runfolder import RunPaths
 from alexnet.training.determinism import rng_state, set_rng_state
 
 FIXTURE = Path(__file__).parent / "fixtures" / "tiny-v1.pt"  # written by a real run: fixtures/make_checkpoint.py

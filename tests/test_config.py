@@ -266,11 +266,12 @@ def test_model_names_are_the_registry_s():
 
 
 def test_library_modules_take_the_config_s_choice_lists():
-    from alexnet import config, models, onnxrt
-    from alexnet.bench import BenchConfig
+    from alexnet import config, models
     from alexnet.data import transforms
+    from alexnet.runtime import onnxrt
+    from alexnet.speed import BenchConfig
 
-    assert models.NORMS is config.NORMS and transforms.PRESETS is config.PRESETS
+    assert models.alexnet.NORMS is config.NORMS and transforms.PRESETS is config.PRESETS
     assert onnxrt.RUNTIMES is config.RUNTIMES and BenchConfig().sections is config.BENCH_SECTIONS
 
 

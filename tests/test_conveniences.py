@@ -5,7 +5,7 @@ import math
 import pytest
 from PIL import Image
 
-from alexnet.checkpoint import load_checkpoint
+from alexnet.store.checkpoint import load_checkpoint
 from alexnet.train import fit, resume_config
 from data_factories import make_folder
 from tiny_runs import tiny_config

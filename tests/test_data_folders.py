@@ -362,7 +362,7 @@ def test_data_check_shows_the_layout_read_and_refuses_with_the_readings(tmp_path
 
 @pytest.mark.slow
 def test_train_reads_a_kaggle_zip_and_takes_layout_from_the_command_line(tmp_path):
-    from alexnet.checkpoint import load_checkpoint
+    from alexnet.store.checkpoint import load_checkpoint
     from tiny_runs import TINY, run_cli
 
     data = f.make_folder(tmp_path / "dl", train=6, val=2)  # train/, val/ -> dataset/training_set/, dataset/test_set/

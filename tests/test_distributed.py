@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from alexnet.distributed import DEFAULT_PG_TIMEOUT_S, STOP_AGREE_EVERY, DistInfo, pg_timeout, stop_agreement_due
 from alexnet.errors import ConfigError
+from alexnet.runtime.distributed import DEFAULT_PG_TIMEOUT_S, STOP_AGREE_EVERY, DistInfo, pg_timeout, stop_agreement_due
 from data_factories import make_folder
 
 # No dropout (its masks are drawn per rank) and no BatchNorm (its statistics are per rank): then the only

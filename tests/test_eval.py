@@ -137,9 +137,9 @@ def test_flip_tta_on_a_trained_checkpoint(trained, tmp_path):
     out = evaluate_checkpoint(run, output_dir=tmp_path, tta="flip")
     assert out.result.total == 6 and "flip TTA" in out.description
     # The same loss computed another way: the mean of the two softmaxes, from the model's own forward.
-    from alexnet.checkpoint import load_checkpoint
     from alexnet.data import build_from_description, cache_split
     from alexnet.data.augment import BatchAugment
+    from alexnet.store.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(run)
     val = cache_split(build_from_description(ckpt.data_description(), statistics=False), "val")
@@ -180,9 +180,9 @@ def test_eval_a_trained_checkpoint_on_its_own_data(trained, tmp_path):
     data, run = trained
     out = evaluate_checkpoint(run, output_dir=tmp_path)
     # The same count computed another way: the checkpoint's model on its own validation split, batch by batch.
-    from alexnet.checkpoint import load_checkpoint
     from alexnet.data import build_from_description, cache_split
     from alexnet.data.augment import BatchAugment
+    from alexnet.store.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(run)
     val = cache_split(build_from_description(ckpt.data_description(), statistics=False), "val")

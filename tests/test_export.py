@@ -1,5 +1,5 @@
 """`alexnet export`: the Hub folder round-trips, ONNX Runtime reproduces PyTorch, torch.export reloads; bad input;
-the ONNX pieces (alexnet.onnxrt) stay below the exporter."""
+the ONNX pieces (alexnet.runtime.onnxrt) stay below the exporter."""
 
 import ast
 import json
@@ -30,7 +30,7 @@ def run_dir(tmp_path_factory):
 def test_every_format_reproduces_the_checkpoint(run_dir, tmp_path):
     import onnxruntime
 
-    from alexnet.checkpoint import load_checkpoint
+    from alexnet.store.checkpoint import load_checkpoint
 
     report = export_checkpoint(run_dir, tmp_path / "out", ["hub", "onnx", "torch-export"])
     ckpt = load_checkpoint(run_dir)
@@ -96,7 +96,7 @@ def folder_bytes(folder):
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
 
-@pytest.mark.parametrize("fmt, module, tolerance", [("onnx", "alexnet.onnxrt", "ONNX_TOLERANCE"),
+@pytest.mark.parametrize("fmt, module, tolerance", [("onnx", "alexnet.runtime.onnxrt", "ONNX_TOLERANCE"),
                                                      ("torch-export", "alexnet.export", "PROGRAM_TOLERANCE")])
 def test_a_failed_parity_check_leaves_the_old_export_as_it_was(run_dir, tmp_path, monkeypatch, fmt, module, tolerance):
     import importlib
@@ -138,11 +138,11 @@ def test_an_existing_export_is_refused_without_force_and_replaced_whole_with_it(
 
 
 def test_the_onnx_module_never_imports_the_exporter():
-    # alexnet.export builds on alexnet.onnxrt; an import back (even inside a function) would make the two a cycle.
-    import alexnet.onnxrt
+    # alexnet.export builds on alexnet.runtime.onnxrt; an import back (even inside a function) would make the two a cycle.
+    import alexnet.runtime.onnxrt
 
     imported = set()
-    for node in ast.walk(ast.parse(Path(alexnet.onnxrt.__file__).read_text())):
+    for node in ast.walk(ast.parse(Path(alexnet.runtime.onnxrt.__file__).read_text())):
         if isinstance(node, ast.Import):
             imported |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom):  # onnxrt sits in the package root: `from . import x` is alexnet.x
@@ -150,7 +150,7 @@ def test_the_onnx_module_never_imports_the_exporter():
             imported |= {base, *(f"{base}.{a.name}" for a in node.names)}
     assert "alexnet.data.cache" in imported  # the walk sees imports inside functions
     assert not [m for m in imported if m == "alexnet.export" or m.startswith("alexnet.export.")], sorted(imported)
-    code = ("import sys, alexnet.onnxrt, alexnet.inference, alexnet.evaluate, alexnet.predict; "
+    code = ("import sys, alexnet.runtime.onnxrt, alexnet.runtime.inference, alexnet.evaluate, alexnet.predict; "
             "print(sorted(m for m in sys.modules if m == 'alexnet.export'))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

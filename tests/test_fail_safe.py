@@ -13,7 +13,7 @@ import torch
 from alexnet.errors import DataError
 from alexnet.evaluate import EvalResult
 from alexnet.files import FileWriteError
-from alexnet.runfolder import truncate_metrics, write_config, write_metrics
+from alexnet.store.runfolder import truncate_metrics, write_config, write_metrics
 from alexnet.train import TrainingError, fit, resume_config
 from alexnet.training.determinism import check_deterministic_backward
 from alexnet.training.epoch import check_validation

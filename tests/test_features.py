@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from alexnet.checkpoint import load_checkpoint
 from alexnet.errors import ConfigError, DataError
 from alexnet.features import extract, extract_features, load_features, output_paths, save_features
+from alexnet.store.checkpoint import load_checkpoint
 from tiny_runs import run_cli
 
 

@@ -4,8 +4,8 @@
 import pytest
 import torch
 
-from alexnet.checkpoint import load_checkpoint
 from alexnet.errors import AlexNetError
+from alexnet.store.checkpoint import load_checkpoint
 from alexnet.train import fit, resume_config
 from data_factories import make_folder
 from tiny_runs import tiny_config

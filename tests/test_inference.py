@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from alexnet.errors import ConfigError
-from alexnet.inference import InferenceOptions, Predictor
+from alexnet.runtime.inference import InferenceOptions, Predictor
 from tiny_runs import trained_like
 
 
@@ -67,15 +67,15 @@ def test_eval_and_predict_accept_the_inference_flags(tmp_path):
     top = json.loads(result.stdout)[0]["top"]
     assert abs(sum(t["prob"] for t in top) - 1.0) < 1e-3  # 2 classes: top-2 is everything
     # bf16 autocast answers what fp32 answers, within bf16's precision (8 bits of mantissa)
-    from alexnet.checkpoint import load_checkpoint
     from alexnet.predict import predict_files
+    from alexnet.store.checkpoint import load_checkpoint
 
     fp32 = dict(predict_files(load_checkpoint(tmp_path / "run"), [str(image)])[0].top)
     assert {t["label"]: t["prob"] for t in top} == pytest.approx(fp32, abs=0.02)
 
 
 def test_autocast_is_a_no_op_without_a_dtype():
-    from alexnet.amp import AMP_DTYPES, autocast
+    from alexnet.runtime.amp import AMP_DTYPES, autocast
 
     a = torch.randn(4, 4)
     with autocast("cpu", None):

@@ -206,7 +206,7 @@ def test_inspect_cli_writes_pngs_and_names_bad_inputs(trained, tmp_path, capsys)
 
 
 def test_report_is_one_self_contained_file(opened, trained, tmp_path):
-    from alexnet.report_html import build_report
+    from alexnet.inspect.report import build_report
 
     run, index, _ = opened
     out = tmp_path / "report.html"
@@ -245,7 +245,7 @@ def test_maps_of_any_size_fit_the_unit_square(n):
 
 def test_a_report_without_the_runs_data_says_so(trained):
     from alexnet.inspect.loaded import open_run
-    from alexnet.report_html import build_report
+    from alexnet.inspect.report import build_report
 
     run = open_run(trained[1], data=False)
     text = build_report(run, None, samples=4)

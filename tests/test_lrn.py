@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from alexnet.errors import ConfigError
-from alexnet.lrn import LocalResponseNorm
+from alexnet.models.lrn import LocalResponseNorm
 
 
 def literal_lrn(a: torch.Tensor, n: int, alpha: float, beta: float, k: float) -> torch.Tensor:
@@ -140,7 +140,7 @@ def test_half_precision_input_is_normalised_in_float32(alpha, k):
 @pytest.mark.parametrize("convention", ["per_size", "literal"])
 @pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 7])
 def test_fast_kernel_matches_reference_forward_and_backward(convention, size):
-    from alexnet.lrn import fast_local_response_norm, local_response_norm
+    from alexnet.models.lrn import fast_local_response_norm, local_response_norm
 
     torch.manual_seed(size)
     # 9 images: two full chunks and a partial one; 6 channels: windows wider than the channel count at size 7.

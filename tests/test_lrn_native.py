@@ -1,4 +1,4 @@
-"""The native LRN kernel (csrc/lrn.c via alexnet.native): its numbers, when it runs, and how it is built and cached."""
+"""The native LRN kernel (csrc/lrn.c via alexnet.models.native): its numbers, when it runs, and how it is built and cached."""
 
 import os
 import subprocess
@@ -8,8 +8,8 @@ import textwrap
 import pytest
 import torch
 
-from alexnet import native
-from alexnet.lrn import LocalResponseNorm, fast_local_response_norm, local_response_norm, lrn_kernel
+from alexnet.models import native
+from alexnet.models.lrn import LocalResponseNorm, fast_local_response_norm, local_response_norm, lrn_kernel
 
 needs_cc = pytest.mark.skipif(native.compiler() is None, reason="no C compiler on PATH: the native LRN cannot be built")
 
@@ -184,7 +184,7 @@ def test_tracing_sees_the_reference_formula():
 def test_a_fresh_process_reuses_the_cached_library(tmp_path):
     script = textwrap.dedent("""
         import os
-        from alexnet import native
+        from alexnet.models import native
         assert native.load() is not None
         path = native.library_path(native.compiler())
         print(native.compiles, path, os.stat(path).st_mtime_ns)

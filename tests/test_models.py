@@ -13,9 +13,7 @@ import torch
 import torchvision
 from torch import nn
 
-from alexnet.checkpoint import Checkpoint
 from alexnet.errors import CheckpointError, ConfigError
-from alexnet.lrn import LocalResponseNorm
 from alexnet.models import (
     AlexNet,
     AlexNetConfig,
@@ -27,8 +25,10 @@ from alexnet.models import (
     num_params,
     parameter_count,
 )
-from alexnet.pretrained import load_torchvision_weights
-from alexnet.summary import summarize
+from alexnet.models.lrn import LocalResponseNorm
+from alexnet.models.pretrained import load_torchvision_weights
+from alexnet.models.summary import summarize
+from alexnet.store.checkpoint import Checkpoint
 
 
 def onnx_export():

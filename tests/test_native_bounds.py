@@ -14,9 +14,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from alexnet import native
 from alexnet.errors import ConfigError
-from alexnet.lrn import MAX_SIZE, LocalResponseNorm, _FastLRN, fast_local_response_norm, local_response_norm
+from alexnet.models import native
+from alexnet.models.lrn import MAX_SIZE, LocalResponseNorm, _FastLRN, fast_local_response_norm, local_response_norm
 
 needs_cc = pytest.mark.skipif(native.compiler() is None, reason="no C compiler on PATH: the native LRN cannot be built")
 ABSURD = 2**31 + 5  # wraps to a negative C int
@@ -96,7 +96,7 @@ def test_the_native_entry_point_checks_its_own_arguments(change, says):
 
 CTYPES_SCRIPT = textwrap.dedent("""
     import json, torch
-    from alexnet import native
+    from alexnet.models import native
     lib = native.load()
     x = torch.randn(2, 7, 3, 3)
     y = torch.empty_like(x)

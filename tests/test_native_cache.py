@@ -14,8 +14,8 @@ import subprocess
 import pytest
 import torch
 
-from alexnet import native
-from alexnet.lrn import fast_local_response_norm, local_response_norm, lrn_kernel
+from alexnet.models import native
+from alexnet.models.lrn import fast_local_response_norm, local_response_norm, lrn_kernel
 
 pytestmark = pytest.mark.skipif(native.compiler() is None, reason="no C compiler on PATH: nothing to build or plant")
 
@@ -77,7 +77,7 @@ def _plant(path, tmp_path):
 
 def _assert_refused(caplog, *, says: str):
     """Nothing loaded, nothing built, one warning line that says why, and the Python kernel gives the numbers."""
-    with caplog.at_level(logging.WARNING, logger="alexnet.native"):
+    with caplog.at_level(logging.WARNING, logger="alexnet.models.native"):
         assert native.load() is None
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and "\n" not in warnings[0], warnings

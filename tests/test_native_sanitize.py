@@ -14,7 +14,7 @@ import textwrap
 
 import pytest
 
-from alexnet import native
+from alexnet.models import native
 
 
 def _libasan() -> str | None:
@@ -32,8 +32,8 @@ def _libasan() -> str | None:
 
 CHILD = textwrap.dedent("""
     import torch, torch.nn.functional as F
-    from alexnet import native
-    from alexnet.lrn import fast_local_response_norm
+    from alexnet.models import native
+    from alexnet.models.lrn import fast_local_response_norm
     assert native.sanitized() and native.load() is not None, "the sanitized kernel did not load"
     assert native._asan_runtime_loaded(), "no ASan runtime in this process: nothing would be caught"
     torch.manual_seed(0)
@@ -90,7 +90,7 @@ def test_the_sanitized_build_without_its_runtime_falls_back_with_a_warning(tmp_p
     monkeypatch.setenv(native.ENV_SANITIZE, "1")
     native.reset()
     try:
-        with caplog.at_level(logging.WARNING, logger="alexnet.native"):
+        with caplog.at_level(logging.WARNING, logger="alexnet.models.native"):
             assert native.load() is None
     finally:
         native.reset()

@@ -109,6 +109,6 @@ def test_the_grid_stays_bounded_whatever_k_and_the_queries(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     png, doc = write_neighbours(result, tmp_path / "out")
     with Image.open(png) as img:
-        dpi = 100  # alexnet.plots._figure
+        dpi = 100  # alexnet.inspect.plots._figure
         assert img.size == (round(nb.CELL_INCHES * 4 * dpi), round((nb.CELL_INCHES * 2 + 0.4) * dpi))  # 2 x (1 + 3)
     assert len(json.loads(doc.read_text())["neighbours"]) == 4

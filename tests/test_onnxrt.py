@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from alexnet.errors import ConfigError
-from alexnet.inference import InferenceOptions, Predictor
-from alexnet.onnxrt import OnnxRuntimeError, OnnxRuntimeModel, compare_top1, export_onnx, quantize_int8
+from alexnet.runtime.inference import InferenceOptions, Predictor
+from alexnet.runtime.onnxrt import OnnxRuntimeError, OnnxRuntimeModel, compare_top1, export_onnx, quantize_int8
 from alexnet.train import fit
 from data_factories import make_folder
 from tiny_runs import tiny_config, trained_like
@@ -116,8 +116,8 @@ def test_eval_and_predict_run_in_onnxruntime(run_dir):
                              "--json", "--runtime", "onnxruntime-int8"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     # int8 answers close to what fp32 PyTorch answers for the same image (static int8: a few percent of probability)
-    from alexnet.checkpoint import load_checkpoint
     from alexnet.predict import predict_files
+    from alexnet.store.checkpoint import load_checkpoint
 
     fp32 = dict(predict_files(load_checkpoint(run_dir), [str(image)])[0].top)
     int8 = {t["label"]: t["prob"] for t in json.loads(result.stdout)[0]["top"]}

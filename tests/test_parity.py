@@ -14,10 +14,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from alexnet.checkpoint import load_checkpoint
 from alexnet.config import resolve_config
 from alexnet.data.idx import find_idx_files, read_idx_pair
 from alexnet.models import build_model
+from alexnet.store.checkpoint import load_checkpoint
 from alexnet.train import fit
 from alexnet.training.determinism import epoch_permutation
 from data_factories import write_mnist_folder

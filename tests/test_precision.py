@@ -5,10 +5,11 @@ import json
 
 import pytest
 
-from alexnet import bench, precision
-from alexnet.bench import BenchConfig
-from alexnet.bench import plan as bench_plan
-from alexnet.bench.plan import plan_work
+from alexnet import speed as bench
+from alexnet.runtime import precision
+from alexnet.speed import BenchConfig
+from alexnet.speed import plan as bench_plan
+from alexnet.speed.plan import plan_work
 
 
 def inject(slowdown_bf16: float, slowdown_fp16: float | None = None) -> None:
@@ -88,7 +89,7 @@ def test_a_damaged_cache_file_is_measured_again(content):
 def test_inference_with_an_explicit_slow_amp_warns(capsys):
     import torch
 
-    from alexnet.inference import InferenceOptions, Predictor
+    from alexnet.runtime.inference import InferenceOptions, Predictor
 
     inject(40.0)
     Predictor(torch.nn.Linear(3, 2), torch.device("cpu"), InferenceOptions(amp="bf16"))

@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from alexnet.checkpoint import load_checkpoint
 from alexnet.predict import expand_inputs, format_csv, format_json, format_table, predict_files
+from alexnet.store.checkpoint import load_checkpoint
 
 
 def test_expand_files_folders_globs_and_missing(tmp_path):

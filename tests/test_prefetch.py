@@ -15,10 +15,10 @@ import time
 import pytest
 import torch
 
-from alexnet.checkpoint import load_checkpoint
 from alexnet.data.augment import BatchAugment
 from alexnet.data.prefetch import Prefetcher
-from alexnet.distributed import DistInfo
+from alexnet.runtime.distributed import DistInfo
+from alexnet.store.checkpoint import load_checkpoint
 from alexnet.train import RunInterrupted, TrainingError, fit, resume_config
 from alexnet.training.batches import PREFETCH_DEPTH, CacheBatches
 from alexnet.training.epoch import EpochTotals, StepReadback, train_one_epoch

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from alexnet.checkpoint import load_checkpoint
+from alexnet.store.checkpoint import load_checkpoint
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RELEASES = ("tiny-v1", "tiny-v2")
@@ -44,7 +44,7 @@ def test_train_state_reads_as_written(release, expected):
 def test_train_state_restores_into_a_trainer(release, expected):
     """The release's optimizer, schedule and position load into today's TrainState."""
     from alexnet.config import TrainConfig
-    from alexnet.distributed import DistInfo
+    from alexnet.runtime.distributed import DistInfo
     from alexnet.training.epoch import ChanceWatch
     from alexnet.training.optim import LRSchedule, build_optimizer
     from alexnet.training.state import TrainState

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from alexnet.runfolder import LOCK_NAME, RunFolderError, RunLock
+from alexnet.store.runfolder import LOCK_NAME, RunFolderError, RunLock
 from alexnet.train import fit
 from data_factories import make_folder
 from tiny_runs import TINY, tiny_config
@@ -105,7 +105,7 @@ def test_a_run_killed_before_its_first_checkpoint_can_start_again(tmp_path):
 
 
 def test_what_alexnet_writes_beside_a_run_is_its_own_and_nothing_else_is(tmp_path):
-    from alexnet.runfolder import REPORT_NAME, foreign_entries
+    from alexnet.store.runfolder import REPORT_NAME, foreign_entries
 
     # `alexnet report`'s default file, eval's confusion matrix and an atomic writer's temporary are alexnet's;
     # a user's notes beside them are not, so a new run refuses the folder.

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from alexnet.checkpoint import load_checkpoint
-from alexnet.runtime_auto import CANDIDATES, RuntimeChoice, cache_path, choose_runtime, pick, read_cached
+from alexnet.runtime.auto import CANDIDATES, RuntimeChoice, cache_path, choose_runtime, pick, read_cached
+from alexnet.store.checkpoint import load_checkpoint
 from tiny_runs import run_cli
 
 

@@ -8,7 +8,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from alexnet.errors import ConfigError
 from alexnet.models import AlexNet, feature_size, list_models, min_input_size, model_config, num_params, out_size
-from alexnet.summary import exact_sizes, summarize, target_map
+from alexnet.models.summary import exact_sizes, summarize, target_map
 
 VARIANTS = list_models()
 

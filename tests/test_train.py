@@ -10,10 +10,10 @@ import torch
 import yaml
 from PIL import Image
 
-from alexnet.checkpoint import load_checkpoint
 from alexnet.config import OptimSpec, resolve_config
 from alexnet.errors import CheckpointError, ConfigError
-from alexnet.runfolder import METRIC_COLUMNS
+from alexnet.store.checkpoint import load_checkpoint
+from alexnet.store.runfolder import METRIC_COLUMNS
 from alexnet.train import TrainingError, fit, resume_config
 from alexnet.training.determinism import epoch_permutation
 from alexnet.training.epoch import ChanceWatch

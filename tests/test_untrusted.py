@@ -23,12 +23,12 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from alexnet import cli
-from alexnet.checkpoint import load_checkpoint
-from alexnet.checkpoint_schema import REQUIRED_FIELDS
-from alexnet.checkpoint_schema import validate as validate_checkpoint
 from alexnet.errors import CheckpointError, short
 from alexnet.predict import predict_files
-from alexnet.safeload import check_torch_version
+from alexnet.store.checkpoint import load_checkpoint
+from alexnet.store.safeload import check_torch_version
+from alexnet.store.schema import REQUIRED_FIELDS
+from alexnet.store.schema import validate as validate_checkpoint
 
 FIXTURE = Path(__file__).parent / "fixtures" / "tiny-v1.pt"
 MESSAGE_LIMIT = 600  # characters: a refusal echoes at most a short repr of the bad value

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from alexnet import validate as v
+from alexnet import checks as v
 from alexnet.errors import ConfigError, clip, short
 from alexnet.files import atomic_write_text
 
@@ -65,7 +65,7 @@ FREEZE_POINTS = ("none", "features", "conv1", "conv2", "conv3", "conv4", "conv5"
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}  # --time-budget 1h30m
 INIT_TORCHVISION = "torchvision"  # --init-from's name for torchvision's ImageNet weights (through torch.hub's cache)
 BENCH_SECTIONS = ("ceilings", "train_step", "lrn", "data", "end_to_end", "inference")  # in the order bench runs them,
-# each named by the key of its results (alexnet.bench.sections.REGISTRY)
+# each named by the key of its results (alexnet.speed.sections.REGISTRY)
 BENCH_SECTION_ALIASES = {"train": "train_step"}  # the name `bench --only` took before
 
 MAX_CONFIG_BYTES = 1 << 20  # a run YAML (the shipped recipes are under 2 KB); larger files are refused unread

@@ -19,11 +19,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from alexnet.amp import autocast
 from alexnet.config import TTA_MODES
-from alexnet.distributed import all_reduce_sum
 from alexnet.errors import ConfigError
-from alexnet.inference import InferenceOptions, prepare_model
+from alexnet.runtime.amp import autocast
+from alexnet.runtime.distributed import all_reduce_sum
+from alexnet.runtime.inference import InferenceOptions, prepare_model
 
 
 @dataclass
@@ -231,13 +231,13 @@ def evaluate_checkpoint(
     evaluated whole. Class names must match the checkpoint's, else the refusal names the field. `tta="flip"`
     averages each image's probabilities with its mirror's (`evaluate`); not with `ten_crop`.
     """
-    from alexnet.checkpoint import load_checkpoint
     from alexnet.data.augment import BatchAugment
     from alexnet.data.batches import CachedBatches
     from alexnet.data.cache import cache_split
     from alexnet.files import atomic_write
-    from alexnet.onnxrt import calibration_batches
-    from alexnet.plots import plot_confusion
+    from alexnet.inspect.plots import plot_confusion
+    from alexnet.runtime.onnxrt import calibration_batches
+    from alexnet.store.checkpoint import load_checkpoint
 
     check_tta(tta, ten_crop)
     ckpt = load_checkpoint(checkpoint, prefer="best")

@@ -10,7 +10,7 @@ the torch.export program within PROGRAM_TOLERANCE), and only then puts the folde
 exchange with the old folder under --force, where the OS has one). A failed check or a crash leaves the old export
 exactly as it was: never a model.safetensors of one checkpoint beside the config.json of another.
 
-The ONNX pieces (export with its ONNX Runtime check, int8 quantization and its parity check) live in alexnet.onnxrt,
+The ONNX pieces (export with its ONNX Runtime check, int8 quantization and its parity check) live in alexnet.runtime.onnxrt,
 which imports nothing from here; this module adds the Hub folder, the torch.export program and the set's writing.
 """
 
@@ -26,11 +26,11 @@ from typing import Any
 
 import torch
 
-from alexnet.checkpoint import Checkpoint
 from alexnet.errors import AlexNetError, CheckpointError
 from alexnet.files import FileWriteError, atomic_write, describe_os_error, fsync_dir
 from alexnet.models import AlexNet, AlexNetConfig
-from alexnet.onnxrt import INT8_FILE, MAX_BATCH, ONNX_FILE, ExportError, example_input, export_int8, export_onnx
+from alexnet.runtime.onnxrt import INT8_FILE, MAX_BATCH, ONNX_FILE, ExportError, example_input, export_int8, export_onnx
+from alexnet.store.checkpoint import Checkpoint
 
 HUB_WEIGHTS, HUB_CONFIG = "model.safetensors", "config.json"
 PROGRAM_FILE = "model.pt2"
@@ -99,7 +99,7 @@ def export_checkpoint(checkpoint: str | Path, output_dir: str | Path | None, for
     `export/` folder) as one verified set; returns what was written and how closely each reproduces the model.
 
     A folder that already holds files is refused unless `force`, which replaces it whole."""
-    from alexnet.checkpoint import load_checkpoint
+    from alexnet.store.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(checkpoint)
     model = ckpt.build_model()

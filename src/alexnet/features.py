@@ -28,7 +28,7 @@ from alexnet.config import FEATURE_FORMATS
 from alexnet.errors import AlexNetError, ConfigError, DataError
 
 if TYPE_CHECKING:
-    from alexnet.checkpoint import Checkpoint
+    from alexnet.store.checkpoint import Checkpoint
 
 DEFAULT_LAYER = "fc7"  # the paper's 4096-dimensional last hidden layer (section 6.1)
 TENSOR_NAME = "features"  # the one tensor of a features .safetensors file
@@ -126,7 +126,7 @@ def _has_subfolders(folder: str) -> bool:
 
 
 def as_checkpoint(checkpoint: Checkpoint | str | os.PathLike) -> Checkpoint:
-    from alexnet.checkpoint import Checkpoint, load_checkpoint
+    from alexnet.store.checkpoint import Checkpoint, load_checkpoint
 
     return checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint, prefer="best")
 

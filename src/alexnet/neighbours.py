@@ -115,7 +115,7 @@ def plot_grid(result: NeighbourResult, path: str | Path, in_channels: int = 3) -
     import numpy as np
 
     from alexnet.data import load_image
-    from alexnet.plots import _figure
+    from alexnet.inspect.plots import _figure
 
     rows = list(result.neighbours.items())[:GRID_ROWS]
     rows = [(query, ns[:GRID_NEIGHBOURS]) for query, ns in rows]

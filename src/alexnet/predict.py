@@ -24,8 +24,8 @@ import torch
 from alexnet.errors import AlexNetError
 
 if TYPE_CHECKING:  # the record is only annotated here: this module reads no checkpoint file itself
-    from alexnet.checkpoint import Checkpoint
-from alexnet.inference import InferenceOptions, Predictor
+    from alexnet.store.checkpoint import Checkpoint
+from alexnet.runtime.inference import InferenceOptions, Predictor
 
 BATCH = 32  # images per forward pass
 MAX_DEPTH = 64  # folders below an input searched at most this deep (a runaway tree, or a path near PATH_MAX)
@@ -184,7 +184,7 @@ def predict_files(ckpt: Checkpoint, items: Sequence[str], *, top_k: int = 5,
                   device: torch.device | str = "cpu", inference: InferenceOptions | None = None) -> list[Prediction]:
     """Top-k predictions for every file named by `items` (files, folders, globs)."""
     from alexnet.data import build_transform, load_image
-    from alexnet.onnxrt import calibration_batches
+    from alexnet.runtime.onnxrt import calibration_batches
 
     device = torch.device(device)
     predictor = Predictor(ckpt.build_model(device), device, inference,

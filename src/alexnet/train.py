@@ -23,14 +23,21 @@ from typing import Any
 
 import torch
 
-from alexnet import distributed
-from alexnet.amp import AMP_DTYPES
-from alexnet.checkpoint import Checkpoint, Preprocessing, load_checkpoint, plain, remove_stale_temporaries, run_dir_of
-from alexnet.checkpoint import versions as library_versions
 from alexnet.config import TrainConfig, parse_duration
-from alexnet.distributed import DistInfo
 from alexnet.errors import AlexNetError, CheckpointError, ConfigError, DataError
-from alexnet.runfolder import (
+from alexnet.runtime import distributed
+from alexnet.runtime.amp import AMP_DTYPES
+from alexnet.runtime.distributed import DistInfo
+from alexnet.store.checkpoint import (
+    Checkpoint,
+    Preprocessing,
+    load_checkpoint,
+    plain,
+    remove_stale_temporaries,
+    run_dir_of,
+)
+from alexnet.store.checkpoint import versions as library_versions
+from alexnet.store.runfolder import (
     RunLock,
     RunPaths,
     check_new_run_folder,
@@ -166,7 +173,7 @@ def open_run(cfg: TrainConfig, resume: str | Path | None, ckpt: Checkpoint | Non
     log = RunLog(paths.log if info.is_main else None, enabled=info.is_main)
     log(f"run folder: {run_dir}")
     if info.is_main:  # an explicit --amp that measured clearly slower than fp32 on this CPU: say so with the factor
-        from alexnet.precision import warn_if_slow
+        from alexnet.runtime.precision import warn_if_slow
 
         warn_if_slow(cfg.run.amp, device.type, emit=log)
     return RunContext(cfg, info, device, AMP_DTYPES[cfg.run.amp], paths, log, stop), lock

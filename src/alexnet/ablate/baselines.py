@@ -93,7 +93,7 @@ def run_baseline(kind: str, cfg: dict[str, Any], folder: Path) -> dict[str, floa
 
     from alexnet.data.cache import cache_split
     from alexnet.files import atomic_write_text
-    from alexnet.runfolder import write_metrics
+    from alexnet.store.runfolder import write_metrics
 
     started = time.perf_counter()
     bundle, size = _bundle(cfg)
@@ -131,7 +131,7 @@ def ten_crop_eval(run: Path, folder: Path) -> dict[str, float]:
     import torch
 
     from alexnet.evaluate import evaluate_checkpoint
-    from alexnet.runfolder import write_metrics
+    from alexnet.store.runfolder import write_metrics
 
     started = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)

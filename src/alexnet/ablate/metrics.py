@@ -78,9 +78,9 @@ def run_info(root: Path, name: str) -> dict[str, Any]:
                 return info
     except (OSError, ValueError):
         pass
-    from alexnet.checkpoint import load_checkpoint
     from alexnet.files import atomic_write_text
     from alexnet.models import AlexNetConfig, parameter_count
+    from alexnet.store.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(last, check_finite=False)
     info = {"classes": len(ckpt.class_names), "params": parameter_count(AlexNetConfig.from_dict(ckpt.model_args))}

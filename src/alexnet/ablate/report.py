@@ -330,7 +330,7 @@ def plot_study(result: StudyResult, path: Path) -> Path | None:
     import numpy as np
 
     from alexnet.files import atomic_write
-    from alexnet.plots import _figure
+    from alexnet.inspect.plots import _figure
 
     series = []
     for arm in result.plan.study.arms:

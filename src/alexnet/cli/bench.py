@@ -1,4 +1,4 @@
-"""`alexnet bench`: this machine's ceilings, then the notes' plain loop and ours side by side (see alexnet.bench)."""
+"""`alexnet bench`: this machine's ceilings, then the notes' plain loop and ours side by side (see alexnet.speed)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alexnet import bench
+    from alexnet import speed as bench
 
     cfg = bench.BenchConfig(model=args.model, image_size=args.image_size, batch_size=args.batch_size,
                             steps=args.steps, width_mult=args.width_mult, repeats=args.repeats, photos=args.photos, sections=tuple(args.only))

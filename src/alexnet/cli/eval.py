@@ -34,9 +34,9 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alexnet.distributed import DistInfo, resolve_device
     from alexnet.errors import ConfigError
     from alexnet.evaluate import check_tta, evaluate_checkpoint
+    from alexnet.runtime.distributed import DistInfo, resolve_device
 
     check_tta(args.tta, args.ten_crop)  # before the data is read
     if args.batch_size < 1:

@@ -33,9 +33,9 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alexnet.distributed import DistInfo, resolve_device
     from alexnet.errors import ConfigError
     from alexnet.features import extract_features, output_paths, save_features
+    from alexnet.runtime.distributed import DistInfo, resolve_device
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")

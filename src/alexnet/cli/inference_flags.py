@@ -1,4 +1,4 @@
-"""The inference switches that `alexnet eval` and `alexnet predict` share (see alexnet.inference)."""
+"""The inference switches that `alexnet eval` and `alexnet predict` share (see alexnet.runtime.inference)."""
 
 from __future__ import annotations
 
@@ -27,17 +27,17 @@ def add_inference_flags(p: argparse.ArgumentParser) -> None:
 def inference_options(args: argparse.Namespace, checkpoint=None, batch_size: int = 64,
                       device=None):
     """The options the flags ask for; `--runtime auto` measures (or recalls) the fastest runtime for `checkpoint` (a
-    path or a loaded alexnet.checkpoint.Checkpoint) at `batch_size` on `device`."""
+    path or a loaded alexnet.store.checkpoint.Checkpoint) at `batch_size` on `device`."""
     from alexnet.errors import ConfigError
-    from alexnet.inference import InferenceOptions
+    from alexnet.runtime.inference import InferenceOptions
 
     if args.runtime != "auto":
         return InferenceOptions(amp=args.amp, channels_last=args.channels_last, compile=args.compile,
                                 runtime=args.runtime)
     if args.amp != "none" or args.compile:
         raise ConfigError("--runtime auto chooses the precision itself: drop --amp and --compile, or name a runtime")
-    from alexnet.checkpoint import load_checkpoint
-    from alexnet.runtime_auto import choose_runtime
+    from alexnet.runtime.auto import choose_runtime
+    from alexnet.store.checkpoint import load_checkpoint
 
     ckpt = checkpoint if hasattr(checkpoint, "preprocessing") else load_checkpoint(checkpoint, prefer="best")
     choice = choose_runtime(ckpt.path, ckpt, device or "cpu", batch_size, refresh=args.refresh_runtime)

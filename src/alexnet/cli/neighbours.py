@@ -30,10 +30,10 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from alexnet.distributed import DistInfo, resolve_device
     from alexnet.errors import ConfigError
     from alexnet.features import as_checkpoint
     from alexnet.neighbours import find_neighbours, format_table, write_neighbours
+    from alexnet.runtime.distributed import DistInfo, resolve_device
 
     if args.k < 1:
         raise ConfigError(f"--k must be >= 1, got {args.k}")

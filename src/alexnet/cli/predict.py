@@ -27,10 +27,10 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alexnet.checkpoint import load_checkpoint
-    from alexnet.distributed import DistInfo, resolve_device
     from alexnet.errors import ConfigError
     from alexnet.predict import format_csv, format_json, format_table, predict_files
+    from alexnet.runtime.distributed import DistInfo, resolve_device
+    from alexnet.store.checkpoint import load_checkpoint
 
     if args.top_k < 1:
         raise ConfigError(f"--top-k must be >= 1, got {args.top_k}")

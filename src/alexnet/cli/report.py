@@ -23,7 +23,7 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from alexnet.errors import ConfigError
-    from alexnet.report_html import write_report
+    from alexnet.inspect.report import write_report
 
     if not 0 <= args.samples <= 100:
         raise ConfigError(f"--samples must be in 0..100, got {args.samples}")

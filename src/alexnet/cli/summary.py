@@ -29,7 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from alexnet.models import model_config
-    from alexnet.summary import format_target_map, summarize, target_map
+    from alexnet.models.summary import format_target_map, summarize, target_map
 
     cfg = model_config(
         args.model, in_channels=args.in_channels, num_classes=args.num_classes, width_mult=args.width_mult

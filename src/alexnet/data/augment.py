@@ -99,7 +99,7 @@ class BatchAugment:
     def for_checkpoint(cls, ckpt: Any, ten_crop: bool = False) -> BatchAugment:
         """The evaluation transform a checkpoint records (preset, size, mean, std, channels): what eval, int8
         calibration and the int8 parity check all apply to cached images."""
-        p = ckpt.preprocessing  # an alexnet.checkpoint.Checkpoint
+        p = ckpt.preprocessing  # an alexnet.store.checkpoint.Checkpoint
         return cls(p.preset, p.image_size, p.mean, p.std, train=False, ten_crop=ten_crop, in_channels=p.in_channels)
 
     def _to_float(self, x: torch.Tensor, shift: torch.Tensor | None = None, out: torch.Tensor | None = None):

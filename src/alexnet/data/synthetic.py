@@ -32,12 +32,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
+from alexnet.checks import MAX_IMAGES_PER_CLASS
 from alexnet.config import SPLITS
 from alexnet.data.cachedir import build_lock, cache_dir
 from alexnet.data.limits import canonical_sha256, decode_workers
 from alexnet.errors import DataError, short
 from alexnet.files import FileWriteError, describe_os_error
-from alexnet.validate import MAX_IMAGES_PER_CLASS
 
 log = logging.getLogger("alexnet.data")
 MARKER = "shapes.json"  # written last: a folder without it (or with a wrong one) is not a complete dataset

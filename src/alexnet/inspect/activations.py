@@ -1,7 +1,7 @@
 """Every layer's activations, conv1 ... pool5, caught by forward hooks in one pass, and drawn as channel grids.
 
 Each grid is labelled with the layer's output shape and its size formula from `alexnet summary`
-(alexnet.summary.summarize), so that the picture and the arithmetic are read side by side.
+(alexnet.models.summary.summarize), so that the picture and the arithmetic are read side by side.
 
     from alexnet.inspect import open_run, activation_pngs
     run = open_run("runs/demo")

@@ -30,7 +30,7 @@ from alexnet.errors import AlexNetError, DataError
 if TYPE_CHECKING:
     from PIL import Image
 
-    from alexnet.checkpoint import Checkpoint
+    from alexnet.store.checkpoint import Checkpoint
 
 SPLITS = ("val", "train")
 ID_PATTERN = re.compile(r"^(val|train):([0-9]{1,9})$")
@@ -204,9 +204,9 @@ def _memory_file(data: bytes) -> tuple[int | None, str]:
 def open_run(path: str | os.PathLike, *, data: bool = True, name: str | None = None, replicas: int = 2) -> LoadedRun:
     """Open a run folder or checkpoint file for inspection. The data is rebuilt from the checkpoint's description;
     when it cannot be (moved, deleted), the run still predicts and `data_problem` says why the rest is missing."""
-    from alexnet.checkpoint import load_checkpoint
     from alexnet.data import build_from_description, build_transform
-    from alexnet.summary import summarize
+    from alexnet.models.summary import summarize
+    from alexnet.store.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(path, prefer="best")
     p = ckpt.preprocessing

@@ -83,7 +83,7 @@ def gradcam_png(sr: ServedRun, image_id: str, target: str, layer: str | None, wa
 
 def filters_png(sr: ServedRun) -> tuple[bytes, dict[str, Any]]:
     """conv1's filters (the paper's Figure 3), each scaled on its own; the layout lets the page map a click."""
-    from alexnet.plots import filter_grid
+    from alexnet.inspect.plots import filter_grid
 
     with sr.run.model(timeout=10.0) as model:
         weight = model.conv1.weight.detach().float().numpy()

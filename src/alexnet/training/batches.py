@@ -17,10 +17,10 @@ from typing import Any
 
 import torch
 
-from alexnet import distributed
 from alexnet.config import TrainConfig
 from alexnet.data.batches import CachedBatches, rank_part
-from alexnet.distributed import DistInfo
+from alexnet.runtime import distributed
+from alexnet.runtime.distributed import DistInfo
 from alexnet.training.balance import epoch_order
 from alexnet.training.determinism import PURPOSE_AUGMENT, derive_seed
 

@@ -194,8 +194,8 @@ def plan_budget(ctx: Any, raw_model: torch.nn.Module, state: Any, source: Any, v
     """--time-budget: time a step on a copy, plan the steps that fit, and write the plan into the run's config
     (max_steps, epochs, a cosine schedule to the last step). Returns the run's context with that config, and the
     keeper that holds the run to the budget while it trains."""
-    from alexnet import distributed
     from alexnet.config import parse_duration
+    from alexnet.runtime import distributed
     from alexnet.training.optim import LRSchedule
 
     cfg = ctx.cfg
@@ -219,8 +219,8 @@ def epoch_end_seconds(ctx: Any, raw_model: torch.nn.Module, state: Any, record: 
     import tempfile
     from pathlib import Path
 
-    from alexnet.checkpoint import save_checkpoint
-    from alexnet.runfolder import RunPaths, draw_plots
+    from alexnet.store.checkpoint import save_checkpoint
+    from alexnet.store.runfolder import RunPaths, draw_plots
 
     train_state = state.state_dict(ctx.info)  # collective under torchrun: every rank takes part
     if not ctx.info.is_main:

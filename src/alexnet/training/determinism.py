@@ -18,8 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from alexnet.amp import autocast
 from alexnet.errors import ConfigError
+from alexnet.runtime.amp import autocast
 
 PURPOSE_ORDER, PURPOSE_AUGMENT, PURPOSE_DROPOUT = 1, 2, 3  # independent streams of one (seed, epoch, step, rank)
 CUBLAS_DETERMINISTIC = ":4096:8"  # cuBLAS's requirement for deterministic results

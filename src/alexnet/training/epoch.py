@@ -15,10 +15,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from alexnet import distributed
-from alexnet.amp import autocast
-from alexnet.distributed import DistInfo
 from alexnet.errors import AlexNetError, DataError
+from alexnet.runtime import distributed
+from alexnet.runtime.amp import autocast
+from alexnet.runtime.distributed import DistInfo
 from alexnet.training.batches import BatchSource
 from alexnet.training.determinism import PURPOSE_DROPOUT, derive_seed
 from alexnet.training.optim import LRSchedule, set_lr

@@ -57,7 +57,7 @@ def read_initial_weights(source: str) -> InitialWeights:
         pre = config.get("preprocessing") or {}
         return InitialWeights(source, model.state_dict(), None, _int_or_none(pre.get("image_size")),
                               pre.get("preset") if isinstance(pre.get("preset"), str) else None)
-    from alexnet.checkpoint import checkpoint_if_any, load_checkpoint
+    from alexnet.store.checkpoint import checkpoint_if_any, load_checkpoint
 
     ckpt = load_checkpoint(path, prefer="best") if path.is_dir() else checkpoint_if_any(path)
     if ckpt is not None:
@@ -104,7 +104,7 @@ def apply_initial_weights(model: nn.Module, init: InitialWeights) -> list[str]:
     layer that does not fit is refused by name."""
     head_classes = model.layer(HEAD).out_features
     if init.state is None:
-        from alexnet.pretrained import load_torchvision_weights
+        from alexnet.models.pretrained import load_torchvision_weights
 
         replace = head_classes != 1000  # torchvision's ImageNet head
         load_torchvision_weights(model, init.torchvision_file, skip_head=replace)

@@ -14,12 +14,12 @@ from typing import Any
 
 import torch
 
-from alexnet import distributed
-from alexnet.checkpoint import Checkpoint, save_checkpoint
 from alexnet.config import TrainConfig
-from alexnet.distributed import DistInfo
 from alexnet.evaluate import evaluate
-from alexnet.runfolder import RunPaths, draw_plots, write_config, write_metrics
+from alexnet.runtime import distributed
+from alexnet.runtime.distributed import DistInfo
+from alexnet.store.checkpoint import Checkpoint, save_checkpoint
+from alexnet.store.runfolder import RunPaths, draw_plots, write_config, write_metrics
 from alexnet.training.batches import BatchSource
 from alexnet.training.epoch import TrainingError, check_validation, first_non_finite, reduce_totals, train_one_epoch
 from alexnet.training.report import RunLog, d2l_line

@@ -98,7 +98,7 @@ def suggest(lrs: list[float], losses: list[float]) -> float | None:
 
 def plot_range_test(test: RangeTest, path: Path) -> None:
     from alexnet.files import atomic_write
-    from alexnet.plots import _figure
+    from alexnet.inspect.plots import _figure
 
     def draw(tmp: str) -> None:
         fig = _figure(6, 4)
@@ -119,7 +119,7 @@ def plot_range_test(test: RangeTest, path: Path) -> None:
 
 def find_lr(ctx: Any, raw_model: torch.nn.Module, state: Any, source: Any) -> RangeTest:
     """--lr-find: the LR range test on a copy of the model, lr_find.png, and the suggested rate."""
-    from alexnet import distributed
+    from alexnet.runtime import distributed
 
     test = lr_range_test(raw_model, ctx.cfg.optim, source, info=ctx.info, device=ctx.device,
                          amp_dtype=ctx.amp_dtype, channels_last=ctx.cfg.run.channels_last,

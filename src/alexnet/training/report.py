@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from alexnet.config import TrainConfig
-from alexnet.distributed import DistInfo
+from alexnet.runtime.distributed import DistInfo
 
 
 class RunLog:

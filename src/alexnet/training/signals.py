@@ -9,9 +9,9 @@ from typing import Any
 
 import torch
 
-from alexnet import distributed
-from alexnet.distributed import DistInfo
 from alexnet.errors import AlexNetError
+from alexnet.runtime import distributed
+from alexnet.runtime.distributed import DistInfo
 
 
 class RunInterrupted(AlexNetError):

@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
-from alexnet.distributed import DistInfo
 from alexnet.errors import CheckpointError
+from alexnet.runtime.distributed import DistInfo
 from alexnet.training.determinism import rng_state, set_rng_state
 from alexnet.training.epoch import ChanceWatch, EpochTotals, gather_totals
 from alexnet.training.finetune import Freezer

@@ -35,7 +35,7 @@ class TensorBoardLog:
         for key, value in row.items():
             if key != "epoch" and isinstance(value, (int, float)):
                 self.writer.add_scalar(f"epoch/{key}", value, row["epoch"])
-        from alexnet.plots import filter_grid, plot_confusion
+        from alexnet.inspect.plots import filter_grid, plot_confusion
 
         grid = filter_grid(conv1_weight.detach().float().cpu().numpy()).astype(np.float32)  # (H, W, 3|1) in [0, 1]
         self.writer.add_image("conv1_filters", grid, row["epoch"], dataformats="HWC")

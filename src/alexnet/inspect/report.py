@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from alexnet.errors import AlexNetError
-from alexnet.runfolder import REPORT_NAME
+from alexnet.store.runfolder import REPORT_NAME
 
 SEED = 0
 STYLE = """
@@ -124,7 +124,7 @@ def samples_html(run, index, n: int) -> str:
 def build_report(run, index, samples: int = 8) -> str:
     import yaml
 
-    from alexnet.plots import plot_curves, plot_filters
+    from alexnet.inspect.plots import plot_curves, plot_filters
 
     ckpt = run.ckpt
     names = run.class_names

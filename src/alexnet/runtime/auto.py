@@ -5,7 +5,7 @@ crawls on AVX2-only CPUs), on the model's width and input size, and on the batch
 flags. On a CPU, each candidate (`CANDIDATES`: PyTorch fp32 and bf16, ONNX Runtime fp32 and int8) runs the
 checkpoint's own model on a batch of its own input shape, and the one with the most images per second wins:
 
-- bf16 is timed only where the precision probe (alexnet.precision) did not find it crawling;
+- bf16 is timed only where the precision probe (alexnet.runtime.precision) did not find it crawling;
 - the ONNX Runtime candidates need the export extra, and are skipped with the reason when it is missing;
 - int8 is eligible only if its decisions hold: on up to `PARITY_IMAGES` validation images of the checkpoint's own
   data it must lose at most `INT8_MAX_TOP1_DROP` of fp32's top-1 (the check `alexnet export --format onnx-int8`
@@ -92,7 +92,7 @@ def cache_path(checkpoint_file: Path, batch_size: int, device_type: str) -> Path
     import torch
 
     from alexnet.data.cachedir import cache_root
-    from alexnet.precision import cpu_info
+    from alexnet.runtime.precision import cpu_info
 
     try:
         import onnxruntime
@@ -157,7 +157,7 @@ def _int8_check(ckpt: Any, bundle: Any, fp32: Any, int8: Any) -> dict[str, float
     from alexnet.data.augment import BatchAugment
     from alexnet.data.batches import CachedBatches, seeded_order
     from alexnet.data.cache import cache_split
-    from alexnet.onnxrt import compare_top1
+    from alexnet.runtime.onnxrt import compare_top1
 
     val = cache_split(bundle, "val")
     sample = seeded_order(len(val), seed=0)[:PARITY_IMAGES]  # a seeded sample: the split is stored class by class
@@ -170,9 +170,9 @@ def measure(ckpt: Any, batch_size: int, log: Callable[[str], None] = lambda m: N
     import torch
 
     from alexnet.errors import AlexNetError
-    from alexnet.inference import InferenceOptions, Predictor
-    from alexnet.onnxrt import calibration_batches, checkpoint_data
-    from alexnet.precision import probe
+    from alexnet.runtime.inference import InferenceOptions, Predictor
+    from alexnet.runtime.onnxrt import calibration_batches, checkpoint_data
+    from alexnet.runtime.precision import probe
 
     p = ckpt.preprocessing
     x = torch.randn(batch_size, p.in_channels, p.image_size, p.image_size, generator=torch.Generator().manual_seed(0))
@@ -237,7 +237,7 @@ def choose_runtime(checkpoint_file: str | Path, ckpt: Any, device: Any, batch_si
 
     device = torch.device(device)
     if device.type != "cpu":
-        from alexnet.precision import auto_amp
+        from alexnet.runtime.precision import auto_amp
 
         name = "torch bf16" if auto_amp(device.type) == "bf16" else "torch fp32"
         choice = RuntimeChoice(name, batch_size=batch_size,

@@ -13,13 +13,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from alexnet.amp import autocast
-from alexnet.bench.config import BenchConfig
 from alexnet.config import OptimSpec
 from alexnet.errors import ConfigError
-from alexnet.lrn import LocalResponseNorm
 from alexnet.models import AlexNet
-from alexnet.summary import summarize
+from alexnet.models.lrn import LocalResponseNorm
+from alexnet.models.summary import summarize
+from alexnet.runtime.amp import autocast
+from alexnet.speed.config import BenchConfig
 
 BENCH_OPTIM = OptimSpec(opt="adam", lr=1e-4)  # both loops: the cats-vs-dogs note's optimizer, a small lr
 
@@ -91,7 +91,7 @@ class TrainerRun:
         self.epoch = 0
 
     def epoch_over(self, source: Any) -> int:
-        from alexnet.distributed import DistInfo
+        from alexnet.runtime.distributed import DistInfo
         from alexnet.training.epoch import EpochTotals, train_one_epoch
         from alexnet.training.optim import LRSchedule
 
@@ -162,7 +162,7 @@ def time_inference(model: AlexNet, mode: Mode, cfg: BenchConfig, runtime: str = 
     """Median batch-`batch_size` images/s and batch-1 latency in ms. Plain: fp32 eager under no_grad, as the
     note's TestNet.py; ours: the Predictor that `alexnet eval` and `alexnet predict` run, in PyTorch or, with
     `runtime`, in ONNX Runtime (int8 calibrated on the same random batches: values do not change int8 speed)."""
-    from alexnet.inference import InferenceOptions, Predictor
+    from alexnet.runtime.inference import InferenceOptions, Predictor
 
     gen = torch.Generator().manual_seed(0)
     shape = (model.config.in_channels, cfg.image_size, cfg.image_size)

@@ -1,6 +1,6 @@
 """Weights made elsewhere, into our models: torchvision's AlexNet state_dict (.pth) into the `alexnet-owt` layout.
 
-Read as untrusted files (alexnet.safeload: weights_only, bounded before unpickling); a layer that does not fit is
+Read as untrusted files (alexnet.store.safeload: weights_only, bounded before unpickling); a layer that does not fit is
 refused by name.
 """
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from alexnet.errors import CheckpointError, clip
-from alexnet.models import AlexNet
+from alexnet.models.alexnet import AlexNet
 
 
 def load_torchvision_weights(model: AlexNet, path: str | Path, *, skip_head: bool = False) -> AlexNet:
@@ -21,7 +21,7 @@ def load_torchvision_weights(model: AlexNet, path: str | Path, *, skip_head: boo
     (g, g, g) gives the same conv1 output). With skip_head=True, fc8 keeps its fresh init (fine-tuning to a
     different num_classes). The file is read with weights_only=True: a pickle that needs more is refused.
     """
-    from alexnet.safeload import check_archive, check_torch_version
+    from alexnet.store.safeload import check_archive, check_torch_version
 
     path = Path(path)
     if not path.is_file():

@@ -5,7 +5,7 @@
 Every figure is a median over `repeats` timed passes taken in this one process, and the headline is a ratio of
 two figures taken in the same run (ours / plain), because absolute numbers move with the machine's load.
 
-Before anything else it asks the precision probe (alexnet.precision) whether bf16 is fast on this CPU, and times
+Before anything else it asks the precision probe (alexnet.runtime.precision) whether bf16 is fast on this CPU, and times
 one training step to size the rest (`plan_work`): on a CPU where bf16 crawls (AVX2 only) the bf16 mode is skipped
 and said so, and the default run ends in minutes on the slowest machine seen here. Each section prints its
 progress and its time.
@@ -28,10 +28,10 @@ Modules: `config` (BenchConfig), `machine` (ceilings), `steps` (plain and ours, 
 sections and `run`), `table` (the printed table).
 """
 
-from alexnet.bench.config import SECTIONS, BenchConfig
-from alexnet.bench.sections import run
-from alexnet.bench.steps import OURS_BF16, OURS_FP32, PLAIN, Mode, optimizer_for, prepare
-from alexnet.bench.table import format_table, write_json
+from alexnet.speed.config import SECTIONS, BenchConfig
+from alexnet.speed.sections import run
+from alexnet.speed.steps import OURS_BF16, OURS_FP32, PLAIN, Mode, optimizer_for, prepare
+from alexnet.speed.table import format_table, write_json
 
 __all__ = ["OURS_BF16", "OURS_FP32", "PLAIN", "SECTIONS", "BenchConfig", "Mode", "format_table", "optimizer_for",
            "prepare", "run", "write_json"]

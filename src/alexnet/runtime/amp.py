@@ -2,7 +2,7 @@
 
 Every forward pass that honours `--amp` (training, validation, `alexnet eval`, `alexnet predict`, `alexnet bench`)
 enters `autocast(device_type, dtype)`; with dtype None (fp32) it is a context that does nothing, so callers never
-write the conditional themselves. Whether a reduced precision is *fast* here is alexnet.precision's question.
+write the conditional themselves. Whether a reduced precision is *fast* here is alexnet.runtime.precision's question.
 """
 
 from __future__ import annotations

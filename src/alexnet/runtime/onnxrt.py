@@ -2,7 +2,7 @@
 its parity check, and ONNX Runtime as an inference runtime for `alexnet eval`, `alexnet predict` and `alexnet bench`.
 
 It imports nothing from alexnet.export: `alexnet export` (the verified set of files) builds on these pieces, and
-the runtimes (alexnet.inference) use them without the exporter.
+the runtimes (alexnet.runtime.inference) use them without the exporter.
 
 int8 is the one way to inference several times faster than fp32 on a CPU without AMX: the build machine's AVX-512
 VNNI instructions do 4 int8 multiply-adds where fp32 does one, and int8 weights are a quarter of the bytes, which is
@@ -29,7 +29,7 @@ from alexnet.config import RUNTIMES
 from alexnet.errors import AlexNetError
 
 if TYPE_CHECKING:  # the record is only annotated here: this module reads no checkpoint file itself
-    from alexnet.checkpoint import Checkpoint
+    from alexnet.store.checkpoint import Checkpoint
 
 ONNX_FILE, INT8_FILE = "model.onnx", "model.int8.onnx"
 CALIBRATION_IMAGES = 256  # ranges settle well before this on AlexNet; more only costs calibration time

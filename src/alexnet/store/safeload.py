@@ -1,7 +1,7 @@
 """Reading a torch file from a stranger: weights_only unpickling with a torch that has no known bypass, bounded before
 anything is unpickled, and every failure one line naming the file and the cause.
 
-Used for alexnet checkpoints (alexnet.checkpoint) and torchvision state_dict files (alexnet.models): the lowest layer,
+Used for alexnet checkpoints (alexnet.store.checkpoint) and torchvision state_dict files (alexnet.models): the lowest layer,
 it imports neither.
 """
 

@@ -2,9 +2,9 @@
 
 Inference mode (no autograd bookkeeping at all), channels_last (oneDNN's preferred convolution layout: 1.4x the
 images/s of contiguous fp32 at batch 64 on the 2-core build machine), optional bf16/fp16 autocast and optional
-torch.compile with weight freezing, or ONNX Runtime in fp32 or int8 (alexnet.onnxrt). fp32 stays the default: on
+torch.compile with weight freezing, or ONNX Runtime in fp32 or int8 (alexnet.runtime.onnxrt). fp32 stays the default: on
 CPUs without AMX units bf16 convolutions are slower than fp32 (0.6x on AVX-512, tens of times slower on AVX2:
-alexnet.precision measures it and warns), and on a GPU `--amp bf16` is the switch to flip. Every PyTorch option keeps the logits within a stated tolerance of plain fp32
+alexnet.runtime.precision measures it and warns), and on a GPU `--amp bf16` is the switch to flip. Every PyTorch option keeps the logits within a stated tolerance of plain fp32
 eager (tests/test_inference.py); int8 is checked on decisions instead (tests/test_onnxrt.py)."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from alexnet.amp import AMP_DTYPES, autocast
 from alexnet.errors import ConfigError
+from alexnet.runtime.amp import AMP_DTYPES, autocast
 
 
 @dataclass(frozen=True)
@@ -25,10 +25,10 @@ class InferenceOptions:
     amp: str = "none"  # none | bf16 | fp16: autocast dtype for the forward pass
     channels_last: bool = True  # NHWC activations and weights
     compile: bool = False  # torch.compile with freezing (weights folded as constants): slow first call
-    runtime: str = "torch"  # torch | onnxruntime | onnxruntime-int8 (alexnet.onnxrt.RUNTIMES)
+    runtime: str = "torch"  # torch | onnxruntime | onnxruntime-int8 (alexnet.runtime.onnxrt.RUNTIMES)
 
     def __post_init__(self) -> None:
-        from alexnet.onnxrt import RUNTIMES
+        from alexnet.runtime.onnxrt import RUNTIMES
 
         if self.amp not in AMP_DTYPES:
             raise ConfigError(f"amp must be one of {', '.join(AMP_DTYPES)}, got {self.amp!r}")
@@ -54,7 +54,7 @@ def prepare_model(model: nn.Module, options: InferenceOptions, calibration: Cali
     runtimes export it, quantize it with batches from `calibration` for int8, and return the loaded session)."""
     model.eval()
     if not options.uses_torch:
-        from alexnet.onnxrt import runtime_model
+        from alexnet.runtime.onnxrt import runtime_model
 
         # ONNX Runtime reads the file into memory when the session is created, so the folder can go right after.
         with tempfile.TemporaryDirectory(prefix="alexnet-onnx-") as folder:
@@ -74,7 +74,7 @@ class Predictor:
         self.options = options or InferenceOptions()
         self.device = device if self.options.uses_torch else torch.device("cpu")  # ONNX Runtime runs on the CPU here
         if self.options.uses_torch:
-            from alexnet.precision import warn_if_slow
+            from alexnet.runtime.precision import warn_if_slow
 
             warn_if_slow(self.options.amp, self.device.type)  # an explicit --amp that is slow here: say so, once
         self.model = prepare_model(model.to(self.device), self.options, calibration)

@@ -21,11 +21,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from alexnet import validate as limits
+from alexnet import checks as limits
 from alexnet.config import ACTIVATIONS, INITS, NORMS, POOLINGS
 from alexnet.errors import ConfigError, clip, short
-from alexnet.lrn import ALPHA_CONVENTIONS, LocalResponseNorm
-from alexnet.lrn import MAX_SIZE as MAX_LRN_SIZE
+from alexnet.models.lrn import ALPHA_CONVENTIONS, LocalResponseNorm
+from alexnet.models.lrn import MAX_SIZE as MAX_LRN_SIZE
 
 DROPOUT_POSITIONS = ("after", "before")
 HEADS = ("flatten", "adaptive")

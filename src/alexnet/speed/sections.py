@@ -15,11 +15,12 @@ from typing import Any
 
 import torch
 
-from alexnet.bench.config import PHOTO_SIZE, SECTIONS, BenchConfig
-from alexnet.bench.machine import ceilings
-from alexnet.bench.photos import input_pipelines, make_photos, our_epochs, plain_epoch
-from alexnet.bench.plan import WorkPlan, measure_step_seconds, plan_work
-from alexnet.bench.steps import (
+from alexnet.models import AlexNet, build_model
+from alexnet.speed.config import PHOTO_SIZE, SECTIONS, BenchConfig
+from alexnet.speed.machine import ceilings
+from alexnet.speed.photos import input_pipelines, make_photos, our_epochs, plain_epoch
+from alexnet.speed.plan import WorkPlan, measure_step_seconds, plan_work
+from alexnet.speed.steps import (
     OURS_BF16,
     OURS_FP32,
     PLAIN,
@@ -28,7 +29,6 @@ from alexnet.bench.steps import (
     time_train_steps,
     training_flops_per_image,
 )
-from alexnet.models import AlexNet, build_model
 
 
 @dataclass
@@ -182,7 +182,7 @@ class Progress:
 
 
 def run(cfg: BenchConfig, log=print) -> dict[str, Any]:
-    from alexnet import precision
+    from alexnet.runtime import precision
 
     start = time.perf_counter()
     torch.manual_seed(0)

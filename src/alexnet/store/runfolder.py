@@ -1,6 +1,6 @@
 """The run folder and its files: where each file lives (`RunPaths`), one writer (a lock held for the whole of `fit()`),
 a refusal to train into a folder that is not a run, and the writers of its plain files (config.yaml, metrics.csv,
-the PNG plots); checkpoints are alexnet.checkpoint's.
+the PNG plots); checkpoints are alexnet.store.checkpoint's.
 
 Layout:
     config.yaml  metrics.csv  log.txt  curves.png  filters.png  checkpoints/last.pt  checkpoints/best.pt
@@ -224,7 +224,7 @@ def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def draw_plots(paths: RunPaths, rows: list[dict[str, Any]], model: Any, cfg: TrainConfig) -> None:
     """curves.png and filters.png, each through the atomic writer (matplotlib picks the format from `.png`)."""
-    from alexnet.plots import plot_curves, plot_filters
+    from alexnet.inspect.plots import plot_curves, plot_filters
 
     title = f"{cfg.model.name} ({cfg.recipe or 'custom'})"
     atomic_write(paths.curves, lambda tmp: plot_curves(rows, tmp, title=title), suffix=".png")

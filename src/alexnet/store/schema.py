@@ -1,6 +1,6 @@
 """The checkpoint file's layout, field by field: the upgrade of older formats, and the one validation of every field.
 
-Format 2 (written since the typed record, `alexnet.checkpoint.Checkpoint`):
+Format 2 (written since the typed record, `alexnet.store.checkpoint.Checkpoint`):
 
     format, format_version      "alexnet-checkpoint", 2
     model                       the model's state_dict
@@ -30,11 +30,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from alexnet import validate as limits
+from alexnet import checks as limits
+from alexnet.checks import Fields
 from alexnet.errors import AlexNetError, CheckpointError, clip, short
-from alexnet.safeload import first_line
+from alexnet.store.safeload import first_line
 from alexnet.training.determinism import as_tuple
-from alexnet.validate import Fields
 
 FORMAT = "alexnet-checkpoint"
 FORMAT_VERSION = 2

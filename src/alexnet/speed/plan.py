@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from alexnet.bench.config import BenchConfig
-from alexnet.bench.steps import PLAIN, time_train_steps
 from alexnet.models import AlexNet
+from alexnet.speed.config import BenchConfig
+from alexnet.speed.steps import PLAIN, time_train_steps
 
 # One `alexnet bench` with the defaults must end within about BUDGET_S on the slowest CPU seen here (AVX2 only,
 # 2 cores: a 227 px training step of alexnet-bn at batch 64 takes several seconds there). The bench times one

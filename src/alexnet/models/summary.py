@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from alexnet.errors import ConfigError
-from alexnet.lrn import LocalResponseNorm
-from alexnet.models import AlexNet, AlexNetConfig, feature_size, feature_windows, min_input_size, out_size
+from alexnet.models.alexnet import AlexNet, AlexNetConfig, feature_size, feature_windows, min_input_size, out_size
+from alexnet.models.lrn import LocalResponseNorm
 
 
 @dataclass(frozen=True)

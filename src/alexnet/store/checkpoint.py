@@ -6,7 +6,7 @@ everything needed to rebuild the model without the command line (`Checkpoint.bui
 `AlexNet(AlexNetConfig(**model_args))`), to preprocess new images the way training did (`Checkpoint.preprocessing`),
 to rebuild its data (`Checkpoint.data_description()`), and to resume the run exactly (`Checkpoint.train_state`,
 alexnet.training.state's). The file layout, its versions and the validation of every field are
-alexnet.checkpoint_schema's; the safe unpickling is alexnet.safeload's.
+alexnet.store.schema's; the safe unpickling is alexnet.store.safeload's.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from alexnet import checkpoint_schema as schema
 from alexnet import files
-from alexnet.checkpoint_schema import FORMAT, FORMAT_VERSION
+from alexnet.checks import Fields
 from alexnet.errors import CheckpointError, short
 from alexnet.files import atomic_write  # the writers of checkpoints and exports import it from here
-from alexnet.safeload import first_line, read_torch_file
-from alexnet.validate import Fields
+from alexnet.store import schema
+from alexnet.store.safeload import first_line, read_torch_file
+from alexnet.store.schema import FORMAT, FORMAT_VERSION
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "Checkpoint", "Preprocessing", "atomic_save", "atomic_write",
            "find_checkpoint", "checkpoint_if_any", "load_checkpoint", "plain", "run_dir_of", "save_checkpoint"]

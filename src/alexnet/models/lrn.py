@@ -14,7 +14,7 @@ with k = 2, n = 5, alpha = 1e-4, beta = 0.75. Two conventions exist for alpha:
 
 Three implementations of the same formula: ``local_response_norm`` is the reference, written as the formula reads;
 ``fast_local_response_norm`` (what the module runs) computes the same numbers with a closed-form backward, either in
-a small C kernel (``csrc/lrn.c``, built on first use by ``alexnet.native``: float32 CPU tensors, contiguous or
+a small C kernel (``csrc/lrn.c``, built on first use by ``alexnet.models.native``: float32 CPU tensors, contiguous or
 channels_last) or, for everything else, in ``_FastLRN`` (torch operations, a few images at a time). The tests hold
 all three to ``torch.nn.LocalResponseNorm`` and to the literal formula in float64.
 """
@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from alexnet import native
 from alexnet.errors import ConfigError, clip
+from alexnet.models import native
 
 ALPHA_CONVENTIONS = ("per_size", "literal")
 # The widest window accepted. A window wider than a layer's channels sums all of them (the paper's max/min bounds),
@@ -178,7 +178,7 @@ class _FastLRN(torch.autograd.Function):
 
 
 class _NativeLRN(torch.autograd.Function):
-    """`_FastLRN`'s formula in C (alexnet.native): one pass over memory forward, one backward.
+    """`_FastLRN`'s formula in C (alexnet.models.native): one pass over memory forward, one backward.
 
     Only x is saved: the backward recomputes the denominators from it, which costs less than writing and reading
     them back (the kernel is bound by memory, not arithmetic).

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from alexnet.config import BENCH_SECTION_ALIASES as SECTION_ALIASES
-from alexnet.config import BENCH_SECTIONS as SECTIONS  # the registry's keys, in order (alexnet.bench.sections)
+from alexnet.config import BENCH_SECTIONS as SECTIONS  # the registry's keys, in order (alexnet.speed.sections)
 from alexnet.errors import ConfigError
 
 PHOTO_SIZE = (500, 375)  # (width, height) of a typical Kaggle cats-vs-dogs photo

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from alexnet.bench.config import PHOTO_SIZE, BenchConfig
-from alexnet.bench.steps import PLAIN, Mode, TrainerRun, optimizer_for, prepare, train_step
 from alexnet.models import AlexNet
+from alexnet.speed.config import PHOTO_SIZE, BenchConfig
+from alexnet.speed.steps import PLAIN, Mode, TrainerRun, optimizer_for, prepare, train_step
 
 
 def make_photos(root: Path, n: int, seed: int = 0, class_folders: bool = True) -> Path:
@@ -118,7 +118,7 @@ def our_epochs(model: AlexNet, mode: Mode, folder: Path, cache_folder: Path, cfg
     """What `alexnet train` does: scan + decode once into the uint8 cache, then its own batch source (CacheBatches:
     whole-batch augmentation into reused buffers), epoch function and optimizer."""
     from alexnet.data import BatchAugment, build_datasets, cache_split
-    from alexnet.distributed import DistInfo
+    from alexnet.runtime.distributed import DistInfo
     from alexnet.training.batches import CacheBatches, resolve_prefetch
 
     start = time.perf_counter()
