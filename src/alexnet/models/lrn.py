@@ -30,7 +30,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from alexnet.errors import ConfigError, clip
-from alexnet.models import native
+import alexnet.models.native as native
 
 ALPHA_CONVENTIONS = ("per_size", "literal")
 # The widest window accepted. A window wider than a layer's channels sums all of them (the paper's max/min bounds),
