@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from alexnet.errors import ConfigError, clip
 import alexnet.models.native as native
+from alexnet.errors import ConfigError, clip
 
 ALPHA_CONVENTIONS = ("per_size", "literal")
 # The widest window accepted. A window wider than a layer's channels sums all of them (the paper's max/min bounds),
