@@ -271,7 +271,7 @@ def test_library_modules_take_the_config_s_choice_lists():
     from alexnet.runtime import onnxrt
     from alexnet.speed import BenchConfig
 
-    assert models.alexnet.NORMS is config.NORMS and transforms.PRESETS is config.PRESETS
+    assert models.architecture.NORMS is config.NORMS and transforms.PRESETS is config.PRESETS
     assert onnxrt.RUNTIMES is config.RUNTIMES and BenchConfig().sections is config.BENCH_SECTIONS
 
 

@@ -102,7 +102,7 @@ def test_bad_arguments_are_config_errors_naming_the_field_and_value(kwargs, says
 def test_an_echoed_value_is_cut_short():
     with pytest.raises(ConfigError) as err:
         LocalResponseNorm(size="5" * 100_000)
-    assert len(str(err.value)) < 250 and str(err.value).endswith("...")
+    assert len(str(err.value)) < 250 and "..." in str(err.value)
 
 
 @pytest.mark.timeout(10)  # a limit, not a measurement: the check is immediate, the unchecked padding is not

@@ -352,7 +352,7 @@ def test_paper_bias0_init_keeps_the_paper_weights_and_zeroes_every_bias():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             assert m.bias.eq(0).all(), name
             assert torch.equal(m.weight, paper.layer(name).weight), name  # the same N(0, 0.01) draws
-    with pytest.raises(ConfigError, match="init must be one of"):
+    with pytest.raises(ConfigError, match="field 'init' must be one of"):
         AlexNetConfig(init="bias0")
 
 
@@ -504,21 +504,21 @@ def test_parameter_count_by_arithmetic_matches_the_built_model(name, overrides):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"width_mult": 1e6}, r"width_mult must be > 0 and <= 64, got 1000000\.0"),
-        ({"width_mult": float("inf")}, r"width_mult must be a finite number, got inf"),
-        ({"image_size": 10**7}, r"image_size must be <= 4,096, got 10000000"),
-        ({"lrn_size": 10**9}, r"lrn_size must be <= 4,096"),
+        ({"width_mult": 1e6}, r"field 'width_mult' must be a finite number in \(0, 64\], got 1000000\.0"),
+        ({"width_mult": float("inf")}, r"field 'width_mult' must be a finite number in \(0, 64\], got inf"),
+        ({"image_size": 10**7}, r"field 'image_size' must be an integer in \[1, 4096\], got 10000000"),
+        ({"lrn_size": 10**9}, r"field 'lrn_size' must be an integer in \[1, 4096\]"),
         ({"lrn_size": 97}, r"lrn_size=97 is larger than the 96 channels it normalises across"),
-        ({"num_classes": 10**9}, r"num_classes must be <= 100,000"),
-        ({"conv1_padding": 10**6}, r"conv1_padding must be <= 10"),
-        ({"channels": (10**9, 256, 384, 384, 256)}, r"channels\[conv1\] must be <= 65,536"),
-        ({"fc_width": 2**40}, r"fc_width must be <= 65,536"),
+        ({"num_classes": 10**9}, r"field 'num_classes' must be an integer in \[1, 100000\]"),
+        ({"conv1_padding": 10**6}, r"field 'conv1_padding' must be an integer in \[0, 10\]"),
+        ({"channels": (10**9, 256, 384, 384, 256)}, r"field 'channels\[conv1\]' must be an integer in \[1, 65536\]"),
+        ({"fc_width": 2**40}, r"field 'fc_width' must be an integer in \[1, 65536\]"),
         ({"width_mult": 30.0}, r"would have 51,265,640,680 parameters \(limit 2,147,483,648\)"),
         ({"image_size": 4096, "head": "adaptive", "width_mult": 16.0, "fc_width": 64},
          r"would need 1,604,327,424 values for one image's largest feature map"),
-        ({"lrn_k": float("nan")}, r"lrn_k must be a finite number, got nan"),
-        ({"lrn_beta": 10**400}, r"lrn_beta must be a finite number, got <an int of 1329 bits>"),
-        ({"name": "x" * 10**6}, r"name must be a non-empty string of at most 256 characters, got 'xxx"),
+        ({"lrn_k": float("nan")}, r"field 'lrn_k' must be a finite number in \[0, inf\], got nan"),
+        ({"lrn_beta": 10**400}, r"field 'lrn_beta' must be a finite number in \[0, inf\], got <an int of 1329 bits>"),
+        ({"name": "x" * 10**6}, r"field 'name' must be a non-empty string of at most 256 characters, got 'xxx"),
     ],
 )
 def test_absurd_configs_are_refused_before_building(overrides, message):

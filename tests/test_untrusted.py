@@ -105,18 +105,18 @@ def parameter_listed_twice(ckpt):
 
 
 FAULTS = {  # id: (change, what the message must name)
-    "lrn_size 10**9": (model_args(norm="lrn", lrn_size=10**9), r"model_args.*lrn_size must be <= 4,096"),
+    "lrn_size 10**9": (model_args(norm="lrn", lrn_size=10**9), r"model_args.*'lrn_size' must be an integer in \[1, 4096\]"),
     "lrn_size > channels": (model_args(norm="lrn", lrn_size=64), r"lrn_size=64 is larger than the 3 channels"),
-    "image_size 10**7": (image_size(10**7), r"model_args.*image_size must be <= 4,096"),
-    "width_mult 1e6": (model_args(width_mult=1e6), r"model_args.*width_mult must be > 0 and <= 64"),
+    "image_size 10**7": (image_size(10**7), r"model_args.*'image_size' must be an integer in \[1, 4096\]"),
+    "width_mult 1e6": (model_args(width_mult=1e6), r"model_args.*'width_mult' must be a finite number in \(0, 64\]"),
     "width_mult 32: parameters": (model_args(width_mult=32.0), r"model_args.*parameters \(limit 2,147,483,648\)"),
     "image_size 4096: activation": (both(image_size(4096), model_args(head="adaptive", width_mult=16.0, fc_width=64)),
                                     r"largest feature map"),
-    "num_classes 10**9": (model_args(num_classes=10**9), r"model_args.*num_classes must be <= 100,000"),
+    "num_classes 10**9": (model_args(num_classes=10**9), r"model_args.*'num_classes' must be an integer in \[1, 100000\]"),
     "num_classes vs class_names": (model_args(num_classes=3), r"'class_names' holds 2 names but model_args\.num_cl"),
     "model_args not a mapping": (setter("model_args", value=[1, 2]), r"field 'model_args' must be a mapping"),
     "model_args unknown field": (model_args(depth=8), r"model_args.*unknown model config field\(s\) depth"),
-    "model_args wrong type": (model_args(groups="2"), r"model_args.*groups must be an int, got '2'"),
+    "model_args wrong type": (model_args(groups="2"), r"model_args.*'groups' must be an integer in \[1, 65536\], got '2'"),
     "class_names 100,001": (setter("class_names", value=[f"c{i}" for i in range(100_001)]),
                             r"'class_names' must be a list of 1 to 100000 items, got 100001 items"),
     "class_names not strings": (setter("class_names", value=[1, 2]), r"'class_names\[0\]' must be a non-empty str"),

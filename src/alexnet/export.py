@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from alexnet.errors import AlexNetError, CheckpointError
-from alexnet.files import FileWriteError, atomic_write, describe_os_error, fsync_dir
+from alexnet.files import FileWriteError, atomic_write, current_umask, describe_os_error, fsync_dir
 from alexnet.models import AlexNet, AlexNetConfig
 from alexnet.runtime.onnxrt import INT8_FILE, MAX_BATCH, ONNX_FILE, ExportError, example_input, export_int8, export_onnx
 from alexnet.store.checkpoint import Checkpoint
@@ -116,7 +116,7 @@ def export_checkpoint(checkpoint: str | Path, output_dir: str | Path | None, for
         raise FileWriteError(describe_os_error(e, folder.parent)) from None
     try:
         report = _export_into(staging, model, ckpt, formats)
-        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp made it private; the export is an ordinary folder
+        os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp made it private; the export is an ordinary folder
         _put_in_place(staging, folder)
     except OSError as e:
         raise FileWriteError(describe_os_error(e, folder)) from None
@@ -185,8 +185,3 @@ def _relocate(value: Any, old: str, new: str) -> Any:
         return new + value[len(old):]
     return value
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

@@ -60,7 +60,7 @@ def atomic_write(path: str | Path, write: Callable[[str], None], suffix: str = T
     os.close(fd)
     try:
         write(tmp)
-        os.chmod(tmp, (0o666 & ~_umask()) if mode is None else mode)
+        os.chmod(tmp, (0o666 & ~current_umask()) if mode is None else mode)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -181,7 +181,8 @@ def check_private_dir(path: str | Path) -> None:
             raise UnsafePathError(f"{path}: the folder above it, {parent}, belongs to another user ({pst.st_uid})")
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process's umask (os.umask can only be read by setting it): the mode an ordinary new file gets."""
     mask = os.umask(0)
     os.umask(mask)
     return mask

@@ -37,7 +37,7 @@ from alexnet.config import SPLITS
 from alexnet.data.cachedir import build_lock, cache_dir
 from alexnet.data.limits import canonical_sha256, decode_workers
 from alexnet.errors import DataError, short
-from alexnet.files import FileWriteError, describe_os_error
+from alexnet.files import FileWriteError, current_umask, describe_os_error
 
 log = logging.getLogger("alexnet.data")
 MARKER = "shapes.json"  # written last: a folder without it (or with a wrong one) is not a complete dataset
@@ -231,7 +231,7 @@ def make_shapes(cfg: ShapesConfig | None = None, output: str | None = None, *, w
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         if output is not None:  # a folder the user asked for is an ordinary folder, not a private cache
-            os.chmod(final, 0o777 & ~_umask())
+            os.chmod(final, 0o777 & ~current_umask())
     return final
 
 
@@ -299,8 +299,3 @@ def _remove_stale(parent: str, name: str) -> None:
             if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid():
                 shutil.rmtree(path, ignore_errors=True)
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

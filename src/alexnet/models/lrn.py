@@ -30,7 +30,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 import alexnet.models.native as native
-from alexnet.errors import ConfigError, clip
+from alexnet.errors import ConfigError, short
 
 ALPHA_CONVENTIONS = ("per_size", "literal")
 # The widest window accepted. A window wider than a layer's channels sums all of them (the paper's max/min bounds),
@@ -46,13 +46,13 @@ def check_arguments(size: int, alpha: float, beta: float, k: float, alpha_conven
     numbers >= 0 (the model config's own rule for lrn_alpha, lrn_beta, lrn_k), a known alpha convention."""
     if isinstance(size, bool) or not isinstance(size, numbers.Integral) or not 1 <= size <= MAX_SIZE:
         raise ConfigError(f"LocalResponseNorm size (the paper's n, channels per window) must be an int in "
-                          f"[1, {MAX_SIZE}], got {_echo(size)}")
+                          f"[1, {MAX_SIZE}], got {short(size, 100)}")
     for name, value in (("alpha", alpha), ("beta", beta), ("k", k)):
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
-            raise ConfigError(f"LocalResponseNorm {name} must be a finite number >= 0, got {_echo(value)}")
+            raise ConfigError(f"LocalResponseNorm {name} must be a finite number >= 0, got {short(value, 100)}")
     if alpha_convention not in ALPHA_CONVENTIONS:
         raise ConfigError(f"LocalResponseNorm alpha_convention must be one of {ALPHA_CONVENTIONS}, "
-                          f"got {_echo(alpha_convention)}")
+                          f"got {short(alpha_convention, 100)}")
 
 
 def channel_window(size: int, alpha_convention: str) -> tuple[int, int]:
@@ -244,7 +244,3 @@ class LocalResponseNorm(nn.Module):
         constants = f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
         return f"{constants}, alpha_convention={self.alpha_convention!r}"
 
-
-def _echo(value: object) -> str:
-    """repr(value) for an error message, cut to 100 characters (errors.clip): a huge bad value stays out of it."""
-    return clip(repr(value), 100)

@@ -53,7 +53,7 @@ from pathlib import Path
 import torch
 
 from alexnet.data.cachedir import cache_root
-from alexnet.errors import AlexNetError, ConfigError, clip
+from alexnet.errors import AlexNetError, ConfigError, short
 from alexnet.files import FileWriteError, UnsafePathError, atomic_write, private_dir, remove_stale_temporaries
 
 log = logging.getLogger(__name__)
@@ -388,7 +388,7 @@ def check_arguments(x: torch.Tensor, before: int, after: int, scale: float, beta
     or it reads past them. Its widths are C ints: a larger Python int would reach it truncated, possibly negative.
     A window wider than the channels adds only zeros, so it is clamped to C - 1 each side (the same numbers)."""
     if not isinstance(x, torch.Tensor) or x.dtype != torch.float32 or x.device.type != "cpu":
-        raise ConfigError(f"native LRN: x must be a float32 CPU tensor, got {_echo(getattr(x, 'dtype', x))}")
+        raise ConfigError(f"native LRN: x must be a float32 CPU tensor, got {short(getattr(x, 'dtype', x), 100)}")
     if x.dim() < 2 or x.numel() == 0 or layout(x) is None:
         raise ConfigError(f"native LRN: x must be non-empty, (N, C, ...), contiguous or channels_last; got shape "
                           f"{tuple(x.shape)}, strides {x.stride()}")
@@ -397,18 +397,18 @@ def check_arguments(x: torch.Tensor, before: int, after: int, scale: float, beta
         or grad.shape != x.shape
     ):
         raise ConfigError(f"native LRN: grad must be a float32 CPU tensor of x's shape {tuple(x.shape)}, got "
-                          f"{_echo(getattr(grad, 'shape', grad))}")
+                          f"{short(getattr(grad, 'shape', grad), 100)}")
     for name, value in (("before", before), ("after", after)):
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= C_INT_MAX:
             raise ConfigError(f"native LRN: {name} (channels of the window on that side) must be an int in "
-                              f"[0, {C_INT_MAX}], got {_echo(value)}")
+                              f"[0, {C_INT_MAX}], got {short(value, 100)}")
     for name, value in (("scale", scale), ("beta", beta), ("k", k)):
         try:
             as_float32 = ctypes.c_float(float(value)).value  # what the C function receives
         except (TypeError, ValueError, OverflowError):
             as_float32 = math.nan
         if isinstance(value, bool) or not math.isfinite(as_float32) or as_float32 < 0:
-            raise ConfigError(f"native LRN: {name} must be a finite number >= 0 in float32, got {_echo(value)}")
+            raise ConfigError(f"native LRN: {name} must be a finite number >= 0 in float32, got {short(value, 100)}")
     channels = x.shape[1]
     return min(before, channels - 1), min(after, channels - 1)
 
@@ -451,7 +451,3 @@ def lrn(
         raise ConfigError(f"native LRN: the kernel answered {status}, which this version does not know")
     return out
 
-
-def _echo(value: object) -> str:
-    """repr(value) for an error message, cut to 100 characters (errors.clip): a huge bad value stays out of it."""
-    return clip(repr(value), 100)

@@ -17,8 +17,10 @@ import torch
 from torch import nn
 
 from alexnet.errors import ConfigError
-from alexnet.models.alexnet import AlexNet, AlexNetConfig, feature_size, feature_windows, min_input_size, out_size
+from alexnet.models.alexnet import AlexNet
+from alexnet.models.architecture import AlexNetConfig
 from alexnet.models.lrn import LocalResponseNorm
+from alexnet.models.shapes import feature_size, feature_windows, min_input_size, out_size
 
 
 @dataclass(frozen=True)

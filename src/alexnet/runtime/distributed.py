@@ -25,7 +25,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from alexnet.errors import AlexNetError, ConfigError, clip
+from alexnet.errors import AlexNetError, ConfigError, short
 
 PG_TIMEOUT_ENV = "ALEXNET_PG_TIMEOUT_S"
 DEFAULT_PG_TIMEOUT_S = 3600  # the first decode of an ImageNet-size cache on one machine; PyTorch's own is 600
@@ -167,8 +167,8 @@ def check_same(what: str, value: dict[str, Any]) -> None:
     for rank, other in enumerate(values[1:], start=1):
         for key in value:
             if other.get(key) != values[0].get(key):
-                raise RankFailed(f"rank {rank} sees different {what} than rank 0: {key} is {_echo(other.get(key))} "
-                                 f"on rank {rank} but {_echo(values[0].get(key))} on rank 0; every rank must "
+                raise RankFailed(f"rank {rank} sees different {what} than rank 0: {key} is {short(other.get(key), 120)} "
+                                 f"on rank {rank} but {short(values[0].get(key), 120)} on rank 0; every rank must "
                                  "read the same files (same paths, same contents)")
 
 
@@ -199,10 +199,6 @@ def shard(batch_indices: torch.Tensor, info: DistInfo) -> torch.Tensor:
         return batch_indices
     return torch.tensor_split(batch_indices, info.world_size)[info.rank]
 
-
-def _echo(value: object) -> str:
-    """repr(value) for an error message, cut to 120 characters (errors.clip): a huge bad value stays out of it."""
-    return clip(repr(value), 120)
 
 
 @contextlib.contextmanager
