@@ -5,7 +5,7 @@
 Reported (all from the source text, by Python's own parser; nothing is imported):
 - the longest module and the longest function, in lines (a function's lines include its nested closures);
 - import cycles between alexnet's modules: strongly connected groups of the import graph, counting imports inside
-  functions too (a lazy import still ties two modules together);
+  functions too (a lazy import still ties two modules together), not those under `if TYPE_CHECKING:`;
 - the modules that read checkpoint keys: a subscript or `.get()` with one of the checkpoint's top-level key names as
   a string constant, on a name that holds a checkpoint (`ckpt`, `checkpoint`, `state`, `obj`, `record`);
 - the places an option is declared: for each `alexnet train` option, the config dataclass field, a FLAG_KEYS-style
@@ -91,11 +91,20 @@ def inner_own_imports(tree: ast.AST) -> int:
     return count
 
 
+def _is_type_checking(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and (
+        (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING")
+        or (isinstance(node.test, ast.Attribute) and node.test.attr == "TYPE_CHECKING"))
+
+
 def imported(name: str, tree: ast.AST, known: set[str]) -> set[str]:
     """alexnet modules that module `name` imports, anywhere in its body."""
     package = name if name in known and any(k.startswith(name + ".") for k in known) else name.rpartition(".")[0]
     out = set()
+    type_only = {id(n) for block in ast.walk(tree) if _is_type_checking(block) for n in ast.walk(block)}
     for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue  # `if TYPE_CHECKING:` imports are for annotations; nothing is imported when the code runs
         if isinstance(node, ast.Import):
             targets = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):

@@ -12,6 +12,7 @@ from alexnet import config
 from alexnet.cli import COMMANDS, build_parser
 from alexnet.cli.train import SECTION_TITLES, overrides_from
 from alexnet.config import NORMS, TrainConfig, resolve_config, train_flags
+from alexnet.models.registry import list_models
 
 # Flags of `alexnet train` that are not config options: declared by the command itself.
 COMMAND_FLAGS = {"-h", "--help", "--config", "--recipe", "--resume", "--progress", "--no-progress"}
@@ -83,7 +84,7 @@ def test_a_field_without_flag_metadata_is_an_error(monkeypatch):
     class Undeclared(config.ModelSpec):
         depth: int = 8
 
-    monkeypatch.setattr(config, "ModelSpec", Undeclared)  # what TrainConfig's "model: ModelSpec" resolves to
+    monkeypatch.setattr(config.specs, "ModelSpec", Undeclared)  # what TrainConfig's "model: ModelSpec" resolves to
     with pytest.raises(TypeError, match=r"model\.depth is declared without flag\(\) or yaml_only\(\)"):
         train_flags()
 
@@ -96,7 +97,8 @@ def test_train_has_one_generated_flag_per_option_with_the_metadata_s_help_and_ch
     for spec in specs:
         action = actions[spec.dest]
         assert action.option_strings[0] == spec.flag and action.default is None  # None: keep the recipe's value
-        assert (action.help, action.metavar) == (spec.help, spec.metavar)
+        names = f": {' | '.join(list_models())}" if spec.key == "model.name" else ""  # the registry's, at parse time
+        assert (action.help, action.metavar) == (spec.help + names, spec.metavar)
         if spec.type is bool:
             assert isinstance(action, argparse.BooleanOptionalAction)
         else:

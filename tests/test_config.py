@@ -257,12 +257,18 @@ def test_save_yaml_replaces_the_file_whole(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]  # no temporary left behind
 
 
-def test_model_names_are_the_registry_s():
-    from alexnet.config import MODEL_NAMES
+def test_train_help_lists_the_registry_s_models_and_the_shipped_recipes(monkeypatch):
+    """The names come from the registry and from configs/, not from a copy (`fast` was once missing from a copy)."""
+    from alexnet.cli import build_parser
+
+    monkeypatch.setenv("COLUMNS", "1000")  # argparse wraps help at hyphens: keep each list on one line
     from alexnet.models import list_models
 
-    # A new variant is registered in alexnet.models AND named in config.MODEL_NAMES (the --model help lists it).
-    assert set(list_models()) == set(MODEL_NAMES)
+    parser = build_parser()
+    train = parser._subparsers._group_actions[0].choices["train"]
+    text = " ".join(train.format_help().split())
+    assert " | ".join(list_models()) in text
+    assert " | ".join(list_recipes()) in text and "fast" in list_recipes()
 
 
 def test_library_modules_take_the_config_s_choice_lists():

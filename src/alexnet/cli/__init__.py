@@ -29,14 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"alexnet {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"alexnet.cli.{name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"alexnet.cli.{name}":
-                raise
-            continue  # a command not built yet
-        module.add_parser(subparsers)
+    for name in COMMANDS:  # every name is a module of this package: a typo fails here, loudly
+        importlib.import_module(f"alexnet.cli.{name}").add_parser(subparsers)
     return parser
 
 

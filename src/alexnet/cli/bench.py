@@ -27,13 +27,13 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alexnet import speed as bench
+    from alexnet import speed
 
-    cfg = bench.BenchConfig(model=args.model, image_size=args.image_size, batch_size=args.batch_size,
+    cfg = speed.BenchConfig(model=args.model, image_size=args.image_size, batch_size=args.batch_size,
                             steps=args.steps, width_mult=args.width_mult, repeats=args.repeats, photos=args.photos, sections=tuple(args.only))
-    results = bench.run(cfg)
-    print(bench.format_table(results))
+    results = speed.run(cfg)
+    print(speed.format_table(results))
     if args.json:
-        bench.write_json(results, args.json)
+        speed.write_json(results, args.json)
         print(f"results written to {args.json}")
     return 0

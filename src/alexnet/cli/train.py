@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from alexnet.config import train_flags
+from alexnet.config import list_recipes, train_flags
+from alexnet.models.registry import list_models  # no torch: the names only
 
 # The argument groups of the generated flags, in the order `--help` lists them (the sections' own order in
 # TrainConfig is the saved config's, which checkpoints hold).
@@ -24,8 +25,9 @@ def add_training_flags(p: argparse.ArgumentParser) -> None:
                 group.add_argument(spec.flag, dest=spec.dest, action=argparse.BooleanOptionalAction, default=None,
                                    help=spec.help)
             else:
+                help = f"{spec.help}: {' | '.join(list_models())}" if spec.key == "model.name" else spec.help
                 group.add_argument(spec.flag, dest=spec.dest, type=None if spec.type is str else spec.type,
-                                   default=None, choices=spec.choices, metavar=spec.metavar, help=spec.help)
+                                   default=None, choices=spec.choices, metavar=spec.metavar, help=help)
     # not a config option: how this process reports, not what the run is
     groups["run"].add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                                help="progress bar (default: when stderr is a terminal)")
@@ -39,7 +41,7 @@ def add_parser(subparsers) -> None:
         "when no --data), --config YAML, then flags. The resolved config is saved in the run folder.",
     )
     p.add_argument("--config", metavar="YAML", help="run config (sections model, data, optim, run)")
-    p.add_argument("--recipe", metavar="NAME", help="named recipe from configs/: demo | paper | seed | d2l")
+    p.add_argument("--recipe", metavar="NAME", help=f"named recipe from configs/: {' | '.join(list_recipes())}")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly where it stopped")
     add_training_flags(p)
     p.set_defaults(run=run)

@@ -9,30 +9,45 @@ response normalisation, the paper's section 3.3) and native (its C kernel, compi
 per-layer shapes and costs of `alexnet summary`), pretrained (torchvision's weights into `alexnet-owt`).
 """
 
-from alexnet.models.alexnet import AlexNet
-from alexnet.models.architecture import AlexNetConfig, largest_activation, parameter_count
-from alexnet.models.registry import (
-    VARIANTS,
-    Variant,
-    build_model,
-    describe_variants,
-    get_variant,
-    list_models,
-    model_config,
-    num_params,
-)
-from alexnet.models.shapes import (
-    ADAPTIVE_SIZE,
-    GROUPED_CONVS,
-    Window,
-    feature_size,
-    feature_windows,
-    min_input_size,
-    out_size,
-)
+from __future__ import annotations
 
-__all__ = [
-    "ADAPTIVE_SIZE", "GROUPED_CONVS", "VARIANTS", "AlexNet", "AlexNetConfig", "Variant", "Window", "build_model",
-    "describe_variants", "feature_size", "feature_windows", "get_variant", "largest_activation", "list_models",
-    "min_input_size", "model_config", "num_params", "out_size", "parameter_count",
-]
+import importlib
+from typing import Any
+
+# name -> module. Looked up on first use (PEP 562): the registry and the config are light (no torch), so the CLI can
+# list the variants without paying for torch; the class itself imports torch.
+_EXPORTS = {
+    "AlexNet": "alexnet.models.alexnet",
+    "build_model": "alexnet.models.alexnet",
+    "describe_variants": "alexnet.models.alexnet",
+    "num_params": "alexnet.models.alexnet",
+    "AlexNetConfig": "alexnet.models.architecture",
+    "largest_activation": "alexnet.models.architecture",
+    "parameter_count": "alexnet.models.architecture",
+    "VARIANTS": "alexnet.models.registry",
+    "Variant": "alexnet.models.registry",
+    "get_variant": "alexnet.models.registry",
+    "list_models": "alexnet.models.registry",
+    "model_config": "alexnet.models.registry",
+    "ADAPTIVE_SIZE": "alexnet.models.shapes",
+    "GROUPED_CONVS": "alexnet.models.shapes",
+    "Window": "alexnet.models.shapes",
+    "feature_size": "alexnet.models.shapes",
+    "feature_windows": "alexnet.models.shapes",
+    "min_input_size": "alexnet.models.shapes",
+    "out_size": "alexnet.models.shapes",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'alexnet.models' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

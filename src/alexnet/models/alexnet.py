@@ -21,6 +21,7 @@ from torch import nn
 from alexnet.errors import ConfigError
 from alexnet.models.architecture import AlexNetConfig
 from alexnet.models.lrn import LocalResponseNorm
+from alexnet.models.registry import VARIANTS, model_config
 from alexnet.models.shapes import ADAPTIVE_SIZE, GROUPED_CONVS, feature_size, feature_windows, min_input_size
 
 
@@ -165,3 +166,31 @@ def _init_weights(model: AlexNet, cfg: AlexNetConfig) -> None:
             else:
                 nn.init.normal_(m.weight, 0.0, 0.01)
             nn.init.zeros_(m.bias)
+
+
+def build_model(name: str, **overrides: Any) -> AlexNet:
+    """A freshly initialised variant: `build_model("alexnet-bn", num_classes=2, width_mult=0.25)`."""
+    return AlexNet(model_config(name, **overrides))
+
+
+def num_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def describe_variants() -> list[dict[str, Any]]:
+    """One dict per registered variant, for `alexnet models`: name, parameters, input, classes, source, deviations."""
+    rows = []
+    for v in VARIANTS.values():
+        cfg = v.config()
+        with torch.device("meta"):  # parameter counts without allocating 60M floats each
+            params = num_params(AlexNet(cfg))
+        rows.append({
+            "name": v.name,
+            "params": params,
+            "input": [cfg.in_channels, cfg.image_size, cfg.image_size],
+            "num_classes": cfg.num_classes,
+            "summary": v.summary,
+            "source": v.source,
+            "deviations": v.deviations,
+        })
+    return rows

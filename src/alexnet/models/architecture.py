@@ -1,5 +1,7 @@
 """AlexNetConfig: everything that defines an AlexNet architecture, checked on construction, and what it costs by
 arithmetic (parameters, the largest feature map) before anything is built. The defaults are the 2012 paper.
+
+No torch import: the CLI and the registry read configs before torch is loaded.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ from typing import Any
 from alexnet import checks
 from alexnet.config import ACTIVATIONS, INITS, NORMS, POOLINGS
 from alexnet.errors import ConfigError, clip, short
-from alexnet.models.lrn import ALPHA_CONVENTIONS
-from alexnet.models.lrn import MAX_SIZE as MAX_LRN_SIZE
 from alexnet.models.shapes import ADAPTIVE_SIZE, GROUPED_CONVS, feature_size, feature_windows, min_input_size, out_size
 
+ALPHA_CONVENTIONS = ("per_size", "literal")  # LRN alpha: divided by n (cuda-convnet, torch), or as printed
+# The widest window accepted. A window wider than a layer's channels sums all of them (the paper's max/min bounds),
+# so n matters beyond that only through alpha / n; 4096 is ten times the widest layer of the paper's model. The
+# bound keeps the window a C int for the native kernel and keeps an absurd n from reaching any kernel at all.
+MAX_LRN_SIZE = 4096
 DROPOUT_POSITIONS = ("after", "before")
 HEADS = ("flatten", "adaptive")
 

@@ -31,12 +31,8 @@ from torch.autograd.function import once_differentiable
 
 import alexnet.models.native as native
 from alexnet.errors import ConfigError, short
-
-ALPHA_CONVENTIONS = ("per_size", "literal")
-# The widest window accepted. A window wider than a layer's channels sums all of them (the paper's max/min bounds),
-# so n matters beyond that only through alpha / n; 4096 is ten times the widest layer of the paper's model. The
-# bound keeps the window a C int for the native kernel and keeps an absurd n from reaching any kernel at all.
-MAX_SIZE = 4096
+from alexnet.models.architecture import ALPHA_CONVENTIONS
+from alexnet.models.architecture import MAX_LRN_SIZE as MAX_SIZE
 
 
 def check_arguments(size: int, alpha: float, beta: float, k: float, alpha_convention: str = "per_size") -> None:

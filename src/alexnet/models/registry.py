@@ -1,6 +1,7 @@
 """The registry of named variants: each states where it comes from and how it differs from the 2012 paper.
+`alexnet.models.build_model(name, **overrides)` builds one.
 
-    build_model("alexnet-bn", num_classes=2, width_mult=0.25)
+No torch import: the CLI lists the names (`--model` help) before torch is loaded.
 """
 
 from __future__ import annotations
@@ -9,11 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-from torch import nn
-
 from alexnet.errors import ConfigError
-from alexnet.models.alexnet import AlexNet
 from alexnet.models.architecture import AlexNetConfig
 
 
@@ -109,31 +106,3 @@ def model_config(name: str, **overrides: Any) -> AlexNetConfig:
     if unknown:
         raise ConfigError(f"unknown model option(s) {', '.join(unknown)} for {name}; valid: {', '.join(sorted(fields))}")
     return variant.config(**{k: v for k, v in overrides.items() if v is not None})
-
-
-def build_model(name: str, **overrides: Any) -> AlexNet:
-    """A freshly initialised variant: `build_model("alexnet-bn", num_classes=2, width_mult=0.25)`."""
-    return AlexNet(model_config(name, **overrides))
-
-
-def num_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def describe_variants() -> list[dict[str, Any]]:
-    """One dict per registered variant, for `alexnet models`: name, parameters, input, classes, source, deviations."""
-    rows = []
-    for v in VARIANTS.values():
-        cfg = v.config()
-        with torch.device("meta"):  # parameter counts without allocating 60M floats each
-            params = num_params(AlexNet(cfg))
-        rows.append({
-            "name": v.name,
-            "params": params,
-            "input": [cfg.in_channels, cfg.image_size, cfg.image_size],
-            "num_classes": cfg.num_classes,
-            "summary": v.summary,
-            "source": v.source,
-            "deviations": v.deviations,
-        })
-    return rows

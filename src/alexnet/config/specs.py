@@ -1,16 +1,5 @@
-"""Typed configuration for a training run: what to train, on what, how, and where to write it.
-
-A run is resolved in layers, each overriding the one before: the dataclass defaults, a named recipe
-(`configs/<name>.yaml`), the user's `--config run.yaml`, then command-line flags given as dotted keys
-(`{"optim.lr": 0.01}`). The resolved `TrainConfig` is saved into the run folder and into every checkpoint as a
-plain dict, so a run can be read back and resumed without the command line.
-
-Each option is declared once, here: its type and default by the dataclass field, its flag, help, metavar and
-choices by the field's metadata (`flag()` or `yaml_only()`). `alexnet train` generates its flags from them
-(`train_flags()`), as litgpt does with jsonargparse. The choice lists below are the only copies: validation, the
-CLI and the library modules that take the same names import them.
-
-No torch import here: the CLI parses and validates a configuration before paying for torch.
+"""The typed sections of a run's configuration (ModelSpec, DataSpec, OptimSpec, RunSpec -> TrainConfig), each
+field declared once with its flag, help and check, and the generated flags of `alexnet train` (`train_flags`).
 """
 
 from __future__ import annotations
@@ -21,57 +10,28 @@ import re
 import types
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import yaml
+from alexnet import checks
+from alexnet.config.choices import (
+    ACTIVATIONS,
+    AMP_MODES,
+    CLASS_WEIGHTS,
+    DURATION_UNITS,
+    FREEZE_POINTS,
+    IN_CHANNELS,
+    INITS,
+    LAYOUTS,
+    LOADERS,
+    LR_SCHEDULES,
+    NORMS,
+    OPTIMIZERS,
+    POOLINGS,
+    PRESETS,
+)
+from alexnet.errors import ConfigError, short
 
-from alexnet import checks as v
-from alexnet.errors import ConfigError, clip, short
-from alexnet.files import atomic_write_text
-
-# The named recipes ship inside the package (package data), so they are there however alexnet was installed.
-CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
-
-# The run that `alexnet train` with no --data and `alexnet demo` do.
-DEFAULT_RECIPE = "demo"
-
-# Choice lists, in the order help texts list them.
-MODEL_NAMES = ("alexnet", "alexnet-1gpu", "alexnet-bn", "alexnet-d2l", "alexnet-owt")  # = models.list_models()
-NORMS = ("lrn", "bn", "none")
-ACTIVATIONS = ("relu", "tanh")  # the paper's section 3.1: ReLU, and tanh its saturating baseline
-POOLINGS = ("overlap", "plain")  # overlap: 3x3 windows, stride 2 (the paper, section 3.4); plain: 2x2, stride 2
-# paper: N(0, 0.01), bias 1 on conv2/4/5, fc6/7 (section 5); paper-bias0: the same weights, every bias 0;
-# default: PyTorch's; kaiming: He et al.
-INITS = ("paper", "paper-bias0", "default", "kaiming")
-IN_CHANNELS = (1, 3)  # grayscale (the d2l note) or RGB
-PRESETS = ("seed", "d2l", "paper")  # transform presets (alexnet.data.transforms)
-LOADERS = ("cache", "pil")
-SPLITS = ("train", "val")  # the splits a dataset is divided into (and the folders of an image-folder dataset)
-# How an image folder's class folders are read (alexnet.data.folders): auto refuses a class folder that holds class
-# folders; classes: the top folders are the classes (images below them counted for them); leaves: each folder that
-# holds images is a class, named by its path ("mammals/cat")
-LAYOUTS = ("auto", "classes", "leaves")
-CLASS_WEIGHTS = ("none", "auto")  # or one positive weight per class, "w1,w2,...": alexnet.training.balance
-OPTIMIZERS = ("sgd", "adam", "adamw")
-LR_SCHEDULES = ("plateau", "step", "cosine", "none")
-AMP_MODES = ("bf16", "fp16", "none")  # autocast dtypes, for training and for inference
-RUNTIMES = ("torch", "onnxruntime", "onnxruntime-int8")  # inference runtimes; onnxrt runs RUNTIMES[1:]
-EXPORT_FORMATS = ("hub", "onnx", "onnx-int8", "torch-export")
-TTA_MODES = ("none", "flip")  # eval's test-time augmentation: none, or the image and its mirror averaged in probability
-FEATURE_FORMATS = ("safetensors", "npy")  # the files `alexnet features` writes
-# --freeze: everything up to and including this layer stays fixed ("features": the whole conv stack)
-FREEZE_POINTS = ("none", "features", "conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")
-DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}  # --time-budget 1h30m
-INIT_TORCHVISION = "torchvision"  # --init-from's name for torchvision's ImageNet weights (through torch.hub's cache)
-BENCH_SECTIONS = ("ceilings", "train_step", "lrn", "data", "end_to_end", "inference")  # in the order bench runs them,
-# each named by the key of its results (alexnet.speed.sections.REGISTRY)
-BENCH_SECTION_ALIASES = {"train": "train_step"}  # the name `bench --only` took before
-
-MAX_CONFIG_BYTES = 1 << 20  # a run YAML (the shipped recipes are under 2 KB); larger files are refused unread
-MAX_YAML_DEPTH = 16  # nesting of a run YAML (sections of fields: 2); deeper is refused before it can recurse
-
-_F = v.Fields(ConfigError)  # the checks of every section: messages "field 'optim.lr' must be ..., got ..."
+_F = checks.Fields(ConfigError)  # the checks of every section: messages "field 'optim.lr' must be ..., got ..."
 
 
 def flag(default: Any, *, help: str | None = None, metavar: str | None = None, choices: tuple | None = None,
@@ -88,8 +48,8 @@ def yaml_only(default: Any) -> Any:
 def parse_channels(text: Any) -> tuple[int, ...]:
     """ "48,128,192,192,256" -> five positive ints (conv1..conv5), else a ConfigError naming model.channels."""
     parts = str(text).split(",") if isinstance(text, str) else []
-    if len(parts) != 5 or not all(p.strip().isdigit() and 0 < int(p) <= v.MAX_WIDTH for p in parts):
-        _F.fail("model.channels", f"five channel counts c1,c2,c3,c4,c5 in [1, {v.MAX_WIDTH}]", text)
+    if len(parts) != 5 or not all(p.strip().isdigit() and 0 < int(p) <= checks.MAX_WIDTH for p in parts):
+        _F.fail("model.channels", f"five channel counts c1,c2,c3,c4,c5 in [1, {checks.MAX_WIDTH}]", text)
     return tuple(int(p) for p in parts)
 
 
@@ -108,8 +68,9 @@ def parse_class_weights(text: str) -> list[float]:
 class ModelSpec:
     """Which AlexNet variant to build; `None` keeps the variant's own value (see `alexnet models`)."""
 
-    # one of MODEL_NAMES, the registry's names (alexnet.models.list_models())
-    name: str = flag("alexnet-bn", name="--model", metavar="NAME", help=" | ".join(MODEL_NAMES))
+    # a name in the registry (alexnet.models.registry, which checks it when the model is built); `alexnet train`
+    # lists the names in this flag's help
+    name: str = flag("alexnet-bn", name="--model", metavar="NAME", help="a registered model")
     # channel and fc widths scaled by this (1.0 = the paper's 96-256-384-384-256, 4096)
     width_mult: float = flag(1.0, metavar="X", help="scale every layer's width (e.g. 0.25 on a CPU)")
     dropout: float | None = flag(None, metavar="P", help="dropout probability of fc6/fc7")  # before/after fc6, fc7
@@ -135,21 +96,21 @@ class ModelSpec:
 
     def __post_init__(self):
         _F.text(self.name, "model.name")  # the registry (alexnet.models) names the valid ones when it builds
-        _F.number(self.width_mult, "model.width_mult", 0, v.MAX_WIDTH_MULT, lo_open=True)
+        _F.number(self.width_mult, "model.width_mult", 0, checks.MAX_WIDTH_MULT, lo_open=True)
         _F.optional(self.dropout, _F.number, "model.dropout", 0.0, 1.0, hi_open=True)
         _F.optional(self.norm, _F.text, "model.norm", choices=NORMS)
         if self.in_channels is not None:
             _require(_is_int(self.in_channels) and self.in_channels in IN_CHANNELS, "model.in_channels",
                      self.in_channels, "1 or 3")
-        _F.optional(self.init_from, _F.text, "model.init_from", v.MAX_PATH)
+        _F.optional(self.init_from, _F.text, "model.init_from", checks.MAX_PATH)
         _F.text(self.freeze, "model.freeze", choices=FREEZE_POINTS)
-        _F.integer(self.freeze_epochs, "model.freeze_epochs", 0, v.MAX_EPOCHS)
+        _F.integer(self.freeze_epochs, "model.freeze_epochs", 0, checks.MAX_EPOCHS)
         if self.freeze_epochs and self.freeze == "none":
             raise ConfigError(f"field 'model.freeze_epochs' ({self.freeze_epochs}) needs field 'model.freeze' "
                               "(--freeze LAYER|features): there is nothing to unfreeze")
         _F.optional(self.activation, _F.text, "model.activation", choices=ACTIVATIONS)
         _F.optional(self.pooling, _F.text, "model.pooling", choices=POOLINGS)
-        _F.optional(self.groups, _F.integer, "model.groups", 1, v.MAX_WIDTH)
+        _F.optional(self.groups, _F.integer, "model.groups", 1, checks.MAX_WIDTH)
         _F.optional(self.init, _F.text, "model.init", choices=INITS)
         if self.channels is not None:
             parse_channels(self.channels)
@@ -198,17 +159,17 @@ class DataSpec:
                             "paper: 0.1)")
 
     def __post_init__(self):
-        _F.optional(self.source, _F.text, "data.source", v.MAX_PATH)
-        _F.optional(self.image_size, _F.integer, "data.image_size", 1, v.MAX_IMAGE_SIZE)
+        _F.optional(self.source, _F.text, "data.source", checks.MAX_PATH)
+        _F.optional(self.image_size, _F.integer, "data.image_size", 1, checks.MAX_IMAGE_SIZE)
         _F.optional(self.preset, _F.text, "data.preset", choices=PRESETS)
         _F.number(self.val_split, "data.val_split", 0.0, 1.0, lo_open=True, hi_open=True)
-        _F.integer(self.split_seed, "data.split_seed", v.MIN_SEED, v.MAX_SEED)
+        _F.integer(self.split_seed, "data.split_seed", checks.MIN_SEED, checks.MAX_SEED)
         _F.boolean(self.strict, "data.strict")
         _F.boolean(self.download, "data.download")
-        _F.optional(self.root, _F.text, "data.root", v.MAX_PATH)
+        _F.optional(self.root, _F.text, "data.root", checks.MAX_PATH)
         _F.optional(self.augment, _F.boolean, "data.augment")
         _F.text(self.loader, "data.loader", choices=LOADERS)
-        _F.integer(self.workers, "data.workers", 0, v.MAX_WORKERS)
+        _F.integer(self.workers, "data.workers", 0, checks.MAX_WORKERS)
         _F.optional(self.prefetch, _F.boolean, "data.prefetch")
         _F.text(self.layout, "data.layout", choices=LAYOUTS)
         _F.boolean(self.balanced_sampler, "data.balanced_sampler")
@@ -245,11 +206,11 @@ class OptimSpec:
         _F.number(self.momentum, "optim.momentum", 0, 1, hi_open=True)
         _F.number(self.weight_decay, "optim.weight_decay", 0)
         _F.text(self.lr_schedule, "optim.lr_schedule", choices=LR_SCHEDULES)
-        _F.number(self.warmup_epochs, "optim.warmup_epochs", 0, v.MAX_EPOCHS)
-        _F.integer(self.step_size, "optim.step_size", 1, v.MAX_EPOCHS)
+        _F.number(self.warmup_epochs, "optim.warmup_epochs", 0, checks.MAX_EPOCHS)
+        _F.integer(self.step_size, "optim.step_size", 1, checks.MAX_EPOCHS)
         _F.number(self.gamma, "optim.gamma", 0, 1, lo_open=True)
-        _F.integer(self.patience, "optim.patience", 0, v.MAX_EPOCHS)
-        _F.integer(self.max_drops, "optim.max_drops", 0, v.MAX_EPOCHS)
+        _F.integer(self.patience, "optim.patience", 0, checks.MAX_EPOCHS)
+        _F.integer(self.max_drops, "optim.max_drops", 0, checks.MAX_EPOCHS)
         _F.number(self.label_smoothing, "optim.label_smoothing", 0, 1, hi_open=True)
         _F.number(self.backbone_lr_mult, "optim.backbone_lr_mult", 0, 1e3)
         _F.text(self.class_weights, "optim.class_weights")
@@ -298,20 +259,20 @@ class RunSpec:
                          "training: writes lr_find.png and prints the suggested --lr")
 
     def __post_init__(self):
-        _F.integer(self.epochs, "run.epochs", 1, v.MAX_EPOCHS)
-        _F.integer(self.batch_size, "run.batch_size", 1, v.MAX_BATCH)
-        _F.optional(self.max_steps, _F.integer, "run.max_steps", 1, v.MAX_STEPS)
+        _F.integer(self.epochs, "run.epochs", 1, checks.MAX_EPOCHS)
+        _F.integer(self.batch_size, "run.batch_size", 1, checks.MAX_BATCH)
+        _F.optional(self.max_steps, _F.integer, "run.max_steps", 1, checks.MAX_STEPS)
         _F.text(self.amp, "run.amp", choices=AMP_MODES)
         _F.boolean(self.channels_last, "run.channels_last")
         _F.boolean(self.compile, "run.compile")
         _require(_valid_device(self.device), "run.device", self.device, "auto, cpu, cuda, cuda:N or mps")
-        _F.integer(self.seed, "run.seed", v.MIN_SEED, v.MAX_SEED)
+        _F.integer(self.seed, "run.seed", checks.MIN_SEED, checks.MAX_SEED)
         _F.boolean(self.deterministic, "run.deterministic")
-        _F.optional(self.output_dir, _F.text, "run.output_dir", v.MAX_PATH)
-        _F.integer(self.save_every_steps, "run.save_every_steps", 0, v.MAX_STEPS)
-        _F.integer(self.chance_warn_steps, "run.chance_warn_steps", 0, v.MAX_STEPS)
-        _F.integer(self.sync_every, "run.sync_every", 0, v.MAX_STEPS)
-        _F.integer(self.early_stop, "run.early_stop", 0, v.MAX_EPOCHS)
+        _F.optional(self.output_dir, _F.text, "run.output_dir", checks.MAX_PATH)
+        _F.integer(self.save_every_steps, "run.save_every_steps", 0, checks.MAX_STEPS)
+        _F.integer(self.chance_warn_steps, "run.chance_warn_steps", 0, checks.MAX_STEPS)
+        _F.integer(self.sync_every, "run.sync_every", 0, checks.MAX_STEPS)
+        _F.integer(self.early_stop, "run.early_stop", 0, checks.MAX_EPOCHS)
         _F.boolean(self.tensorboard, "run.tensorboard")
         _F.boolean(self.lr_find, "run.lr_find")
         if self.time_budget is not None:
@@ -483,137 +444,3 @@ def _valid_device(device: Any) -> bool:
     if device in ("auto", "cpu", "cuda", "mps"):
         return True
     return device.startswith("cuda:") and device[5:].isdigit() and len(device) <= 9  # cuda:0 .. cuda:9999
-
-
-def list_recipes() -> list[str]:
-    """Names accepted by `--recipe`: the YAML files in configs/."""
-    return sorted(p.stem for p in CONFIGS_DIR.glob("*.yaml")) if CONFIGS_DIR.is_dir() else []
-
-
-def recipe_path(name: str) -> Path:
-    # Only the names listed: a recipe name from a YAML ("recipe: ../../x") must not reach other files.
-    if not isinstance(name, str) or name not in list_recipes():
-        known = ", ".join(list_recipes()) or f"none found in {CONFIGS_DIR}"
-        raise ConfigError(f"unknown recipe {short(name)} (known: {known})")
-    return CONFIGS_DIR / f"{name}.yaml"
-
-
-class _ConfigLoader(yaml.SafeLoader):
-    """yaml.SafeLoader without aliases and with a depth limit.
-
-    An alias (`*name`, `<<: *name`) makes PyYAML share one object between places, so nine lines of nested aliases
-    ("billion laughs") load quickly into a graph that expands to 10**9 nodes the first time it is copied, merged or
-    printed. A run config never needs one, so the first alias is refused with its line. The composer recurses once
-    per level: nesting is refused past MAX_YAML_DEPTH instead of ending in a RecursionError.
-    """
-
-    _depth = 0
-
-    def compose_node(self, parent, index):
-        if self.check_event(yaml.AliasEvent):
-            mark = self.peek_event().start_mark
-            raise yaml.composer.ComposerError(
-                None, None, f"line {mark.line + 1}: anchors and aliases (&name, *name, <<: *name) are not allowed "
-                "in a run config; write the values out", None)
-        self._depth += 1
-        try:
-            if self._depth > MAX_YAML_DEPTH:
-                mark = self.peek_event().start_mark
-                raise yaml.composer.ComposerError(
-                    None, None, f"line {mark.line + 1}: nested deeper than {MAX_YAML_DEPTH} levels", None)
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a run YAML into nested dicts; a missing, huge or unreadable file or bad YAML is a ConfigError naming it."""
-    path = Path(path)
-    try:
-        with path.open("rb") as f:
-            data = f.read(MAX_CONFIG_BYTES + 1)  # bounded read: a FIFO or /dev/zero cannot make it read forever
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read config file ({e.strerror or e})") from None
-    if len(data) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{path}: config file larger than {MAX_CONFIG_BYTES // 1024} KiB; a run config is a few "
-                          "lines (refused unparsed)")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: cannot read config file (not UTF-8 text: {e.reason} at byte {e.start})") from None
-    try:
-        raw = yaml.load(text, Loader=_ConfigLoader)  # a SafeLoader subclass: plain types only
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({clip(str(e).strip().splitlines()[0])})") from None
-    except (ValueError, TypeError, OverflowError, RecursionError) as e:  # e.g. an int of 5000 digits
-        raise ConfigError(f"{path}: not valid YAML ({type(e).__name__}: {clip(str(e))})") from None
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections (model, data, optim, run), got {type(raw).__name__}")
-    return raw
-
-
-def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """Nested dict update: sections merge field by field, everything else is replaced."""
-    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def overrides_to_dict(overrides: dict[str, Any]) -> dict[str, Any]:
-    """{"optim.lr": 0.01, "recipe": "paper"} -> {"optim": {"lr": 0.01}, "recipe": "paper"}; None values dropped."""
-    nested: dict[str, Any] = {}
-    for key, value in overrides.items():
-        if value is None:
-            continue
-        *sections, leaf = key.split(".")
-        node = nested
-        for s in sections:
-            node = node.setdefault(s, {})
-        node[leaf] = value
-    return nested
-
-
-def resolve_config(
-    recipe: str | None = None,
-    config_path: str | Path | None = None,
-    overrides: dict[str, Any] | None = None,
-) -> TrainConfig:
-    """Defaults <- recipe <- --config YAML <- flags. A YAML may name its own base with a top-level `recipe:`.
-
-    With no recipe anywhere and no data source, the run is the default demo recipe on the built-in dataset.
-    """
-    user = load_yaml(config_path) if config_path is not None else {}
-    flags = overrides_to_dict(overrides or {})
-    name = recipe or user.get("recipe")
-    data_given = _source(flags) or _source(user)
-    if name is None and not data_given:
-        name = DEFAULT_RECIPE
-    layers: dict[str, Any] = {}
-    if name is not None:
-        path = recipe_path(name)
-        layers = load_yaml(path)
-        TrainConfig.from_dict(layers, origin=str(path))  # each layer is checked alone, so errors blame the right file
-    if config_path is not None:
-        TrainConfig.from_dict({k: v for k, v in user.items() if k != "recipe"}, origin=str(config_path))
-    layers = merge(layers, user)
-    layers["recipe"] = name
-    return TrainConfig.from_dict(merge(layers, flags), origin="command line")
-
-
-def _source(layer: dict[str, Any]) -> Any:
-    """data.source of one layer, if it has a data mapping (a malformed one is reported by from_dict, by name)."""
-    data = layer.get("data")
-    return data.get("source") if isinstance(data, dict) else None
-
-
-def save_yaml(cfg: TrainConfig, path: str | Path) -> None:
-    """Written atomically: a crash mid-write or a reader (resume reads config.yaml) never sees half a file."""
-    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
