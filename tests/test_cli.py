@@ -98,7 +98,7 @@ def test_train_has_one_generated_flag_per_option_with_the_metadata_s_help_and_ch
         action = actions[spec.dest]
         assert action.option_strings[0] == spec.flag and action.default is None  # None: keep the recipe's value
         names = f": {' | '.join(list_models())}" if spec.key == "model.name" else ""  # the registry's, at parse time
-        assert (action.help, action.metavar) == (spec.help + names, spec.metavar)
+        assert (action.help, action.metavar) == ((spec.help + names) if names else spec.help, spec.metavar)
         if spec.type is bool:
             assert isinstance(action, argparse.BooleanOptionalAction)
         else:
