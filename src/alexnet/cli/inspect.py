@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
+
+from alexnet.errors import AlexNetError, ConfigError
+from alexnet.files import atomic_write_bytes
 
 
 def add_parser(subparsers) -> None:
@@ -26,11 +31,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
-    from pathlib import Path
-
-    from alexnet.errors import AlexNetError, ConfigError
-    from alexnet.files import atomic_write_bytes
+    # Here, not at the top: these import torch, which `alexnet --help` must not.
     from alexnet.inspect.activations import activation_pngs, check_layers
     from alexnet.inspect.gradcam import class_index, gradcam_png
     from alexnet.inspect.loaded import open_run

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from alexnet.errors import ConfigError
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
@@ -22,8 +24,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alexnet.errors import ConfigError
-    from alexnet.inspect.report import write_report
+    from alexnet.inspect.report import write_report  # here: it imports torch, which `alexnet --help` must not
 
     if not 0 <= args.samples <= 100:
         raise ConfigError(f"--samples must be in 0..100, got {args.samples}")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import secrets
+
+from alexnet.errors import AlexNetError, ConfigError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -31,10 +34,6 @@ def add_parser(subparsers) -> None:
 
 def server_token(host: str, token: str | None) -> str | None:
     """None on the loopback unless one is given; on any other host the given token or a new one: never none."""
-    import secrets
-
-    from alexnet.errors import ConfigError
-
     if token is not None and len(token) < 8:
         raise ConfigError("--token must be at least 8 characters")
     if token is None and host not in LOOPBACK:
@@ -43,13 +42,11 @@ def server_token(host: str, token: str | None) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alexnet.errors import AlexNetError, ConfigError
-
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port must be in 0..65535, got {args.port}")
     if args.workers < 1 or args.timeout <= 0 or args.max_upload_mb <= 0:
         raise ConfigError("--workers must be >= 1, and --timeout and --max-upload-mb > 0")
-    try:
+    try:  # fastapi, uvicorn and torch: imported only when the command runs (`alexnet --help` stays instant)
         import uvicorn
 
         from alexnet.serve.app import Limits, create_app, listen

@@ -24,7 +24,9 @@ import numpy as np
 import torch
 
 from alexnet.errors import AlexNetError, short
+from alexnet.files import atomic_write
 from alexnet.inspect import embedding
+from alexnet.inspect.activations import forward
 from alexnet.inspect.units import TOP, TopUnits
 
 VERSION = 1
@@ -124,8 +126,6 @@ def _sample(n: int) -> list[int]:
 def build_index(run, key: dict[str, Any], path: Path, progress: bool = True) -> InspectIndex:
     from tqdm import tqdm
 
-    from alexnet.inspect.activations import forward
-
     conv = run.conv_layers()
     train, val = run.bundle.train, run.bundle.val
     todo = {"train": _sample(len(train)), "val": _sample(len(val))}
@@ -173,16 +173,20 @@ def build_index(run, key: dict[str, Any], path: Path, progress: bool = True) -> 
             values, rows_, yx = tops[layer].tensors()
             tensors[f"units.{layer}.values"], tensors[f"units.{layer}.rows"], tensors[f"units.{layer}.yx"] = (
                 values.float(), rows_, yx)
-    vectors = tensors["val_fc7"].numpy()
-    map_rows = embedding.sample_rows(len(vectors))
-    tensors["map_rows"] = torch.from_numpy(map_rows.astype(np.int64))
-    tensors["map_pca"] = torch.from_numpy(embedding.pca_2d(vectors[map_rows]))
-    if progress:
-        print(f"t-SNE of {len(map_rows)} fc7 vectors ...", file=sys.stderr)
-    tensors["map_tsne"] = torch.from_numpy(embedding.tsne_2d(vectors[map_rows]))
+    tensors.update(_maps(tensors["val_fc7"].numpy(), progress))
     meta = {"key": key, "class_names": run.class_names, "conv_layers": [c for c in conv if c in tops],
             "skipped": skipped[:100], "num_skipped": len(skipped)}
     return InspectIndex(path, meta, {k: v.contiguous() for k, v in tensors.items()}, built=True)
+
+
+def _maps(vectors: np.ndarray, progress: bool) -> dict[str, torch.Tensor]:
+    """The 2-D maps of a sample of the validation fc7 vectors: its rows, PCA and t-SNE."""
+    map_rows = embedding.sample_rows(len(vectors))
+    pca = embedding.pca_2d(vectors[map_rows])
+    if progress:
+        print(f"t-SNE of {len(map_rows)} fc7 vectors ...", file=sys.stderr)
+    return {"map_rows": torch.from_numpy(map_rows.astype(np.int64)), "map_pca": torch.from_numpy(pca),
+            "map_tsne": torch.from_numpy(embedding.tsne_2d(vectors[map_rows]))}
 
 
 def _half_if_it_fits(v: torch.Tensor) -> torch.Tensor:
@@ -194,8 +198,6 @@ def _half_if_it_fits(v: torch.Tensor) -> torch.Tensor:
 
 def save_index(index: InspectIndex) -> None:
     from safetensors.torch import save_file
-
-    from alexnet.files import atomic_write
 
     meta = {"alexnet_inspect_index": json.dumps(index.meta)}
     stored = {k: (v.half() if k in HALF and torch.equal(v, v.half().float()) else v) for k, v in index.tensors.items()}

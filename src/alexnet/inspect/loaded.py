@@ -25,12 +25,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from alexnet.errors import AlexNetError, DataError
+from alexnet.data import build_from_description, build_transform, load_image
+from alexnet.data.images import decode_image
+from alexnet.errors import AlexNetError, DataError, short
+from alexnet.inspect.units import geometry
+from alexnet.models.summary import summarize
+from alexnet.store.checkpoint import Checkpoint, load_checkpoint
 
 if TYPE_CHECKING:
     from PIL import Image
-
-    from alexnet.store.checkpoint import Checkpoint
 
 SPLITS = ("val", "train")
 ID_PATTERN = re.compile(r"^(val|train):([0-9]{1,9})$")
@@ -152,8 +155,6 @@ class LoadedRun:
         return decode_bytes(data, name, self.in_channels)
 
     def load_file(self, path: str | os.PathLike) -> Image.Image:
-        from alexnet.data import load_image
-
         return load_image(path, self.in_channels)
 
 
@@ -166,15 +167,11 @@ def parse_id(image_id: str) -> tuple[str, int]:
 
 
 def _shown(value: Any) -> str:
-    from alexnet.errors import short
-
     return short(value, 60)
 
 
 def decode_bytes(data: bytes, name: str, in_channels: int = 3, max_pixels: int = UPLOAD_MAX_PIXELS) -> Image.Image:
     """Decodes untrusted bytes with the training decoder (alexnet.data.images), from memory; errors name `name`."""
-    from alexnet.data.images import decode_image
-
     if not data:
         raise DataError(f"{name}: empty file (0 bytes)")
     fd, path = _memory_file(data)
@@ -204,10 +201,6 @@ def _memory_file(data: bytes) -> tuple[int | None, str]:
 def open_run(path: str | os.PathLike, *, data: bool = True, name: str | None = None, replicas: int = 2) -> LoadedRun:
     """Open a run folder or checkpoint file for inspection. The data is rebuilt from the checkpoint's description;
     when it cannot be (moved, deleted), the run still predicts and `data_problem` says why the rest is missing."""
-    from alexnet.data import build_from_description, build_transform
-    from alexnet.models.summary import summarize
-    from alexnet.store.checkpoint import load_checkpoint
-
     ckpt = load_checkpoint(path, prefer="best")
     p = ckpt.preprocessing
     transform = build_transform(p.preset, p.image_size, False, p.mean, p.std, p.in_channels)
@@ -217,8 +210,6 @@ def open_run(path: str | os.PathLike, *, data: bool = True, name: str | None = N
             bundle, problem = build_from_description(ckpt.data_description(), statistics=False), None
         except (AlexNetError, OSError) as e:
             bundle, problem = None, str(e)
-    from alexnet.inspect.units import geometry
-
     run = LoadedRun(ckpt, name or ckpt.run_dir.name, transform, bundle, problem, {}, replicas=replicas)
     with run.model() as model:
         rows = summarize(model.config, p.image_size).layers

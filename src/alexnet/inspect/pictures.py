@@ -59,22 +59,32 @@ def grid_layout(channels: int, height: int, width: int) -> dict[str, int]:
             "width": cols * (width + PAD) + PAD, "height": rows * (height + PAD) + PAD}
 
 
-def channel_grid(maps: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
-    """(C, H, W) activations -> (uint8 grey grid image, its layout). Each channel is scaled to [0, 255] on its own
-    (min to max), so that a weak channel's pattern is as visible as a strong one's; a constant channel is black."""
-    maps = np.asarray(maps, dtype=np.float32)
-    c, h, w = maps.shape
-    layout = grid_layout(c, h, w)
-    lo = maps.min(axis=(1, 2), keepdims=True)
-    span = maps.max(axis=(1, 2), keepdims=True) - lo
-    scaled = np.where(span > 1e-12, (maps - lo) / np.maximum(span, 1e-12), 0.0)
-    scaled = (scaled * 255).round().astype(np.uint8)
-    grid = np.full((layout["height"], layout["width"]), 40, dtype=np.uint8)  # dark lines between cells
-    for i in range(c):
-        r, col = divmod(i, layout["cols"])
-        y, x = PAD + r * (h + PAD), PAD + col * (w + PAD)
+def minmax_grid(tiles: np.ndarray, cols: int, pad: int, background: float) -> np.ndarray:
+    """(N, h, w) or (N, h, w, depth) tiles -> one image of `cols` x ceil(N / cols) cells, `pad` pixels of
+    `background` between them, in the tiles' dtype. Each tile is scaled to [0, 1] on its own (min to max), so that a
+    weak tile's pattern is as visible as a strong one's; a constant tile is 0. Channel grids and conv1's filters
+    (the paper's Figure 3) are both drawn so."""
+    n, h, w = tiles.shape[:3]
+    axes = tuple(range(1, tiles.ndim))
+    lo = tiles.min(axis=axes, keepdims=True)
+    span = tiles.max(axis=axes, keepdims=True) - lo
+    scaled = np.where(span > 1e-12, (tiles - lo) / np.maximum(span, 1e-12), 0.0)
+    rows = math.ceil(n / cols)
+    grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, *tiles.shape[3:]), background, dtype=scaled.dtype)
+    for i in range(n):
+        r, c = divmod(i, cols)
+        y, x = pad + r * (h + pad), pad + c * (w + pad)
         grid[y : y + h, x : x + w] = scaled[i]
-    return grid, layout
+    return grid
+
+
+def channel_grid(maps: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
+    """(C, H, W) activations -> (uint8 grey grid image, its layout), each channel scaled to [0, 255] on its own
+    (a constant channel is black), dark lines between the cells."""
+    maps = np.asarray(maps, dtype=np.float32)
+    layout = grid_layout(*maps.shape)
+    grid = minmax_grid(maps, layout["cols"], PAD, background=40 / 255)
+    return (grid * 255).round().astype(np.uint8), layout
 
 
 def scale_for(height: int, width: int, target: int = 480) -> int:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from alexnet.inspect.pictures import minmax_grid
+
 
 def _figure(width: float, height: float):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -56,21 +58,11 @@ def filter_grid(weight: np.ndarray, pad: int = 1) -> np.ndarray:
     weight = np.asarray(weight, dtype=np.float64)
     if weight.ndim != 4:
         raise ValueError(f"expected conv weights (O, C, k, k), got shape {weight.shape}")
-    out_channels, channels, kh, kw = weight.shape
+    out_channels, channels = weight.shape[:2]
     if channels != 3:
         weight = weight.mean(axis=1, keepdims=True)
-    lo = weight.min(axis=(1, 2, 3), keepdims=True)
-    hi = weight.max(axis=(1, 2, 3), keepdims=True)
-    weight = (weight - lo) / np.maximum(hi - lo, 1e-12)
     cols = math.ceil(math.sqrt(out_channels * 2))  # wider than tall, like the paper's 96 = 12 x 8 panel
-    rows = math.ceil(out_channels / cols)
-    depth = weight.shape[1]
-    grid = np.ones((rows * (kh + pad) + pad, cols * (kw + pad) + pad, depth))
-    for i in range(out_channels):
-        r, c = divmod(i, cols)
-        y, x = pad + r * (kh + pad), pad + c * (kw + pad)
-        grid[y : y + kh, x : x + kw] = weight[i].transpose(1, 2, 0)
-    return grid
+    return minmax_grid(weight.transpose(0, 2, 3, 1), cols, pad, background=1.0)
 
 
 def plot_filters(weight, path: str | Path, title: str = "conv1 filters") -> Path:

@@ -18,6 +18,12 @@ from typing import Any
 import numpy as np
 
 from alexnet.errors import AlexNetError
+from alexnet.files import atomic_write_text
+from alexnet.inspect import pictures
+from alexnet.inspect.gradcam import cam_on, default_layer
+from alexnet.inspect.index import load_index
+from alexnet.inspect.loaded import open_run
+from alexnet.inspect.plots import plot_curves, plot_filters
 from alexnet.store.runfolder import REPORT_NAME
 
 SEED = 0
@@ -45,9 +51,7 @@ def _png_of(draw) -> bytes:
 
 
 def _img(png: bytes, alt: str, cls: str = "") -> str:
-    from alexnet.inspect.pictures import data_uri
-
-    return f'<img src="{data_uri(png)}" alt="{e(alt)}"' + (f' class="{cls}"' if cls else "") + ">"
+    return f'<img src="{pictures.data_uri(png)}" alt="{e(alt)}"' + (f' class="{cls}"' if cls else "") + ">"
 
 
 def metrics_rows(run_dir: Path) -> list[dict[str, float]]:
@@ -93,9 +97,6 @@ def confusion_table(matrix: np.ndarray, names: list[str]) -> str:
 
 def samples_html(run, index, n: int) -> str:
     """Up to n right and n wrong validation predictions (seeded), each with its top-3 and Grad-CAM."""
-    from alexnet.inspect import pictures
-    from alexnet.inspect.gradcam import cam_on, default_layer
-
     probs, labels, rows = index["val_probs"], index["val_labels"], index["val_rows"]
     pred = probs.argmax(dim=1)
     rng = np.random.default_rng(SEED)
@@ -123,8 +124,6 @@ def samples_html(run, index, n: int) -> str:
 
 def build_report(run, index, samples: int = 8) -> str:
     import yaml
-
-    from alexnet.inspect.plots import plot_curves, plot_filters
 
     ckpt = run.ckpt
     names = run.class_names
@@ -161,10 +160,6 @@ def build_report(run, index, samples: int = 8) -> str:
 def write_report(run_path: str | os.PathLike, output: str | os.PathLike | None = None, *, samples: int = 8,
                  progress: bool = True) -> Path:
     """report.html for a run (default: in the run folder), written whole or not at all."""
-    from alexnet.files import atomic_write_text
-    from alexnet.inspect.index import load_index
-    from alexnet.inspect.loaded import open_run
-
     run = open_run(run_path)
     index = None
     if run.bundle is not None:

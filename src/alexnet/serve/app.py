@@ -9,19 +9,37 @@
 - Inference runs in worker threads, at most `workers` at a time (one model replica each) plus a short queue; past
   that the answer is 503 at once, and a request that runs past `timeout_s` is answered 504. Every error is JSON
   ({"error": message}); the server stays up.
+
+The host and token checks are HTTP middleware, not a route dependency: they must also guard the static files (a
+mounted app, which route dependencies do not reach) and paths that match no route, and set the cookie on the page.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import re
 import secrets
+import socket
+import threading
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
+
 from alexnet.errors import AlexNetError
+from alexnet.inspect.index import load_index
+from alexnet.inspect.loaded import Busy, LoadedRun, UnknownImage, open_run
+from alexnet.serve.api import router
+from alexnet.serve.limits import Bounded, Limits, Refused
+from alexnet.serve.state import ServedRun
+
+__all__ = ["STATIC", "Background", "Bounded", "Limits", "Refused", "create_app", "listen", "open_runs"]
 
 log = logging.getLogger("alexnet.serve")
 STATIC = Path(__file__).with_name("static")
@@ -29,139 +47,98 @@ COOKIE = "alexnet_token"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 
 
-@dataclass(frozen=True)
-class Limits:
-    max_upload_bytes: int = 20 * 1024 * 1024  # an upload larger than this is refused before it is decoded
-    workers: int = 2  # inference requests running at once (model replicas per run)
-    queue: int = 8  # requests waiting for a worker at most; more are answered 503 at once
-    wait_s: float = 5.0  # the longest a request waits for a replica before 503
-    timeout_s: float = 30.0  # the longest an inference request may take before 504
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
 
 
-class Refused(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status, self.message = status, message
+def _invalid(e: RequestValidationError) -> tuple[int, str]:
+    first = e.errors()[0] if e.errors() else {}
+    where = ".".join(str(p) for p in first.get("loc", ()))
+    return 400, f"bad request: {where}: {first.get('msg', 'invalid')}"
 
 
-class Bounded:
-    """At most `workers + queue` inference calls admitted; each in a thread, answered 504 past the timeout."""
+def _crashed(e: Exception) -> tuple[int, str]:
+    log.exception("request failed")
+    return 500, f"internal error ({type(e).__name__}); the server is still running"
 
-    def __init__(self, limits: Limits):
-        self.limits = limits
-        self.admitted = 0
 
-    async def __call__(self, fn: Callable[..., Any], *args: Any, admit: bool = True) -> Any:
-        """`admit=False` for cheap work that needs no model (an image drawn from the dataset): timed, not counted."""
-        from starlette.concurrency import run_in_threadpool
+# Exception type -> (status, message) of its JSON answer. Starlette picks the entry of the nearest class in the
+# exception's MRO: UnknownImage and Busy before AlexNetError, Exception last.
+ERRORS: dict[type[Exception], Callable[[Any], tuple[int, str]]] = {
+    Refused: lambda e: (e.status, e.message),
+    UnknownImage: lambda e: (404, str(e)),
+    Busy: lambda e: (503, str(e)),
+    AlexNetError: lambda e: (400, str(e)),
+    HTTPException: lambda e: (e.status_code, str(e.detail)),
+    RequestValidationError: _invalid,
+    Exception: _crashed,
+}
 
-        if not admit:
-            return await self._timed(run_in_threadpool(fn, *args))
-        if self.admitted >= self.limits.workers + self.limits.queue:
-            raise Refused(503, f"busy: {self.admitted} requests in progress; try again in a moment")
-        self.admitted += 1  # the event loop is single-threaded: no lock needed around the count
-        try:
-            return await self._timed(run_in_threadpool(fn, *args))
-        finally:
-            self.admitted -= 1
 
-    async def _timed(self, work) -> Any:
-        try:
-            return await asyncio.wait_for(work, timeout=self.limits.timeout_s)
-        except TimeoutError:
-            raise Refused(504, f"the request took longer than {self.limits.timeout_s:g} s") from None
+def _handler(answer: Callable[[Any], tuple[int, str]]):
+    async def handle(_request: Request, e: Exception) -> JSONResponse:
+        return error(*answer(e))
+
+    return handle
+
+
+async def guard(request: Request, call_next):
+    """Without a token: the loopback (and the allowed hosts) only. With one: the token on every request."""
+    token = request.app.state.token
+    if token is None:
+        host = _hostname(request.headers.get("host", ""))
+        if host not in request.app.state.hosts:
+            return error(403, f"host {host!r} refused: without a token the app answers only on the loopback")
+        return await call_next(request)
+    given = _token_of(request)
+    if given is None:
+        return error(401, "this server needs its token: open the URL it printed (…/?token=...)")
+    if not secrets.compare_digest(given.encode(), token.encode()):
+        return error(403, "wrong token")
+    response = await call_next(request)
+    if request.query_params.get("token"):
+        response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
+    return response
+
+
+async def cap_body(request: Request, call_next):
+    """A body whose Content-Length is over the limit is refused before it is read (the routes count the rest)."""
+    limit = request.app.state.limits.max_upload_bytes
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.isdigit():
+            return error(400, "bad Content-Length")
+        if int(length) > limit:
+            return error(413, f"upload too large: {int(length):,} bytes > limit {limit:,}")
+    return await call_next(request)
+
+
+page_router = APIRouter()
+
+
+@page_router.get("/", include_in_schema=False)
+async def page():
+    return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
 
 
 def create_app(runs: Sequence[Any], *, token: str | None = None, limits: Limits | None = None,
                allowed_hosts: Sequence[str] = (), progress: bool = False, say: Callable[[str], None] | None = None):
     """The app for `runs` (run folders or checkpoint files, or already opened `LoadedRun`s). Each run's index is
     read from beside its checkpoint or built now (with a progress bar when `progress`)."""
-    from fastapi import FastAPI, Request
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import FileResponse, JSONResponse
-    from fastapi.staticfiles import StaticFiles
-    from starlette.exceptions import HTTPException
-
-    from alexnet.inspect.loaded import Busy, UnknownImage
-    from alexnet.serve.api import build_router
-
     limits = limits or Limits()
-    served = open_runs(runs, limits, progress, say)
     app = FastAPI(title="alexnet serve", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.runs = served
+    app.state.runs = open_runs(runs, limits, progress, say)
     app.state.limits = limits
     app.state.bounded = Bounded(limits)
     app.state.token = token
-    hosts = LOOPBACK_HOSTS | set(allowed_hosts)
-
-    def error(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status)
-
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        if token is None:
-            host = _hostname(request.headers.get("host", ""))
-            if host not in hosts:
-                return error(403, f"host {host!r} refused: without a token the app answers only on the loopback")
-            return await call_next(request)
-        given = _token_of(request)
-        if given is None:
-            return error(401, "this server needs its token: open the URL it printed (…/?token=...)")
-        if not secrets.compare_digest(given.encode(), token.encode()):
-            return error(403, "wrong token")
-        response = await call_next(request)
-        if request.query_params.get("token"):
-            response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
-        return response
-
-    @app.middleware("http")
-    async def cap_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None:
-            if not length.isdigit():
-                return error(400, "bad Content-Length")
-            if int(length) > limits.max_upload_bytes:
-                return error(413, f"upload too large: {int(length):,} bytes > limit {limits.max_upload_bytes:,}")
-        return await call_next(request)
-
-    @app.exception_handler(Refused)
-    async def refused(_request, e: Refused):
-        return error(e.status, e.message)
-
-    @app.exception_handler(UnknownImage)
-    async def unknown(_request, e: UnknownImage):
-        return error(404, str(e))
-
-    @app.exception_handler(Busy)
-    async def busy(_request, e: Busy):
-        return error(503, str(e))
-
-    @app.exception_handler(AlexNetError)
-    async def bad_input(_request, e: AlexNetError):
-        return error(400, str(e))
-
-    @app.exception_handler(HTTPException)
-    async def http_error(_request, e: HTTPException):
-        return error(e.status_code, str(e.detail))
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(_request, e: RequestValidationError):
-        first = e.errors()[0] if e.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        return error(400, f"bad request: {where}: {first.get('msg', 'invalid')}")
-
-    @app.exception_handler(Exception)
-    async def crashed(_request, e: Exception):
-        log.exception("request failed")
-        return error(500, f"internal error ({type(e).__name__}); the server is still running")
-
-    app.include_router(build_router())
+    app.state.hosts = LOOPBACK_HOSTS | set(allowed_hosts)
+    for middleware in (guard, cap_body):  # the last added runs first: the size check comes before the token check
+        app.middleware("http")(middleware)
+    for kind, answer in ERRORS.items():
+        app.add_exception_handler(kind, _handler(answer))
+    app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-
-    @app.get("/", include_in_schema=False)
-    async def page():
-        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
-
+    app.include_router(page_router)
     return app
 
 
@@ -183,12 +160,6 @@ def _token_of(request) -> str | None:
 
 def open_runs(runs: Sequence[Any], limits: Limits, progress: bool, say: Callable[[str], None] | None):
     """{id: ServedRun}: ids are the run folders' names, made unique with -2, -3, ..."""
-    import re
-
-    from alexnet.inspect.index import load_index
-    from alexnet.inspect.loaded import LoadedRun, open_run
-    from alexnet.serve.state import ServedRun
-
     served: dict[str, ServedRun] = {}
     for item in runs:
         run = item if isinstance(item, LoadedRun) else open_run(item, replicas=limits.workers)
@@ -209,8 +180,6 @@ def open_runs(runs: Sequence[Any], limits: Limits, progress: bool, say: Callable
 
 def listen(host: str, port: int):
     """A bound socket for uvicorn (port 0: a free one), or AlexNetError naming the address and the cause."""
-    import socket
-
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -227,10 +196,7 @@ class Background:
     """The app served by uvicorn in a daemon thread (a notebook, the tests, the benchmark): `.url`, `.stop()`."""
 
     def __init__(self, app, host: str = "127.0.0.1", port: int = 0):
-        import threading
-        import time
-
-        import uvicorn
+        import uvicorn  # here, not at the top: an app without a server (FastAPI's TestClient) needs no uvicorn
 
         self.app = app
         sock = listen(host, port)

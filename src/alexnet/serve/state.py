@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from alexnet.inspect.activations import label
 from alexnet.inspect.loaded import UPLOAD_PATTERN, LoadedRun, UnknownImage
 
 MAX_UPLOADS = 64  # per run; the oldest is forgotten first (each is kept as the model's input only)
@@ -48,8 +49,6 @@ class ServedRun:
         return self.index
 
     def describe(self) -> dict[str, Any]:
-        from alexnet.inspect.activations import label
-
         run = self.run
         return {
             "id": self.id, "name": run.name, "checkpoint": str(run.checkpoint_path), "model": run.ckpt.model_name,

@@ -15,7 +15,9 @@ from alexnet.inspect import pictures
 from alexnet.inspect.activations import forward, grid_png, label
 from alexnet.inspect.gradcam import cam_on, class_index, default_layer
 from alexnet.inspect.loaded import parse_id
+from alexnet.inspect.plots import filter_grid
 from alexnet.inspect.units import region
+from alexnet.neighbours import nearest
 from alexnet.serve.state import ServedRun
 
 NEIGHBOURS = 8  # k of the paper's Figure 4 row
@@ -56,8 +58,6 @@ def predict(sr: ServedRun, image_id: str, wait: float, k: int = 5) -> dict[str, 
         label_index = run.label_of(image_id)
         answer["true_label"] = None if label_index is None else run.class_names[label_index]
     if sr.index is not None and len(sr.index["train_fc7"]):
-        from alexnet.neighbours import nearest
-
         rows = sr.index["train_rows"]
         exclude = []
         if image_id.startswith("train:"):
@@ -83,8 +83,6 @@ def gradcam_png(sr: ServedRun, image_id: str, target: str, layer: str | None, wa
 
 def filters_png(sr: ServedRun) -> tuple[bytes, dict[str, Any]]:
     """conv1's filters (the paper's Figure 3), each scaled on its own; the layout lets the page map a click."""
-    from alexnet.inspect.plots import filter_grid
-
     with sr.run.model(timeout=10.0) as model:
         weight = model.conv1.weight.detach().float().numpy()
     grid = (filter_grid(weight) * 255).round().astype(np.uint8)
