@@ -20,10 +20,18 @@ import torch
 import torch.nn.functional as F
 
 from alexnet.config import TTA_MODES
-from alexnet.errors import ConfigError
+from alexnet.data import build_datasets, build_from_description
+from alexnet.data.augment import BatchAugment
+from alexnet.data.batches import CachedBatches
+from alexnet.data.cache import cache_split
+from alexnet.errors import ConfigError, DataError
+from alexnet.files import atomic_write, atomic_write_text
+from alexnet.inspect.plots import plot_confusion
 from alexnet.runtime.amp import autocast
 from alexnet.runtime.distributed import all_reduce_sum
 from alexnet.runtime.inference import InferenceOptions, prepare_model
+from alexnet.runtime.onnxrt import calibration_batches
+from alexnet.store.checkpoint import load_checkpoint
 
 
 @dataclass
@@ -193,8 +201,6 @@ def check_tta(tta: str, ten_crop: bool = False) -> None:
 
 def write_confusion_csv(result: EvalResult, path: str | Path) -> Path:
     """Header row `true\\predicted,<class>...`, then one row per true class; written whole or not at all."""
-    from alexnet.files import atomic_write_text
-
     text = io.StringIO()
     writer = csv.writer(text)
     writer.writerow(["true\\predicted", *result.class_names])
@@ -231,14 +237,6 @@ def evaluate_checkpoint(
     evaluated whole. Class names must match the checkpoint's, else the refusal names the field. `tta="flip"`
     averages each image's probabilities with its mirror's (`evaluate`); not with `ten_crop`.
     """
-    from alexnet.data.augment import BatchAugment
-    from alexnet.data.batches import CachedBatches
-    from alexnet.data.cache import cache_split
-    from alexnet.files import atomic_write
-    from alexnet.inspect.plots import plot_confusion
-    from alexnet.runtime.onnxrt import calibration_batches
-    from alexnet.store.checkpoint import load_checkpoint
-
     check_tta(tta, ten_crop)
     ckpt = load_checkpoint(checkpoint, prefer="best")
     path, class_names = Path(ckpt.path), list(ckpt.class_names)
@@ -249,8 +247,6 @@ def evaluate_checkpoint(
     part = "train" if whole or split == "train" else "val"
     cached = cache_split(bundle, part, workers=workers)
     if len(cached) == 0:
-        from alexnet.errors import DataError
-
         raise DataError(f"{bundle.source}: the {part} split holds no images")
     augment = BatchAugment.for_checkpoint(ckpt, ten_crop=ten_crop)
     model = prepare_model(ckpt.build_model(device), inference,
@@ -275,8 +271,6 @@ def evaluate_checkpoint(
 def _eval_bundle(ckpt: Any, data: str | None) -> tuple[Any, bool]:
     """(the data bundle to evaluate on, whether it is evaluated whole): the checkpoint's own data split the same
     way, or `data` read with the checkpoint's preprocessing and split (whole when it has no split of its own)."""
-    from alexnet.data import build_datasets, build_from_description
-
     if data is None:  # the data the checkpoint was trained and validated on, split the same way
         return build_from_description(ckpt.data_description(), statistics=False), False
     data_cfg = (ckpt.config or {}).get("data", {})

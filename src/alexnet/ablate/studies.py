@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from alexnet.config import load_yaml
 from alexnet.errors import ConfigError, short
 
 PROFILES = ("quick", "paper")
@@ -338,8 +339,6 @@ def _flatten(raw: Any, origin: str, prefix: str = "") -> dict[str, Any]:
 
 def load_study_file(path: str | Path) -> Study:
     """A study YAML (see the module docstring) -> Study; every mistake is a ConfigError naming the file."""
-    from alexnet.config import load_yaml
-
     origin = str(path)
     raw = load_yaml(path)  # bounded, alias-free, UTF-8; errors name the file
     known = {"name", "title", "arms", "metrics", "claims", "base", "paper", "notes", "threshold_arm"}
