@@ -24,7 +24,7 @@ from alexnet.data import build_datasets
 from alexnet.data.augment import BatchAugment
 from alexnet.data.cache import cache_split
 from alexnet.errors import AlexNetError
-from alexnet.evaluate import evaluate_checkpoint
+from alexnet.evaluate import EvalOptions, evaluate_checkpoint
 from alexnet.files import atomic_write_text
 from alexnet.models import model_config
 from alexnet.store.runfolder import write_metrics
@@ -131,8 +131,8 @@ def ten_crop_eval(run: Path, folder: Path) -> dict[str, float]:
     started = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    result = evaluate_checkpoint(run / "checkpoints" / "last.pt", ten_crop=True, output_dir=folder,
-                                 device=device).result
+    result = evaluate_checkpoint(run / "checkpoints" / "last.pt", options=EvalOptions(ten_crop=True),
+                                 output_dir=folder, device=device).result
     row = {"epoch": 1, "val_loss": result.loss, "val_top1": result.top1, "val_top5": result.top5,
            "seconds": time.perf_counter() - started}
     write_metrics(folder / "metrics.csv", [row])

@@ -30,6 +30,8 @@ from typing import Any
 from alexnet.config import load_yaml
 from alexnet.errors import ConfigError, short
 
+# `alexnet ablate --profile`'s choices: cli/ablate.py imports this module when the parser is built, so it stays free
+# of torch (tests/test_cli.py).
 PROFILES = ("quick", "paper")
 ARM_KINDS = ("train", "tencrop", "pixels", "hog")  # how an arm's numbers are made
 OPS = ("-", "/")  # an effect is arm - baseline (points, epochs) or arm / baseline (a ratio)
@@ -305,10 +307,6 @@ _STUDIES = [
     ),
 ]
 STUDIES: dict[str, Study] = {s.name: s for s in _STUDIES}
-
-
-def list_studies() -> list[str]:
-    return list(STUDIES)
 
 
 def get_study(name: str) -> Study:
