@@ -13,6 +13,7 @@ import torch
 from alexnet.config import TTA_MODES
 from alexnet.errors import CheckpointError, ConfigError
 from alexnet.evaluate import (
+    EvalOptions,
     EvalResult,
     MetricTotals,
     evaluate,
@@ -56,9 +57,9 @@ def test_views_are_averaged_in_probability():
     # One strongly negative view against nine mildly positive ones: the average probability says class 1.
     views = torch.full((1, 10, 3, 4, 4), 0.2)
     views[0, 0] = -0.9
-    result = evaluate(MeanSign(), [(views, torch.tensor([1]))], 2, ["neg", "pos"], torch.device("cpu"), reduce=False)
+    result = evaluate(MeanSign(), [(views, torch.tensor([1]))], ["neg", "pos"], torch.device("cpu"), reduce=False)
     assert result.correct == 1
-    single = evaluate(MeanSign(), [(views[:, 0], torch.tensor([1]))], 2, ["neg", "pos"], torch.device("cpu"),
+    single = evaluate(MeanSign(), [(views[:, 0], torch.tensor([1]))], ["neg", "pos"], torch.device("cpu"),
                       reduce=False)
     assert single.correct == 0
 
@@ -78,8 +79,8 @@ def test_flip_tta_averages_the_image_and_its_mirror_by_hand():
     images[1, ..., :2], images[1, ..., 2:] = 0.1, -0.5
     labels = torch.tensor([0, 0])
     cpu = torch.device("cpu")
-    plain = evaluate(LeftMean(), [(images, labels)], 2, ["a", "b"], cpu, reduce=False)
-    flip = evaluate(LeftMean(), [(images, labels)], 2, ["a", "b"], cpu, reduce=False, tta="flip")
+    plain = evaluate(LeftMean(), [(images, labels)], ["a", "b"], cpu, reduce=False)
+    flip = evaluate(LeftMean(), [(images, labels)], ["a", "b"], cpu, reduce=False, tta="flip")
 
     def p0(logit):  # softmax probability of class 0 for logits (logit, 0)
         return math.exp(logit) / (math.exp(logit) + 1)
@@ -111,30 +112,31 @@ def test_flip_tta_changes_nothing_for_a_mirror_symmetric_model():
     torch.manual_seed(1)
     images, labels = torch.randn(6, 3, 67, 67), torch.tensor([0, 1, 2, 0, 1, 2])
     cpu, model = torch.device("cpu"), Symmetric()
-    plain = evaluate(model, [(images, labels)], 3, ["a", "b", "c"], cpu, reduce=False)
-    flip = evaluate(model, [(images, labels)], 3, ["a", "b", "c"], cpu, reduce=False, tta="flip")
+    plain = evaluate(model, [(images, labels)], ["a", "b", "c"], cpu, reduce=False)
+    flip = evaluate(model, [(images, labels)], ["a", "b", "c"], cpu, reduce=False, tta="flip")
     assert (flip.correct, flip.correct5, flip.total) == (plain.correct, plain.correct5, 6)
     assert flip.confusion.tolist() == plain.confusion.tolist()
     assert flip.loss_sum == pytest.approx(plain.loss_sum, rel=1e-5)
-    asymmetric = evaluate(model.g, [(images, labels)], 3, ["a", "b", "c"], cpu, reduce=False, tta="flip")
-    assert asymmetric.loss_sum != pytest.approx(evaluate(model.g, [(images, labels)], 3, ["a", "b", "c"], cpu,
+    asymmetric = evaluate(model.g, [(images, labels)], ["a", "b", "c"], cpu, reduce=False, tta="flip")
+    assert asymmetric.loss_sum != pytest.approx(evaluate(model.g, [(images, labels)], ["a", "b", "c"], cpu,
                                                          reduce=False).loss_sum, rel=1e-5)
 
 
 def test_flip_tta_refusals():
     views = torch.zeros(1, 10, 3, 4, 4)
     with pytest.raises(ConfigError, match="not with 10-crop"):
-        evaluate(MeanSign(), [(views, torch.tensor([1]))], 2, ["neg", "pos"], torch.device("cpu"), tta="flip")
+        evaluate(MeanSign(), [(views, torch.tensor([1]))], ["neg", "pos"], torch.device("cpu"), tta="flip")
     with pytest.raises(ConfigError, match="tta must be one of none, flip, got 'rotate'"):
-        evaluate(MeanSign(), [], 2, ["neg", "pos"], torch.device("cpu"), tta="rotate")
+        evaluate(MeanSign(), [], ["neg", "pos"], torch.device("cpu"), tta="rotate")
     with pytest.raises(ConfigError, match="^--tta flip and --ten-crop cannot be combined"):
-        evaluate_checkpoint("no-such-run", ten_crop=True, tta="flip")  # refused before the checkpoint is read
+        # refused before the checkpoint is read
+        evaluate_checkpoint("no-such-run", options=EvalOptions(ten_crop=True, tta="flip"))
     assert TTA_MODES == ("none", "flip")
 
 
 def test_flip_tta_on_a_trained_checkpoint(trained, tmp_path):
     data, run = trained
-    out = evaluate_checkpoint(run, output_dir=tmp_path, tta="flip")
+    out = evaluate_checkpoint(run, options=EvalOptions(tta="flip"), output_dir=tmp_path)
     assert out.result.total == 6 and "flip TTA" in out.description
     # The same loss computed another way: the mean of the two softmaxes, from the model's own forward.
     from alexnet.data import build_from_description, cache_split
@@ -195,7 +197,7 @@ def test_eval_a_trained_checkpoint_on_its_own_data(trained, tmp_path):
     assert {"top1", "top5", "correct", "total", "per_class", "confusion"} <= set(doc)
     assert doc["correct"] == out.result.correct and doc["top1"] == pytest.approx(out.result.correct / 6)
     json.dumps(doc)  # plain types
-    ten = evaluate_checkpoint(run, output_dir=tmp_path, ten_crop=True)
+    ten = evaluate_checkpoint(run, options=EvalOptions(ten_crop=True), output_dir=tmp_path)
     assert ten.result.total == 6 and "10-crop" in ten.description
 
 

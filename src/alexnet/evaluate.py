@@ -20,10 +20,18 @@ import torch
 import torch.nn.functional as F
 
 from alexnet.config import TTA_MODES
-from alexnet.errors import ConfigError
+from alexnet.data import build_datasets, build_from_description
+from alexnet.data.augment import BatchAugment
+from alexnet.data.batches import CachedBatches
+from alexnet.data.cache import cache_split
+from alexnet.errors import ConfigError, DataError
+from alexnet.files import atomic_write, atomic_write_text
+from alexnet.inspect.plots import plot_confusion
 from alexnet.runtime.amp import autocast
 from alexnet.runtime.distributed import all_reduce_sum
 from alexnet.runtime.inference import InferenceOptions, prepare_model
+from alexnet.runtime.onnxrt import calibration_batches
+from alexnet.store.checkpoint import load_checkpoint
 
 
 @dataclass
@@ -139,7 +147,6 @@ class MetricTotals:
 def evaluate(
     model: torch.nn.Module,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-    num_classes: int,
     class_names: Sequence[str],
     device: torch.device,
     *,
@@ -154,7 +161,7 @@ def evaluate(
     check_tta(tta)
     was_training = model.training
     model.eval()
-    totals = MetricTotals(num_classes, device)
+    totals = MetricTotals(len(class_names), device)
     precision = autocast(device.type, amp_dtype)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     for images, labels in batches:
@@ -193,8 +200,6 @@ def check_tta(tta: str, ten_crop: bool = False) -> None:
 
 def write_confusion_csv(result: EvalResult, path: str | Path) -> Path:
     """Header row `true\\predicted,<class>...`, then one row per true class; written whole or not at all."""
-    from alexnet.files import atomic_write_text
-
     text = io.StringIO()
     writer = csv.writer(text)
     writer.writerow(["true\\predicted", *result.class_names])
@@ -212,58 +217,57 @@ class EvalRun:
     confusion_png: Path
 
 
+@dataclass(frozen=True)
+class EvalOptions:
+    """How `evaluate_checkpoint` reads its images: which split, seen how (10 crops, or flip TTA), in what batches."""
+
+    split: str = "val"  # train | val (a source evaluated whole ignores it)
+    ten_crop: bool = False  # the paper's 10 crops, softmax averaged (section 4.1)
+    tta: str = "none"  # config.TTA_MODES; not with ten_crop
+    batch_size: int = 64
+    workers: int | None = None  # decoding threads of the cache build, clamped to the machine (data.limits)
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path,
     *,
     data: str | None = None,
-    split: str = "val",
-    ten_crop: bool = False,
-    tta: str = "none",
-    batch_size: int = 64,
+    options: EvalOptions | None = None,
     output_dir: str | Path | None = None,
     device: torch.device | str = "cpu",
-    workers: int | None = None,
     inference: InferenceOptions | None = None,
 ) -> EvalRun:
     """`alexnet eval`: a checkpoint on its own validation data (or on `data`), with its recorded preprocessing.
 
     A source without a train/val split of its own (one folder of class folders, like the note's TEST_PATH) is
-    evaluated whole. Class names must match the checkpoint's, else the refusal names the field. `tta="flip"`
-    averages each image's probabilities with its mirror's (`evaluate`); not with `ten_crop`.
+    evaluated whole. Class names must match the checkpoint's, else the refusal names the field. `options` picks the
+    split and the views: `tta="flip"` averages each image's probabilities with its mirror's (`evaluate`); not with
+    `ten_crop`.
     """
-    from alexnet.data.augment import BatchAugment
-    from alexnet.data.batches import CachedBatches
-    from alexnet.data.cache import cache_split
-    from alexnet.files import atomic_write
-    from alexnet.inspect.plots import plot_confusion
-    from alexnet.runtime.onnxrt import calibration_batches
-    from alexnet.store.checkpoint import load_checkpoint
-
-    check_tta(tta, ten_crop)
+    options = options or EvalOptions()
+    check_tta(options.tta, options.ten_crop)
     ckpt = load_checkpoint(checkpoint, prefer="best")
     path, class_names = Path(ckpt.path), list(ckpt.class_names)
     inference = inference or InferenceOptions()
     device = torch.device(device) if inference.uses_torch else torch.device("cpu")  # ONNX Runtime: CPU provider
     bundle, whole = _eval_bundle(ckpt, data)
     ckpt.check_matches({"class_names": list(bundle.class_names)}, "evaluate")
-    part = "train" if whole or split == "train" else "val"
-    cached = cache_split(bundle, part, workers=workers)
+    part = "train" if whole or options.split == "train" else "val"
+    cached = cache_split(bundle, part, workers=options.workers)
     if len(cached) == 0:
-        from alexnet.errors import DataError
-
         raise DataError(f"{bundle.source}: the {part} split holds no images")
-    augment = BatchAugment.for_checkpoint(ckpt, ten_crop=ten_crop)
+    augment = BatchAugment.for_checkpoint(ckpt, ten_crop=options.ten_crop)
     model = prepare_model(ckpt.build_model(device), inference,
-                          calibration=lambda: calibration_batches(ckpt, workers=workers))
-    batches = CachedBatches(cached.images, cached.labels, augment, batch_size)
-    result = evaluate(model, batches, len(class_names), class_names, device, reduce=False,
+                          calibration=lambda: calibration_batches(ckpt, workers=options.workers))
+    batches = CachedBatches(cached.images, cached.labels, augment, options.batch_size)
+    result = evaluate(model, batches, class_names, device, reduce=False,
                       amp_dtype=inference.amp_dtype, channels_last=inference.channels_last and inference.uses_torch,
-                      tta=tta)
+                      tta=options.tta)
     folder = Path(output_dir) if output_dir is not None else ckpt.run_dir
     folder.mkdir(parents=True, exist_ok=True)
     csv_path = write_confusion_csv(result, folder / "confusion.csv")
     png_path = folder / "confusion.png"
-    views = ", 10-crop" if ten_crop else ", flip TTA" if tta == "flip" else ""
+    views = ", 10-crop" if options.ten_crop else ", flip TTA" if options.tta == "flip" else ""
     title = f"{path.name} on {part}{f' ({views[2:]})' if views else ''}"
     atomic_write(png_path, lambda tmp: plot_confusion(result.confusion, result.class_names, tmp, title=title),
                  suffix=".png")
@@ -275,8 +279,6 @@ def evaluate_checkpoint(
 def _eval_bundle(ckpt: Any, data: str | None) -> tuple[Any, bool]:
     """(the data bundle to evaluate on, whether it is evaluated whole): the checkpoint's own data split the same
     way, or `data` read with the checkpoint's preprocessing and split (whole when it has no split of its own)."""
-    from alexnet.data import build_datasets, build_from_description
-
     if data is None:  # the data the checkpoint was trained and validated on, split the same way
         return build_from_description(ckpt.data_description(), statistics=False), False
     data_cfg = (ckpt.config or {}).get("data", {})

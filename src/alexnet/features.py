@@ -20,15 +20,17 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from alexnet.config import FEATURE_FORMATS
+from alexnet.data import build_transform, load_image
+from alexnet.data.folders import scan_folder
 from alexnet.errors import AlexNetError, ConfigError, DataError
-
-if TYPE_CHECKING:
-    from alexnet.store.checkpoint import Checkpoint
+from alexnet.files import atomic_write, atomic_write_text
+from alexnet.predict import expand_inputs
+from alexnet.store.checkpoint import Checkpoint, load_checkpoint
 
 DEFAULT_LAYER = "fc7"  # the paper's 4096-dimensional last hidden layer (section 6.1)
 TENSOR_NAME = "features"  # the one tensor of a features .safetensors file
@@ -99,9 +101,6 @@ def resolve_images(items: Sequence[str]) -> tuple[list[tuple[str, str | None]], 
     One folder with class folders (ImageFolder's layout, or train/ + val/ with class folders inside): every image
     of every split, labelled with its class. Anything else (image files, globs, a flat folder, several inputs):
     the images they name, as `alexnet predict` expands them, without labels."""
-    from alexnet.data.folders import scan_folder
-    from alexnet.predict import expand_inputs
-
     if len(items) == 1 and os.path.isdir(items[0]) and _has_subfolders(items[0]):
         scan = scan_folder(items[0], val_split=0.0, verify=False)  # contents are checked when each file is decoded
         if "classes" in scan.layout:
@@ -126,8 +125,6 @@ def _has_subfolders(folder: str) -> bool:
 
 
 def as_checkpoint(checkpoint: Checkpoint | str | os.PathLike) -> Checkpoint:
-    from alexnet.store.checkpoint import Checkpoint, load_checkpoint
-
     return checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint, prefer="best")
 
 
@@ -142,8 +139,6 @@ def extract_features(
 ) -> FeatureSet:
     """The `layer` vector of every image named by `items` (see `resolve_images`), with the checkpoint's eval
     transform. Raises DataError when no image at all could be read."""
-    from alexnet.data import build_transform, load_image
-
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     ckpt = as_checkpoint(checkpoint)
@@ -224,8 +219,6 @@ def save_features(fs: FeatureSet, output: str | os.PathLike | None = None, fmt: 
     import json
 
     import numpy as np
-
-    from alexnet.files import atomic_write, atomic_write_text
 
     path, json_path, fmt = output_paths(output, fmt)
     vectors = fs.vectors.contiguous()

@@ -20,8 +20,11 @@ from typing import Any
 
 import torch
 
+from alexnet.data import load_image
 from alexnet.errors import ConfigError
 from alexnet.features import DEFAULT_LAYER, as_checkpoint, extract_features
+from alexnet.files import atomic_write, atomic_write_text
+from alexnet.inspect.plots import _figure
 
 GRID_ROWS = 32  # queries drawn in the PNG at most (all of them are in the JSON)
 GRID_NEIGHBOURS = 16  # neighbours drawn per query at most: a figure of any --k stays a size Agg can draw
@@ -114,9 +117,6 @@ def plot_grid(result: NeighbourResult, path: str | Path, in_channels: int = 3) -
     """One row per query (at most GRID_ROWS): the query, then its neighbours with their class and distance."""
     import numpy as np
 
-    from alexnet.data import load_image
-    from alexnet.inspect.plots import _figure
-
     rows = list(result.neighbours.items())[:GRID_ROWS]
     rows = [(query, ns[:GRID_NEIGHBOURS]) for query, ns in rows]
     cols = 1 + max((len(ns) for _, ns in rows), default=0)
@@ -148,8 +148,6 @@ def _short(name: str, limit: int = 18) -> str:
 def write_neighbours(result: NeighbourResult, output_dir: str | Path = ".", in_channels: int = 3) -> tuple[Path, Path]:
     """neighbours.png (the grid) and neighbours.json in `output_dir`, each written whole or not at all."""
     import json
-
-    from alexnet.files import atomic_write, atomic_write_text
 
     folder = Path(output_dir)
     png, doc = folder / "neighbours.png", folder / "neighbours.json"

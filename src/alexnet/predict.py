@@ -21,11 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from alexnet.data import build_transform, load_image
+from alexnet.data.images import IMAGE_EXTENSIONS
 from alexnet.errors import AlexNetError
+from alexnet.runtime.inference import InferenceOptions, Predictor
+from alexnet.runtime.onnxrt import calibration_batches
 
 if TYPE_CHECKING:  # the record is only annotated here: this module reads no checkpoint file itself
     from alexnet.store.checkpoint import Checkpoint
-from alexnet.runtime.inference import InferenceOptions, Predictor
 
 BATCH = 32  # images per forward pass
 MAX_DEPTH = 64  # folders below an input searched at most this deep (a runaway tree, or a path near PATH_MAX)
@@ -88,8 +91,6 @@ def expand_inputs(items: Sequence[str]) -> list[tuple[str, str | None]]:
 
 
 def _is_image_name(name: str) -> bool:
-    from alexnet.data.images import IMAGE_EXTENSIONS
-
     return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
 
 
@@ -183,9 +184,6 @@ def _glob_match(pattern: tuple[str, ...], parts: tuple[str, ...]) -> bool:
 def predict_files(ckpt: Checkpoint, items: Sequence[str], *, top_k: int = 5,
                   device: torch.device | str = "cpu", inference: InferenceOptions | None = None) -> list[Prediction]:
     """Top-k predictions for every file named by `items` (files, folders, globs)."""
-    from alexnet.data import build_transform, load_image
-    from alexnet.runtime.onnxrt import calibration_batches
-
     device = torch.device(device)
     predictor = Predictor(ckpt.build_model(device), device, inference,
                           calibration=lambda: calibration_batches(ckpt))

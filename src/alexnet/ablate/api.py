@@ -17,7 +17,10 @@ from alexnet.ablate.plan import (
     study_folders,
     write_plan,
 )
-from alexnet.ablate.studies import FORBIDDEN, METRICS, PROFILES, STUDIES, Study, get_study
+from alexnet.ablate.report import write_report, write_summary
+from alexnet.ablate.runner import DONE, commands, jobs_of, run_plan, run_side_job, train_in_process, train_pooled
+from alexnet.ablate.studies import FORBIDDEN, METRICS, PROFILES, STUDIES, Study, _flatten, get_study
+from alexnet.config import load_yaml
 from alexnet.errors import AlexNetError, ConfigError, short
 
 NAMED_SOURCES = ("shapes", "mnist", "fashion-mnist", "cifar10")  # --data values that are not paths (data.sources)
@@ -34,9 +37,6 @@ def describe_studies() -> str:
 
 def _user_overrides(config: str | None, flags: dict[str, Any]) -> dict[str, Any]:
     """The --config YAML's fields and the flags, as dotted keys (flags win); the runner's own keys refused."""
-    from alexnet.ablate.studies import _flatten
-    from alexnet.config import load_yaml
-
     out: dict[str, Any] = {}
     if config is not None:
         raw = load_yaml(config)
@@ -84,8 +84,6 @@ class Session:
         return cls(studies, name == "all", root, plans)
 
     def plan_text(self) -> str:
-        from alexnet.ablate.runner import commands
-
         lines = [f"# alexnet ablate: {self.root} (train runs first; the `ablate job` lines need their runs "
                  "finished); then: alexnet ablate report " + str(self.root)]
         seen: set[str] = set()
@@ -98,9 +96,6 @@ class Session:
         return "\n".join(lines)
 
     def run(self, jobs: int = 1) -> list[tuple[str, str]]:
-        from alexnet.ablate.report import write_report, write_summary
-        from alexnet.ablate.runner import run_plan, train_pooled
-
         if isinstance(jobs, bool) or not isinstance(jobs, int) or not 1 <= jobs <= 256:
             raise ConfigError(f"--jobs must be 1..256, got {short(jobs)}")
         failures = []
@@ -124,8 +119,6 @@ class Session:
 
 def report(path: Path) -> list[Path]:
     """Reports of every study in an ablate folder (or of one study's folder), and the summary of them all."""
-    from alexnet.ablate.report import write_report, write_summary
-
     if not path.is_dir():
         raise AlexNetError(f"{path}: no such folder")
     folders = study_folders(path)
@@ -140,8 +133,6 @@ def report(path: Path) -> list[Path]:
 
 def run_job(root: Path, study: str, name: str) -> None:
     """One job of a plan, by name (what `alexnet ablate plan` prints for the jobs that do not train)."""
-    from alexnet.ablate.runner import DONE, jobs_of, run_side_job, train_in_process
-
     plan = read_plan(root / study)
     for job in jobs_of(plan):
         if job.name == name:

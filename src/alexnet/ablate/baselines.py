@@ -19,7 +19,15 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from alexnet.config import ModelSpec
+from alexnet.data import build_datasets
+from alexnet.data.augment import BatchAugment
+from alexnet.data.cache import cache_split
 from alexnet.errors import AlexNetError
+from alexnet.evaluate import EvalOptions, evaluate_checkpoint
+from alexnet.files import atomic_write_text
+from alexnet.models import model_config
+from alexnet.store.runfolder import write_metrics
 
 PIXELS_SIZE = 24  # side the raw-pixel baseline sees: 24 x 24 x 3 = 1,728 inputs
 HOG_ORIENTATIONS = 9
@@ -31,10 +39,6 @@ BATCH = 256
 
 
 def _bundle(cfg: dict[str, Any]):
-    from alexnet.config import ModelSpec
-    from alexnet.data import build_datasets
-    from alexnet.models import model_config
-
     spec = ModelSpec(**cfg["model"])
     base = model_config(spec.name, **spec.architecture())
     d = cfg["data"]
@@ -51,8 +55,6 @@ def _features(kind: str, images, size: int, bundle) -> Any:
     227 px)."""
     import numpy as np
     import torch.nn.functional as F
-
-    from alexnet.data.augment import BatchAugment
 
     view = BatchAugment(bundle.preset, size, bundle.mean, bundle.std, train=False, in_channels=images.shape[1])
     out = []
@@ -91,10 +93,6 @@ def run_baseline(kind: str, cfg: dict[str, Any], folder: Path) -> dict[str, floa
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from alexnet.data.cache import cache_split
-    from alexnet.files import atomic_write_text
-    from alexnet.store.runfolder import write_metrics
-
     started = time.perf_counter()
     bundle, size = _bundle(cfg)
     train, val = cache_split(bundle, "train"), cache_split(bundle, "val")
@@ -130,14 +128,11 @@ def ten_crop_eval(run: Path, folder: Path) -> dict[str, float]:
     """The run's last.pt (the weights of its metrics.csv's last row) on its validation split with 10 crops."""
     import torch
 
-    from alexnet.evaluate import evaluate_checkpoint
-    from alexnet.store.runfolder import write_metrics
-
     started = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    result = evaluate_checkpoint(run / "checkpoints" / "last.pt", ten_crop=True, output_dir=folder,
-                                 device=device).result
+    result = evaluate_checkpoint(run / "checkpoints" / "last.pt", options=EvalOptions(ten_crop=True),
+                                 output_dir=folder, device=device).result
     row = {"epoch": 1, "val_loss": result.loss, "val_top1": result.top1, "val_top5": result.top5,
            "seconds": time.perf_counter() - started}
     write_metrics(folder / "metrics.csv", [row])

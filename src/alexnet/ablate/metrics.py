@@ -13,6 +13,9 @@ from typing import Any
 
 from alexnet.ablate.studies import THRESHOLD_ERROR
 from alexnet.errors import AlexNetError
+from alexnet.files import atomic_write_text
+from alexnet.models import AlexNetConfig, parameter_count
+from alexnet.store.checkpoint import load_checkpoint
 
 CONVERGED_POINTS = 1.0
 STUCK_POINTS = 2.0
@@ -78,9 +81,6 @@ def run_info(root: Path, name: str) -> dict[str, Any]:
                 return info
     except (OSError, ValueError):
         pass
-    from alexnet.files import atomic_write_text
-    from alexnet.models import AlexNetConfig, parameter_count
-    from alexnet.store.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(last, check_finite=False)
     info = {"classes": len(ckpt.class_names), "params": parameter_count(AlexNetConfig.from_dict(ckpt.model_args))}

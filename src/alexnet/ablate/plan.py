@@ -27,8 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from alexnet.ablate.studies import PROFILE_BASE, PROFILES, Arm, Claim, Study, check_study
+from alexnet.ablate.studies import MAX_SEEDS, PROFILE_BASE, PROFILES, STUDIES, Arm, Claim, Study, check_study
+from alexnet.config import ModelSpec, TrainConfig, resolve_config
 from alexnet.errors import AlexNetError, ConfigError, short
+from alexnet.files import atomic_write_text
+from alexnet.models import model_config
 
 MARKER = "ablate.json"
 FORMAT = 1
@@ -98,7 +101,6 @@ def open_output_dir(root: Path, settings: Settings) -> None:
             raise ConfigError(f"{root}: {what} and not an `alexnet ablate` folder (no {MARKER}; it holds "
                               f"{', '.join(entries[:3])}{' ...' if len(entries) > 3 else ''}): choose a new or empty "
                               "--output-dir")
-    from alexnet.files import atomic_write_text
 
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(marker, json.dumps({"tool": "alexnet ablate", "format": FORMAT, **settings.to_dict()},
@@ -129,8 +131,6 @@ def arm_overrides(study: Study, arm: Arm, settings: Settings) -> dict[str, Any]:
 
 def resolve_train_config(study: Study, arm: Arm, settings: Settings) -> dict[str, Any]:
     """The arm's TrainConfig as a plain dict, validated (a bad override is a ConfigError naming the field)."""
-    from alexnet.config import resolve_config
-
     if settings.profile not in PROFILES:
         raise ConfigError(f"unknown profile {short(settings.profile)} (known: {', '.join(PROFILES)})")
     cfg = resolve_config(recipe=PROFILE_BASE[settings.profile].get("recipe"),
@@ -142,9 +142,6 @@ def _identity(cfg: dict[str, Any], reduced: bool = True) -> dict[str, Any]:
     """What makes two runs the same run: the config with the model section replaced by the architecture it
     builds (norm=None and norm="lrn" build the same alexnet), less the seed and the output folder, and only where
     it differs from the defaults: an option added to a later version, at its default, renames no finished run."""
-    from alexnet.config import ModelSpec, TrainConfig
-    from alexnet.models import model_config
-
     spec = ModelSpec(**cfg["model"])
     arch = dataclasses.asdict(model_config(spec.name, **spec.architecture()))
     variant = dataclasses.asdict(model_config(spec.name))
@@ -185,8 +182,6 @@ def run_stem(cfg: dict[str, Any], reference: dict[str, Any]) -> str:
 
 def make_plan(study: Study, root: Path, settings: Settings, seeds: int) -> StudyPlan:
     """Every run of the study (arm x seed) with its resolved config; nothing is written."""
-    from alexnet.ablate.studies import MAX_SEEDS
-
     check_study(study)
     if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
         raise ConfigError(f"--seeds must be 1..{MAX_SEEDS}, got {short(seeds)}")
@@ -230,8 +225,6 @@ def make_plan(study: Study, root: Path, settings: Settings, seeds: int) -> Study
 def write_plan(plan: StudyPlan) -> None:
     """configs/NAME.yaml for every run to train, and STUDY/study.json: what `report` and the runner read."""
     import yaml
-
-    from alexnet.files import atomic_write_text
 
     (plan.root / "configs").mkdir(parents=True, exist_ok=True)
     (plan.root / "runs").mkdir(parents=True, exist_ok=True)
@@ -286,7 +279,6 @@ def study_folders(root: Path) -> list[Path]:
         return [root]
     if not (root / MARKER).is_file():
         raise AlexNetError(f"{root}: not an `alexnet ablate` folder (no {MARKER} and no study.json)")
-    from alexnet.ablate.studies import STUDIES
 
     order = {name: i for i, name in enumerate(STUDIES)}  # the built-in studies in the paper's order, then the rest
     folders = [p for p in root.iterdir() if (p / "study.json").is_file()]

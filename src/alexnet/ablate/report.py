@@ -22,6 +22,9 @@ from alexnet.ablate import stats
 from alexnet.ablate.plan import StudyPlan
 from alexnet.ablate.runner import DONE, eval_dir, job_status, run_dir
 from alexnet.ablate.studies import METRICS, Claim
+from alexnet.errors import AlexNetError
+from alexnet.files import atomic_write, atomic_write_text
+from alexnet.inspect.plots import _figure
 
 Block = tuple  # ("h1"|"h2"|"p"|"table"|"img", ...)
 
@@ -77,8 +80,6 @@ def _damaged(path: Path) -> str | None:
 
 def collect(plan: StudyPlan) -> StudyResult:
     """Read every finished run of the plan and compute the study's numbers."""
-    from alexnet.errors import AlexNetError
-
     study = plan.study
     result = StudyResult(plan, {a.name: {k: {} for k in METRICS} for a in study.arms}, set(), {}, [])
     loaded: list[tuple[Any, list[dict[str, float]], dict[str, Any]]] = []
@@ -329,9 +330,6 @@ def plot_study(result: StudyResult, path: Path) -> Path | None:
     """Training error and val top-1 per epoch for each trained arm: the mean over seeds, a band of one std."""
     import numpy as np
 
-    from alexnet.files import atomic_write
-    from alexnet.inspect.plots import _figure
-
     series = []
     for arm in result.plan.study.arms:
         runs = [result.rows[r.name] for r in result.plan.runs_of(arm.name) if r.name in result.rows
@@ -386,8 +384,6 @@ def result_json(result: StudyResult) -> dict[str, Any]:
 
 def write_report(plan: StudyPlan) -> StudyResult:
     """report.md, report.html, report.json and curves.png in DIR/STUDY, from the runs that have finished."""
-    from alexnet.files import atomic_write_text
-
     result = collect(plan)
     folder = plan.folder
     folder.mkdir(parents=True, exist_ok=True)
@@ -401,8 +397,6 @@ def write_report(plan: StudyPlan) -> StudyResult:
 
 def write_summary(root: Path, results: list[StudyResult]) -> Path:
     """DIR/summary.md and summary.html: one row per claim of every study."""
-    from alexnet.files import atomic_write_text
-
     rows = []
     for r in results:
         for c in r.claims:

@@ -23,8 +23,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from alexnet.ablate import baselines
 from alexnet.ablate.plan import StudyPlan, config_path
+from alexnet.config import resolve_config
 from alexnet.errors import AlexNetError
+from alexnet.train import fit, resume_config
+from alexnet.training.signals import RunInterrupted
 
 DONE, PARTIAL, NEW = "done", "partial", "new"
 
@@ -120,9 +124,6 @@ def commands(plan: StudyPlan, program: str = "alexnet") -> list[tuple[Job, str]]
 
 
 def train_in_process(root: Path, job: Job) -> None:
-    from alexnet.config import resolve_config
-    from alexnet.train import fit, resume_config
-
     folder = run_dir(root, job.name)
     if job.status == PARTIAL:
         fit(resume_config(folder), resume=folder, progress=False)
@@ -138,8 +139,6 @@ def train_argv(root: Path, job: Job) -> list[str]:
 
 def run_side_job(plan: StudyPlan, job: Job) -> None:
     """A job that does not train: the 10-crop evaluation of a run, or a hand-crafted baseline."""
-    from alexnet.ablate import baselines
-
     if job.kind == "tencrop":
         baselines.ten_crop_eval(run_dir(plan.root, job.source or ""), eval_dir(plan.root, job.name))
     else:
@@ -167,8 +166,6 @@ def run_plan(plan: StudyPlan, jobs: int = 1, say: Callable[[str], None] = print,
             try:
                 train_in_process(plan.root, job)
             except AlexNetError as e:
-                from alexnet.training.signals import RunInterrupted
-
                 if isinstance(e, RunInterrupted):
                     raise
                 failures.append((job.name, str(e)))

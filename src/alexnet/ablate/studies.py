@@ -27,8 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from alexnet.config import load_yaml
 from alexnet.errors import ConfigError, short
 
+# `alexnet ablate --profile`'s choices: cli/ablate.py imports this module when the parser is built, so it stays free
+# of torch (tests/test_cli.py).
 PROFILES = ("quick", "paper")
 ARM_KINDS = ("train", "tencrop", "pixels", "hog")  # how an arm's numbers are made
 OPS = ("-", "/")  # an effect is arm - baseline (points, epochs) or arm / baseline (a ratio)
@@ -306,10 +309,6 @@ _STUDIES = [
 STUDIES: dict[str, Study] = {s.name: s for s in _STUDIES}
 
 
-def list_studies() -> list[str]:
-    return list(STUDIES)
-
-
 def get_study(name: str) -> Study:
     """A built-in study by name, or a study YAML file by path."""
     if name in STUDIES:
@@ -338,8 +337,6 @@ def _flatten(raw: Any, origin: str, prefix: str = "") -> dict[str, Any]:
 
 def load_study_file(path: str | Path) -> Study:
     """A study YAML (see the module docstring) -> Study; every mistake is a ConfigError naming the file."""
-    from alexnet.config import load_yaml
-
     origin = str(path)
     raw = load_yaml(path)  # bounded, alias-free, UTF-8; errors name the file
     known = {"name", "title", "arms", "metrics", "claims", "base", "paper", "notes", "threshold_arm"}

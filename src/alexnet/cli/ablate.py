@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from alexnet.ablate.studies import PROFILES
 from alexnet.config import train_flags
 
 ACTIONS = ("plan", "report", "job", "list")
@@ -32,7 +33,7 @@ def add_parser(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("words", nargs="+", metavar="STUDY", help="a study, all, a study YAML file; or plan STUDY, "
                    "report DIR, list")
-    p.add_argument("--profile", choices=("quick", "paper"), default="quick", help="quick: a 2-core CPU, 2-4 "
+    p.add_argument("--profile", choices=PROFILES, default="quick", help="quick: a 2-core CPU, 2-4 "
                    "minutes per study on the built-in dataset (default; README); paper: the paper's setting, for GPUs")
     p.add_argument("--seeds", type=int, default=3, metavar="N", help="seeds per arm (default 3)")
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="runs trained at once (default 1: in this "

@@ -35,17 +35,18 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from alexnet.errors import ConfigError
-    from alexnet.evaluate import check_tta, evaluate_checkpoint
+    from alexnet.evaluate import EvalOptions, check_tta, evaluate_checkpoint
     from alexnet.runtime.distributed import DistInfo, resolve_device
 
     check_tta(args.tta, args.ten_crop)  # before the data is read
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
     device = resolve_device(args.device, DistInfo())
-    out = evaluate_checkpoint(args.checkpoint, data=args.data, split=args.split, ten_crop=args.ten_crop,
-                              tta=args.tta, batch_size=args.batch_size, output_dir=args.output_dir, device=device,
-                              workers=args.workers,
-                              inference=inference_options(args, args.checkpoint, args.batch_size, device))
+    options = EvalOptions(split=args.split, ten_crop=args.ten_crop, tta=args.tta, batch_size=args.batch_size,
+                          workers=args.workers)
+    inference = inference_options(args, args.checkpoint, args.batch_size, device)
+    out = evaluate_checkpoint(args.checkpoint, data=args.data, options=options, output_dir=args.output_dir,
+                              device=device, inference=inference)
     if args.json:
         print(json.dumps(out.result.to_json()))
     else:

@@ -31,6 +31,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from alexnet.data.augment import BatchAugment
+from alexnet.data.batches import CachedBatches, seeded_order
+from alexnet.data.cache import cache_split
+from alexnet.data.cachedir import cache_root
+from alexnet.errors import AlexNetError
+from alexnet.files import atomic_write_text, read_small_json
+from alexnet.runtime.inference import InferenceOptions, Predictor
+from alexnet.runtime.onnxrt import calibration_batches, checkpoint_data, compare_top1
+from alexnet.runtime.precision import auto_amp, cpu_info, probe
+
 CACHE_VERSION = 1
 MAX_CACHE_BYTES = 64 * 1024
 # (runtime, amp) pairs, in the order they are tried; the names `describe` and the cache use
@@ -91,9 +101,6 @@ def _file_digest(path: Path) -> str:
 def cache_path(checkpoint_file: Path, batch_size: int, device_type: str) -> Path:
     import torch
 
-    from alexnet.data.cachedir import cache_root
-    from alexnet.runtime.precision import cpu_info
-
     try:
         import onnxruntime
 
@@ -108,8 +115,6 @@ def cache_path(checkpoint_file: Path, batch_size: int, device_type: str) -> Path
 
 def read_cached(path: Path) -> RuntimeChoice | None:
     """The cached choice, or None when there is none or it is not one we wrote (it is then measured again)."""
-    from alexnet.files import read_small_json
-
     raw = read_small_json(path, MAX_CACHE_BYTES)
     if not isinstance(raw, dict) or raw.get("version") != CACHE_VERSION or raw.get("name") not in CANDIDATES:
         return None
@@ -130,8 +135,6 @@ def read_cached(path: Path) -> RuntimeChoice | None:
 
 
 def write_cached(path: Path, choice: RuntimeChoice) -> None:
-    from alexnet.files import atomic_write_text
-
     body = {"version": CACHE_VERSION, "name": choice.name, "images_per_s": choice.images_per_s,
             "skipped": choice.skipped, "int8_check": choice.int8_check, "batch_size": choice.batch_size}
     with contextlib.suppress(OSError):  # a read-only cache costs a fresh measurement next time, nothing more
@@ -154,11 +157,6 @@ def images_per_second(run: Callable[[], Any], batch_size: int, best_so_far: floa
 
 
 def _int8_check(ckpt: Any, bundle: Any, fp32: Any, int8: Any) -> dict[str, float]:
-    from alexnet.data.augment import BatchAugment
-    from alexnet.data.batches import CachedBatches, seeded_order
-    from alexnet.data.cache import cache_split
-    from alexnet.runtime.onnxrt import compare_top1
-
     val = cache_split(bundle, "val")
     sample = seeded_order(len(val), seed=0)[:PARITY_IMAGES]  # a seeded sample: the split is stored class by class
     batches = CachedBatches(val.images, val.labels, BatchAugment.for_checkpoint(ckpt), PARITY_BATCH, indices=sample)
@@ -168,11 +166,6 @@ def _int8_check(ckpt: Any, bundle: Any, fp32: Any, int8: Any) -> dict[str, float
 def measure(ckpt: Any, batch_size: int, log: Callable[[str], None] = lambda m: None) -> RuntimeChoice:
     """Time every candidate on this CPU for this checkpoint (see the module docstring)."""
     import torch
-
-    from alexnet.errors import AlexNetError
-    from alexnet.runtime.inference import InferenceOptions, Predictor
-    from alexnet.runtime.onnxrt import calibration_batches, checkpoint_data
-    from alexnet.runtime.precision import probe
 
     p = ckpt.preprocessing
     x = torch.randn(batch_size, p.in_channels, p.image_size, p.image_size, generator=torch.Generator().manual_seed(0))
@@ -210,8 +203,6 @@ def measure(ckpt: Any, batch_size: int, log: Callable[[str], None] = lambda m: N
 def pick(choice: RuntimeChoice, int8_check: Callable[[], dict[str, float]]) -> RuntimeChoice:
     """The fastest timed candidate, int8 only when `int8_check()` (compare_top1's figures) shows it keeps fp32's
     top-1 within INT8_MAX_TOP1_DROP; the reasons a faster one was passed over go into `skipped`."""
-    from alexnet.errors import AlexNetError
-
     for name in sorted(choice.images_per_s, key=lambda n: -choice.images_per_s[n]):
         if name == "onnxruntime int8":
             try:
@@ -237,8 +228,6 @@ def choose_runtime(checkpoint_file: str | Path, ckpt: Any, device: Any, batch_si
 
     device = torch.device(device)
     if device.type != "cpu":
-        from alexnet.runtime.precision import auto_amp
-
         name = "torch bf16" if auto_amp(device.type) == "bf16" else "torch fp32"
         choice = RuntimeChoice(name, batch_size=batch_size,
                                skipped={"onnxruntime fp32": f"runs on the CPU; this run is on {device}",

@@ -18,6 +18,8 @@ from torch import nn
 
 from alexnet.errors import ConfigError
 from alexnet.runtime.amp import AMP_DTYPES, autocast
+from alexnet.runtime.onnxrt import RUNTIMES, runtime_model
+from alexnet.runtime.precision import warn_if_slow
 
 
 @dataclass(frozen=True)
@@ -28,8 +30,6 @@ class InferenceOptions:
     runtime: str = "torch"  # torch | onnxruntime | onnxruntime-int8 (alexnet.runtime.onnxrt.RUNTIMES)
 
     def __post_init__(self) -> None:
-        from alexnet.runtime.onnxrt import RUNTIMES
-
         if self.amp not in AMP_DTYPES:
             raise ConfigError(f"amp must be one of {', '.join(AMP_DTYPES)}, got {self.amp!r}")
         if self.runtime not in RUNTIMES:
@@ -54,8 +54,6 @@ def prepare_model(model: nn.Module, options: InferenceOptions, calibration: Cali
     runtimes export it, quantize it with batches from `calibration` for int8, and return the loaded session)."""
     model.eval()
     if not options.uses_torch:
-        from alexnet.runtime.onnxrt import runtime_model
-
         # ONNX Runtime reads the file into memory when the session is created, so the folder can go right after.
         with tempfile.TemporaryDirectory(prefix="alexnet-onnx-") as folder:
             return runtime_model(model, options.runtime, folder, calibration() if calibration else None)
@@ -74,8 +72,6 @@ class Predictor:
         self.options = options or InferenceOptions()
         self.device = device if self.options.uses_torch else torch.device("cpu")  # ONNX Runtime runs on the CPU here
         if self.options.uses_torch:
-            from alexnet.runtime.precision import warn_if_slow
-
             warn_if_slow(self.options.amp, self.device.type)  # an explicit --amp that is slow here: say so, once
         self.model = prepare_model(model.to(self.device), self.options, calibration)
 

@@ -26,7 +26,12 @@ import torch
 from torch import nn
 
 from alexnet.config import RUNTIMES
+from alexnet.data import build_from_description
+from alexnet.data.augment import BatchAugment
+from alexnet.data.batches import CachedBatches, seeded_order
+from alexnet.data.cache import cache_split
 from alexnet.errors import AlexNetError
+from alexnet.files import atomic_write
 
 if TYPE_CHECKING:  # the record is only annotated here: this module reads no checkpoint file itself
     from alexnet.store.checkpoint import Checkpoint
@@ -75,8 +80,6 @@ def example_input(model: nn.Module, batch: int = 2, seed: int = 0) -> torch.Tens
 
 def export_onnx(model: nn.Module, path: Path) -> dict[str, Any]:
     """ONNX through torch.export (dynamic batch), then run by ONNX Runtime and compared with PyTorch."""
-    from alexnet.files import atomic_write
-
     try:
         import onnxruntime
     except ImportError:
@@ -141,8 +144,6 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path, calibration: Ite
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from alexnet.files import atomic_write
-
     fp32_path, int8_path = Path(fp32_path), Path(int8_path)
     with tempfile.TemporaryDirectory() as tmp:
         # Shape inference and graph folding first, as ONNX Runtime's quantization guide asks.
@@ -163,8 +164,6 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path, calibration: Ite
 
 def checkpoint_data(ckpt: Checkpoint):
     """The data bundle the checkpoint was trained on, or a one-line error that says int8 needs it."""
-    from alexnet.data import build_from_description
-
     try:
         return build_from_description(ckpt.data_description(), statistics=False)
     except AlexNetError as e:
@@ -176,10 +175,6 @@ def calibration_batches(ckpt: Checkpoint, bundle: Any = None, images: int = CALI
                         batch: int = CALIBRATION_BATCH, workers: int | None = None) -> list[torch.Tensor]:
     """A seeded sample of the checkpoint's own training images (from `bundle`, default: the checkpoint's data),
     with the evaluation transform, as float batches."""
-    from alexnet.data.augment import BatchAugment
-    from alexnet.data.batches import CachedBatches, seeded_order
-    from alexnet.data.cache import cache_split
-
     bundle = bundle if bundle is not None else checkpoint_data(ckpt)
     cached = cache_split(bundle, "train", workers=workers)
     if len(cached) == 0:
@@ -192,10 +187,6 @@ def calibration_batches(ckpt: Checkpoint, bundle: Any = None, images: int = CALI
 def export_int8(model: nn.Module, ckpt: Checkpoint, fp32_path: Path, path: Path) -> dict[str, Any]:
     """Static int8 quantization of the ONNX file, calibrated on the checkpoint's training images, then compared with
     the PyTorch model on (up to PARITY_IMAGES of) its validation images: top-1 agreement and both accuracies."""
-    from alexnet.data.augment import BatchAugment
-    from alexnet.data.batches import CachedBatches
-    from alexnet.data.cache import cache_split
-
     bundle = checkpoint_data(ckpt)  # scanned once: training images calibrate, validation images check
     quantize_int8(fp32_path, path, calibration_batches(ckpt, bundle))
     val = cache_split(bundle, "val")

@@ -30,6 +30,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from alexnet.data.cachedir import cache_root
+from alexnet.files import atomic_write_text, read_small_json
+
 PROBE_VERSION = 1
 REDUCED = ("bf16", "fp16")  # the autocast dtypes of config.AMP_MODES other than none
 # A reduced precision this many times slower than fp32 "crawls": bench skips it, auto never picks it.
@@ -137,8 +140,6 @@ def cache_path(cpu: CPUInfo | None = None) -> Path:
     """The probe's file for this machine, torch and thread count (a change of any of them measures again)."""
     import torch
 
-    from alexnet.data.cachedir import cache_root
-
     cpu = cpu or cpu_info()
     key = json.dumps([PROBE_VERSION, asdict(cpu), str(torch.__version__), torch.get_num_threads(), sys.platform])
     return Path(cache_root()) / "probe" / f"precision-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
@@ -161,8 +162,6 @@ def probe(refresh: bool = False) -> Probe:
 
 
 def _read_cache(path: Path) -> dict[str, PrecisionSpeed] | None:
-    from alexnet.files import read_small_json
-
     raw = read_small_json(path, MAX_CACHE_BYTES)
     if not isinstance(raw, dict) or raw.get("version") != PROBE_VERSION or not isinstance(raw.get("speeds"), dict):
         return None
@@ -180,8 +179,6 @@ def _read_cache(path: Path) -> dict[str, PrecisionSpeed] | None:
 
 
 def _write_cache(path: Path, speeds: dict[str, PrecisionSpeed]) -> None:
-    from alexnet.files import atomic_write_text
-
     body = {"version": PROBE_VERSION, "speeds": {amp: asdict(s) for amp, s in speeds.items()}}
     with contextlib.suppress(OSError):  # a read-only cache costs a fresh probe next time, nothing more
         atomic_write_text(path, json.dumps(body, indent=1) + "\n")

@@ -10,9 +10,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from alexnet.data import BatchAugment, build_datasets, cache_split
 from alexnet.models import AlexNet
+from alexnet.runtime.distributed import DistInfo
 from alexnet.speed.config import PHOTO_SIZE, BenchConfig
 from alexnet.speed.steps import PLAIN, Mode, TrainerRun, optimizer_for, prepare, train_step
+from alexnet.training.batches import CacheBatches, resolve_prefetch
 
 
 def make_photos(root: Path, n: int, seed: int = 0, class_folders: bool = True) -> Path:
@@ -76,8 +79,6 @@ def time_batch_augment(cached, augment, batch_size: int, batches: int, repeats: 
 def input_pipelines(folder: Path, cache_folder: Path, cfg: BenchConfig) -> dict[str, float]:
     """images/s each input path feeds at the working size: the PIL loader with 0, 1, 2 workers (what the notes do
     every epoch), the one-time build of the uint8 cache, and batches from the cache through BatchAugment."""
-    from alexnet.data import BatchAugment, build_datasets, cache_split
-
     bundle = build_datasets(str(folder), image_size=cfg.image_size, preset="seed", val_split=0.0, seed=0)
     batches = max(1, min(4, len(bundle.train) // cfg.batch_size - 1))
     rates = {}
@@ -117,10 +118,6 @@ def plain_epoch(model: AlexNet, folder: Path, cfg: BenchConfig) -> float:
 def our_epochs(model: AlexNet, mode: Mode, folder: Path, cache_folder: Path, cfg: BenchConfig) -> dict[str, float]:
     """What `alexnet train` does: scan + decode once into the uint8 cache, then its own batch source (CacheBatches:
     whole-batch augmentation into reused buffers), epoch function and optimizer."""
-    from alexnet.data import BatchAugment, build_datasets, cache_split
-    from alexnet.runtime.distributed import DistInfo
-    from alexnet.training.batches import CacheBatches, resolve_prefetch
-
     start = time.perf_counter()
     bundle = build_datasets(str(folder), image_size=cfg.image_size, in_channels=model.config.in_channels,
                             preset="seed", val_split=0.0, seed=0)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from alexnet.models import AlexNet, build_model
+from alexnet.runtime import precision
 from alexnet.speed.config import PHOTO_SIZE, SECTIONS, BenchConfig
 from alexnet.speed.machine import ceilings
 from alexnet.speed.photos import input_pipelines, make_photos, our_epochs, plain_epoch
@@ -182,8 +183,6 @@ class Progress:
 
 
 def run(cfg: BenchConfig, log=print) -> dict[str, Any]:
-    from alexnet.runtime import precision
-
     start = time.perf_counter()
     torch.manual_seed(0)
     results: dict[str, Any] = {"config": asdict(cfg), "torch": torch.__version__, "threads": torch.get_num_threads()}

@@ -19,7 +19,16 @@ from alexnet.models import AlexNet
 from alexnet.models.lrn import LocalResponseNorm
 from alexnet.models.summary import summarize
 from alexnet.runtime.amp import autocast
+from alexnet.runtime.distributed import DistInfo
+from alexnet.runtime.inference import InferenceOptions, Predictor
 from alexnet.speed.config import BenchConfig
+
+# The trainer's own functions, looked up on their modules at each call: the benchmark times the trainer as it is
+# (tests/test_bench.py counts the calls through them).
+from alexnet.training import epoch as training_epoch
+from alexnet.training import optim as training_optim
+from alexnet.training.epoch import EpochTotals
+from alexnet.training.optim import LRSchedule
 
 BENCH_OPTIM = OptimSpec(opt="adam", lr=1e-4)  # both loops: the cats-vs-dogs note's optimizer, a small lr
 
@@ -61,9 +70,7 @@ def prepare(model: AlexNet, mode: Mode) -> nn.Module:
 def optimizer_for(net: nn.Module, mode: Mode) -> torch.optim.Optimizer:
     """Ours: the trainer's own optimizer (fused Adam); plain: the notes' Adam, one op per tensor and step."""
     if mode.trainer:
-        from alexnet.training.optim import build_optimizer
-
-        return build_optimizer(BENCH_OPTIM, net)
+        return training_optim.build_optimizer(BENCH_OPTIM, net)
     return torch.optim.Adam(net.parameters(), lr=BENCH_OPTIM.lr, fused=mode.fused_optimizer or None)
 
 
@@ -91,12 +98,8 @@ class TrainerRun:
         self.epoch = 0
 
     def epoch_over(self, source: Any) -> int:
-        from alexnet.runtime.distributed import DistInfo
-        from alexnet.training.epoch import EpochTotals, train_one_epoch
-        from alexnet.training.optim import LRSchedule
-
         totals = EpochTotals()
-        train_one_epoch(
+        training_epoch.train_one_epoch(
             self.net, self.optimizer, LRSchedule(BENCH_OPTIM, 1, len(source)), None, source, self.epoch, 0, totals,
             seed=0, info=DistInfo(), device=torch.device("cpu"), amp_dtype=torch.bfloat16 if self.mode.amp else None,
             channels_last=self.mode.channels_last, label_smoothing=0.0, sync_every=1,
@@ -162,8 +165,6 @@ def time_inference(model: AlexNet, mode: Mode, cfg: BenchConfig, runtime: str = 
     """Median batch-`batch_size` images/s and batch-1 latency in ms. Plain: fp32 eager under no_grad, as the
     note's TestNet.py; ours: the Predictor that `alexnet eval` and `alexnet predict` run, in PyTorch or, with
     `runtime`, in ONNX Runtime (int8 calibrated on the same random batches: values do not change int8 speed)."""
-    from alexnet.runtime.inference import InferenceOptions, Predictor
-
     gen = torch.Generator().manual_seed(0)
     shape = (model.config.in_channels, cfg.image_size, cfg.image_size)
     batch, single = torch.randn(cfg.batch_size, *shape, generator=gen), torch.randn(1, *shape, generator=gen)

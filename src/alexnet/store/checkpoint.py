@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from alexnet import files
+from alexnet import __version__, files
 from alexnet.checks import Fields
 from alexnet.errors import CheckpointError, short
 from alexnet.files import atomic_write  # the writers of checkpoints and exports import it from here
+from alexnet.models import AlexNet, AlexNetConfig
 from alexnet.store import schema
 from alexnet.store.safeload import first_line, read_torch_file
 from alexnet.store.schema import FORMAT, FORMAT_VERSION
@@ -107,8 +108,6 @@ class Checkpoint:
 
     def build_model(self, device: torch.device | str = "cpu"):
         """The model without the command line (`AlexNet(AlexNetConfig(**model_args))`), weights loaded, eval mode."""
-        from alexnet.models import AlexNet, AlexNetConfig
-
         model = AlexNet(AlexNetConfig.from_dict(dict(self.model_args)))
         try:
             model.load_state_dict(self.weights)
@@ -195,8 +194,6 @@ def remove_stale_temporaries(folder: str | Path) -> None:
 
 def versions() -> dict[str, str]:
     import torchvision
-
-    from alexnet import __version__
 
     # str(): torch.__version__ is a TorchVersion object, which a weights_only load refuses.
     return {"alexnet": str(__version__), "torch": str(torch.__version__), "torchvision": str(torchvision.__version__)}

@@ -32,6 +32,7 @@ from typing import Any
 from alexnet.config import TrainConfig
 from alexnet.errors import AlexNetError, DataError
 from alexnet.files import FileWriteError, atomic_write, atomic_write_text, describe_os_error
+from alexnet.inspect.plots import plot_curves, plot_filters
 
 METRIC_COLUMNS = [
     "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_top1", "val_top5", "seconds", "images_per_s",
@@ -224,8 +225,6 @@ def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def draw_plots(paths: RunPaths, rows: list[dict[str, Any]], model: Any, cfg: TrainConfig) -> None:
     """curves.png and filters.png, each through the atomic writer (matplotlib picks the format from `.png`)."""
-    from alexnet.inspect.plots import plot_curves, plot_filters
-
     title = f"{cfg.model.name} ({cfg.recipe or 'custom'})"
     atomic_write(paths.curves, lambda tmp: plot_curves(rows, tmp, title=title), suffix=".png")
     atomic_write(paths.filters, lambda tmp: plot_filters(model.conv1.weight, tmp,

@@ -32,7 +32,9 @@ import torch
 
 from alexnet import checks as limits
 from alexnet.checks import Fields
+from alexnet.config import PRESETS, TrainConfig
 from alexnet.errors import AlexNetError, CheckpointError, clip, short
+from alexnet.models import AlexNet, AlexNetConfig
 from alexnet.store.safeload import first_line
 from alexnet.training.determinism import as_tuple
 
@@ -104,8 +106,6 @@ def validate(ckpt: dict[str, Any], where: str = "checkpoint", check_finite: bool
                               f"{cfg.num_classes}")
     _agree(f, ckpt, "image_size", cfg.image_size, 1, limits.MAX_IMAGE_SIZE)
     _agree(f, ckpt, "in_channels", cfg.in_channels, 1, limits.MAX_IN_CHANNELS)
-    from alexnet.config import PRESETS
-
     f.text(ckpt["preset"], "preset", choices=PRESETS)
     f.numbers(ckpt["mean"], "mean", cfg.in_channels)
     f.numbers(ckpt["std"], "std", cfg.in_channels, 0, lo_open=True)
@@ -119,8 +119,6 @@ def validate(ckpt: dict[str, Any], where: str = "checkpoint", check_finite: bool
 
 
 def _model_config(model_args: Any, where: str):
-    from alexnet.models import AlexNetConfig
-
     Fields(CheckpointError, where).mapping(model_args, "model_args")
     try:
         return AlexNetConfig.from_dict(dict(model_args))
@@ -138,8 +136,6 @@ def _check_weights(f: Fields, state: Any, cfg: Any, where: str, check_finite: bo
     """The state_dict against the shapes `cfg` gives (computed on the meta device: nothing allocated).
 
     Returns the parameter shapes in `model.parameters()` order, which the optimizer's state is checked against."""
-    from alexnet.models import AlexNet
-
     f.mapping(state, "model")
     with torch.device("meta"):
         expected = AlexNet(cfg)
@@ -193,8 +189,6 @@ def _check_data(f: Fields, data: Any, channels: int) -> None:
 
 def _check_config(config: Any, where: str) -> None:
     """`config`: the run's TrainConfig, which resume rebuilds; the same checks as a run YAML."""
-    from alexnet.config import TrainConfig
-
     try:
         TrainConfig.from_dict(config, origin="field 'config'")
     except AlexNetError as e:

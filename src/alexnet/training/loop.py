@@ -210,7 +210,7 @@ class EpochLoop:
         eval_start = time.perf_counter()
         # The bare model, not the DDP wrapper: ranks hold different numbers of val batches, and DDP's forward would
         # broadcast BatchNorm buffers (a collective) on each call.
-        val = evaluate(self.raw_model, self.val_batches, len(self.class_names), self.class_names, ctx.device,
+        val = evaluate(self.raw_model, self.val_batches, self.class_names, ctx.device,
                        amp_dtype=ctx.amp_dtype, channels_last=cfg.run.channels_last)
         check_validation(val, state.epoch, self.kept())  # best.pt never comes from a NaN evaluation
         train = reduce_totals(state.totals, ctx.device)
