@@ -78,7 +78,7 @@ def test_target_map(capsys):
         (["summary", "alexnet", "--input-size", "-5"], "input size must be a positive int, got -5"),
         (["summary", "alexnet", "--input-size", "40"], "smallest valid input is 67x67"),
         (["summary", "alexnet-owt", "--input-size", "40"], "smallest valid input is 63x63"),
-        (["summary", "alexnet", "--in-channels", "0"], "in_channels must be >= 1"),
+        (["summary", "alexnet", "--in-channels", "0"], "field 'in_channels' must be an integer in [1, 64], got 0"),
         (["summary", "alexnet", "--target-map", "0"], "target map size must be a positive int"),
         (["models", "resnet"], "unknown model 'resnet'"),
     ],
