@@ -38,6 +38,7 @@ from alexnet.data.transforms import (
     pixel_statistics,
 )
 from alexnet.data.tvsources import TORCHVISION_SOURCES, load_torchvision_source
+from alexnet.data.verify import FileChecks
 from alexnet.errors import ConfigError, DataError
 from alexnet.files import FileWriteError, atomic_write_text
 
@@ -225,7 +226,7 @@ def build_datasets(
     if name is None or name == BUILTIN:
         folder = make_shapes(shapes)
         scan = scan_folder(
-            folder, val_split=val_split, seed=seed, strict=strict, min_side=min_side, max_pixels=max_pixels
+            folder, val_split=val_split, seed=seed, strict=strict, checks=FileChecks(min_side, max_pixels)
         )
         train = ImageFileDataset(scan.train, min_side=min_side, max_pixels=max_pixels, **common)
         val = ImageFileDataset(scan.val, min_side=min_side, max_pixels=max_pixels, **common)
@@ -260,7 +261,7 @@ def build_datasets(
         else:
             kind = "folder"
             scan = scan_folder(
-                name, val_split=val_split, seed=seed, strict=strict, min_side=min_side, max_pixels=max_pixels,
+                name, val_split=val_split, seed=seed, strict=strict, checks=FileChecks(min_side, max_pixels),
                 layout=layout_option,
             )
             train = ImageFileDataset(scan.train, min_side=min_side, max_pixels=max_pixels, **common)
