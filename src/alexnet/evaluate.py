@@ -232,7 +232,7 @@ def evaluate_checkpoint(
     averages each image's probabilities with its mirror's (`evaluate`); not with `ten_crop`.
     """
     from alexnet.data.augment import BatchAugment
-    from alexnet.data.batches import CachedBatches
+    from alexnet.data.batches import EvalBatches
     from alexnet.data.cache import cache_split
     from alexnet.files import atomic_write
     from alexnet.inspect.plots import plot_confusion
@@ -255,7 +255,7 @@ def evaluate_checkpoint(
     augment = BatchAugment.for_checkpoint(ckpt, ten_crop=ten_crop)
     model = prepare_model(ckpt.build_model(device), inference,
                           calibration=lambda: calibration_batches(ckpt, workers=workers))
-    batches = CachedBatches(cached.images, cached.labels, augment, batch_size)
+    batches = EvalBatches(cached.images, cached.labels, augment, batch_size)
     result = evaluate(model, batches, len(class_names), class_names, device, reduce=False,
                       amp_dtype=inference.amp_dtype, channels_last=inference.channels_last and inference.uses_torch,
                       tta=tta)

@@ -34,6 +34,7 @@ from alexnet.data.images import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, display_pa
 from alexnet.data.limits import SealBroken, open_sealed_json, sealed_json
 from alexnet.data.synthetic import ShapesConfig, make_shapes
 from alexnet.data.transforms import (
+    Augmentation,
     build_transform,
     check_preset,
     default_mean_std,
@@ -110,9 +111,10 @@ class DataBundle:
 
     def transform(self, train: bool, *, ten_crop: bool = False, augment: bool | None = None):
         """The PIL-path transform of this bundle (the one predict should use with train=False)."""
+        augmentation = Augmentation(enabled=augment, pca=self.pca)
         return build_transform(
             self.preset, self.image_size, train, self.mean, self.std, self.in_channels,
-            pca=self.pca, augment=augment, ten_crop=ten_crop,
+            augmentation=augmentation, ten_crop=ten_crop,
         )  # fmt: skip
 
 

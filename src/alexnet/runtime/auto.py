@@ -155,13 +155,13 @@ def images_per_second(run: Callable[[], Any], batch_size: int, best_so_far: floa
 
 def _int8_check(ckpt: Any, bundle: Any, fp32: Any, int8: Any) -> dict[str, float]:
     from alexnet.data.augment import BatchAugment
-    from alexnet.data.batches import CachedBatches, seeded_order
+    from alexnet.data.batches import EvalBatches, seeded_order
     from alexnet.data.cache import cache_split
     from alexnet.runtime.onnxrt import compare_top1
 
     val = cache_split(bundle, "val")
     sample = seeded_order(len(val), seed=0)[:PARITY_IMAGES]  # a seeded sample: the split is stored class by class
-    batches = CachedBatches(val.images, val.labels, BatchAugment.for_checkpoint(ckpt), PARITY_BATCH, indices=sample)
+    batches = EvalBatches(val.images, val.labels, BatchAugment.for_checkpoint(ckpt), PARITY_BATCH, indices=sample)
     return compare_top1(fp32, int8, batches)
 
 

@@ -177,7 +177,7 @@ def calibration_batches(ckpt: Checkpoint, bundle: Any = None, images: int = CALI
     """A seeded sample of the checkpoint's own training images (from `bundle`, default: the checkpoint's data),
     with the evaluation transform, as float batches."""
     from alexnet.data.augment import BatchAugment
-    from alexnet.data.batches import CachedBatches, seeded_order
+    from alexnet.data.batches import EvalBatches, seeded_order
     from alexnet.data.cache import cache_split
 
     bundle = bundle if bundle is not None else checkpoint_data(ckpt)
@@ -185,7 +185,7 @@ def calibration_batches(ckpt: Checkpoint, bundle: Any = None, images: int = CALI
     if len(cached) == 0:
         raise OnnxRuntimeError(f"{bundle.source}: no training images to calibrate int8 ranges on")
     sample = seeded_order(len(cached), seed=0)[:images]
-    batches = CachedBatches(cached.images, cached.labels, BatchAugment.for_checkpoint(ckpt), batch, indices=sample)
+    batches = EvalBatches(cached.images, cached.labels, BatchAugment.for_checkpoint(ckpt), batch, indices=sample)
     return [x for x, _ in batches]
 
 
@@ -193,14 +193,14 @@ def export_int8(model: nn.Module, ckpt: Checkpoint, fp32_path: Path, path: Path)
     """Static int8 quantization of the ONNX file, calibrated on the checkpoint's training images, then compared with
     the PyTorch model on (up to PARITY_IMAGES of) its validation images: top-1 agreement and both accuracies."""
     from alexnet.data.augment import BatchAugment
-    from alexnet.data.batches import CachedBatches
+    from alexnet.data.batches import EvalBatches
     from alexnet.data.cache import cache_split
 
     bundle = checkpoint_data(ckpt)  # scanned once: training images calibrate, validation images check
     quantize_int8(fp32_path, path, calibration_batches(ckpt, bundle))
     val = cache_split(bundle, "val")
     first = torch.arange(min(len(val), PARITY_IMAGES))
-    batches = CachedBatches(val.images, val.labels, BatchAugment.for_checkpoint(ckpt), PARITY_BATCH, indices=first)
+    batches = EvalBatches(val.images, val.labels, BatchAugment.for_checkpoint(ckpt), PARITY_BATCH, indices=first)
     return {"path": str(path), "validation": compare_top1(model, OnnxRuntimeModel(path), batches)}
 
 
