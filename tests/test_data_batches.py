@@ -1,10 +1,10 @@
-"""CachedBatches: the one loop from a cached uint8 split to (float batch, labels), for every order it is given."""
+"""EvalBatches: the one loop from a cached uint8 split to (float batch, labels), for every order it is given."""
 
 import pytest
 import torch
 
 from alexnet.data.augment import BatchAugment
-from alexnet.data.batches import CachedBatches, rank_part, seeded_order
+from alexnet.data.batches import EvalBatches, rank_part, seeded_order
 
 
 def cached_split(n=23, size=12, seed=0):
@@ -15,7 +15,7 @@ def cached_split(n=23, size=12, seed=0):
 
 
 def direct(images, labels, augment, batch_size, indices):
-    """The loop every caller wrote by hand before CachedBatches."""
+    """The loop every caller wrote by hand before EvalBatches."""
     return [(augment(images[chunk]), labels[chunk]) for chunk in indices.split(batch_size)]
 
 
@@ -28,7 +28,7 @@ def assert_same(got, expected):
 def test_every_image_in_order_as_the_direct_loop():
     images, labels = cached_split()
     augment = BatchAugment("seed", 10, train=False)
-    batches = CachedBatches(images, labels, augment, 5)
+    batches = EvalBatches(images, labels, augment, 5)
     got = list(batches)
     assert_same(got, direct(images, labels, augment, 5, torch.arange(len(labels))))
     assert [len(y) for _, y in got] == [5, 5, 5, 5, 3] and len(batches) == 5
@@ -39,7 +39,7 @@ def test_every_image_in_order_as_the_direct_loop():
 def test_ten_crop_batches_keep_their_views():
     images, labels = cached_split(n=7)
     augment = BatchAugment("seed", 10, train=False, ten_crop=True)
-    got = list(CachedBatches(images, labels, augment, 4))
+    got = list(EvalBatches(images, labels, augment, 4))
     assert [tuple(x.shape) for x, _ in got] == [(4, 10, 3, 10, 10), (3, 10, 3, 10, 10)]
     assert_same(got, direct(images, labels, augment, 4, torch.arange(7)))
 
@@ -53,7 +53,7 @@ def test_rank_parts_split_the_split_once(world_size):
         part = rank_part(len(labels), rank, world_size)
         expected = torch.tensor_split(torch.arange(len(labels)), world_size)[rank]  # train.py's CacheEval
         assert torch.equal(part, expected)
-        batches = list(CachedBatches(images, labels, augment, 4, indices=part))
+        batches = list(EvalBatches(images, labels, augment, 4, indices=part))
         assert_same(batches, direct(images, labels, augment, 4, expected))
         seen += [int(i) for i in part]
     assert seen == list(range(len(labels)))  # contiguous parts, each image on exactly one rank
@@ -67,11 +67,11 @@ def test_a_seeded_subset_and_a_prefix():
     torch.manual_seed(123)  # the global RNG does not move the sample
     assert torch.equal(seeded_order(len(labels), seed=0)[:9], sample)
     assert not torch.equal(seeded_order(len(labels), seed=1)[:9], sample)
-    got = list(CachedBatches(images, labels, augment, 4, indices=sample))
+    got = list(EvalBatches(images, labels, augment, 4, indices=sample))
     assert_same(got, direct(images, labels, augment, 4, sample))
     assert torch.equal(torch.cat([y for _, y in got]), labels[sample])
     first = torch.arange(6)
-    assert_same(list(CachedBatches(images, labels, augment, 64, indices=first)),
+    assert_same(list(EvalBatches(images, labels, augment, 64, indices=first)),
                 direct(images, labels, augment, 64, first))
 
 
@@ -83,11 +83,11 @@ def test_images_move_to_the_device_before_augmenting():
         seen.append((x.device, x.dtype))
         return x.float()
 
-    list(CachedBatches(images, labels, augment, 2, device=torch.device("meta")))
+    list(EvalBatches(images, labels, augment, 2, device=torch.device("meta")))
     assert seen == [(torch.device("meta"), torch.uint8)] * 2  # the uint8 chunk travels, not the float batch
 
 
 def test_a_batch_size_below_one_is_refused():
     images, labels = cached_split(n=3)
     with pytest.raises(ValueError, match="batch_size"):
-        CachedBatches(images, labels, lambda x: x, 0)
+        EvalBatches(images, labels, lambda x: x, 0)

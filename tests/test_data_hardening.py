@@ -213,10 +213,10 @@ def test_a_full_tmpfs_fails_before_any_temporary_in_process(bundle, tiny_tmpfs):
 
 
 def _store_of(root) -> Path:
-    from alexnet.data.folders import _verify_store_path
     from alexnet.data.images import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
+    from alexnet.data.verify import store_path
 
-    return Path(_verify_store_path(os.fspath(root), DEFAULT_MIN_SIDE, DEFAULT_MAX_PIXELS))
+    return Path(store_path(os.fspath(root), DEFAULT_MIN_SIDE, DEFAULT_MAX_PIXELS))
 
 
 def test_verification_store_is_private_and_ignores_a_planted_symlink(tmp_path):
@@ -286,7 +286,8 @@ def _handler(h: logging.Handler):
 
 
 def test_files_and_folders_that_vanish_mid_scan_are_skipped_and_listed(tmp_path):
-    from alexnet.data.folders import VANISHED, scan_folder
+    from alexnet.data.folders import scan_folder
+    from alexnet.data.walk import VANISHED
 
     root = f.image_folder(tmp_path / "data", ("cat", "dog"), per_class=3)
     f.write_bytes(root / "cat" / ".hidden", b"x")  # sorted first in cat/: its "ignored" record fires the deletion
@@ -575,7 +576,8 @@ def test_a_folder_planted_at_the_metadata_name_is_a_one_line_error(bundle):
 
 
 def test_a_class_folder_that_vanishes_mid_scan_is_no_class(tmp_path):
-    from alexnet.data.folders import VANISHED, scan_folder
+    from alexnet.data.folders import scan_folder
+    from alexnet.data.walk import VANISHED
 
     root = f.image_folder(tmp_path / "data", ("cat", "dog", "emu"), per_class=2)
     f.write_bytes(root / ".DS_Store", b"x")  # sorted first at the root: its "ignored" record fires the deletion

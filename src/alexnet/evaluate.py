@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from alexnet.config import TTA_MODES
 from alexnet.data import build_datasets, build_from_description
 from alexnet.data.augment import BatchAugment
-from alexnet.data.batches import CachedBatches
+from alexnet.data.batches import EvalBatches
 from alexnet.data.cache import cache_split
 from alexnet.errors import ConfigError, DataError
 from alexnet.files import atomic_write, atomic_write_text
@@ -259,7 +259,7 @@ def evaluate_checkpoint(
     augment = BatchAugment.for_checkpoint(ckpt, ten_crop=options.ten_crop)
     model = prepare_model(ckpt.build_model(device), inference,
                           calibration=lambda: calibration_batches(ckpt, workers=options.workers))
-    batches = CachedBatches(cached.images, cached.labels, augment, options.batch_size)
+    batches = EvalBatches(cached.images, cached.labels, augment, options.batch_size)
     result = evaluate(model, batches, class_names, device, reduce=False,
                       amp_dtype=inference.amp_dtype, channels_last=inference.channels_last and inference.uses_torch,
                       tta=options.tta)

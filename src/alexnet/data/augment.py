@@ -15,6 +15,7 @@ order, so a run that saves `generator.get_state()` and restores it augments the 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -63,8 +64,23 @@ def ten_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     return torch.stack(crops, dim=1)
 
 
+@dataclass(frozen=True)
+class AugmentSettings:
+    """What a BatchAugment does besides the preset, the size and the normalisation: its keyword arguments."""
+
+    train: bool = True  # False: the evaluation transform (centre crop, or ten_crop), no randomness
+    augment: bool | None = None  # None: the preset's default (paper: on, seed and d2l: off)
+    ten_crop: bool = False
+    pca: tuple | None = None  # (eigval, eigvec) of paper's colour noise; ImageNet's when None
+    sigma: float = PCA_SIGMA  # the standard deviation of the colour noise's alpha
+    in_channels: int | None = None  # default: as many as `mean` has, else 3
+
+
 class BatchAugment:
-    """uint8 (B, C, H, W) -> float (B, C, S, S) normalised, on the batch's device; see the module docstring."""
+    """uint8 (B, C, H, W) -> float (B, C, S, S) normalised, on the batch's device; see the module docstring.
+
+    `settings` are AugmentSettings' fields, by keyword (train=False, augment=True, pca=..., ...); an unknown one is a
+    TypeError. `generator` draws every random number."""
 
     def __init__(
         self,
@@ -72,26 +88,22 @@ class BatchAugment:
         image_size: int,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
-        train: bool = True,
-        pca: tuple | None = None,
-        generator: torch.Generator | None = None,
         *,
-        augment: bool | None = None,
-        ten_crop: bool = False,
-        sigma: float = PCA_SIGMA,
-        in_channels: int | None = None,
+        generator: torch.Generator | None = None,
+        **settings: Any,
     ):
-        channels = in_channels or len(mean or ()) or 3
+        s = AugmentSettings(**settings)
+        channels = s.in_channels or len(mean or ()) or 3
         check_preset(preset, image_size, channels)
         d_mean, d_std = default_mean_std(preset, channels)
-        self.preset, self.size, self.train = preset, image_size, train
-        self.augment = (preset == "paper") if augment is None else augment
-        self.ten_crop = ten_crop
-        self.sigma = sigma
+        self.preset, self.size, self.train = preset, image_size, s.train
+        self.augment = (preset == "paper") if s.augment is None else s.augment
+        self.ten_crop = s.ten_crop
+        self.sigma = s.sigma
         self.generator = generator
         self.mean = torch.tensor(mean or d_mean, dtype=torch.float32)
         self.std = torch.tensor(std or d_std, dtype=torch.float32)
-        eigval, eigvec = pca or default_pca(channels)
+        eigval, eigvec = s.pca or default_pca(channels)
         self.eigval = torch.tensor(eigval, dtype=torch.float32)
         self.eigvec = torch.tensor(eigvec, dtype=torch.float32)
 

@@ -3,7 +3,7 @@
 Validation during training, `alexnet eval`, int8 calibration and the int8 parity check all read a split the same
 way: pick which images and in what order (all of them, a rank's contiguous part, a seeded sample, the first few),
 cut that order into batches, augment each uint8 batch (BatchAugment, evaluation transform) on the device it was
-moved to. `CachedBatches` is that loop, written once; it is re-iterable, so one object serves every epoch.
+moved to. `EvalBatches` is that loop, written once; it is re-iterable, so one object serves every epoch.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 import torch
 
 
-class CachedBatches:
+class EvalBatches:
     """(augment(images[chunk]), labels[chunk]) for consecutive chunks of `indices` (default: every image in order).
 
     `images` is (N, C, H, W) uint8, `labels` (N,) int64 (a `CachedImages`' two tensors). With `device`, each uint8
@@ -49,3 +49,8 @@ def rank_part(n: int, rank: int, world_size: int) -> torch.Tensor:
 def seeded_order(n: int, seed: int = 0) -> torch.Tensor:
     """A permutation of 0..n-1 drawn from its own generator: the same for a given seed, whatever the global RNG."""
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+
+
+# The old name, for training/batches.py only until it imports EvalBatches (it is being changed in parallel); then
+# this line goes.
+CachedBatches = EvalBatches

@@ -21,63 +21,31 @@ listed with the reason (zero-byte, not an image, truncated, too small, decompres
 `strict=True` the first skip is a DataError naming the file. Each is logged once per file per process. A file or
 folder that vanishes while the folder is scanned is skipped and listed ("vanished during the scan"), and class
 folders are searched at most MAX_DEPTH (64) levels deep (a deeper folder is skipped and listed, never a RecursionError).
+The walk itself is walk.py; the decoding of every file found, verify.py.
 
 Class names are sorted (ImageFolder's order), so the label order does not depend on the file system.
 """
 
 from __future__ import annotations
 
-import errno
-import hashlib
-import logging
+import dataclasses
 import os
 import random
 import re
-import stat
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from alexnet.config import LAYOUTS
-from alexnet.data.images import (
-    DEFAULT_MAX_PIXELS,
-    DEFAULT_MIN_SIDE,
-    IMAGE_EXTENSIONS,
-    decode_image,
-    display_path,
-)
-from alexnet.data.limits import SealBroken, decode_workers, open_sealed_json, sealed_json
-from alexnet.errors import AlexNetError, ConfigError, DataError, short
-from alexnet.files import FileWriteError, atomic_write_text
-
-log = logging.getLogger("alexnet.data")
+from alexnet.data.images import display_path
+from alexnet.data.verify import FileChecks, verify_files
+from alexnet.data.walk import MAX_DEPTH, Walker, image_named, report
+from alexnet.errors import ConfigError, DataError, short
 
 TRAIN_FOLDER_NAMES = ("train", "training", "training_set")
 VAL_FOLDER_NAMES = ("val", "valid", "validation")
 TEST_FOLDER_NAMES = ("test", "testing", "test_set")  # the validation set when there is no val folder
-SYSTEM_FILES = {"thumbs.db", "desktop.ini", "ehthumbs.db"}
-SYSTEM_FOLDERS = {"__macosx", "$recycle.bin", "system volume information", "@eadir"}
 # cat.123.jpg, dog_7.png, golden-retriever-12.jpg -> cat, dog, golden-retriever
 FLAT_LABEL = re.compile(r"^(?P<label>.+?)[._-]\d+$")
-
-MAX_DEPTH = 64  # class folders nested deeper than this are not searched (a runaway tree, or a path near PATH_MAX)
-VANISHED = "vanished during the scan (removed or renamed by another program)"
-
-_reported: set[tuple[str, str]] = set()  # (path, reason) already logged in this process
-
-
-def _vanished(e: OSError) -> bool:
-    return e.errno in (errno.ENOENT, errno.ENOTDIR)
-
-
-def report(kind: str, path: str, reason: str) -> None:
-    """Logs a skipped/ignored/noted file once per process, with a path that is safe to print."""
-    key = (path, reason)
-    if key in _reported:
-        return
-    _reported.add(key)
-    level = logging.WARNING if kind == "skipped" else logging.INFO
-    log.log(level, "%s %s: %s", kind, display_path(path), reason)
+UNUSED_FOLDER = "folder beside train/ not used (to evaluate on it: alexnet eval --checkpoint RUN --data FOLDER)"
 
 
 @dataclass
@@ -98,132 +66,13 @@ class ScanResult:
         return [p for p, _ in self.train] + [p for p, _ in self.val]
 
 
-class _Walker:
-    """Lists candidate image files under a folder, following symlinks without looping or double counting."""
-
-    def __init__(self, ignored: list[tuple[str, str]], skipped: list[tuple[str, str]]):
-        self.ignored = ignored
-        self.skipped = skipped
-        self.seen_dirs: set[tuple[int, int]] = set()
-        self.seen_files: dict[tuple[int, int], str] = {}
-        self.listings: dict[str, tuple[list[str], list[str]]] = {}  # each folder listed (and reported) once
-
-    def ignore(self, path: str, reason: str) -> None:
-        self.ignored.append((path, reason))
-        report("ignored", path, reason)
-
-    def skip(self, path: str, reason: str) -> None:
-        self.skipped.append((path, reason))
-        report("skipped", path, reason)
-
-    def visible_entries(self, folder: str) -> tuple[list[str], list[str]]:
-        """(subfolders, files) directly in `folder`, sorted; hidden and system entries are ignored here."""
-        if folder in self.listings:
-            return self.listings[folder]
-        try:
-            with os.scandir(folder) as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except OSError as e:
-            if _vanished(e) and self.listings:  # a subfolder removed mid-scan; the root itself is an error
-                self.skip(folder, VANISHED)
-                self.listings[folder] = ([], [])
-                return self.listings[folder]
-            raise DataError(f"{display_path(folder)}: cannot list the folder ({e.strerror or e})") from None
-        dirs, files = [], []
-        for entry in entries:
-            name, path = entry.name, entry.path
-            try:
-                st = os.stat(path)  # follows symlinks
-            except OSError as e:
-                if entry.is_symlink():
-                    reason = "symlink loop" if getattr(e, "errno", None) == 40 else "broken symlink"
-                    self.skip(path, reason)
-                elif _vanished(e):
-                    self.skip(path, VANISHED)
-                else:
-                    self.skip(path, f"cannot read ({e.strerror or e})")
-                continue
-            if stat.S_ISDIR(st.st_mode):
-                if name.startswith("."):
-                    self.ignore(path, "hidden folder, never a class")
-                elif name.lower() in SYSTEM_FOLDERS:
-                    self.ignore(path, "system folder")
-                else:
-                    dirs.append(path)
-            elif stat.S_ISREG(st.st_mode):
-                files.append(path)
-            else:
-                self.ignore(path, "not a regular file")
-        self.listings[folder] = (dirs, files)
-        return dirs, files
-
-    def accept_file(self, path: str) -> bool:
-        """Filters one file by name and identity (duplicates through symlinks); contents are checked later."""
-        name = os.path.basename(path)
-        lower = name.lower()
-        if name.startswith("._"):
-            self.ignore(path, "macOS AppleDouble metadata file, not an image")
-            return False
-        if name.startswith("."):
-            self.ignore(path, "hidden file")
-            return False
-        if lower in SYSTEM_FILES:
-            self.ignore(path, "system file")
-            return False
-        if not lower.endswith(IMAGE_EXTENSIONS):
-            self.ignore(path, f"not an image extension ({os.path.splitext(name)[1] or 'none'})")
-            return False
-        st = self.stat_or_skip(path)
-        if st is None:
-            return False
-        key = (st.st_dev, st.st_ino)
-        if key in self.seen_files:
-            self.ignore(path, f"same file as {display_path(self.seen_files[key])} (a link), counted once")
-            return False
-        self.seen_files[key] = path
-        return True
-
-    def stat_or_skip(self, path: str) -> os.stat_result | None:
-        """os.stat, or None after listing `path` as skipped when it vanished (or became unreadable) mid-scan."""
-        try:
-            return os.stat(path)
-        except OSError as e:
-            self.skip(path, VANISHED if _vanished(e) else f"cannot read ({e.strerror or e})")
-            return None
-
-    def walk_images(self, folder: str, top: bool = False, depth: int = 0) -> list[str]:
-        """Every acceptable image file below `folder` (recursively), each real folder visited once, MAX_DEPTH deep."""
-        if depth > MAX_DEPTH:
-            self.skip(folder, f"folder nested more than {MAX_DEPTH} levels deep, not searched")
-            return []
-        st = self.stat_or_skip(folder)
-        if st is None:
-            return []
-        key = (st.st_dev, st.st_ino)
-        if key in self.seen_dirs and not top:
-            self.ignore(folder, "folder already visited (symlink loop or second link), not followed")
-            return []
-        self.seen_dirs.add(key)
-        dirs, files = self.visible_entries(folder)
-        out = [f for f in files if self.accept_file(f)]
-        for d in dirs:
-            out.extend(self.walk_images(d, depth=depth + 1))
-        return out
-
-
 def _flat_label(path: str) -> str | None:
     stem = os.path.splitext(os.path.basename(path))[0]
     m = FLAT_LABEL.match(stem)
     return m.group("label") if m else None
 
 
-def _image_named(path: str) -> bool:
-    """An image file by its name alone (no stat, no report): what the layout is recognised from."""
-    name = os.path.basename(path)
-    return not name.startswith(".") and name.lower() not in SYSTEM_FILES and name.lower().endswith(IMAGE_EXTENSIONS)
-
-
-def _image_folders(walker: _Walker, folder: str, depth: int = 0, seen: set | None = None) -> list[str]:
+def _image_folders(walker: Walker, folder: str, depth: int = 0, seen: set | None = None) -> list[str]:
     """The folders at or below `folder` that hold image files directly; each real folder once, MAX_DEPTH deep."""
     seen = set() if seen is None else seen
     try:
@@ -234,20 +83,20 @@ def _image_folders(walker: _Walker, folder: str, depth: int = 0, seen: set | Non
         return []
     seen.add((st.st_dev, st.st_ino))
     dirs, files = walker.visible_entries(folder)
-    out = [folder] if any(_image_named(f) for f in files) else []
+    out = [folder] if any(image_named(f) for f in files) else []
     for d in dirs:
         out.extend(_image_folders(walker, d, depth + 1, seen))
     return out
 
 
-def _wrapped(walker: _Walker, folder: str) -> str | None:
+def _wrapped(walker: Walker, folder: str) -> str | None:
     """The one folder inside `folder` when `folder` only wraps it (no images beside it, and it holds folders but
     no images): `dataset/` of `dataset/training_set/`, the outer `training_set/` of `training_set/training_set/`."""
     dirs, files = walker.visible_entries(folder)
-    if len(dirs) != 1 or any(_image_named(f) for f in files):
+    if len(dirs) != 1 or any(image_named(f) for f in files):
         return None
     inner_dirs, inner_files = walker.visible_entries(dirs[0])
-    if not inner_dirs or any(_image_named(f) for f in inner_files):
+    if not inner_dirs or any(image_named(f) for f in inner_files):
         return None
     return dirs[0]
 
@@ -274,57 +123,63 @@ def _refuse_nested(folder: str, dirs: list[str], nested: dict[str, list[str]]) -
     )
 
 
-def _collect_split(walker: _Walker, folder: str, layout: str = "auto") -> tuple[str, str, dict[str, list[str]]]:
+def _collect_split(walker: Walker, folder: str, layout: str = "auto") -> tuple[str, str, dict[str, list[str]]]:
     """(kind, the folder read, files by class name) for one split folder: class folders if there are any, else
     labels from file names. A wrapper folder is looked through; `layout` says how class folders are read."""
     inner = _wrapped(walker, folder)
     if inner is not None:
-        st = walker.stat_or_skip(folder)
-        if st is not None:
-            walker.seen_dirs.add((st.st_dev, st.st_ino))
+        walker.claim(folder)
         folder = inner
     dirs, files = walker.visible_entries(folder)
-    st = walker.stat_or_skip(folder)
-    if st is not None:
-        walker.seen_dirs.add((st.st_dev, st.st_ino))
-    if dirs:
-        by_class: dict[str, list[str]] = {}
-        for f in files:
-            if walker.accept_file(f):
-                walker.ignore(f, "image outside any class folder")
-        if layout == "leaves":
-            for leaf in sorted({leaf for d in dirs for leaf in _image_folders(walker, d)}):
-                images = [f for f in walker.visible_entries(leaf)[1] if walker.accept_file(f)]
-                by_class.setdefault(_class_name(leaf, folder), []).extend(images)
-            for d in dirs:  # a folder with no image anywhere below it is an empty class, as with class folders
-                if not any(name.split("/")[0] == _class_name(d, folder) for name in by_class):
-                    by_class[_class_name(d, folder)] = []
-            return "leaves", folder, by_class
-        if layout == "auto":
-            nested = {}
-            for d in dirs:
-                if not any(_image_named(f) for f in walker.visible_entries(d)[1]):  # images of its own: a class
-                    leaves = _image_folders(walker, d)
-                    if len(leaves) >= 2 and os.path.commonpath(leaves) not in leaves:
-                        nested[d] = leaves
-            if nested:
-                _refuse_nested(folder, dirs, nested)
-        # Class folders are claimed first, so a link inside one class to another class's folder is not followed.
-        live = []
-        for d in dirs:
-            st = walker.stat_or_skip(d)
-            if st is not None:  # a class folder that vanished since the listing is no class at all
-                walker.seen_dirs.add((st.st_dev, st.st_ino))
-                live.append(d)
-        for d in live:
-            name = display_path(os.path.basename(d))
-            images = walker.walk_images(d, top=True)
-            if name in by_class:
-                by_class[name].extend(images)
-            else:
-                by_class[name] = images
-        return "classes", folder, by_class
-    by_class = {}
+    walker.claim(folder)
+    if not dirs:
+        return "flat", folder, _flat_classes(walker, files)
+    for f in files:
+        if walker.accept_file(f):
+            walker.ignore(f, "image outside any class folder")
+    if layout == "leaves":
+        return "leaves", folder, _leaf_classes(walker, folder, dirs)
+    if layout == "auto" and (nested := _nested_classes(walker, dirs)):
+        _refuse_nested(folder, dirs, nested)
+    return "classes", folder, _folder_classes(walker, dirs)
+
+
+def _leaf_classes(walker: Walker, folder: str, dirs: list[str]) -> dict[str, list[str]]:
+    """`layout` leaves: one class per folder that holds images, named by its path below `folder`."""
+    by_class: dict[str, list[str]] = {}
+    for leaf in sorted({leaf for d in dirs for leaf in _image_folders(walker, d)}):
+        images = [f for f in walker.visible_entries(leaf)[1] if walker.accept_file(f)]
+        by_class.setdefault(_class_name(leaf, folder), []).extend(images)
+    for d in dirs:  # a folder with no image anywhere below it is an empty class, as with class folders
+        if not any(name.split("/")[0] == _class_name(d, folder) for name in by_class):
+            by_class[_class_name(d, folder)] = []
+    return by_class
+
+
+def _nested_classes(walker: Walker, dirs: list[str]) -> dict[str, list[str]]:
+    """The class folders that hold class folders (no images of their own, images in two separate folders below)."""
+    nested = {}
+    for d in dirs:
+        if not any(image_named(f) for f in walker.visible_entries(d)[1]):  # images of its own: a class
+            leaves = _image_folders(walker, d)
+            if len(leaves) >= 2 and os.path.commonpath(leaves) not in leaves:
+                nested[d] = leaves
+    return nested
+
+
+def _folder_classes(walker: Walker, dirs: list[str]) -> dict[str, list[str]]:
+    """One class per folder in `dirs`, holding every image below it."""
+    # Class folders are claimed first, so a link inside one class to another class's folder is not followed.
+    live = [d for d in dirs if walker.claim(d)]  # a class folder that vanished since the listing is no class at all
+    by_class: dict[str, list[str]] = {}
+    for d in live:
+        by_class.setdefault(display_path(os.path.basename(d)), []).extend(walker.walk_images(d, top=True))
+    return by_class
+
+
+def _flat_classes(walker: Walker, files: list[str]) -> dict[str, list[str]]:
+    """A flat folder: the label of each file is its name up to `.NUMBER` (cat.123.jpg)."""
+    by_class: dict[str, list[str]] = {}
     for f in files:
         if not walker.accept_file(f):
             continue
@@ -333,10 +188,10 @@ def _collect_split(walker: _Walker, folder: str, layout: str = "auto") -> tuple[
             walker.skip(f, "no label in the file name (a flat folder needs names like cat.123.jpg)")
             continue
         by_class.setdefault(display_path(label), []).append(f)
-    return "flat", folder, by_class
+    return by_class
 
 
-def _split_folders(walker: _Walker, folder: str) -> tuple[str | None, str | None]:
+def _split_folders(walker: Walker, folder: str) -> tuple[str | None, str | None]:
     """(training folder, validation folder) among `folder`'s subfolders; two candidates for one role are refused."""
     dirs = walker.visible_entries(folder)[0]
 
@@ -351,87 +206,6 @@ def _split_folders(walker: _Walker, folder: str) -> tuple[str | None, str | None
     if train is None:
         return None, None
     return train, pick(VAL_FOLDER_NAMES, "validation") or pick(TEST_FOLDER_NAMES, "validation")
-
-
-def _verify_files(
-    root: str, paths: list[str], min_side: int, max_pixels: int, workers: int
-) -> dict[str, tuple[str | None, list[str]]]:
-    """Decodes every file once (JPEG at reduced scale, which still reads the whole stream) to find the bad ones.
-
-    Results are remembered in $ALEXNET_CACHE/verify/ keyed by path, size and mtime, so a second scan of a large folder
-    is instant. Returns path -> (reason it is unusable or None, notes).
-    """
-    store_path = _verify_store_path(root, min_side, max_pixels)
-    store = _open_verify_store(store_path)
-
-    def key_of(p: str) -> str:
-        st = os.stat(p)
-        return f"{display_path(os.path.realpath(p))}|{st.st_size}|{st.st_mtime_ns}"
-
-    def check(p: str) -> tuple[str | None, list[str]]:
-        try:
-            decoded = decode_image(p, 3, min_side=min_side, max_pixels=max_pixels, draft=(32, 32))
-        except DataError as e:
-            # The message starts with the path; keep only the cause.
-            msg = str(e)
-            prefix = display_path(p) + ": "
-            return (msg[len(prefix) :] if msg.startswith(prefix) else msg), []
-        return None, decoded.notes
-
-    results: dict[str, tuple[str | None, list[str]]] = {}
-    todo: list[tuple[str, str]] = []
-    for p in paths:
-        try:
-            k = key_of(p)
-        except OSError as e:  # removed or made unreadable since it was listed
-            results[p] = (VANISHED if _vanished(e) else f"cannot read ({e.strerror or e})", [])
-            continue
-        if k in store:
-            results[p] = (store[k][0], list(store[k][1]))
-        else:
-            todo.append((p, k))
-    if todo:
-        with ThreadPoolExecutor(max(1, workers)) as pool:  # PIL releases the GIL while decoding
-            for (p, k), res in zip(todo, pool.map(lambda t: check(t[0]), todo), strict=True):
-                results[p] = res
-                store[k] = [res[0], res[1]]
-        if store_path is not None:
-            try:  # exclusive unpredictable temporary, 0600, renamed over the store: never a planted symlink
-                atomic_write_text(store_path, sealed_json(store), mode=0o600)
-            except FileWriteError as e:
-                log.info("verification results not remembered: %s", e)  # a read-only cache only costs speed
-    return results
-
-
-def _verify_store_path(root: str, min_side: int, max_pixels: int) -> str | None:
-    """$ALEXNET_CACHE/verify/<hash of the root and settings>.json, or None when the cache folder is unusable."""
-    from alexnet.data.cachedir import cache_dir  # local: keeps this module importable without side effects
-
-    settings = f"{display_path(os.path.realpath(root))}:{min_side}:{max_pixels}:v2"  # one small file per dataset
-    try:
-        folder = cache_dir("verify")
-    except AlexNetError as e:  # unsafe or unwritable: scan without remembering, and say why once
-        report("note", "verify", f"verification results are not remembered ({e})")
-        return None
-    return os.path.join(folder, hashlib.sha1(settings.encode()).hexdigest()[:16] + ".json")
-
-
-def _open_verify_store(store_path: str | None) -> dict[str, list]:
-    """The remembered verdicts {key: [reason or None, [notes]]}; a damaged store is dropped with a warning."""
-    if store_path is None or not os.path.lexists(store_path):
-        return {}
-    try:
-        store = open_sealed_json(store_path)
-        if not isinstance(store, dict) or not all(
-            isinstance(k, str) and isinstance(v, list) and len(v) == 2 and (v[0] is None or isinstance(v[0], str))
-            and isinstance(v[1], list) and all(isinstance(n, str) for n in v[1])
-            for k, v in store.items()
-        ):
-            raise SealBroken("entries are not [reason, [notes]] pairs")
-    except SealBroken as e:
-        log.warning("verification store %s: %s; checking every file again", display_path(store_path), e)
-        return {}
-    return store
 
 
 def stratified_split(
@@ -452,23 +226,35 @@ def stratified_split(
     return train, val
 
 
-def scan_folder(
-    root: str | os.PathLike,
-    *,
-    val_split: float = 0.2,
-    seed: int = 0,
-    strict: bool = False,
-    min_side: int = DEFAULT_MIN_SIDE,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    verify: bool = True,
-    workers: int | None = None,
-    layout: str = "auto",
-) -> ScanResult:
-    """Scans an image folder in any of the three layouts (module docstring) into labelled train/val lists.
+# --- scan_folder's steps, in the order it takes them ------------------------------------------------------------
 
-    `layout` (one of LAYOUTS) says how class folders inside class folders are read: refused (auto), the top ones
-    (classes) or each folder that holds images (leaves)."""
-    root = os.fspath(root)
+
+@dataclass(frozen=True)
+class _Base:
+    """Where the layout starts (the root, or the one folder it wraps) and the split folders found there."""
+
+    folder: str
+    train_dir: str | None
+    val_dir: str | None
+
+
+@dataclass(frozen=True)
+class _Collected:
+    """Files by class as read: the given training and validation sets, or (`val` None) one pool that the seeded
+    split divides; `train_where` and `val_where` name them in messages."""
+
+    layout: str  # ScanResult.layout
+    train: dict[str, list[str]]
+    val: dict[str, list[str]] | None
+    train_where: str
+    val_where: str = ""
+
+    def sets(self) -> list[tuple[str, dict[str, list[str]]]]:
+        """(where, files by class) of the training set (or pool) first, then of the validation set if given."""
+        return [(self.train_where, self.train)] + ([] if self.val is None else [(self.val_where, self.val)])
+
+
+def _check_arguments(root: str, val_split: float, layout: str) -> None:
     shown = display_path(root)
     if not os.path.isdir(root):
         raise DataError(f"{shown}: not a folder" if os.path.exists(root) else f"{shown}: no such folder")
@@ -476,113 +262,164 @@ def scan_folder(
         raise DataError(f"val_split must be in [0, 1), got {val_split}")
     if layout not in LAYOUTS:
         raise ConfigError(f"field 'data.layout' must be one of {', '.join(LAYOUTS)}, got {short(layout)}")
-    skipped: list[tuple[str, str]] = []
-    ignored: list[tuple[str, str]] = []
-    walker = _Walker(ignored, skipped)
+
+
+def _find_base(walker: Walker, root: str) -> _Base:
+    """The root's split folders; when it has none and only wraps one folder (dataset/ of dataset/training_set/),
+    that folder and its split folders."""
     try:
         root_stat = os.stat(root)
     except OSError as e:
-        raise DataError(f"{shown}: cannot read the folder ({e.strerror or e})") from None
+        raise DataError(f"{display_path(root)}: cannot read the folder ({e.strerror or e})") from None
     walker.seen_dirs.add((root_stat.st_dev, root_stat.st_ino))  # a link back to the root is never followed
-
-    base = root  # where the layout starts: the root, or the one folder it wraps (dataset/ of dataset/training_set/)
     train_dir, val_dir = _split_folders(walker, root)
     if train_dir is None and (inner := _wrapped(walker, root)) is not None:
-        base = inner
-        if (st := walker.stat_or_skip(base)) is not None:
-            walker.seen_dirs.add((st.st_dev, st.st_ino))
-        train_dir, val_dir = _split_folders(walker, base)
-    subdirs = walker.visible_entries(base)[0]
+        walker.claim(inner)
+        return _Base(inner, *_split_folders(walker, inner))
+    return _Base(root, train_dir, val_dir)
+
+
+def _collect(walker: Walker, root: str, base: _Base, layout: str) -> _Collected:
+    """Files by class from the split folders, or from the base folder when there is no training folder."""
 
     def named(folder: str) -> str:
         return _class_name(folder, root) + "/"
 
-    # Either both given splits (train_by_class, val_by_class) or one pool to split (all_by_class).
-    train_by_class = val_by_class = all_by_class = None
+    train_dir, val_dir = base.train_dir, base.val_dir
     if train_dir is not None and val_dir is not None:
-        kind, train_read, train_by_class = _collect_split(walker, train_dir, layout)
-        _, val_read, val_by_class = _collect_split(walker, val_dir, layout)
-        unknown = sorted(set(val_by_class) - set(train_by_class))
+        kind, train_read, train = _collect_split(walker, train_dir, layout)
+        _, val_read, val = _collect_split(walker, val_dir, layout)
+        unknown = sorted(set(val) - set(train))
         if unknown:
             raise DataError(
                 f"{display_path(val_dir)}: classes {unknown} are not in {display_path(train_dir)} "
-                f"(train has {sorted(train_by_class)})"
+                f"(train has {sorted(train)})"
             )
         plain = (named(train_read), named(val_read)) in {("train/", n + "/") for n in VAL_FOLDER_NAMES}
         layout_name = f"train/val ({kind})" if plain else f"train/val ({kind}: {named(train_read)} + {named(val_read)})"
-    elif train_dir is not None:
-        kind, train_read, all_by_class = _collect_split(walker, train_dir, layout)
+        return _Collected(layout_name, train, val, display_path(train_dir), display_path(val_dir))
+    if train_dir is not None:
+        kind, train_read, pool = _collect_split(walker, train_dir, layout)
         where = "" if named(train_read) == "train/" else f": {named(train_read)}"
-        layout_name = f"train only, split ({kind}{where})"
-    else:
-        kind, _, all_by_class = _collect_split(walker, base, layout)
-        layout_name = kind if base == root else f"{kind} (in {named(base)})"
+        return _Collected(f"train only, split ({kind}{where})", pool, None, display_path(train_dir))
+    kind, _, pool = _collect_split(walker, base.folder, layout)
+    layout_name = kind if base.folder == root else f"{kind} (in {named(base.folder)})"
+    return _Collected(layout_name, pool, None, display_path(root))
 
-    train_where = display_path(train_dir) if train_dir is not None else shown
-    pools = {train_where: train_by_class, display_path(val_dir or ""): val_by_class}
-    if all_by_class is not None:
-        pools = {train_where: all_by_class}
-    for where, by_class in pools.items():
-        if not by_class and where == train_where:
-            raise DataError(
-                f"{where}: no classes found (expected class folders, train/ and val/, or file names like cat.1.jpg)"
-            )
+
+def _check_classes(collected: _Collected) -> None:
+    """The training set (or pool) has classes, and every class folder holds image files."""
+    if not collected.train:
+        raise DataError(
+            f"{collected.train_where}: no classes found (expected class folders, train/ and val/, or file names like "
+            "cat.1.jpg)"
+        )
+    for where, by_class in collected.sets():
         for name, files in by_class.items():
             if not files:
                 raise DataError(f"{where}: class folder {name!r} holds no image files")
 
-    if strict and skipped:
-        p, reason = skipped[0]
-        raise DataError(f"{display_path(p)}: {reason} (strict mode: fix or remove the file)")
 
-    # Content check: every candidate file is decoded once (remembered by size and mtime).
-    notes: list[tuple[str, str]] = []
-    if train_dir is not None:  # e.g. Kaggle's test1/ or a test/ split: said, not silently dropped
-        for other in sorted(set(subdirs) - {train_dir, val_dir}):
-            notes.append((other, "folder beside train/ not used (to evaluate on it: alexnet eval --checkpoint RUN --data FOLDER)"))
-            report("note", other, notes[-1][1])
-    if verify:
-        candidates = sorted({f for by_class in pools.values() for files in by_class.values() for f in files})
-        results = _verify_files(root, candidates, min_side, max_pixels, decode_workers(workers))
-        bad = set()
-        for p in candidates:
-            reason, file_notes = results[p]
-            if reason is not None:
-                if strict:
-                    raise DataError(f"{display_path(p)}: {reason} (strict mode: fix or remove the file)")
-                walker.skip(p, reason)
-                bad.add(p)
-            for n in file_notes:
-                notes.append((p, n))
-                report("note", p, n)
-        for where, by_class in pools.items():
-            for name in by_class:
-                kept = [f for f in by_class[name] if f not in bad]
-                if not kept and where == train_where:
-                    raise DataError(
-                        f"{where}: class {name!r} has no usable images (all {len(by_class[name])} skipped, "
-                        f"first: {display_path(by_class[name][0])})"
-                    )
-                by_class[name] = kept
+def _unused_folders(walker: Walker, base: _Base) -> list[tuple[str, str]]:
+    """Notes on the folders beside train/ that are not read (e.g. Kaggle's test1/ or a test/ split): said, not
+    silently dropped."""
+    if base.train_dir is None:
+        return []
+    others = sorted(set(walker.visible_entries(base.folder)[0]) - {base.train_dir, base.val_dir})
+    for other in others:
+        report("note", other, UNUSED_FOLDER)
+    return [(other, UNUSED_FOLDER) for other in others]
 
-    if all_by_class is not None:
-        train_by_class, val_by_class = stratified_split(all_by_class, val_split, seed)
-    if any(val_by_class.values()):  # with no validation set at all (val_split=0) there is nothing to point out
-        for name in sorted(train_by_class):
-            if not val_by_class.get(name):
-                notes.append((root, f"class {name!r} has no validation images"))
 
-    class_names = sorted(train_by_class)
+def _drop_unusable(
+    walker: Walker, root: str, collected: _Collected, strict: bool, checks: FileChecks
+) -> tuple[_Collected, list[tuple[str, str]]]:
+    """The content check: every candidate file is decoded once (verify.py); (what is left, notes on the files)."""
+    candidates = sorted({f for _, by_class in collected.sets() for files in by_class.values() for f in files})
+    results = verify_files(root, candidates, checks)
+    bad, notes = set(), []
+    for p in candidates:
+        reason, file_notes = results[p]
+        if reason is not None:
+            if strict:
+                raise DataError(f"{display_path(p)}: {reason} (strict mode: fix or remove the file)")
+            walker.skip(p, reason)
+            bad.add(p)
+        for n in file_notes:
+            notes.append((p, n))
+            report("note", p, n)
+    train = _usable(collected.train, bad, collected.train_where)
+    val = None if collected.val is None else _usable(collected.val, bad, None)
+    return dataclasses.replace(collected, train=train, val=val), notes
+
+
+def _usable(by_class: dict[str, list[str]], bad: set[str], where: str | None) -> dict[str, list[str]]:
+    """`by_class` less the `bad` files; with `where` (the training set's name) a class left empty is an error."""
+    kept = {name: [f for f in files if f not in bad] for name, files in by_class.items()}
+    for name, files in kept.items():
+        if not files and where is not None:
+            raise DataError(
+                f"{where}: class {name!r} has no usable images (all {len(by_class[name])} skipped, "
+                f"first: {display_path(by_class[name][0])})"
+            )
+    return kept
+
+
+def _split(collected: _Collected, val_split: float, seed: int) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """(training, validation) files by class: as given, or the pool split with the seeded stratified split."""
+    if collected.val is None:
+        return stratified_split(collected.train, val_split, seed)
+    return collected.train, collected.val
+
+
+def _missing_val_notes(root: str, train: dict[str, list[str]], val: dict[str, list[str]]) -> list[tuple[str, str]]:
+    if not any(val.values()):  # with no validation set at all (val_split=0) there is nothing to point out
+        return []
+    return [(root, f"class {name!r} has no validation images") for name in sorted(train) if not val.get(name)]
+
+
+def _labelled(
+    train: dict[str, list[str]], val: dict[str, list[str]]
+) -> tuple[list[str], list[tuple[str, int]], list[tuple[str, int]]]:
+    """(class names, sorted; (path, label) of every training file; of every validation file), each list sorted."""
+    class_names = sorted(train)
     index = {name: i for i, name in enumerate(class_names)}
-    train = sorted((f, index[c]) for c, fs in train_by_class.items() for f in fs)
-    val = sorted((f, index[c]) for c, fs in val_by_class.items() for f in fs)
+    labelled_train = sorted((f, index[c]) for c, fs in train.items() for f in fs)
+    labelled_val = sorted((f, index[c]) for c, fs in val.items() for f in fs)
+    return class_names, labelled_train, labelled_val
+
+
+def scan_folder(
+    root: str | os.PathLike,
+    *,
+    val_split: float = 0.2,
+    seed: int = 0,
+    strict: bool = False,
+    verify: bool = True,
+    layout: str = "auto",
+    checks: FileChecks = FileChecks(),
+) -> ScanResult:
+    """Scans an image folder in any of the three layouts (module docstring) into labelled train/val lists.
+
+    `layout` (one of LAYOUTS) says how class folders inside class folders are read: refused (auto), the top ones
+    (classes) or each folder that holds images (leaves). With `verify`, every file is decoded once under `checks`
+    (verify.py) and the unusable ones are skipped."""
+    root = os.fspath(root)
+    _check_arguments(root, val_split, layout)
+    walker = Walker()
+    base = _find_base(walker, root)
+    collected = _collect(walker, root, base, layout)
+    _check_classes(collected)
+    if strict and walker.skipped:
+        p, reason = walker.skipped[0]
+        raise DataError(f"{display_path(p)}: {reason} (strict mode: fix or remove the file)")
+    notes = _unused_folders(walker, base)
+    if verify:
+        collected, file_notes = _drop_unusable(walker, root, collected, strict, checks)
+        notes = notes + file_notes
+    train_by_class, val_by_class = _split(collected, val_split, seed)
+    notes = notes + _missing_val_notes(root, train_by_class, val_by_class)
+    class_names, train, val = _labelled(train_by_class, val_by_class)
     if not train:
-        raise DataError(f"{shown}: no usable training images ({len(skipped)} skipped)")
-    return ScanResult(root, layout_name, class_names, train, val, skipped, ignored, notes)
-
-
-def count_by_class(samples: Iterable[tuple[str, int]], num_classes: int) -> list[int]:
-    counts = [0] * num_classes
-    for _, label in samples:
-        counts[label] += 1
-    return counts
+        raise DataError(f"{display_path(root)}: no usable training images ({len(walker.skipped)} skipped)")
+    return ScanResult(root, collected.layout, class_names, train, val, walker.skipped, walker.ignored, notes)

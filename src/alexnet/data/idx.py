@@ -88,6 +88,16 @@ def _read_into(f, n: int) -> tuple[np.ndarray, int]:
     return buf, got
 
 
+@dataclass(frozen=True)
+class _Header:
+    """What an IDX header says: the shape, the element type, and how many data bytes follow it."""
+
+    dims: tuple[int, ...]
+    dtype: np.dtype
+    need: int  # data bytes: the product of dims times the element size
+    length: int  # bytes of the header itself: 4 + 4 * number of dimensions
+
+
 def read_idx(path: str | os.PathLike, *, ndim: int | None = None, dtype: str | None = None,
              max_bytes: int = MAX_IDX_BYTES, max_ratio: float = MAX_GZIP_RATIO) -> np.ndarray:
     """Reads and validates one IDX file (raw, or gzip when the name ends in .gz); returns a native-endian array.
@@ -96,6 +106,34 @@ def read_idx(path: str | os.PathLike, *, ndim: int | None = None, dtype: str | N
     `max_bytes` and `max_ratio` bound what the header may claim (module docstring).
     """
     path = os.fspath(path)
+    size, is_gz = _probe(path)
+    try:
+        f = gzip.open(path, "rb") if is_gz else open(path, "rb")  # noqa: SIM115 (closed in finally)
+    except OSError as e:
+        raise IdxError(f"{display_path(path)}: cannot read the file ({e})") from None
+    try:
+        header = _read_header(f, path, ndim, dtype)
+        if is_gz:
+            _check_gzip_claim(path, header, size, max_ratio)
+        else:
+            _check_raw_claim(path, header, size)
+        if header.need > max_bytes:
+            raise _fail(path, f"at most {max_bytes:,} data bytes (the reader's limit)",
+                        f"a header claiming {header.need:,} for shape {header.dims}")
+        data = _read_data(f, path, header)
+    except (gzip.BadGzipFile, EOFError, zlib.error, OSError) as e:
+        raise _fail(path, "a valid gzip stream", f"a damaged one ({type(e).__name__}: {e})") from None
+    finally:
+        f.close()
+    try:
+        array = data.view(header.dtype).reshape(header.dims)
+    except ValueError as e:  # e.g. (0, 4294967295, 4294967295): zero bytes, but more elements than numpy indexes
+        raise _fail(path, "dimensions numpy can represent", f"shape {header.dims} ({e})") from None
+    return array.astype(header.dtype.newbyteorder("="), copy=False)  # byte-swapped copy only for multi-byte types
+
+
+def _probe(path: str) -> tuple[int, bool]:
+    """(file size, gzip-compressed?), after checking the file is not empty and its name says how it is stored."""
     try:
         size = os.path.getsize(path)
         with open(path, "rb") as f:
@@ -112,71 +150,68 @@ def read_idx(path: str | os.PathLike, *, ndim: int | None = None, dtype: str | N
         raise _fail(
             path, "raw IDX bytes (no .gz in the name)", "gzip-compressed data; add .gz to the name or gunzip it"
         )
-    try:
-        f = gzip.open(path, "rb") if is_gz else open(path, "rb")  # noqa: SIM115 (closed in finally)
-    except OSError as e:
-        raise IdxError(f"{display_path(path)}: cannot read the file ({e})") from None
-    try:
-        magic = _read_exact(f, 4)
-        if len(magic) < 4:
-            raise _fail(path, "a 4-byte IDX magic number", f"only {len(magic)} bytes")
-        if magic[0] != 0 or magic[1] != 0:
-            raise _fail(path, "an IDX magic number starting with two zero bytes", f"{magic!r}")
-        code, nd = magic[2], magic[3]
-        if code not in IDX_TYPES:
-            known = ", ".join(f"0x{c:02X}" for c in IDX_TYPES)
-            raise _fail(path, f"an IDX type code in ({known})", f"0x{code:02X}")
-        if not 1 <= nd <= MAX_DIMS:
-            raise _fail(path, f"1 to {MAX_DIMS} dimensions", f"{nd}")
-        dims_raw = _read_exact(f, 4 * nd)
-        if len(dims_raw) < 4 * nd:
-            raise _fail(path, f"a header with {nd} dimension sizes ({4 * nd} bytes)", f"{len(dims_raw)} bytes")
-        dims = tuple(int(d) for d in np.frombuffer(dims_raw, dtype=">u4"))
-        dt, type_name = IDX_TYPES[code]
-        if ndim is not None and nd != ndim:
-            raise _fail(path, f"{ndim} dimensions", f"{nd} (shape {dims})")
-        if dtype is not None and type_name != dtype:
-            raise _fail(path, f"{dtype} data", f"{type_name} data")
-        count = 1
-        for d in dims:
-            count *= d
-        need = count * dt.itemsize
-        header = 4 + 4 * nd
-        if is_gz:
-            # The claim against what the compressed bytes can hold, before a single data byte is inflated.
-            ratio = need / max(size, 1)
-            if ratio > DEFLATE_MAX_RATIO:
-                raise _fail(path, f"{need:,} data bytes for shape {dims}",
-                            f"a {size:,}-byte gzip file, which can hold at most {size * DEFLATE_MAX_RATIO:,} "
-                            f"(the header lies or the file is truncated)")
-            if need > BOMB_FLOOR and ratio > max_ratio:
-                raise _fail(path, f"data that compresses at most {max_ratio:g}:1",
-                            f"a header claiming {need:,} bytes from {size:,} compressed ({ratio:,.0f}:1): "
-                            f"refused as a gzip bomb")
-        if not is_gz:
-            # The raw case is checked against the file size before anything is read.
-            if size - header < need:
-                raise _fail(path, f"{need:,} data bytes for shape {dims}", f"{size - header:,} (the file is truncated)")
-            if size - header > need:
-                raise _fail(path, f"{need:,} data bytes for shape {dims}", f"{size - header - need:,} trailing bytes")
-        if need > max_bytes:
-            raise _fail(path, f"at most {max_bytes:,} data bytes (the reader's limit)",
-                        f"a header claiming {need:,} for shape {dims}")
-        data, got = _read_into(f, need)
-        if got < need:
-            raise _fail(path, f"{need:,} data bytes for shape {dims}", f"{got:,} (the file is truncated)")
-        extra = f.read(1)
-        if extra:
-            raise _fail(path, f"{need:,} data bytes for shape {dims}", "trailing bytes after them")
-    except (gzip.BadGzipFile, EOFError, zlib.error, OSError) as e:
-        raise _fail(path, "a valid gzip stream", f"a damaged one ({type(e).__name__}: {e})") from None
-    finally:
-        f.close()
-    try:
-        array = data.view(dt).reshape(dims)
-    except ValueError as e:  # e.g. (0, 4294967295, 4294967295): zero bytes, but more elements than numpy indexes
-        raise _fail(path, "dimensions numpy can represent", f"shape {dims} ({e})") from None
-    return array.astype(dt.newbyteorder("="), copy=False)  # byte-swapped copy only for multi-byte types
+    return size, is_gz
+
+
+def _read_header(f, path: str, ndim: int | None, dtype: str | None) -> _Header:
+    """The magic number and the dimension sizes, checked against the format and against what the caller needs."""
+    magic = _read_exact(f, 4)
+    if len(magic) < 4:
+        raise _fail(path, "a 4-byte IDX magic number", f"only {len(magic)} bytes")
+    if magic[0] != 0 or magic[1] != 0:
+        raise _fail(path, "an IDX magic number starting with two zero bytes", f"{magic!r}")
+    code, nd = magic[2], magic[3]
+    if code not in IDX_TYPES:
+        known = ", ".join(f"0x{c:02X}" for c in IDX_TYPES)
+        raise _fail(path, f"an IDX type code in ({known})", f"0x{code:02X}")
+    if not 1 <= nd <= MAX_DIMS:
+        raise _fail(path, f"1 to {MAX_DIMS} dimensions", f"{nd}")
+    dims_raw = _read_exact(f, 4 * nd)
+    if len(dims_raw) < 4 * nd:
+        raise _fail(path, f"a header with {nd} dimension sizes ({4 * nd} bytes)", f"{len(dims_raw)} bytes")
+    dims = tuple(int(d) for d in np.frombuffer(dims_raw, dtype=">u4"))
+    dt, type_name = IDX_TYPES[code]
+    if ndim is not None and nd != ndim:
+        raise _fail(path, f"{ndim} dimensions", f"{nd} (shape {dims})")
+    if dtype is not None and type_name != dtype:
+        raise _fail(path, f"{dtype} data", f"{type_name} data")
+    count = 1
+    for d in dims:
+        count *= d
+    return _Header(dims, dt, count * dt.itemsize, 4 + 4 * nd)
+
+
+def _check_gzip_claim(path: str, header: _Header, size: int, max_ratio: float) -> None:
+    """The claim against what the compressed bytes can hold, before a single data byte is inflated."""
+    need, dims = header.need, header.dims
+    ratio = need / max(size, 1)
+    if ratio > DEFLATE_MAX_RATIO:
+        raise _fail(path, f"{need:,} data bytes for shape {dims}",
+                    f"a {size:,}-byte gzip file, which can hold at most {size * DEFLATE_MAX_RATIO:,} "
+                    f"(the header lies or the file is truncated)")
+    if need > BOMB_FLOOR and ratio > max_ratio:
+        raise _fail(path, f"data that compresses at most {max_ratio:g}:1",
+                    f"a header claiming {need:,} bytes from {size:,} compressed ({ratio:,.0f}:1): "
+                    f"refused as a gzip bomb")
+
+
+def _check_raw_claim(path: str, header: _Header, size: int) -> None:
+    """The raw case is checked against the file size before anything is read."""
+    need, dims, data_bytes = header.need, header.dims, size - header.length
+    if data_bytes < need:
+        raise _fail(path, f"{need:,} data bytes for shape {dims}", f"{data_bytes:,} (the file is truncated)")
+    if data_bytes > need:
+        raise _fail(path, f"{need:,} data bytes for shape {dims}", f"{data_bytes - need:,} trailing bytes")
+
+
+def _read_data(f, path: str, header: _Header) -> np.ndarray:
+    """Exactly the claimed data bytes, as uint8; fewer, or any byte after them, is an error."""
+    data, got = _read_into(f, header.need)
+    if got < header.need:
+        raise _fail(path, f"{header.need:,} data bytes for shape {header.dims}", f"{got:,} (the file is truncated)")
+    if f.read(1):
+        raise _fail(path, f"{header.need:,} data bytes for shape {header.dims}", "trailing bytes after them")
+    return data
 
 
 @dataclass

@@ -7,6 +7,9 @@ Sources:
 - an image folder: split folders (train/ + val/, Kaggle's training_set/ + test_set/, ...), class folders (stratified
   split), or a flat Kaggle folder, optionally inside one wrapper folder (folders.py).
 
+Each kind of source has its reader (READERS: the datasets, classes and how the source was read); one shared last
+step picks the preset, computes the normalisation and builds the DataBundle.
+
 The returned DataBundle says everything needed to rebuild the same split later (`describe()`), which a checkpoint
 stores so that `eval` and `predict` see the same classes, normalisation and validation images.
 """
@@ -25,12 +28,13 @@ import numpy as np
 
 from alexnet.data.cachedir import cache_dir
 from alexnet.data.datasets import ArrayDataset, ImageFileDataset
-from alexnet.data.folders import scan_folder, stratified_split
+from alexnet.data.folders import ScanResult, scan_folder, stratified_split
 from alexnet.data.idx import find_idx_files, read_idx_pair
 from alexnet.data.images import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, display_path
 from alexnet.data.limits import SealBroken, open_sealed_json, sealed_json
 from alexnet.data.synthetic import ShapesConfig, make_shapes
 from alexnet.data.transforms import (
+    Augmentation,
     build_transform,
     check_preset,
     default_mean_std,
@@ -38,6 +42,7 @@ from alexnet.data.transforms import (
     pixel_statistics,
 )
 from alexnet.data.tvsources import TORCHVISION_SOURCES, load_torchvision_source
+from alexnet.data.verify import FileChecks
 from alexnet.errors import ConfigError, DataError
 from alexnet.files import FileWriteError, atomic_write_text
 
@@ -106,9 +111,10 @@ class DataBundle:
 
     def transform(self, train: bool, *, ten_crop: bool = False, augment: bool | None = None):
         """The PIL-path transform of this bundle (the one predict should use with train=False)."""
+        augmentation = Augmentation(enabled=augment, pca=self.pca)
         return build_transform(
             self.preset, self.image_size, train, self.mean, self.std, self.in_channels,
-            pca=self.pca, augment=augment, ten_crop=ten_crop,
+            augmentation=augmentation, ten_crop=ten_crop,
         )  # fmt: skip
 
 
@@ -185,119 +191,196 @@ PRESET_BY_KIND = {"idx": "d2l", "mnist": "d2l", "fashion-mnist": "d2l"}
 DEFAULT_PRESET = "seed"
 
 
-def build_datasets(
-    source: str | os.PathLike | None = None,
-    image_size: int = 227,
-    in_channels: int = 3,
-    preset: str | None = DEFAULT_PRESET,
-    val_split: float = 0.2,
-    seed: int = 0,
-    strict: bool = False,
-    download: bool = False,
-    root: str | os.PathLike | None = None,
-    *,
-    augment: bool | None = None,
-    min_side: int = DEFAULT_MIN_SIDE,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    shapes: ShapesConfig | None = None,
-    statistics: bool = True,
-    layout: str = "auto",
-) -> DataBundle:
+@dataclass(frozen=True)
+class DataRequest:
+    """What `build_datasets` is asked for: its arguments, with their defaults (see build_datasets)."""
+
+    source: str | None = None  # a `--data` value: None or "shapes", a torchvision name, or a folder
+    image_size: int = 227
+    in_channels: int = 3
+    preset: str | None = DEFAULT_PRESET
+    val_split: float = 0.2
+    seed: int = 0
+    strict: bool = False
+    download: bool = False
+    root: str | os.PathLike | None = None  # where torchvision datasets live
+    augment: bool | None = None
+    min_side: int = DEFAULT_MIN_SIDE
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    shapes: ShapesConfig | None = None
+    statistics: bool = True
+    layout: str = "auto"  # how an image folder's class folders are read (alexnet.config.LAYOUTS)
+
+
+@dataclass(frozen=True)
+class _Read:
+    """What one reader made of a source: the datasets, their classes, and how the source was read."""
+
+    train: ImageFileDataset | ArrayDataset
+    val: ImageFileDataset | ArrayDataset
+    class_names: list[str]
+    kind: str  # DataBundle.kind
+    layout: str  # DataBundle.layout
+    shown: str  # DataBundle.source
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    ignored: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)
+    root: str | None = None  # where torchvision datasets were read from
+
+
+def build_datasets(source: str | os.PathLike | None = None, **options) -> DataBundle:
     """Turns a `--data` value into a DataBundle (see the module docstring for the sources).
 
-    `preset` None takes the kind of data's own (PRESET_BY_KIND); the bundle records the one used. `augment`
-    overrides the preset's training augmentation; `statistics=False` makes `paper` use ImageNet's mean/std/PCA
-    instead of computing them from the training set. `layout` says how an image folder's class folders are read
-    (alexnet.config.LAYOUTS).
+    `options` are DataRequest's other fields, by keyword (image_size=227, in_channels=3, preset, val_split, seed,
+    strict, download, root, augment, min_side, max_pixels, shapes, statistics, layout); an unknown one is a
+    TypeError. `preset` None takes the kind of data's own (PRESET_BY_KIND); the bundle records the one used.
+    `augment` overrides the preset's training augmentation; `statistics=False` makes `paper` use ImageNet's
+    mean/std/PCA instead of computing them from the training set. `layout` says how an image folder's class folders
+    are read (alexnet.config.LAYOUTS).
     """
-    if preset is not None:
-        check_preset(preset, image_size, in_channels)
-    if not 0.0 <= val_split < 1.0:
-        raise ConfigError(f"val_split must be in [0, 1), got {val_split}")
-    name = None if source is None else os.fspath(source)
-    layout_option, layout = layout, ""  # `layout` below: how the source was read (DataBundle.layout)
-    skipped: list = []
-    ignored: list = []
-    notes: list = []
-    common = {"in_channels": in_channels}
-    tv_root = None
+    request = DataRequest(None if source is None else os.fspath(source), **options)
+    _check_request(request)
+    read = READERS[_source_kind(request.source)](request)
+    return _bundle(request, read)
 
+
+def _check_request(request: DataRequest) -> None:
+    if request.preset is not None:
+        check_preset(request.preset, request.image_size, request.in_channels)
+    if not 0.0 <= request.val_split < 1.0:
+        raise ConfigError(f"val_split must be in [0, 1), got {request.val_split}")
+
+
+def _source_kind(name: str | None) -> str:
+    """Which reader (READERS) a `--data` value is for; a path that is no folder is an error."""
     if name is None or name == BUILTIN:
-        folder = make_shapes(shapes)
-        scan = scan_folder(
-            folder, val_split=val_split, seed=seed, strict=strict, min_side=min_side, max_pixels=max_pixels
-        )
-        train = ImageFileDataset(scan.train, min_side=min_side, max_pixels=max_pixels, **common)
-        val = ImageFileDataset(scan.val, min_side=min_side, max_pixels=max_pixels, **common)
-        class_names, kind, layout, shown = scan.class_names, BUILTIN, scan.layout, BUILTIN
-        skipped, ignored, notes = scan.skipped, scan.ignored, scan.notes
-    elif name.lower() in TORCHVISION_SOURCES:
-        kind = name.lower()
-        tv_root = os.fspath(root) if root is not None else cache_dir("torchvision")
-        arrays = load_torchvision_source(kind, tv_root, download)
-        train = ArrayDataset(arrays.train_images, arrays.train_labels, origin=arrays.folder + ":train", **common)
-        val = ArrayDataset(arrays.test_images, arrays.test_labels, origin=arrays.folder + ":test", **common)
-        class_names, layout, shown = arrays.class_names, "train/test files", kind
-    elif os.path.isdir(name):
-        shown = os.path.abspath(name)
-        pairs = find_idx_files(name)
-        if pairs:
-            kind = "idx"
-            if "train" not in pairs:
-                raise DataError(f"{display_path(name)}: IDX test files but no train-images/train-labels pair")
-            tr = read_idx_pair(*pairs["train"])
-            if "test" in pairs:
-                te = read_idx_pair(*pairs["test"])
-                tr_x, tr_y, va_x, va_y = tr.images, tr.labels, te.images, te.labels
-                layout = "idx train/test files"
-            else:
-                tr_x, tr_y, va_x, va_y = _arrays_split(tr.images, tr.labels, val_split, seed)
-                layout = f"idx train file (split {val_split})"
-            num = int(max(tr_y.max(initial=0), va_y.max(initial=0))) + 1
-            class_names = [str(i) for i in range(max(num, 10))]
-            train = ArrayDataset(tr_x, tr_y, origin=f"{shown}:train", **common)
-            val = ArrayDataset(va_x, va_y, origin=f"{shown}:val", **common)
-        else:
-            kind = "folder"
-            scan = scan_folder(
-                name, val_split=val_split, seed=seed, strict=strict, min_side=min_side, max_pixels=max_pixels,
-                layout=layout_option,
-            )
-            train = ImageFileDataset(scan.train, min_side=min_side, max_pixels=max_pixels, **common)
-            val = ImageFileDataset(scan.val, min_side=min_side, max_pixels=max_pixels, **common)
-            class_names, layout = scan.class_names, scan.layout
-            skipped, ignored, notes = scan.skipped, scan.ignored, scan.notes
-            if not layout.startswith("train/val"):  # split here: the fraction and seed are part of the reading
-                layout = f"{layout} (split {val_split}, seed {seed})"
-    elif os.path.exists(name):
+        return BUILTIN
+    if name.lower() in TORCHVISION_SOURCES:
+        return "torchvision"
+    if os.path.isdir(name):
+        return "idx" if find_idx_files(name) else "folder"
+    if os.path.exists(name):
         raise DataError(f"{display_path(name)}: not a folder (give the folder that holds the images)")
-    else:
-        known = ", ".join([BUILTIN, *TORCHVISION_SOURCES])
-        raise DataError(f"{display_path(name)}: no such folder, and not a built-in dataset ({known})")
+    known = ", ".join([BUILTIN, *TORCHVISION_SOURCES])
+    raise DataError(f"{display_path(name)}: no such folder, and not a built-in dataset ({known})")
 
+
+def _scan(folder: str, request: DataRequest, layout: str = "auto") -> ScanResult:
+    checks = FileChecks(min_side=request.min_side, max_pixels=request.max_pixels)
+    return scan_folder(
+        folder, val_split=request.val_split, seed=request.seed, strict=request.strict, layout=layout, checks=checks
+    )
+
+
+def _from_scan(scan: ScanResult, request: DataRequest, kind: str, layout: str, shown: str) -> _Read:
+    """The image-file datasets of a scanned folder, with what the scan left out."""
+    limits = {"min_side": request.min_side, "max_pixels": request.max_pixels, "in_channels": request.in_channels}
+    train, val = ImageFileDataset(scan.train, **limits), ImageFileDataset(scan.val, **limits)
+    return _Read(train, val, scan.class_names, kind, layout, shown, scan.skipped, scan.ignored, scan.notes)
+
+
+def _read_builtin(request: DataRequest) -> _Read:
+    scan = _scan(make_shapes(request.shapes), request)
+    return _from_scan(scan, request, BUILTIN, scan.layout, BUILTIN)
+
+
+def _read_folder(request: DataRequest) -> _Read:
+    scan = _scan(request.source, request, layout=request.layout)
+    layout = scan.layout
+    if not layout.startswith("train/val"):  # split here: the fraction and seed are part of the reading
+        layout = f"{layout} (split {request.val_split}, seed {request.seed})"
+    return _from_scan(scan, request, "folder", layout, os.path.abspath(request.source))
+
+
+def _read_torchvision(request: DataRequest) -> _Read:
+    kind = request.source.lower()
+    tv_root = os.fspath(request.root) if request.root is not None else cache_dir("torchvision")
+    arrays = load_torchvision_source(kind, tv_root, request.download)
+    channels = request.in_channels
+    train = ArrayDataset(arrays.train_images, arrays.train_labels, origin=arrays.folder + ":train", in_channels=channels)
+    val = ArrayDataset(arrays.test_images, arrays.test_labels, origin=arrays.folder + ":test", in_channels=channels)
+    return _Read(train, val, arrays.class_names, kind, "train/test files", kind, root=tv_root)
+
+
+def _read_idx(request: DataRequest) -> _Read:
+    name, shown = request.source, os.path.abspath(request.source)
+    pairs = find_idx_files(name)
+    if "train" not in pairs:
+        raise DataError(f"{display_path(name)}: IDX test files but no train-images/train-labels pair")
+    tr = read_idx_pair(*pairs["train"])
+    if "test" in pairs:
+        te = read_idx_pair(*pairs["test"])
+        tr_x, tr_y, va_x, va_y = tr.images, tr.labels, te.images, te.labels
+        layout = "idx train/test files"
+    else:
+        tr_x, tr_y, va_x, va_y = _arrays_split(tr.images, tr.labels, request.val_split, request.seed)
+        layout = f"idx train file (split {request.val_split})"
+    num = int(max(tr_y.max(initial=0), va_y.max(initial=0))) + 1
+    class_names = [str(i) for i in range(max(num, 10))]
+    train = ArrayDataset(tr_x, tr_y, origin=f"{shown}:train", in_channels=request.in_channels)
+    val = ArrayDataset(va_x, va_y, origin=f"{shown}:val", in_channels=request.in_channels)
+    return _Read(train, val, class_names, "idx", layout, shown)
+
+
+READERS = {BUILTIN: _read_builtin, "torchvision": _read_torchvision, "idx": _read_idx, "folder": _read_folder}
+
+
+@dataclass(frozen=True)
+class _Normalisation:
+    """How a bundle's images are normalised, and where the numbers come from."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    pca: tuple | None  # (eigval, eigvec) for `paper`
+    stats_from: str  # DataBundle.stats_from
+
+
+def _normalisation(preset: str, train: ImageFileDataset | ArrayDataset, request: DataRequest) -> _Normalisation:
+    """The preset's mean/std (and PCA for `paper`): the training set's own for `paper`, unless `statistics` is off."""
+    channels = request.in_channels
+    mean, std = default_mean_std(preset, channels)
+    if preset != "paper":
+        stats_from = "ImageNet" if preset == "seed" else "none (d2l: ToTensor only)" if preset == "d2l" else ""
+        return _Normalisation(tuple(mean), tuple(std), None, stats_from)
+    if not (request.statistics and len(train)):
+        return _Normalisation(tuple(mean), tuple(std), default_pca(channels), "ImageNet")
+    stats = _statistics(train, channels, request.seed)
+    pca = (tuple(stats["eigval"]), tuple(tuple(r) for r in stats["eigvec"]))
+    return _Normalisation(tuple(stats["mean"]), tuple(stats["std"]), pca, f"training set ({stats['count']} images)")
+
+
+def _bundle(request: DataRequest, read: _Read) -> DataBundle:
+    """The shared last step: the preset, the normalisation, the bundle, and the datasets' transforms."""
+    preset = request.preset
     if preset is None:
-        preset = PRESET_BY_KIND.get(kind, DEFAULT_PRESET)
-        check_preset(preset, image_size, in_channels)
-    mean, std = default_mean_std(preset, in_channels)
-    pca = None
-    stats_from = "ImageNet" if preset == "seed" else "none (d2l: ToTensor only)" if preset == "d2l" else ""
-    if preset == "paper":
-        if statistics and len(train):
-            stats = _statistics(train, in_channels, seed)
-            mean, std = tuple(stats["mean"]), tuple(stats["std"])
-            pca = (tuple(stats["eigval"]), tuple(tuple(r) for r in stats["eigvec"]))
-            stats_from = f"training set ({stats['count']} images)"
-        else:
-            pca = default_pca(in_channels)
-            stats_from = "ImageNet"
+        preset = PRESET_BY_KIND.get(read.kind, DEFAULT_PRESET)
+        check_preset(preset, request.image_size, request.in_channels)
+    norm = _normalisation(preset, read.train, request)
     bundle = DataBundle(
-        train, val, list(class_names), tuple(mean), tuple(std), shown, kind, layout, preset, image_size, in_channels,
-        val_split, seed, pca, stats_from, skipped, ignored, notes,
-        asdict(shapes or ShapesConfig()) if kind == BUILTIN else None,
-        tv_root if kind in TORCHVISION_SOURCES else None, layout_option,
-    )  # fmt: skip
-    train.transform = bundle.transform(train=True, augment=augment)
-    val.transform = bundle.transform(train=False)
+        train=read.train,
+        val=read.val,
+        class_names=list(read.class_names),
+        mean=norm.mean,
+        std=norm.std,
+        source=read.shown,
+        kind=read.kind,
+        layout=read.layout,
+        preset=preset,
+        image_size=request.image_size,
+        in_channels=request.in_channels,
+        val_split=request.val_split,
+        seed=request.seed,
+        pca=norm.pca,
+        stats_from=norm.stats_from,
+        skipped=read.skipped,
+        ignored=read.ignored,
+        notes=read.notes,
+        shapes=asdict(request.shapes or ShapesConfig()) if read.kind == BUILTIN else None,
+        root=read.root,
+        layout_option=request.layout,
+    )
+    read.train.transform = bundle.transform(train=True, augment=request.augment)
+    read.val.transform = bundle.transform(train=False)
     return bundle
 
 

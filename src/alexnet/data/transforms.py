@@ -15,6 +15,7 @@ Presets, selectable by name; every one works at any working size S (the model's 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -112,6 +113,15 @@ class PCAColourNoise:
         return f"PCAColourNoise(sigma={self.sigma}, eigval={[round(v, 4) for v in self.eigval.tolist()]})"
 
 
+@dataclass(frozen=True)
+class Augmentation:
+    """A transform's training augmentation: `enabled` overrides the preset's default (seed: off, d2l: off, paper:
+    on); `pca` is (eigval, eigvec) of `paper`'s colour noise, ImageNet's when None."""
+
+    enabled: bool | None = None
+    pca: tuple | None = None
+
+
 def build_transform(
     preset: str,
     image_size: int,
@@ -120,15 +130,13 @@ def build_transform(
     std: Sequence[float] | None = None,
     in_channels: int = 3,
     *,
-    pca: tuple | None = None,
-    augment: bool | None = None,
+    augmentation: Augmentation = Augmentation(),
     ten_crop: bool = False,
 ) -> Callable:
     """The PIL-path transform: PIL image ("L" or "RGB", as load_image returns) -> float tensor (C, S, S) normalised.
 
-    `augment` overrides the preset's default (seed: off, d2l: off, paper: on) for training. `ten_crop` (evaluation,
-    any preset) returns (10, C, S, S): 4 corners + centre of the resized image, and their horizontal flips.
-    `pca` is (eigval, eigvec) for `paper`; ImageNet's when None.
+    `augmentation` applies to training only. `ten_crop` (evaluation, any preset) returns (10, C, S, S): 4 corners
+    + centre of the resized image, and their horizontal flips.
     """
     from torchvision import transforms as T  # torchvision is heavy: imported when a transform is built
 
@@ -138,7 +146,7 @@ def build_transform(
     if len(mean) != in_channels or len(std) != in_channels:
         raise ConfigError(f"mean/std need {in_channels} values each, got {len(mean)} and {len(std)}")
     S, R = image_size, resize_size(preset, image_size)
-    augment = (preset == "paper") if augment is None else augment
+    augment = (preset == "paper") if augmentation.enabled is None else augmentation.enabled
     normalize = T.Normalize(mean, std)
     # paper: shorter side to R, centre R x R; the others squash to S x S as the notes do.
     steps: list = [T.Resize(R), T.CenterCrop(R)] if preset == "paper" else [T.Resize((S, S))]
@@ -153,7 +161,7 @@ def build_transform(
         steps += [T.CenterCrop(S)]
     steps.append(T.ToTensor())
     if train and augment and preset == "paper":
-        eigval, eigvec = pca or default_pca(in_channels)
+        eigval, eigvec = augmentation.pca or default_pca(in_channels)
         steps.append(PCAColourNoise(eigval, eigvec))
     steps.append(normalize)
     return T.Compose(steps)

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from alexnet.data.augment import BatchAugment
-from alexnet.data.batches import CachedBatches, seeded_order
+from alexnet.data.batches import EvalBatches, seeded_order
 from alexnet.data.cache import cache_split
 from alexnet.data.cachedir import cache_root
 from alexnet.errors import AlexNetError
@@ -159,7 +159,7 @@ def images_per_second(run: Callable[[], Any], batch_size: int, best_so_far: floa
 def _int8_check(ckpt: Any, bundle: Any, fp32: Any, int8: Any) -> dict[str, float]:
     val = cache_split(bundle, "val")
     sample = seeded_order(len(val), seed=0)[:PARITY_IMAGES]  # a seeded sample: the split is stored class by class
-    batches = CachedBatches(val.images, val.labels, BatchAugment.for_checkpoint(ckpt), PARITY_BATCH, indices=sample)
+    batches = EvalBatches(val.images, val.labels, BatchAugment.for_checkpoint(ckpt), PARITY_BATCH, indices=sample)
     return compare_top1(fp32, int8, batches)
 
 

@@ -28,7 +28,7 @@ from torch import nn
 from alexnet.config import RUNTIMES
 from alexnet.data import build_from_description
 from alexnet.data.augment import BatchAugment
-from alexnet.data.batches import CachedBatches, seeded_order
+from alexnet.data.batches import EvalBatches, seeded_order
 from alexnet.data.cache import cache_split
 from alexnet.errors import AlexNetError
 from alexnet.files import atomic_write
@@ -180,7 +180,7 @@ def calibration_batches(ckpt: Checkpoint, bundle: Any = None, images: int = CALI
     if len(cached) == 0:
         raise OnnxRuntimeError(f"{bundle.source}: no training images to calibrate int8 ranges on")
     sample = seeded_order(len(cached), seed=0)[:images]
-    batches = CachedBatches(cached.images, cached.labels, BatchAugment.for_checkpoint(ckpt), batch, indices=sample)
+    batches = EvalBatches(cached.images, cached.labels, BatchAugment.for_checkpoint(ckpt), batch, indices=sample)
     return [x for x, _ in batches]
 
 
@@ -191,7 +191,7 @@ def export_int8(model: nn.Module, ckpt: Checkpoint, fp32_path: Path, path: Path)
     quantize_int8(fp32_path, path, calibration_batches(ckpt, bundle))
     val = cache_split(bundle, "val")
     first = torch.arange(min(len(val), PARITY_IMAGES))
-    batches = CachedBatches(val.images, val.labels, BatchAugment.for_checkpoint(ckpt), PARITY_BATCH, indices=first)
+    batches = EvalBatches(val.images, val.labels, BatchAugment.for_checkpoint(ckpt), PARITY_BATCH, indices=first)
     return {"path": str(path), "validation": compare_top1(model, OnnxRuntimeModel(path), batches)}
 
 
