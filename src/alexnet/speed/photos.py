@@ -115,11 +115,11 @@ def plain_epoch(model: AlexNet, folder: Path, cfg: BenchConfig) -> float:
 
 
 def our_epochs(model: AlexNet, mode: Mode, folder: Path, cache_folder: Path, cfg: BenchConfig) -> dict[str, float]:
-    """What `alexnet train` does: scan + decode once into the uint8 cache, then its own batch source (CacheBatches:
+    """What `alexnet train` does: scan + decode once into the uint8 cache, then its own batch source (TrainBatches:
     whole-batch augmentation into reused buffers), epoch function and optimizer."""
     from alexnet.data import BatchAugment, build_datasets, cache_split
     from alexnet.runtime.distributed import DistInfo
-    from alexnet.training.batches import CacheBatches, resolve_prefetch
+    from alexnet.training.batches import BatchPlan, TrainBatches, resolve_prefetch
 
     start = time.perf_counter()
     bundle = build_datasets(str(folder), image_size=cfg.image_size, in_channels=model.config.in_channels,
@@ -130,8 +130,9 @@ def our_epochs(model: AlexNet, mode: Mode, folder: Path, cache_folder: Path, cfg
     augment = BatchAugment("seed", cfg.image_size, bundle.mean, bundle.std, train=True, generator=generator,
                            in_channels=model.config.in_channels)
     cpu = torch.device("cpu")
-    source = CacheBatches(cached.images, cached.labels, augment, generator, min(cfg.batch_size, len(cached)), seed=0,
-                          info=DistInfo(), device=cpu, prefetch=resolve_prefetch(None, cpu),
+    source = TrainBatches(cached.images, cached.labels, augment, generator,
+                          BatchPlan(min(cfg.batch_size, len(cached)), seed=0, info=DistInfo(), device=cpu),
+                          prefetch=resolve_prefetch(None, cpu),
                           memory_format=torch.channels_last if mode.channels_last else torch.contiguous_format)
     trainer = TrainerRun(prepare(model, mode).train(), mode)
     rates = []

@@ -92,15 +92,15 @@ class TrainerRun:
 
     def epoch_over(self, source: Any) -> int:
         from alexnet.runtime.distributed import DistInfo
-        from alexnet.training.epoch import EpochTotals, train_one_epoch
+        from alexnet.training.epoch import EpochSettings, EpochTotals, WeightUpdate, train_one_epoch
         from alexnet.training.optim import LRSchedule
 
         totals = EpochTotals()
         train_one_epoch(
-            self.net, self.optimizer, LRSchedule(BENCH_OPTIM, 1, len(source)), None, source, self.epoch, 0, totals,
-            seed=0, info=DistInfo(), device=torch.device("cpu"), amp_dtype=torch.bfloat16 if self.mode.amp else None,
-            channels_last=self.mode.channels_last, label_smoothing=0.0, sync_every=1,
-            must_sync=lambda step: False, after_step=lambda step, images, losses: False,
+            self.net, WeightUpdate(self.optimizer, LRSchedule(BENCH_OPTIM, 1, len(source))), source, self.epoch, 0,
+            totals, EpochSettings(seed=0, info=DistInfo(), device=torch.device("cpu"),
+                                  amp_dtype=torch.bfloat16 if self.mode.amp else None,
+                                  channels_last=self.mode.channels_last, label_smoothing=0.0, sync_every=1),
         )
         self.epoch += 1
         return totals.count

@@ -41,6 +41,9 @@ class TrainState:
     freezer: Freezer | None = None  # --freeze: what is fixed now
     backbone_lr_mult: float = 1.0  # the rate multiplier of parameters released by the freezer
     param_names: dict[int, str] = field(default_factory=dict)  # id(parameter) -> its state_dict name
+    # The global step of the checkpoint last written, or loaded on resume (None: none yet). Not saved: a checkpoint's
+    # own global_step is this value, so loading one restores it.
+    saved_step: int | None = None
 
     def optimizer_params(self) -> list[str]:
         """The names of the optimizer's parameters, in the order its state numbers them."""
@@ -72,6 +75,7 @@ class TrainState:
         resume on another number starts the epoch's sums afresh); the scaler's state only when fp16 scaling is on."""
         for name in POSITION:
             setattr(self, name, state[name])
+        self.saved_step = self.global_step  # the checkpoint's own step
         for name in COUNTERS:
             setattr(self, name, int(state.get(name, 0)))
         if self.freezer is not None and self.freezer.frozen and state.get("frozen") is False:
