@@ -201,7 +201,7 @@ def plan_budget(ctx: Any, raw_model: torch.nn.Module, state: Any, source: Any, v
     keeper that holds the run to the budget while it trains."""
     cfg = ctx.cfg
     step_s = probe_step_seconds(raw_model, cfg.optim, source, ctx.probe_settings(),
-                                train_mode=state.freezer.train_mode if state.freezer else torch.nn.Module.train)
+                                train_mode=state.train_mode)
     save_s = max(distributed.all_gather(epoch_end_seconds(ctx, raw_model, state, record)))  # rank 0 saves
     step_s = distributed.all_gather(step_s)  # every rank plans the same: the slowest rank's step
     budget = plan(parse_duration(cfg.run.time_budget), time.perf_counter() - started, max(step_s),

@@ -120,8 +120,7 @@ class EpochLoop:
             seed=cfg.run.seed, info=ctx.info, device=ctx.device, amp_dtype=ctx.amp_dtype,
             channels_last=cfg.run.channels_last, label_smoothing=cfg.optim.label_smoothing,
             sync_every=resolve_sync_every(cfg.run.sync_every, ctx.device), class_weights=data.class_weights)
-        self.hooks = EpochHooks(must_sync=self.must_sync, after_step=self.after_step,
-                                train_mode=state.freezer.train_mode if state.freezer else torch.nn.Module.train)
+        self.hooks = EpochHooks(must_sync=self.must_sync, after_step=self.after_step, train_mode=state.train_mode)
         self.tensorboard = (TensorBoardLog(ctx.paths.tensorboard, resume_step=state.global_step)
                             if cfg.run.tensorboard and ctx.info.is_main else None)
         self.early_stopped = False

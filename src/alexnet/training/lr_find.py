@@ -120,7 +120,7 @@ def plot_range_test(test: RangeTest, path: Path) -> None:
 def find_lr(ctx: Any, raw_model: torch.nn.Module, state: Any, source: Any) -> RangeTest:
     """--lr-find: the LR range test on a copy of the model, lr_find.png, and the suggested rate."""
     test = lr_range_test(raw_model, ctx.cfg.optim, source, ctx.probe_settings(),
-                         train_mode=state.freezer.train_mode if state.freezer else torch.nn.Module.train)
+                         train_mode=state.train_mode)
     with distributed.fail_together("writing lr_find.png"):
         if ctx.info.is_main:
             plot_range_test(test, ctx.paths.lr_find)

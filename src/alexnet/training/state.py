@@ -49,6 +49,13 @@ class TrainState:
         """The names of the optimizer's parameters, in the order its state numbers them."""
         return [self.param_names.get(id(p), "?") for g in self.optimizer.param_groups for p in g["params"]]
 
+    def train_mode(self, model: torch.nn.Module) -> None:
+        """Training mode for `model`, but for the --freeze part while it is fixed (kept in eval mode)."""
+        if self.freezer is not None:
+            self.freezer.train_mode(model)
+        else:
+            model.train()
+
     def release(self) -> list[torch.nn.Parameter]:
         """Unfreeze the --freeze part; its parameters join the optimizer as a group of their own."""
         params = self.freezer.release()
