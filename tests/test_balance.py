@@ -21,7 +21,7 @@ from alexnet.training.balance import (
     prepare,
 )
 from alexnet.training.determinism import epoch_permutation
-from alexnet.training.epoch import EpochTotals, train_one_epoch
+from alexnet.training.epoch import EpochSettings, EpochTotals, WeightUpdate, train_one_epoch
 from alexnet.training.optim import LRSchedule
 from tiny_runs import TINY, run_cli, tiny_config, untimed_rows
 
@@ -94,10 +94,9 @@ def test_the_training_loss_is_cross_entropy_weighted_by_class():
         model[1].reset_parameters()
         expected = F.cross_entropy(model(x), y, weight=w, reduction="sum").item()
         totals = EpochTotals()
-        train_one_epoch(model, torch.optim.SGD(model.parameters(), lr=0.1), LRSchedule(OptimSpec(), 1, 1), None,
-                        OneBatch(x, y), 0, 0, totals, seed=0, info=DistInfo(), device=torch.device("cpu"),
-                        amp_dtype=None, channels_last=False, label_smoothing=0.0, sync_every=1,
-                        must_sync=lambda step: False, after_step=lambda *a: False, class_weights=w)
+        train_one_epoch(model, WeightUpdate(torch.optim.SGD(model.parameters(), lr=0.1), LRSchedule(OptimSpec(), 1, 1)),
+                        OneBatch(x, y), 0, 0, totals,
+                        EpochSettings(seed=0, info=DistInfo(), device=torch.device("cpu"), class_weights=w))
         return totals.loss_sum, expected
 
     got, expected = one_step(weights)

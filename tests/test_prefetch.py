@@ -20,8 +20,8 @@ from alexnet.data.prefetch import Prefetcher
 from alexnet.runtime.distributed import DistInfo
 from alexnet.store.checkpoint import load_checkpoint
 from alexnet.train import RunInterrupted, TrainingError, fit, resume_config
-from alexnet.training.batches import PREFETCH_DEPTH, CacheBatches
-from alexnet.training.epoch import EpochTotals, StepReadback, train_one_epoch
+from alexnet.training.batches import PREFETCH_DEPTH, BatchPlan, TrainBatches
+from alexnet.training.epoch import EpochHooks, EpochSettings, EpochTotals, StepReadback, WeightUpdate, train_one_epoch
 from alexnet.training.optim import LRSchedule
 from data_factories import make_folder
 from tiny_runs import tiny_config, untimed_rows
@@ -98,7 +98,7 @@ def test_a_keyboard_interrupt_in_the_consumer_leaves_no_thread():
     assert prefetch_threads() == []
 
 
-# --- CacheBatches: the same batches with prefetch on and off ------------------------------------------------------
+# --- TrainBatches: the same batches with prefetch on and off ------------------------------------------------------
 
 
 @pytest.mark.parametrize("preset", ["paper", "seed"])  # crops + flips + PCA colour; rotation + flip
@@ -108,14 +108,15 @@ def test_cache_batches_are_bit_identical_with_prefetch_on_and_off(preset):
     images = torch.randint(0, 256, (40, 3, stored, stored), dtype=torch.uint8, generator=g)
     labels = torch.arange(40) % 2
 
-    def source(prefetch: bool) -> CacheBatches:
+    def source(prefetch: bool) -> TrainBatches:
         generator = torch.Generator()
         augment = BatchAugment(preset, 40, train=True, generator=generator, augment=True)
-        return CacheBatches(
-            images, labels, augment, generator, 8, seed=3, info=SINGLE, device=torch.device("cpu"), prefetch=prefetch
+        return TrainBatches(
+            images, labels, augment, generator, BatchPlan(8, seed=3, info=SINGLE, device=torch.device("cpu")),
+            prefetch=prefetch,
         )
 
-    def collect(batches: CacheBatches, epoch: int, start: int) -> list:
+    def collect(batches: TrainBatches, epoch: int, start: int) -> list:
         out = []
         for step, x, y, n in batches.batches(epoch, start):
             kept = x.clone()
@@ -278,8 +279,8 @@ def test_the_loss_is_read_from_the_device_once_per_group_of_steps(monkeypatch):
     labels = torch.arange(64) % 2
     generator = torch.Generator()
     augment = BatchAugment("d2l", 8, generator=generator, in_channels=3, mean=(0.5,) * 3, std=(0.5,) * 3)
-    source = CacheBatches(
-        images, labels, augment, generator, 8, seed=0, info=SINGLE, device=torch.device("cpu"), prefetch=True
+    source = TrainBatches(
+        images, labels, augment, generator, BatchPlan(8, seed=0, info=SINGLE, device=torch.device("cpu")), prefetch=True
     )
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(192, 2))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -307,22 +308,13 @@ def test_the_loss_is_read_from_the_device_once_per_group_of_steps(monkeypatch):
     totals = EpochTotals()
     position = train_one_epoch(
         model,
-        optimizer,
-        LRSchedule(OptimSpec(lr=0.1), 1, len(source)),
-        None,
+        WeightUpdate(optimizer, LRSchedule(OptimSpec(lr=0.1), 1, len(source))),
         source,
         0,
         0,
         totals,
-        seed=0,
-        info=SINGLE,
-        device=torch.device("cpu"),
-        amp_dtype=None,
-        channels_last=False,
-        label_smoothing=0.0,
-        sync_every=3,
-        must_sync=lambda step: False,
-        after_step=after_step,
+        EpochSettings(seed=0, info=SINGLE, device=torch.device("cpu"), sync_every=3),
+        EpochHooks(after_step=after_step),
     )
     assert position == 8 and totals.count == 64 and math.isfinite(totals.loss_sum)
     assert reads == [(2, 3), (5, 3), (7, 2)]
@@ -379,8 +371,8 @@ def test_cache_batches_come_in_the_models_layout_with_the_same_values(preset):
     for fmt in (torch.contiguous_format, torch.channels_last):
         generator = torch.Generator()
         augment = BatchAugment(preset, 40, train=True, generator=generator, augment=True)
-        source = CacheBatches(images, labels, augment, generator, 8, seed=3, info=SINGLE, device=torch.device("cpu"),
-                              memory_format=fmt)
+        source = TrainBatches(images, labels, augment, generator,
+                              BatchPlan(8, seed=3, info=SINGLE, device=torch.device("cpu")), memory_format=fmt)
         out[fmt] = [(x.clone(memory_format=torch.preserve_format), y) for _, x, y, _ in source.batches(0, 0)]
     for (a, ya), (b, yb) in zip(out[torch.contiguous_format], out[torch.channels_last], strict=True):
         assert b.is_contiguous(memory_format=torch.channels_last) and not b.is_contiguous()

@@ -87,12 +87,12 @@ def test_train_eval_predict_from_the_command_line(tiny_data, tmp_path):
 def test_fit_in_process_writes_a_run_and_resumes_past_max_steps(tiny_data, tmp_path):
     cfg = tiny_config(tiny_data, tmp_path / "run", **{"run.epochs": 2, "run.max_steps": 3})
     first = fit(cfg, progress=False)
-    assert first.stopped_early and first.global_step == 3
+    assert first.reached_max_steps and first.global_step == 3
     ckpt = load_checkpoint(tmp_path / "run", prefer="last")
     assert tuple(ckpt.train_state[k] for k in ("epoch", "step_in_epoch", "global_step")) == (0, 3, 3)
     again = fit(resume_config(tmp_path / "run", overrides={"run.max_steps": 100}), resume=tmp_path / "run",
                 progress=False)
-    assert not again.stopped_early and again.global_step == 8  # 2 epochs x (32 images / 8)
+    assert not again.reached_max_steps and again.global_step == 8  # 2 epochs x (32 images / 8)
     assert [r["epoch"] for r in again.rows] == [1, 2]  # the partial epoch's row was replaced, not duplicated
 
 
@@ -253,6 +253,6 @@ def test_optimizers_use_the_fused_kernel_and_the_same_update_rule(opt):
 def test_max_steps_at_an_epoch_end_stops_there(tiny_data, tmp_path):
     """--max-steps equal to a whole number of epochs stops at that epoch's end, not one step into the next."""
     result = fit(tiny_config(tiny_data, tmp_path / "run", **{"run.epochs": 3, "run.max_steps": 4}), progress=False)
-    assert result.global_step == 4 and result.stopped_early and [r["epoch"] for r in result.rows] == [1]
+    assert result.global_step == 4 and result.reached_max_steps and [r["epoch"] for r in result.rows] == [1]
     state = load_checkpoint(tmp_path / "run", prefer="last").train_state
     assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (1, 0, 4)

@@ -23,20 +23,15 @@ from typing import Any
 
 import torch
 
-from alexnet.config import TrainConfig, parse_duration
+from alexnet.config import TrainConfig, load_yaml, merge, overrides_to_dict, parse_duration
+from alexnet.data import build_datasets
 from alexnet.errors import AlexNetError, CheckpointError, ConfigError, DataError
+from alexnet.models import AlexNet, model_config
 from alexnet.runtime import distributed
 from alexnet.runtime.amp import AMP_DTYPES
 from alexnet.runtime.distributed import DistInfo
-from alexnet.store.checkpoint import (
-    Checkpoint,
-    Preprocessing,
-    load_checkpoint,
-    plain,
-    remove_stale_temporaries,
-    run_dir_of,
-)
-from alexnet.store.checkpoint import versions as library_versions
+from alexnet.runtime.precision import warn_if_slow
+from alexnet.store.checkpoint import Checkpoint, load_checkpoint, plain, remove_stale_temporaries, run_dir_of
 from alexnet.store.runfolder import (
     RunLock,
     RunPaths,
@@ -46,14 +41,14 @@ from alexnet.store.runfolder import (
     write_config,
 )
 from alexnet.training import balance
-from alexnet.training.batches import BatchSource, build_batches
+from alexnet.training.batches import build_batches
 from alexnet.training.budget import plan_budget, schedule_epochs
 from alexnet.training.determinism import (
     CUBLAS_DETERMINISTIC,
     check_deterministic_backward,
     set_determinism,
 )
-from alexnet.training.epoch import ChanceWatch, TrainingError, resolve_sync_every
+from alexnet.training.epoch import ChanceWatch, TrainingError
 from alexnet.training.finetune import (
     Freezer,
     InitialWeights,
@@ -61,12 +56,13 @@ from alexnet.training.finetune import (
     read_initial_weights,
     resolve_preprocessing,
 )
-from alexnet.training.loop import EpochLoop, RunContext
+from alexnet.training.loop import EpochLoop, RunContext, RunData, checkpoint_record, wrap_model
 from alexnet.training.lr_find import find_lr
 from alexnet.training.optim import LRSchedule, build_optimizer
 from alexnet.training.report import RunLog, describe_run, make_bar
 from alexnet.training.signals import RunInterrupted, StopFlag
 from alexnet.training.state import TrainState
+from alexnet.training.tensorboard import hyperparameters
 
 __all__ = ["FitResult", "RunInterrupted", "TrainingError", "fit", "resume_config"]
 
@@ -78,7 +74,7 @@ class FitResult:
     global_step: int
     best_val_top1: float
     rows: list[dict[str, Any]]  # metrics.csv, one dict per epoch
-    stopped_early: bool = False  # run.max_steps reached before the last epoch ended
+    reached_max_steps: bool = False  # run.max_steps reached before the last epoch ended
     early_stopped: bool = False  # --early-stop: validation top-1 stopped improving
 
 
@@ -105,11 +101,11 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
         # --init-from on a new run: its weights, and its input size and preset where the run leaves them open
         init = read_initial_weights(cfg.model.init_from) if cfg.model.init_from and ckpt is None else None
         cfg, taken = resolve_preprocessing(cfg, init)
-        ctx, lock = open_run(cfg, resume, ckpt, info, device, stop)
+        ctx, lock = open_run_folder(cfg, resume, ckpt, info, device, stop)
         if taken:
             ctx.log(f"from {cfg.model.init_from}: {', '.join(taken)}")
         data = build_data(ctx)
-        raw_model, freezer = build_model(ctx, data, ckpt, init)
+        raw_model, freezer = build_run_model(ctx, data, ckpt, init)
         state = build_state(ctx, raw_model, freezer, len(data.train_source), len(data.class_names), ckpt)
         if cfg.run.lr_find:  # the range test instead of training: a copy trains, nothing is saved but the plot
             find_lr(ctx, raw_model, state, data.train_source)
@@ -126,22 +122,10 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
         rows = prepare_run_folder(ctx, state.epoch)
         announce(ctx, raw_model, data, state, ckpt)
         bar = make_bar(progress, info, total=len(data.train_source) * cfg.run.batch_size)
-        loop = EpochLoop(ctx, model, raw_model, state, data.train_source, data.val_batches,
-                         wrap=lambda m: wrap_model(ctx, m),
-                         # ctx.cfg: a time budget's keeper may shorten the plan, and the checkpoint records it
-                         record=lambda train_state: checkpoint_record(ctx.cfg, raw_model, data, train_state),
-                         rows=rows, class_names=data.class_names,
-                         saved_step=ckpt.train_state["global_step"] if ckpt is not None else None, bar=bar,
-                         sync_every=resolve_sync_every(cfg.run.sync_every, device),
-                         class_weights=data.class_weights)
-        loop.budget = keeper
-        if cfg.run.tensorboard and info.is_main:
-            from alexnet.training.tensorboard import TensorBoardLog
-
-            loop.tensorboard = TensorBoardLog(ctx.paths.tensorboard, resume_step=state.global_step)
-        stopped_early = loop.run()
+        loop = EpochLoop(ctx, data, state, raw_model, model, rows, bar, budget=keeper)
+        reached_max_steps = loop.run()
         bar.close()
-        return finish_run(ctx, loop, state, rows, stopped_early, started)
+        return finish_run(ctx, loop, reached_max_steps, started)
     finally:
         stop.restore()
         if lock is not None:
@@ -152,8 +136,8 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
 # --- the steps fit() calls, in order ------------------------------------------------------------------------------
 
 
-def open_run(cfg: TrainConfig, resume: str | Path | None, ckpt: Checkpoint | None, info: DistInfo,
-             device: torch.device, stop: StopFlag) -> tuple[RunContext, RunLock | None]:
+def open_run_folder(cfg: TrainConfig, resume: str | Path | None, ckpt: Checkpoint | None, info: DistInfo,
+                    device: torch.device, stop: StopFlag) -> tuple[RunContext, RunLock | None]:
     """The run folder (a new one, or the one being resumed) with its lock: one writer per folder, rank 0 for all."""
     run_dir = Path(resume).resolve() if resume is not None and Path(resume).is_dir() else None
     if ckpt is not None and run_dir is None:
@@ -173,37 +157,13 @@ def open_run(cfg: TrainConfig, resume: str | Path | None, ckpt: Checkpoint | Non
     log = RunLog(paths.log if info.is_main else None, enabled=info.is_main)
     log(f"run folder: {run_dir}")
     if info.is_main:  # an explicit --amp that measured clearly slower than fp32 on this CPU: say so with the factor
-        from alexnet.runtime.precision import warn_if_slow
-
         warn_if_slow(cfg.run.amp, device.type, emit=log)
     return RunContext(cfg, info, device, AMP_DTYPES[cfg.run.amp], paths, log, stop), lock
-
-
-@dataclass
-class RunData:
-    """The datasets and this rank's batches, with what the model needs to know of them."""
-
-    bundle: Any  # alexnet.data.DataBundle
-    model_config: Any  # the variant's AlexNetConfig, sized for this data (input size, channels, classes)
-    train_source: BatchSource
-    val_batches: Any
-    class_weights: torch.Tensor | None = None  # the loss's weight per class (training.balance)
-
-    @property
-    def image_size(self) -> int:
-        return self.model_config.image_size
-
-    @property
-    def class_names(self) -> list[str]:
-        return list(self.bundle.class_names)
 
 
 def build_data(ctx: RunContext) -> RunData:
     """Datasets and batches. The model variant decides channels and the default input size; the data decides the
     number of classes. An error on any rank stops every rank (no rank is left waiting in a collective)."""
-    from alexnet.data import build_datasets
-    from alexnet.models import model_config
-
     cfg, info = ctx.cfg, ctx.info
     base = model_config(cfg.model.name, **cfg.model.architecture())
     image_size = cfg.data.image_size or base.image_size
@@ -233,12 +193,10 @@ def build_data(ctx: RunContext) -> RunData:
     return RunData(bundle, config, train_source, val_batches, weights)
 
 
-def build_model(ctx: RunContext, data: RunData, ckpt: Checkpoint | None,
+def build_run_model(ctx: RunContext, data: RunData, ckpt: Checkpoint | None,
                 init: InitialWeights | None) -> tuple[torch.nn.Module, Freezer]:
     """The model, with the checkpoint's weights on resume or the --init-from weights on a new run, on its device and
     memory format, with its --freeze part fixed. The same init on every rank (DDP also broadcasts rank 0's)."""
-    from alexnet.models import AlexNet
-
     cfg, device = ctx.cfg, ctx.device
     torch.manual_seed(cfg.run.seed)
     raw_model = AlexNet(data.model_config)
@@ -259,19 +217,6 @@ def build_model(ctx: RunContext, data: RunData, ckpt: Checkpoint | None,
         check_deterministic_backward(raw_model, device, data.image_size, data.model_config.in_channels,
                                      ctx.amp_dtype, memory_format, cfg.model.name)
     return raw_model, freezer
-
-
-def wrap_model(ctx: RunContext, raw_model: torch.nn.Module) -> torch.nn.Module:
-    """The module the steps run: DDP- and torch.compile-wrapped as asked. DDP registers the parameters that train
-    when it is made, so a run that unfreezes makes it again (EpochLoop)."""
-    model: torch.nn.Module = raw_model
-    if ctx.info.enabled:
-        device = ctx.device
-        model = torch.nn.parallel.DistributedDataParallel(
-            raw_model, device_ids=[device.index] if device.type == "cuda" else None)
-    if ctx.cfg.run.compile:
-        model = torch.compile(model)
-    return model
 
 
 def build_state(ctx: RunContext, raw_model: torch.nn.Module, freezer: Freezer, steps_per_epoch: int,
@@ -304,22 +249,19 @@ def announce(ctx: RunContext, raw_model: torch.nn.Module, data: RunData, state: 
         ctx.log(f"skipped {path}: {reason}", console=False)
 
 
-def finish_run(ctx: RunContext, loop: EpochLoop, state: TrainState, rows: list[dict[str, Any]], stopped_early: bool,
-               started: float) -> FitResult:
+def finish_run(ctx: RunContext, loop: EpochLoop, reached_max_steps: bool, started: float) -> FitResult:
     """The run's last words: TensorBoard's hyperparameters, how a time budget was spent, the best score."""
-    cfg = ctx.cfg
+    cfg, state, rows = ctx.cfg, loop.state, loop.rows
     if loop.tensorboard is not None:
-        from alexnet.training.tensorboard import hyperparameters
-
         loop.tensorboard.finish(hyperparameters(cfg), state.best_val_top1)
     if cfg.run.time_budget:
-        stopped_early = False  # the plan's last step is its end, not an interruption
+        reached_max_steps = False  # the plan's last step is its end, not an interruption
         ctx.log(f"time budget {parse_duration(cfg.run.time_budget):.0f} s: the run took "
                 f"{time.perf_counter() - started:.1f} s, of which {sum(r['seconds'] for r in rows):.1f} s "
                 "training and validating")
     ctx.log(f"best val top-1 {state.best_val_top1:.4f}; results in {ctx.paths.root}")
     return FitResult(run_dir=ctx.paths.root, epochs_done=state.epoch, global_step=state.global_step,
-                     best_val_top1=state.best_val_top1, rows=rows, stopped_early=stopped_early,
+                     best_val_top1=state.best_val_top1, rows=rows, reached_max_steps=reached_max_steps,
                      early_stopped=loop.early_stopped)
 
 
@@ -335,19 +277,6 @@ def prepare_run_folder(ctx: RunContext, epoch: int) -> list[dict[str, Any]]:
     return rows
 
 
-def checkpoint_record(cfg: TrainConfig, raw_model: torch.nn.Module, data: RunData,
-                      train_state: dict[str, Any]) -> Checkpoint:
-    """What last.pt and best.pt hold: tensors and plain types only (weights_only=True loads them)."""
-    bundle = data.bundle
-    return Checkpoint(
-        model_name=cfg.model.name, model_args=plain(dataclasses.asdict(raw_model.config)),
-        weights=raw_model.state_dict(), class_names=data.class_names,
-        preprocessing=Preprocessing(data.image_size, data.model_config.in_channels, bundle.preset,
-                                    tuple(bundle.mean), tuple(bundle.std)),
-        data=plain(bundle.describe()), config=cfg.to_dict(), train_state=train_state, versions=library_versions(),
-    )
-
-
 def resume_config(resume: str | Path, config_path: str | Path | None = None,
                   overrides: dict[str, Any] | None = None) -> TrainConfig:
     """The configuration of the run being resumed, with the user's YAML and flags on top. fit() then refuses
@@ -356,8 +285,6 @@ def resume_config(resume: str | Path, config_path: str | Path | None = None,
     The base is the checkpoint's own config, the one its weights were trained with, and never config.yaml: that
     file is a copy for people to read, and one cut by a crash or edited by hand must not change (or silently
     default) a resumed run. Changes go through --config and flags."""
-    from alexnet.config import load_yaml, merge, overrides_to_dict
-
     ckpt = load_checkpoint(resume, prefer="last")
     if not isinstance(ckpt.config, dict):
         raise CheckpointError(f"{ckpt.path}: the checkpoint lacks its run's 'config'; cannot resume from it")

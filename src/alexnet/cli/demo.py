@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from alexnet.cli.train import add_training_flags, overrides_from
+from alexnet.config import DEFAULT_RECIPE, resolve_config
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
@@ -12,16 +15,12 @@ def add_parser(subparsers) -> None:
         description="Exactly `alexnet train` with no --data: the `demo` recipe (configs/demo.yaml) on the built-in "
         "shapes dataset. Flags override the recipe.",
     )
-    from alexnet.cli.train import add_training_flags
-
     add_training_flags(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from alexnet.cli.train import overrides_from
-    from alexnet.config import DEFAULT_RECIPE, resolve_config
-    from alexnet.train import fit
+    from alexnet.train import fit  # torch: imported when the command runs
 
     cfg = resolve_config(recipe=DEFAULT_RECIPE, overrides=overrides_from(args))
     result = fit(cfg, progress=args.progress)

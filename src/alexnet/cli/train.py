@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from alexnet.config import list_recipes, train_flags
+from alexnet.config import list_recipes, resolve_config, train_flags
 from alexnet.models.registry import list_models  # no torch: the names only
 
 # The argument groups of the generated flags, in the order `--help` lists them (the sections' own order in
@@ -54,8 +54,7 @@ def overrides_from(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alexnet.config import resolve_config
-    from alexnet.train import RunInterrupted, fit, resume_config
+    from alexnet.train import RunInterrupted, fit, resume_config  # torch: imported when the command runs
 
     overrides = overrides_from(args)
     if args.resume:
@@ -67,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     except RunInterrupted as e:
         print(f"alexnet train: {e}", file=sys.stderr)
         return 128 + e.signum
-    if result.stopped_early:
+    if result.reached_max_steps:
         print(f"stopped after {result.global_step} steps (--max-steps); continue with: "
               f"alexnet train --resume {result.run_dir} --max-steps N")
     return 0

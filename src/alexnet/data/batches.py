@@ -49,8 +49,3 @@ def rank_part(n: int, rank: int, world_size: int) -> torch.Tensor:
 def seeded_order(n: int, seed: int = 0) -> torch.Tensor:
     """A permutation of 0..n-1 drawn from its own generator: the same for a given seed, whatever the global RNG."""
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-
-
-# The old name, for training/batches.py only until it imports EvalBatches (it is being changed in parallel); then
-# this line goes.
-CachedBatches = EvalBatches

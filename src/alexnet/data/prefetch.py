@@ -1,7 +1,7 @@
 """Make the next batches in a background thread while the model computes on the current one.
 
 One producer thread runs a batch iterator and hands its items over through a bounded queue (`depth` items ahead,
-so memory stays bounded: depth + 2 batches exist at once, see `CacheBatches`). A thread is enough: indexing the
+so memory stays bounded: depth + 2 batches exist at once, see `training.batches.TrainBatches`). A thread is enough: indexing the
 uint8 cache, BatchAugment's tensor ops and the host-to-device copy all run in PyTorch kernels that release the GIL.
 
 What the consumer sees is exactly what the iterator yields, in order: the items must not depend on *when* they are

@@ -15,7 +15,7 @@ from alexnet.models import AlexNet
 from alexnet.runtime.distributed import DistInfo
 from alexnet.speed.config import PHOTO_SIZE, BenchConfig
 from alexnet.speed.steps import PLAIN, Mode, TrainerRun, optimizer_for, prepare, train_step
-from alexnet.training.batches import CacheBatches, resolve_prefetch
+from alexnet.training.batches import BatchPlan, TrainBatches, resolve_prefetch
 
 
 def make_photos(root: Path, n: int, seed: int = 0, class_folders: bool = True) -> Path:
@@ -116,7 +116,7 @@ def plain_epoch(model: AlexNet, folder: Path, cfg: BenchConfig) -> float:
 
 
 def our_epochs(model: AlexNet, mode: Mode, folder: Path, cache_folder: Path, cfg: BenchConfig) -> dict[str, float]:
-    """What `alexnet train` does: scan + decode once into the uint8 cache, then its own batch source (CacheBatches:
+    """What `alexnet train` does: scan + decode once into the uint8 cache, then its own batch source (TrainBatches:
     whole-batch augmentation into reused buffers), epoch function and optimizer."""
     start = time.perf_counter()
     bundle = build_datasets(str(folder), image_size=cfg.image_size, in_channels=model.config.in_channels,
@@ -127,8 +127,9 @@ def our_epochs(model: AlexNet, mode: Mode, folder: Path, cache_folder: Path, cfg
     augment = BatchAugment("seed", cfg.image_size, bundle.mean, bundle.std, train=True, generator=generator,
                            in_channels=model.config.in_channels)
     cpu = torch.device("cpu")
-    source = CacheBatches(cached.images, cached.labels, augment, generator, min(cfg.batch_size, len(cached)), seed=0,
-                          info=DistInfo(), device=cpu, prefetch=resolve_prefetch(None, cpu),
+    source = TrainBatches(cached.images, cached.labels, augment, generator,
+                          BatchPlan(min(cfg.batch_size, len(cached)), seed=0, info=DistInfo(), device=cpu),
+                          prefetch=resolve_prefetch(None, cpu),
                           memory_format=torch.channels_last if mode.channels_last else torch.contiguous_format)
     trainer = TrainerRun(prepare(model, mode).train(), mode)
     rates = []

@@ -27,7 +27,7 @@ from alexnet.speed.config import BenchConfig
 # (tests/test_bench.py counts the calls through them).
 from alexnet.training import epoch as training_epoch
 from alexnet.training import optim as training_optim
-from alexnet.training.epoch import EpochTotals
+from alexnet.training.epoch import EpochSettings, EpochTotals, WeightUpdate
 from alexnet.training.optim import LRSchedule
 
 BENCH_OPTIM = OptimSpec(opt="adam", lr=1e-4)  # both loops: the cats-vs-dogs note's optimizer, a small lr
@@ -100,10 +100,10 @@ class TrainerRun:
     def epoch_over(self, source: Any) -> int:
         totals = EpochTotals()
         training_epoch.train_one_epoch(
-            self.net, self.optimizer, LRSchedule(BENCH_OPTIM, 1, len(source)), None, source, self.epoch, 0, totals,
-            seed=0, info=DistInfo(), device=torch.device("cpu"), amp_dtype=torch.bfloat16 if self.mode.amp else None,
-            channels_last=self.mode.channels_last, label_smoothing=0.0, sync_every=1,
-            must_sync=lambda step: False, after_step=lambda step, images, losses: False,
+            self.net, WeightUpdate(self.optimizer, LRSchedule(BENCH_OPTIM, 1, len(source))), source, self.epoch, 0,
+            totals, EpochSettings(seed=0, info=DistInfo(), device=torch.device("cpu"),
+                                  amp_dtype=torch.bfloat16 if self.mode.amp else None,
+                                  channels_last=self.mode.channels_last, label_smoothing=0.0, sync_every=1),
         )
         self.epoch += 1
         return totals.count

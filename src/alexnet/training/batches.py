@@ -1,24 +1,29 @@
 """Where each step's images come from, and the validation batches: one object per path, for this rank.
 
-- `CacheBatches`, the fast path: the split decoded once into one uint8 tensor (alexnet.data.cache), each step's batch
+- `TrainBatches`, the fast path: the split decoded once into one uint8 tensor (alexnet.data.cache), each step's batch
   indexed from it and augmented whole on the device (alexnet.data.augment), optionally made ahead in a thread.
 - `LoaderBatches`, what the notes do: a DataLoader that decodes every image every epoch.
 
 Both yield, for steps start..end of an epoch, `(step, images, labels, global batch size)`; a batch is a function of
-(seed, epoch, step, rank) alone, so it is the same after a resume, with prefetch on or off. The batch size is GLOBAL:
-each torchrun rank takes a contiguous part of every batch (`distributed.shard`).
+(seed, epoch, step, rank) alone (`BatchPlan`), so it is the same after a resume, with prefetch on or off. The batch
+size is GLOBAL: each torchrun rank takes a contiguous part of every batch (`distributed.shard`).
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from alexnet.config import TrainConfig
-from alexnet.data.batches import CachedBatches, rank_part
+from alexnet.data.augment import BatchAugment
+from alexnet.data.batches import EvalBatches, rank_part
+from alexnet.data.cache import cache_split
+from alexnet.data.limits import loader_workers
+from alexnet.data.prefetch import Prefetcher
 from alexnet.runtime import distributed
 from alexnet.runtime.distributed import DistInfo
 from alexnet.training.balance import epoch_order
@@ -38,7 +43,18 @@ def batch_indices(perm: torch.Tensor, step: int, batch_size: int) -> torch.Tenso
 PREFETCH_DEPTH = 1  # batches queued ahead of the step (one more is being made): enough when a step outlasts a batch
 
 
-class CacheBatches:
+@dataclass(frozen=True)
+class BatchPlan:
+    """Which images each step of this rank gets, and where they go: the same for both batch sources."""
+
+    batch_size: int  # GLOBAL: every rank takes its contiguous part of each batch
+    seed: int  # the epoch's order and each batch's augmentation are drawn from (seed, epoch, step, rank)
+    info: DistInfo
+    device: torch.device
+    balanced: bool = False  # each epoch draws the classes equally (training.balance)
+
+
+class TrainBatches:
     """The fast path: the split as one uint8 tensor (N, C, H, W), augmented a whole batch at a time.
 
     Decoding JPEGs is done once (alexnet.data.cache); each step indexes the tensor, moves the uint8 batch to the
@@ -48,17 +64,16 @@ class CacheBatches:
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, augment: Any, generator: torch.Generator,
-                 batch_size: int, seed: int, info: DistInfo, device: torch.device, prefetch: bool = False,
-                 memory_format: torch.memory_format = torch.contiguous_format, balanced: bool = False):
+                 plan: BatchPlan, prefetch: bool = False, memory_format: torch.memory_format = torch.contiguous_format):
         self.images, self.labels = images, labels
-        self.balance_labels = labels if balanced else None  # each epoch draws the classes equally (training.balance)
+        self.balance_labels = labels if plan.balanced else None  # each epoch draws the classes equally
         # The buffers are laid out as the model wants its input, so the uint8 -> float copy also changes the layout
         # and the step's .contiguous(memory_format) costs nothing (one 64 x 3 x S x S copy less per step).
         self.memory_format = memory_format
         self.augment, self.generator = augment, generator
-        self.batch_size, self.seed, self.info, self.device = batch_size, seed, info, device
+        self.batch_size, self.seed, self.info, self.device = plan.batch_size, plan.seed, plan.info, plan.device
         self.prefetch = prefetch
-        self.steps = steps_per_epoch(len(labels), batch_size)
+        self.steps = steps_per_epoch(len(labels), plan.batch_size)
         # On the CPU, output buffers are reused: a fresh float batch per step is page-faulted into existence every
         # time (benchmarks/README.md). A buffer is free again once its step's backward is done. Without prefetch
         # that is before the next batch is made (one buffer); with it, while step k computes, batch k + 1..k + depth
@@ -67,7 +82,7 @@ class CacheBatches:
         self.ring = PREFETCH_DEPTH + 2 if prefetch else 1
         self.buffers: dict[tuple[int, ...], list[torch.Tensor]] = {}
         # On CUDA the producer copies and augments on its own stream, so that work overlaps the step's kernels.
-        self.stream = torch.cuda.Stream(device) if prefetch and device.type == "cuda" else None
+        self.stream = torch.cuda.Stream(plan.device) if prefetch and plan.device.type == "cuda" else None
 
     def __len__(self) -> int:
         return self.steps
@@ -84,8 +99,6 @@ class CacheBatches:
             for step, x, y, n, _ in self._make(epoch, start):
                 yield step, x, y, n
             return
-        from alexnet.data.prefetch import Prefetcher
-
         with Prefetcher(self._make(epoch, start), depth=PREFETCH_DEPTH, name=f"alexnet-batches-e{epoch}") as ahead:
             for step, x, y, n, ready in ahead:
                 if ready is not None:  # CUDA: the compute stream waits for the producer's copy and augmentation
@@ -134,12 +147,11 @@ class LoaderBatches:
     """The PIL path (what the notes do): a DataLoader over decoded-per-step images, with a sampler that plays the
     role of DistributedSampler (each rank its part of the same (seed, epoch) permutation) and can start mid-epoch."""
 
-    def __init__(self, dataset: Any, batch_size: int, seed: int, info: DistInfo, device: torch.device, workers: int,
-                 balanced: bool = False):
-        self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
-        self.balance_labels = torch.tensor(dataset.targets) if balanced else None  # as CacheBatches
-        self.info, self.device, self.workers = info, device, workers
-        self.steps = steps_per_epoch(len(dataset), batch_size)
+    def __init__(self, dataset: Any, plan: BatchPlan, workers: int):
+        self.dataset, self.batch_size, self.seed = dataset, plan.batch_size, plan.seed
+        self.balance_labels = torch.tensor(dataset.targets) if plan.balanced else None  # as TrainBatches
+        self.info, self.device, self.workers = plan.info, plan.device, workers
+        self.steps = steps_per_epoch(len(dataset), plan.batch_size)
 
     def __len__(self) -> int:
         return self.steps
@@ -178,12 +190,10 @@ def resolve_prefetch(prefetch: bool | None, device: torch.device) -> bool:
 
 
 def build_batches(cfg: TrainConfig, bundle: Any, image_size: int, in_channels: int, info: DistInfo,
-                  device: torch.device) -> tuple[CacheBatches | LoaderBatches, CachedBatches | LoaderEval]:
+                  device: torch.device) -> tuple[TrainBatches | LoaderBatches, EvalBatches | LoaderEval]:
     """The training batch source and the validation batch iterable for this rank."""
+    plan = BatchPlan(cfg.run.batch_size, cfg.run.seed, info, device, balanced=cfg.data.balanced_sampler)
     if cfg.data.loader == "cache":
-        from alexnet.data.augment import BatchAugment
-        from alexnet.data.cache import cache_split
-
         workers = cfg.data.workers or None
         train, val = cache_split(bundle, "train", workers=workers), cache_split(bundle, "val", workers=workers)
         generator = torch.Generator()  # BatchAugment draws on the CPU whatever the batch's device
@@ -192,18 +202,14 @@ def build_batches(cfg: TrainConfig, bundle: Any, image_size: int, in_channels: i
                                  sigma=cfg.data.pca_sigma)
         val_aug = BatchAugment(bundle.preset, image_size, bundle.mean, bundle.std, train=False,
                                in_channels=in_channels)
-        source = CacheBatches(train.images, train.labels, train_aug, generator, cfg.run.batch_size, cfg.run.seed,
-                              info, device, prefetch=resolve_prefetch(cfg.data.prefetch, device),
-                              memory_format=torch.channels_last if cfg.run.channels_last else torch.contiguous_format,
-                              balanced=cfg.data.balanced_sampler)
+        source = TrainBatches(train.images, train.labels, train_aug, generator, plan,
+                              prefetch=resolve_prefetch(cfg.data.prefetch, device),
+                              memory_format=torch.channels_last if cfg.run.channels_last else torch.contiguous_format)
         # This rank's contiguous part of the split, centre view (ranks hold different numbers of batches).
         part = rank_part(len(val.labels), info.rank, info.world_size)
-        return source, CachedBatches(val.images, val.labels, val_aug, cfg.run.batch_size, indices=part, device=device)
-    from alexnet.data.limits import loader_workers
-
+        return source, EvalBatches(val.images, val.labels, val_aug, cfg.run.batch_size, indices=part, device=device)
     workers = loader_workers(cfg.data.workers)  # DataLoader processes, clamped to the machine's cores (0 stays 0)
-    source = LoaderBatches(bundle.train, cfg.run.batch_size, cfg.run.seed, info, device, workers,
-                           balanced=cfg.data.balanced_sampler)
+    source = LoaderBatches(bundle.train, plan, workers)
     return source, LoaderEval(bundle.val, cfg.run.batch_size, info, workers)
 
 
@@ -220,4 +226,4 @@ class LoaderEval:
 
 
 
-BatchSource = CacheBatches | LoaderBatches  # what train_one_epoch takes: len() steps, .batches(epoch, start)
+BatchSource = TrainBatches | LoaderBatches  # what train_one_epoch takes: len() steps, .batches(epoch, start)

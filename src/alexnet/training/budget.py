@@ -21,15 +21,22 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from alexnet.config import TrainConfig
+from alexnet.config import TrainConfig, parse_duration
 from alexnet.errors import ConfigError
+from alexnet.runtime import distributed
+from alexnet.store.checkpoint import save_checkpoint
+from alexnet.store.runfolder import RunPaths, draw_plots
+from alexnet.training.epoch import EpochHooks, EpochSettings, EpochTotals, WeightUpdate, train_one_epoch
+from alexnet.training.optim import LRSchedule, build_optimizer
 
 PROBE_STEPS = 3  # timed steps after one warm-up step
 REPLAN_SLACK = 1.1  # plan again when the steps left would take 10% more or less than what is left of the budget
@@ -53,12 +60,11 @@ class BudgetPlan:
                 f"{self.steps} steps over {self.epochs} epoch(s), cosine schedule to their end")
 
 
-def probe_step_seconds(model: torch.nn.Module, optim_spec: Any, source: Any, *, info: Any, device: torch.device,
-                       amp_dtype: torch.dtype | None, channels_last: bool, train_mode: Any = None) -> float:
-    """Median-free and cheap: the mean of PROBE_STEPS steps after a warm-up, on a copy (the run is untouched)."""
-    from alexnet.training.epoch import EpochTotals, train_one_epoch
-    from alexnet.training.optim import LRSchedule, build_optimizer
-
+def probe_step_seconds(model: torch.nn.Module, optim_spec: Any, source: Any, settings: EpochSettings,
+                       train_mode: Any = torch.nn.Module.train) -> float:
+    """Median-free and cheap: the mean of PROBE_STEPS steps after a warm-up, on a copy (the run is untouched).
+    `settings`: the run's device and precision, the loss read at every step (RunContext.probe_settings)."""
+    device = settings.device
     net = copy.deepcopy(model)
     optimizer = build_optimizer(optim_spec, net)
     schedule = LRSchedule(dataclasses.replace(optim_spec, lr_schedule="none", warmup_epochs=0.0), 1, len(source))
@@ -75,9 +81,8 @@ def probe_step_seconds(model: torch.nn.Module, optim_spec: Any, source: Any, *, 
         epoch = 0
         while len(times) < PROBE_STEPS + 1:
             last[0] = time.perf_counter()
-            train_one_epoch(net, optimizer, schedule, None, source, epoch, 0, EpochTotals(), seed=0, info=info,
-                            device=device, amp_dtype=amp_dtype, channels_last=channels_last, label_smoothing=0.0,
-                            sync_every=1, must_sync=lambda s: True, after_step=after_step, train_mode=train_mode)
+            train_one_epoch(net, WeightUpdate(optimizer, schedule), source, epoch, 0, EpochTotals(), settings,
+                            EpochHooks(must_sync=lambda s: True, after_step=after_step, train_mode=train_mode))
             epoch += 1
     steady = times[1:]  # the first includes the warm-up (kernel selection, allocator growth)
     return sum(steady) / len(steady)
@@ -194,14 +199,9 @@ def plan_budget(ctx: Any, raw_model: torch.nn.Module, state: Any, source: Any, v
     """--time-budget: time a step on a copy, plan the steps that fit, and write the plan into the run's config
     (max_steps, epochs, a cosine schedule to the last step). Returns the run's context with that config, and the
     keeper that holds the run to the budget while it trains."""
-    from alexnet.config import parse_duration
-    from alexnet.runtime import distributed
-    from alexnet.training.optim import LRSchedule
-
     cfg = ctx.cfg
-    step_s = probe_step_seconds(raw_model, cfg.optim, source, info=ctx.info, device=ctx.device,
-                                amp_dtype=ctx.amp_dtype, channels_last=cfg.run.channels_last,
-                                train_mode=state.freezer.train_mode if state.freezer else None)
+    step_s = probe_step_seconds(raw_model, cfg.optim, source, ctx.probe_settings(),
+                                train_mode=state.train_mode)
     save_s = max(distributed.all_gather(epoch_end_seconds(ctx, raw_model, state, record)))  # rank 0 saves
     step_s = distributed.all_gather(step_s)  # every rank plans the same: the slowest rank's step
     budget = plan(parse_duration(cfg.run.time_budget), time.perf_counter() - started, max(step_s),
@@ -216,12 +216,6 @@ def plan_budget(ctx: Any, raw_model: torch.nn.Module, state: Any, source: Any, v
 def epoch_end_seconds(ctx: Any, raw_model: torch.nn.Module, state: Any, record: Callable[[dict[str, Any]], Any]) -> float:
     """What an epoch's end costs besides validation, measured once into a scratch folder: last.pt and best.pt, and
     the plots (on small data with many short epochs it is most of the time)."""
-    import tempfile
-    from pathlib import Path
-
-    from alexnet.store.checkpoint import save_checkpoint
-    from alexnet.store.runfolder import RunPaths, draw_plots
-
     train_state = state.state_dict(ctx.info)  # collective under torchrun: every rank takes part
     if not ctx.info.is_main:
         return 0.0

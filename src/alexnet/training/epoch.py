@@ -21,7 +21,7 @@ from alexnet.runtime.amp import autocast
 from alexnet.runtime.distributed import DistInfo
 from alexnet.training.batches import BatchSource
 from alexnet.training.determinism import PURPOSE_DROPOUT, derive_seed
-from alexnet.training.optim import LRSchedule, set_lr
+from alexnet.training.optim import set_lr
 
 CHANCE_WINDOW = 20  # steps averaged when checking the loss against ln(C)
 CHANCE_TOLERANCE = 0.1  # "near ln(C)": within 10 % of it
@@ -152,42 +152,65 @@ class ChanceWatch:
         )
 
 
-# One function on purpose (about 75 lines with its docstring): the step's order (lr, seed, forward, read back before
+@dataclass(frozen=True)
+class EpochSettings:
+    """How every step of the run is taken: fixed for the run's whole length (a time budget's new plan changes its
+    length, never these)."""
+
+    seed: int  # dropout masks are drawn from (seed, epoch, step, rank)
+    info: DistInfo
+    device: torch.device
+    amp_dtype: torch.dtype | None = None  # autocast's dtype (None: fp32)
+    channels_last: bool = False  # the memory format of the model's input
+    label_smoothing: float = 0.0
+    sync_every: int = 1  # steps between reads of the loss from the device (resolve_sync_every)
+    class_weights: torch.Tensor | None = None  # the loss's weight per class (training.balance), or None
+
+
+@dataclass(frozen=True)
+class WeightUpdate:
+    """How each step changes the weights: the optimizer, the learning rate it takes at each step (an LRSchedule, or
+    anything with `lr_at(epoch, step)`), and fp16 loss scaling (None: off)."""
+
+    optimizer: torch.optim.Optimizer
+    schedule: Any  # LRSchedule, or the LR range test's ramp
+    scaler: torch.amp.GradScaler | None = None
+
+
+@dataclass(frozen=True)
+class EpochHooks:
+    """What train_one_epoch asks of its caller during the epoch; the defaults ask nothing of it.
+
+    `must_sync(step)`: True when the loss must be read back at `step` (the caller's checkpoints, its last step, a
+    signal). `after_step(step, images, losses)` runs after each step (progress, checkpoints, signals) with the
+    per-step mean losses read back at that step (None when there was no read) and returns True to stop; it must only
+    stop or checkpoint at a read step. `train_mode(model)` puts the model in training mode (fine-tuning keeps its
+    frozen layers in eval mode)."""
+
+    must_sync: Callable[[int], bool] = lambda step: False
+    after_step: Callable[[int, int, list[float] | None], bool] = lambda step, images, losses: False
+    train_mode: Callable[[torch.nn.Module], Any] = torch.nn.Module.train
+
+
+NO_HOOKS = EpochHooks()
+
+
+# One function on purpose (about 55 lines with its docstring): the step's order (lr, seed, forward, read back before
 # backward, step, hooks) is the contract of exact resume and of the non-finite check, and reads best in one place.
-def train_one_epoch(
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    schedule: LRSchedule,
-    scaler: torch.amp.GradScaler | None,
-    source: BatchSource,
-    epoch: int,
-    start_step: int,
-    totals: EpochTotals,
-    *,
-    seed: int,
-    info: DistInfo,
-    device: torch.device,
-    amp_dtype: torch.dtype | None,
-    channels_last: bool,
-    label_smoothing: float,
-    sync_every: int,
-    must_sync: Callable[[int], bool],
-    after_step: Callable[[int, int, list[float] | None], bool],
-    train_mode: Callable[[torch.nn.Module], Any] | None = None,
-    class_weights: torch.Tensor | None = None,
-) -> int:
+def train_one_epoch(model: torch.nn.Module, update: WeightUpdate, source: BatchSource, epoch: int, start_step: int,
+                    totals: EpochTotals, settings: EpochSettings, hooks: EpochHooks = NO_HOOKS) -> int:
     """Optimise over the steps start_step.. of `epoch`; returns the position reached (steps done in the epoch).
 
-    The loss and accuracy stay on the device and are read back (StepReadback) every `sync_every` steps, at the
-    epoch's last step, and at any step where `must_sync(step)` is True (the caller's checkpoints, its last step,
-    a signal). `after_step(step, images, losses)` runs after each step (progress, checkpoints, signals) with the
-    per-step mean losses read back at that step (None when there was no read) and returns True to stop; it must
-    only stop or checkpoint at a read step. A non-finite loss raises TrainingError at the read that finds it, before
-    that step is applied and on every rank at once. `totals` is updated in place; its `seconds` include fetching
-    the batches and `data_wait` is the part spent waiting for them.
+    The loss and accuracy stay on the device and are read back (StepReadback) every `settings.sync_every` steps, at
+    the epoch's last step, and at any step where `hooks.must_sync(step)` is True; `hooks.after_step` runs after each
+    step and may stop the epoch (EpochHooks). A non-finite loss raises TrainingError at the read that finds it,
+    before that step is applied and on every rank at once. `totals` is updated in place; its `seconds` include
+    fetching the batches and `data_wait` is the part spent waiting for them.
     """
-    (train_mode or torch.nn.Module.train)(model)  # fine-tuning keeps its frozen layers in eval mode
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    optimizer, schedule, scaler = update.optimizer, update.schedule, update.scaler
+    info, device, sync_every = settings.info, settings.device, settings.sync_every
+    hooks.train_mode(model)
+    memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
     pending = StepReadback()
     position = start_step
     last = time.perf_counter()
@@ -201,17 +224,17 @@ def train_one_epoch(
                 break
             step, images, labels, global_batch = batch
             set_lr(optimizer, schedule.lr_at(epoch, step))
-            torch.manual_seed(derive_seed(seed, epoch, step, info.rank, PURPOSE_DROPOUT))  # dropout masks
-            with autocast(device.type, amp_dtype):
+            torch.manual_seed(derive_seed(settings.seed, epoch, step, info.rank, PURPOSE_DROPOUT))  # dropout masks
+            with autocast(device.type, settings.amp_dtype):
                 logits = model(images.contiguous(memory_format=memory_format))  # (B, num_classes)
-            loss_sum = F.cross_entropy(logits.float(), labels, weight=class_weights, reduction="sum",
-                                       label_smoothing=label_smoothing)
+            loss_sum = F.cross_entropy(logits.float(), labels, weight=settings.class_weights, reduction="sum",
+                                       label_smoothing=settings.label_smoothing)
             # Scaled so that DDP's mean over ranks of the gradients is the gradient of the global batch's mean loss.
             loss = loss_sum * (info.world_size / global_batch)
             pending.add(step, loss_sum, (logits.argmax(dim=1) == labels).sum(), len(labels))
             losses = None
             # Read before the backward pass, so that a non-finite loss found here is never applied.
-            if len(pending) >= sync_every or step + 1 == len(source) or must_sync(step):
+            if len(pending) >= sync_every or step + 1 == len(source) or hooks.must_sync(step):
                 losses = pending.read(totals, epoch, sync_every)
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:  # GradScaler.step reads its inf check on the host: fp16 keeps one sync per step
@@ -225,12 +248,11 @@ def train_one_epoch(
             totals.seconds += now - last
             last = now
             position = step + 1
-            if after_step(step, global_batch, losses):
+            if hooks.after_step(step, global_batch, losses):
                 break
     if len(pending):  # only when a caller stops at a step it did not ask to read: keep the totals whole anyway
         pending.read(totals, epoch, sync_every)
     return position
-
 
 
 def gather_totals(totals: EpochTotals, info: DistInfo) -> list[dict[str, Any]]:

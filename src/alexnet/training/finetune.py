@@ -26,6 +26,9 @@ from torch import nn
 
 from alexnet.config import INIT_TORCHVISION, TrainConfig
 from alexnet.errors import CheckpointError, ConfigError
+from alexnet.export import load_hub
+from alexnet.models.pretrained import load_torchvision_weights
+from alexnet.store.checkpoint import checkpoint_if_any, load_checkpoint
 
 HEAD = "fc8"  # the layer a new class count replaces
 TORCHVISION_SIZE, TORCHVISION_PRESET = 224, "seed"  # what torchvision's weights were trained with (ImageNet mean/std)
@@ -51,14 +54,10 @@ def read_initial_weights(source: str) -> InitialWeights:
         raise ConfigError(f"field 'model.init_from': {source}: no such file or folder (give a checkpoint, a run "
                           f"folder, an `alexnet export` folder, a torchvision AlexNet .pth, or {INIT_TORCHVISION})")
     if path.is_dir() and (path / "config.json").is_file() and (path / "model.safetensors").is_file():
-        from alexnet.export import load_hub
-
         model, config = load_hub(path)
         pre = config.get("preprocessing") or {}
         return InitialWeights(source, model.state_dict(), None, _int_or_none(pre.get("image_size")),
                               pre.get("preset") if isinstance(pre.get("preset"), str) else None)
-    from alexnet.store.checkpoint import checkpoint_if_any, load_checkpoint
-
     ckpt = load_checkpoint(path, prefer="best") if path.is_dir() else checkpoint_if_any(path)
     if ckpt is not None:
         return InitialWeights(ckpt.path, ckpt.weights, None, ckpt.preprocessing.image_size, ckpt.preprocessing.preset)
@@ -104,8 +103,6 @@ def apply_initial_weights(model: nn.Module, init: InitialWeights) -> list[str]:
     layer that does not fit is refused by name."""
     head_classes = model.layer(HEAD).out_features
     if init.state is None:
-        from alexnet.models.pretrained import load_torchvision_weights
-
         replace = head_classes != 1000  # torchvision's ImageNet head
         load_torchvision_weights(model, init.torchvision_file, skip_head=replace)
         lines = [f"initialised from torchvision's AlexNet weights ({init.torchvision_file})"]

@@ -2,13 +2,15 @@
 read-back points, periodic checkpoints, signals, validation, metrics.csv, last.pt / best.pt and the plots.
 
 `EpochLoop` holds the objects the run was built from and the one mutable `TrainState`; its methods are the hooks
-`train_one_epoch` calls (`must_sync`, `after_step`) and the epoch's end (`end_epoch`).
+`train_one_epoch` calls (`must_sync`, `after_step`) and the epoch's end (`end_epoch`). `RunContext` and `RunData`
+are what the run was built on (alexnet.train builds them); `wrap_model` and `checkpoint_record` are what the loop
+makes of the model again and again: the module the steps run, and the record a checkpoint holds.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,18 +20,32 @@ from alexnet.config import TrainConfig
 from alexnet.evaluate import evaluate
 from alexnet.runtime import distributed
 from alexnet.runtime.distributed import DistInfo
-from alexnet.store.checkpoint import Checkpoint, save_checkpoint
+from alexnet.store.checkpoint import Checkpoint, Preprocessing, plain, save_checkpoint
+from alexnet.store.checkpoint import versions as library_versions
 from alexnet.store.runfolder import RunPaths, draw_plots, write_config, write_metrics
 from alexnet.training.batches import BatchSource
-from alexnet.training.epoch import TrainingError, check_validation, first_non_finite, reduce_totals, train_one_epoch
+from alexnet.training.budget import BudgetKeeper
+from alexnet.training.epoch import (
+    EpochHooks,
+    EpochSettings,
+    TrainingError,
+    WeightUpdate,
+    check_validation,
+    first_non_finite,
+    reduce_totals,
+    resolve_sync_every,
+    train_one_epoch,
+)
 from alexnet.training.report import RunLog, d2l_line
 from alexnet.training.signals import RunInterrupted, StopFlag
 from alexnet.training.state import TrainState
+from alexnet.training.tensorboard import TensorBoardLog
 
 
 @dataclass
 class RunContext:
-    """Where and how the run executes: fixed for its whole length."""
+    """Where and how the run executes: fixed for its whole length (but `cfg`, which a time budget's new plan
+    shortens or lengthens)."""
 
     cfg: TrainConfig
     info: DistInfo
@@ -39,23 +55,74 @@ class RunContext:
     log: RunLog
     stop: StopFlag
 
+    def probe_settings(self) -> EpochSettings:
+        """The steps of a scratch copy of the model (--lr-find, the --time-budget probe): the run's device,
+        precision and memory format, seed 0, no label smoothing, the loss read at every step."""
+        return EpochSettings(seed=0, info=self.info, device=self.device, amp_dtype=self.amp_dtype,
+                             channels_last=self.cfg.run.channels_last, label_smoothing=0.0, sync_every=1)
+
+
+@dataclass
+class RunData:
+    """The datasets and this rank's batches, with what the model needs to know of them."""
+
+    bundle: Any  # alexnet.data.DataBundle
+    model_config: Any  # the variant's AlexNetConfig, sized for this data (input size, channels, classes)
+    train_source: BatchSource
+    val_batches: Any
+    class_weights: torch.Tensor | None = None  # the loss's weight per class (training.balance)
+
+    @property
+    def image_size(self) -> int:
+        return self.model_config.image_size
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.bundle.class_names)
+
+
+def wrap_model(ctx: RunContext, raw_model: torch.nn.Module) -> torch.nn.Module:
+    """The module the steps run: DDP- and torch.compile-wrapped as asked. DDP registers the parameters that train
+    when it is made, so a run that unfreezes makes it again (EpochLoop)."""
+    model: torch.nn.Module = raw_model
+    if ctx.info.enabled:
+        device = ctx.device
+        model = torch.nn.parallel.DistributedDataParallel(
+            raw_model, device_ids=[device.index] if device.type == "cuda" else None)
+    if ctx.cfg.run.compile:
+        model = torch.compile(model)
+    return model
+
+
+def checkpoint_record(cfg: TrainConfig, raw_model: torch.nn.Module, data: RunData,
+                      train_state: dict[str, Any]) -> Checkpoint:
+    """What last.pt and best.pt hold: tensors and plain types only (weights_only=True loads them)."""
+    bundle = data.bundle
+    return Checkpoint(
+        model_name=cfg.model.name, model_args=plain(dataclasses.asdict(raw_model.config)),
+        weights=raw_model.state_dict(), class_names=data.class_names,
+        preprocessing=Preprocessing(data.image_size, data.model_config.in_channels, bundle.preset,
+                                    tuple(bundle.mean), tuple(bundle.std)),
+        data=plain(bundle.describe()), config=cfg.to_dict(), train_state=train_state, versions=library_versions(),
+    )
+
 
 class EpochLoop:
-    def __init__(self, ctx: RunContext, model: torch.nn.Module, raw_model: torch.nn.Module, state: TrainState,
-                 train_source: BatchSource, val_batches: Any, record: Callable[[dict[str, Any]], Checkpoint],
-                 rows: list[dict[str, Any]], class_names: list[str], saved_step: int | None, bar: Any,
-                 sync_every: int, wrap: Callable[[torch.nn.Module], torch.nn.Module] = lambda m: m,
-                 class_weights: torch.Tensor | None = None):
-        self.ctx, self.model, self.raw_model, self.state = ctx, model, raw_model, state
-        self.class_weights = class_weights  # the loss's weight per class (training.balance), or None
-        self.train_source, self.val_batches = train_source, val_batches
-        self.record = record  # train_state -> the checkpoint record to save
-        self.rows, self.class_names = rows, class_names
-        self.saved_step = saved_step  # the global step last.pt holds (None: none written yet)
-        self.bar, self.sync_every = bar, sync_every
-        self.wrap = wrap  # raw model -> the module the steps run (DDP, compile), made again when layers unfreeze
-        self.tensorboard = None  # a TensorBoardLog on rank 0 with --tensorboard (set by fit)
-        self.budget = None  # a training.budget.BudgetKeeper for a --time-budget run (set by fit)
+    def __init__(self, ctx: RunContext, data: RunData, state: TrainState, raw_model: torch.nn.Module,
+                 model: torch.nn.Module, rows: list[dict[str, Any]], bar: Any, budget: BudgetKeeper | None = None):
+        """`model` is `raw_model` as the steps run it (wrap_model); `rows` are metrics.csv's rows of the epochs
+        done; `budget` holds a --time-budget run to its budget."""
+        cfg = ctx.cfg
+        self.ctx, self.data, self.state = ctx, data, state
+        self.raw_model, self.model = raw_model, model
+        self.rows, self.bar, self.budget = rows, bar, budget
+        self.settings = EpochSettings(
+            seed=cfg.run.seed, info=ctx.info, device=ctx.device, amp_dtype=ctx.amp_dtype,
+            channels_last=cfg.run.channels_last, label_smoothing=cfg.optim.label_smoothing,
+            sync_every=resolve_sync_every(cfg.run.sync_every, ctx.device), class_weights=data.class_weights)
+        self.hooks = EpochHooks(must_sync=self.must_sync, after_step=self.after_step, train_mode=state.train_mode)
+        self.tensorboard = (TensorBoardLog(ctx.paths.tensorboard, resume_step=state.global_step)
+                            if cfg.run.tensorboard and ctx.info.is_main else None)
         self.early_stopped = False
 
     # --- between steps -------------------------------------------------------------------------------------------
@@ -63,7 +130,7 @@ class EpochLoop:
     def checkpoint_due(self, step: int, number: int) -> bool:
         """The `--save-every-steps` checkpoint after global step `number` (epoch ends save anyway)."""
         every = self.ctx.cfg.run.save_every_steps
-        return bool(every) and number % every == 0 and step + 1 < len(self.train_source)
+        return bool(every) and number % every == 0 and step + 1 < len(self.data.train_source)
 
     def must_sync(self, step: int) -> bool:
         """Steps after which after_step may checkpoint or stop: their losses must be read first. The same on
@@ -107,7 +174,7 @@ class EpochLoop:
             return False
         cfg, message = replanned
         self.ctx.cfg = cfg
-        state, steps = self.state, len(self.train_source)
+        state, steps = self.state, len(self.data.train_source)
         state.schedule.respan(cfg.run.max_steps / steps, state.epoch + state.step_in_epoch / steps)
         self.ctx.log(message)
         if self.ctx.info.is_main:
@@ -128,11 +195,11 @@ class EpochLoop:
 
     def kept(self) -> str:
         """What a refusal to save leaves behind, for its message."""
-        if self.saved_step is None:
+        if self.state.saved_step is None:
             return "no checkpoint had been written yet, and none was"
         both = self.ctx.paths.best.exists()
         return (f"{self.ctx.paths.last}{' and best.pt are' if both else ' is'} left as "
-                f"{'they were' if both else 'it was'} (last.pt from global step {self.saved_step})")
+                f"{'they were' if both else 'it was'} (last.pt from global step {self.state.saved_step})")
 
     def checkpoint(self) -> Checkpoint:
         """The record of the state as it is now. Never of weights or optimizer state that are not all finite: the
@@ -144,7 +211,8 @@ class EpochLoop:
                 f"{bad} holds NaN or Inf after global step {state.global_step} (epoch {state.epoch + 1}): the run "
                 f"diverged, so it was not saved and training stopped; {self.kept()}. Usual causes: a learning rate "
                 "too high for this optimizer/init (try 10x lower), fp16 overflow (--amp bf16 or none)")
-        return self.record(state.state_dict(self.ctx.info))
+        # ctx.cfg: a time budget's keeper may shorten the plan, and the checkpoint records it
+        return checkpoint_record(self.ctx.cfg, self.raw_model, self.data, state.state_dict(self.ctx.info))
 
     def save(self, what: str, best: bool, metrics: bool = False) -> None:
         record = self.checkpoint()
@@ -158,33 +226,28 @@ class EpochLoop:
                     save_checkpoint(record, ctx.paths.best)
                 if metrics:
                     draw_plots(ctx.paths, self.rows, self.raw_model, ctx.cfg)
-        self.saved_step = self.state.global_step
+        self.state.saved_step = self.state.global_step
 
     # --- epochs --------------------------------------------------------------------------------------------------
 
     def run(self) -> bool:
         """Train until the last epoch ends (False) or run.max_steps stops it mid-epoch (True)."""
         state = self.state
-        steps = len(self.train_source)
+        steps = len(self.data.train_source)
         while state.epoch < self.ctx.cfg.run.epochs:
             cfg = self.ctx.cfg  # a time budget's keeper may shorten the plan
             if self.budget is not None:
                 self.budget.start_epoch(state.global_step)
             if state.freezer is not None and state.freezer.due(state.epoch):
                 count = sum(p.numel() for p in state.release())
-                self.model = self.wrap(self.raw_model)
+                self.model = wrap_model(self.ctx, self.raw_model)
                 self.ctx.log(f"epoch {state.epoch + 1}: unfrozen, {count:,} more parameters train from now on")
             self.bar.reset(total=steps * cfg.run.batch_size)
             self.bar.update(state.step_in_epoch * cfg.run.batch_size)
             self.bar.set_description(f"epoch {state.epoch + 1}/{cfg.run.epochs}")
-            position = train_one_epoch(
-                self.model, state.optimizer, state.schedule, state.scaler, self.train_source, state.epoch,
-                state.step_in_epoch, state.totals, seed=cfg.run.seed, info=self.ctx.info, device=self.ctx.device,
-                amp_dtype=self.ctx.amp_dtype, channels_last=cfg.run.channels_last,
-                label_smoothing=cfg.optim.label_smoothing, sync_every=self.sync_every, must_sync=self.must_sync,
-                after_step=self.after_step, train_mode=state.freezer.train_mode if state.freezer else None,
-                class_weights=self.class_weights,
-            )
+            position = train_one_epoch(self.model, WeightUpdate(state.optimizer, state.schedule, state.scaler),
+                                       self.data.train_source, state.epoch, state.step_in_epoch, state.totals,
+                                       self.settings, self.hooks)
             complete = position >= steps
             if self.budget is not None:
                 self.budget.observe(state.global_step)
@@ -210,7 +273,8 @@ class EpochLoop:
         eval_start = time.perf_counter()
         # The bare model, not the DDP wrapper: ranks hold different numbers of val batches, and DDP's forward would
         # broadcast BatchNorm buffers (a collective) on each call.
-        val = evaluate(self.raw_model, self.val_batches, self.class_names, ctx.device,
+        class_names = self.data.class_names
+        val = evaluate(self.raw_model, self.data.val_batches, class_names, ctx.device,
                        amp_dtype=ctx.amp_dtype, channels_last=cfg.run.channels_last)
         check_validation(val, state.epoch, self.kept())  # best.pt never comes from a NaN evaluation
         train = reduce_totals(state.totals, ctx.device)
@@ -220,14 +284,13 @@ class EpochLoop:
         ctx.log(d2l_line(row))
         ctx.log(f"data wait, epoch {state.epoch + 1}: waited {row['data_wait_s']:.2f} s for batches, "
                 f"{100 * row['data_wait_share']:.1f}% of {train['seconds']:.1f} s of training "
-                f"({self.train_source.describe()})", console=False)
+                f"({self.data.train_source.describe()})", console=False)
         improved = val.top1 > state.best_val_top1
         state.best_val_top1 = max(state.best_val_top1, val.top1)
         if complete:
             state.epochs_without_improvement = 0 if improved else state.epochs_without_improvement + 1
         if self.tensorboard is not None:
-            self.tensorboard.epoch(row, state.global_step, self.raw_model.conv1.weight, val.confusion,
-                                   self.class_names)
+            self.tensorboard.epoch(row, state.global_step, self.raw_model.conv1.weight, val.confusion, class_names)
         if complete and state.schedule.end_epoch(val.top1):  # the plateau rule judges whole epochs only
             ctx.log(f"validation top-1 stopped improving: lr divided by {1 / cfg.optim.gamma:g} "
                     f"({state.schedule.drops} of at most {cfg.optim.max_drops})")

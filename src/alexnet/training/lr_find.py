@@ -16,6 +16,12 @@ from typing import Any
 
 import torch
 
+from alexnet.files import atomic_write
+from alexnet.inspect.plots import _figure
+from alexnet.runtime import distributed
+from alexnet.training.epoch import EpochHooks, EpochSettings, EpochTotals, TrainingError, WeightUpdate, train_one_epoch
+from alexnet.training.optim import build_optimizer
+
 START_LR, END_LR = 1e-7, 10.0
 STEPS = 100
 SMOOTHING = 0.98  # exponential moving average of the loss, bias-corrected
@@ -46,12 +52,11 @@ class ExponentialRamp:
         return START_LR * (END_LR / START_LR) ** (min(k, self.steps - 1) / (self.steps - 1))
 
 
-def lr_range_test(model: torch.nn.Module, optim_spec: Any, source: Any, *, info: Any, device: torch.device,
-                  amp_dtype: torch.dtype | None, channels_last: bool, train_mode: Any = None,
-                  steps: int = STEPS) -> RangeTest:
-    from alexnet.training.epoch import EpochTotals, TrainingError, train_one_epoch
-    from alexnet.training.optim import build_optimizer
-
+def lr_range_test(model: torch.nn.Module, optim_spec: Any, source: Any, settings: EpochSettings,
+                  train_mode: Any = torch.nn.Module.train, steps: int = STEPS) -> RangeTest:
+    """The range test on a copy of `model` (`settings`: the run's device and precision, the loss read at every
+    step: RunContext.probe_settings)."""
+    device = settings.device
     net = copy.deepcopy(model)
     optimizer = build_optimizer(optim_spec, net)
     ramp = ExponentialRamp(steps, len(source))
@@ -72,10 +77,8 @@ def lr_range_test(model: torch.nn.Module, optim_spec: Any, source: Any, *, info:
         epoch = 0
         while len(lrs) < ramp.steps and (not raw or (math.isfinite(raw[-1]) and raw[-1] <= DIVERGED * best)):
             try:
-                train_one_epoch(net, optimizer, ramp, None, source, epoch, 0, EpochTotals(), seed=0, info=info,
-                                device=device, amp_dtype=amp_dtype, channels_last=channels_last,
-                                label_smoothing=0.0, sync_every=1, must_sync=lambda s: True,
-                                after_step=after_step, train_mode=train_mode)
+                train_one_epoch(net, WeightUpdate(optimizer, ramp), source, epoch, 0, EpochTotals(), settings,
+                                EpochHooks(must_sync=lambda s: True, after_step=after_step, train_mode=train_mode))
             except TrainingError:  # the loss went non-finite: the rate is past any useful one
                 break
             epoch += 1
@@ -97,9 +100,6 @@ def suggest(lrs: list[float], losses: list[float]) -> float | None:
 
 
 def plot_range_test(test: RangeTest, path: Path) -> None:
-    from alexnet.files import atomic_write
-    from alexnet.inspect.plots import _figure
-
     def draw(tmp: str) -> None:
         fig = _figure(6, 4)
         ax = fig.add_subplot(1, 1, 1)
@@ -119,11 +119,8 @@ def plot_range_test(test: RangeTest, path: Path) -> None:
 
 def find_lr(ctx: Any, raw_model: torch.nn.Module, state: Any, source: Any) -> RangeTest:
     """--lr-find: the LR range test on a copy of the model, lr_find.png, and the suggested rate."""
-    from alexnet.runtime import distributed
-
-    test = lr_range_test(raw_model, ctx.cfg.optim, source, info=ctx.info, device=ctx.device,
-                         amp_dtype=ctx.amp_dtype, channels_last=ctx.cfg.run.channels_last,
-                         train_mode=state.freezer.train_mode if state.freezer else None)
+    test = lr_range_test(raw_model, ctx.cfg.optim, source, ctx.probe_settings(),
+                         train_mode=state.train_mode)
     with distributed.fail_together("writing lr_find.png"):
         if ctx.info.is_main:
             plot_range_test(test, ctx.paths.lr_find)

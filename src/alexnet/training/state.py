@@ -41,10 +41,20 @@ class TrainState:
     freezer: Freezer | None = None  # --freeze: what is fixed now
     backbone_lr_mult: float = 1.0  # the rate multiplier of parameters released by the freezer
     param_names: dict[int, str] = field(default_factory=dict)  # id(parameter) -> its state_dict name
+    # The global step of the checkpoint last written, or loaded on resume (None: none yet). Not saved: a checkpoint's
+    # own global_step is this value, so loading one restores it.
+    saved_step: int | None = None
 
     def optimizer_params(self) -> list[str]:
         """The names of the optimizer's parameters, in the order its state numbers them."""
         return [self.param_names.get(id(p), "?") for g in self.optimizer.param_groups for p in g["params"]]
+
+    def train_mode(self, model: torch.nn.Module) -> None:
+        """Training mode for `model`, but for the --freeze part while it is fixed (kept in eval mode)."""
+        if self.freezer is not None:
+            self.freezer.train_mode(model)
+        else:
+            model.train()
 
     def release(self) -> list[torch.nn.Parameter]:
         """Unfreeze the --freeze part; its parameters join the optimizer as a group of their own."""
@@ -72,6 +82,7 @@ class TrainState:
         resume on another number starts the epoch's sums afresh); the scaler's state only when fp16 scaling is on."""
         for name in POSITION:
             setattr(self, name, state[name])
+        self.saved_step = self.global_step  # the checkpoint's own step
         for name in COUNTERS:
             setattr(self, name, int(state.get(name, 0)))
         if self.freezer is not None and self.freezer.frozen and state.get("frozen") is False:

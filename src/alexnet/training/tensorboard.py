@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from alexnet.errors import ConfigError
+from alexnet.inspect.plots import filter_grid, plot_confusion
 
 
 class TensorBoardLog:
@@ -35,8 +36,6 @@ class TensorBoardLog:
         for key, value in row.items():
             if key != "epoch" and isinstance(value, (int, float)):
                 self.writer.add_scalar(f"epoch/{key}", value, row["epoch"])
-        from alexnet.inspect.plots import filter_grid, plot_confusion
-
         grid = filter_grid(conv1_weight.detach().float().cpu().numpy()).astype(np.float32)  # (H, W, 3|1) in [0, 1]
         self.writer.add_image("conv1_filters", grid, row["epoch"], dataformats="HWC")
         with tempfile.TemporaryDirectory() as tmp:  # matplotlib draws into a file; TensorBoard takes its pixels
