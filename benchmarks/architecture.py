@@ -174,7 +174,7 @@ def option_places(trees: dict[str, ast.AST]) -> dict[str, list[str]]:
     """For each dotted config option: where it is declared (module:kind)."""
     places: dict[str, list[str]] = defaultdict(list)
     sections = {}
-    config = trees.get("alexnet.config")
+    config = trees.get("alexnet.config.specs", trees.get("alexnet.config"))  # the sections, since issue 22
     if config is not None:  # dataclass fields of the sections that TrainConfig holds
         for node in config.body:
             if isinstance(node, ast.ClassDef):
@@ -188,7 +188,7 @@ def option_places(trees: dict[str, ast.AST]) -> dict[str, list[str]]:
                         train[s.target.id] = ast.unparse(s.annotation)
         for section, cls in train.items():
             for field in sections.get(cls, []):
-                places[f"{section}.{field}"].append("alexnet.config:field")
+                places[f"{section}.{field}"].append("alexnet.config.specs:field")
     dotted = set(places)
     for name, tree in trees.items():
         for node in ast.walk(tree):

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from alexnet.config import save_yaml
 from alexnet.errors import DataError
 from alexnet.evaluate import EvalResult
 from alexnet.files import FileWriteError
-from alexnet.store.runfolder import truncate_metrics, write_config, write_metrics
+from alexnet.store.runfolder import truncate_metrics, write_metrics
 from alexnet.train import TrainingError, fit, resume_config
 from alexnet.training.determinism import check_deterministic_backward
 from alexnet.training.epoch import check_validation
@@ -109,7 +110,7 @@ def fill(disk: Path) -> None:
 def _config(path: Path, version: int) -> None:
     from alexnet.config import resolve_config
 
-    write_config(resolve_config(overrides={"run.epochs": version}), path)
+    save_yaml(resolve_config(overrides={"run.epochs": version}), path)
 
 
 def _metrics(path: Path, version: int) -> None:

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from alexnet import speed as bench
+from alexnet import speed
 from alexnet.runtime import precision
 from alexnet.speed import BenchConfig
 from alexnet.speed import plan as bench_plan
@@ -27,8 +27,8 @@ def inject(slowdown_bf16: float, slowdown_fp16: float | None = None) -> None:
 def test_the_real_probe_measures_both_precisions_and_caches_them():
     result = precision.probe(refresh=True)
     assert not result.cached and set(result.speeds) == {"bf16", "fp16"}
-    for speed in result.speeds.values():
-        assert speed.matmul_slowdown > 0 and speed.conv_slowdown > 0
+    for dtype_speed in result.speeds.values():
+        assert dtype_speed.matmul_slowdown > 0 and dtype_speed.conv_slowdown > 0
     again = precision.probe()
     assert again.cached and again.speeds == result.speeds
     assert result.cpu.capability  # PyTorch's kernel level, e.g. AVX2 or AVX512
@@ -111,13 +111,13 @@ def test_plan_sizes_the_work_from_one_measured_step():
 def test_bench_times_bf16_only_where_the_probe_allows(slowdown, timed):
     inject(slowdown)
     cfg = BenchConfig(image_size=67, batch_size=2, width_mult=0.125, repeats=1, steps=1, sections=("train",))
-    results = bench.run(cfg, log=lambda _: None)
+    results = speed.run(cfg, log=lambda _: None)
     step = results["train_step"]
     assert ("images_per_s" in step["ours-bf16"]) is timed
     assert ("skipped" in step["ours-bf16"]) is not timed
     if not timed:
-        assert step["ours"] == "ours-fp32" and "crawls" not in bench.format_table(results)
-        assert "bf16 skipped" in bench.format_table(results)
+        assert step["ours"] == "ours-fp32" and "crawls" not in speed.format_table(results)
+        assert "bf16 skipped" in speed.format_table(results)
     assert results["precision"]["speeds"]["bf16"]["crawls"] is not timed
 
 

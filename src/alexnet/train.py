@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from alexnet.config import TrainConfig, load_yaml, merge, overrides_to_dict, parse_duration
+from alexnet.config import TrainConfig, load_yaml, merge, overrides_to_dict, parse_duration, save_yaml
 from alexnet.data import build_datasets
 from alexnet.errors import AlexNetError, CheckpointError, ConfigError, DataError
 from alexnet.models import AlexNet, model_config
@@ -38,7 +38,6 @@ from alexnet.store.runfolder import (
     check_new_run_folder,
     default_output_dir,
     truncate_metrics,
-    write_config,
 )
 from alexnet.training import balance
 from alexnet.training.batches import build_batches
@@ -272,7 +271,7 @@ def prepare_run_folder(ctx: RunContext, epoch: int) -> list[dict[str, Any]]:
         if ctx.info.is_main:
             ctx.paths.checkpoints.mkdir(parents=True, exist_ok=True)
             remove_stale_temporaries(ctx.paths.checkpoints)
-            write_config(ctx.cfg, ctx.paths.config)
+            save_yaml(ctx.cfg, ctx.paths.config)
             rows = truncate_metrics(ctx.paths.metrics, keep_epochs=epoch)
     return rows
 

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from alexnet.config import SPLITS
 from alexnet.errors import AlexNetError, short
 from alexnet.files import atomic_write
 from alexnet.inspect import embedding
@@ -251,7 +252,7 @@ def _validate(meta: dict[str, Any], t: dict[str, torch.Tensor], run) -> None:
             raise IndexProblem(f"tensor {name} has values outside 0..{hi - 1}")
 
     d = None
-    for split in ("train", "val"):
+    for split in SPLITS:
         rows = tensor(f"{split}_rows", torch.int64, (None,))
         in_range(f"{split}_rows", rows, sizes[split])
         n = len(rows)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from alexnet import config
 from alexnet.data import build_from_description, build_transform, load_image
 from alexnet.data.images import decode_image
 from alexnet.errors import AlexNetError, DataError, short
@@ -35,7 +36,7 @@ from alexnet.store.checkpoint import Checkpoint, load_checkpoint
 if TYPE_CHECKING:
     from PIL import Image
 
-SPLITS = ("val", "train")
+SPLITS = tuple(reversed(config.SPLITS))  # as the page names them: val first
 ID_PATTERN = re.compile(r"^(val|train):([0-9]{1,9})$")
 UPLOAD_PATTERN = re.compile(r"^upload:[0-9a-f]{32}$")
 UPLOAD_MAX_PIXELS = 40_000_000  # an upload larger than 40 megapixels is refused as a bomb before decoding

@@ -426,21 +426,9 @@ def lrn(
         grad = grad.contiguous(memory_format=fmt)  # a no-op unless autograd hands over another layout or an expand
     out = torch.empty(x.shape, dtype=x.dtype, memory_format=fmt)
     n, c = x.shape[0], x.shape[1]
-    status = lib.alexnet_lrn(
-        x.data_ptr(),
-        None if grad is None else grad.data_ptr(),
-        out.data_ptr(),
-        n,
-        c,
-        x.numel() // (n * c),
-        int(fmt is torch.channels_last),
-        before,
-        after,
-        scale,
-        beta,
-        k,
-        max(1, torch.get_num_threads()),
-    )
+    status = lib.alexnet_lrn(x.data_ptr(), None if grad is None else grad.data_ptr(), out.data_ptr(),
+                             n, c, x.numel() // (n * c), int(fmt is torch.channels_last),  # sizes, layout
+                             before, after, scale, beta, k, max(1, torch.get_num_threads()))
     if status == NO_MEMORY:
         raise MemoryError("native LRN: no memory for a thread's scratch rows")
     if status in (BAD_ARGUMENT, TOO_LARGE):

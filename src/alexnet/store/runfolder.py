@@ -206,13 +206,6 @@ def truncate_metrics(path: Path, keep_epochs: int) -> list[dict[str, Any]]:
     return rows
 
 
-def write_config(cfg: TrainConfig, path: Path) -> None:
-    """config.yaml, written whole or not at all (a copy for people: resume reads the checkpoint's config)."""
-    import yaml
-
-    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-
-
 def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=METRIC_COLUMNS)

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from alexnet import checks as limits
+from alexnet import checks
 from alexnet.checks import Fields
 from alexnet.config import PRESETS, TrainConfig
 from alexnet.errors import AlexNetError, CheckpointError, clip, short
@@ -96,16 +96,16 @@ def validate(ckpt: dict[str, Any], where: str = "checkpoint", check_finite: bool
     f.mapping(ckpt, "", required=REQUIRED_FIELDS)
     f.text(ckpt["model_name"], "model_name")
     cfg = _model_config(ckpt["model_args"], where)
-    names = f.items(ckpt["class_names"], "class_names", 1, limits.MAX_CLASSES)
+    names = f.items(ckpt["class_names"], "class_names", 1, checks.MAX_CLASSES)
     for i, name in enumerate(names):
-        f.text(name, f"class_names[{i}]", limits.MAX_CLASS_NAME)
+        f.text(name, f"class_names[{i}]", checks.MAX_CLASS_NAME)
     if len(set(names)) != len(names):
         f.fail("class_names", "distinct names", names)
     if len(names) != cfg.num_classes:
         raise CheckpointError(f"{where}: field 'class_names' holds {len(names)} names but model_args.num_classes is "
                               f"{cfg.num_classes}")
-    _agree(f, ckpt, "image_size", cfg.image_size, 1, limits.MAX_IMAGE_SIZE)
-    _agree(f, ckpt, "in_channels", cfg.in_channels, 1, limits.MAX_IN_CHANNELS)
+    _agree(f, ckpt, "image_size", cfg.image_size, 1, checks.MAX_IMAGE_SIZE)
+    _agree(f, ckpt, "in_channels", cfg.in_channels, 1, checks.MAX_IN_CHANNELS)
     f.text(ckpt["preset"], "preset", choices=PRESETS)
     f.numbers(ckpt["mean"], "mean", cfg.in_channels)
     f.numbers(ckpt["std"], "std", cfg.in_channels, 0, lo_open=True)
@@ -163,25 +163,25 @@ def _check_weights(f: Fields, state: Any, cfg: Any, where: str, check_finite: bo
 def _check_data(f: Fields, data: Any, channels: int) -> None:
     """`data`: what eval and ONNX calibration rebuild the dataset from (`build_from_description`)."""
     f.mapping(data, "data", required=DATA_REQUIRED)
-    f.optional(data["source"], f.text, "data.source", limits.MAX_PATH)
+    f.optional(data["source"], f.text, "data.source", checks.MAX_PATH)
     f.text(data["kind"], "data.kind")
     for key in ("layout", "stats_from"):
-        f.optional(data.get(key), f.text, f"data.{key}", limits.MAX_NAME)
+        f.optional(data.get(key), f.text, f"data.{key}", checks.MAX_NAME)
     f.number(data["val_split"], "data.val_split", 0, 1, hi_open=True)
-    f.integer(data["seed"], "data.seed", limits.MIN_SEED, limits.MAX_SEED)
+    f.integer(data["seed"], "data.seed", checks.MIN_SEED, checks.MAX_SEED)
     if data.get("pca") is not None:
         pca = f.mapping(data["pca"], "data.pca", required=("eigval", "eigvec"), extra=False)
         f.numbers(pca["eigval"], "data.pca.eigval", channels, 0)
         for i, row in enumerate(f.items(pca["eigvec"], "data.pca.eigvec", channels, channels)):
             f.numbers(row, f"data.pca.eigvec[{i}]", channels)
     for key in ("num_train", "num_val", "num_skipped"):
-        f.optional(data.get(key), f.integer, f"data.{key}", 0, limits.MAX_COUNT)
-    f.optional(data.get("root"), f.text, "data.root", limits.MAX_PATH)
+        f.optional(data.get(key), f.integer, f"data.{key}", 0, checks.MAX_COUNT)
+    f.optional(data.get("root"), f.text, "data.root", checks.MAX_PATH)
     if data.get("shapes") is not None:  # the built-in dataset is generated from this: bound what it may ask for
         shapes = f.mapping(data["shapes"], "data.shapes", optional=("image_size", "train_per_class",
                                                                     "val_per_class", "seed", "quality"), extra=False)
-        bounds = {"image_size": (16, 1024), "train_per_class": (1, limits.MAX_IMAGES_PER_CLASS),
-                  "val_per_class": (0, limits.MAX_IMAGES_PER_CLASS), "seed": (limits.MIN_SEED, limits.MAX_SEED),
+        bounds = {"image_size": (16, 1024), "train_per_class": (1, checks.MAX_IMAGES_PER_CLASS),
+                  "val_per_class": (0, checks.MAX_IMAGES_PER_CLASS), "seed": (checks.MIN_SEED, checks.MAX_SEED),
                   "quality": (1, 100)}
         for key, value in shapes.items():
             f.integer(value, f"data.shapes.{key}", *bounds[key])
@@ -199,36 +199,36 @@ def _check_train_state(f: Fields, state: Any, params: list[tuple[str, tuple[int,
     """What resume restores: position, best score, schedule, optimizer, loss scaler, per-rank sums, RNG states."""
     f.mapping(state, "train_state", required=TRAIN_STATE_REQUIRED, optional=TRAIN_STATE_OPTIONAL, extra=False)
     p = "train_state."
-    f.integer(state["epoch"], p + "epoch", 0, limits.MAX_EPOCHS)
-    f.integer(state["step_in_epoch"], p + "step_in_epoch", 0, limits.MAX_STEPS)
-    f.integer(state["global_step"], p + "global_step", 0, limits.MAX_STEPS)
+    f.integer(state["epoch"], p + "epoch", 0, checks.MAX_EPOCHS)
+    f.integer(state["step_in_epoch"], p + "step_in_epoch", 0, checks.MAX_STEPS)
+    f.integer(state["global_step"], p + "global_step", 0, checks.MAX_STEPS)
     f.number(state["best_val_top1"], p + "best_val_top1", 0, 1, allow=(-math.inf,))  # -inf: no validation yet
     f.optional(state.get("chance_warned"), f.boolean, p + "chance_warned")
     sched = f.mapping(state["scheduler"], p + "scheduler", required=("drops", "best", "bad_epochs"),
                       optional=("anchor",), extra=False)
     if sched.get("anchor") is not None:  # a time budget's re-planned cosine: (epoch time, progress then)
         t0, p0 = f.items(sched["anchor"], p + "scheduler.anchor", 2, 2)
-        f.number(t0, p + "scheduler.anchor[0]", 0, limits.MAX_EPOCHS)
+        f.number(t0, p + "scheduler.anchor[0]", 0, checks.MAX_EPOCHS)
         f.number(p0, p + "scheduler.anchor[1]", 0, 1)
-    f.integer(sched["drops"], p + "scheduler.drops", 0, limits.MAX_EPOCHS)
+    f.integer(sched["drops"], p + "scheduler.drops", 0, checks.MAX_EPOCHS)
     f.number(sched["best"], p + "scheduler.best", 0, 1, allow=(-math.inf,))
-    f.integer(sched["bad_epochs"], p + "scheduler.bad_epochs", 0, limits.MAX_EPOCHS)
-    totals = f.items(state["epoch_totals"], p + "epoch_totals", 1, limits.MAX_RANKS)
+    f.integer(sched["bad_epochs"], p + "scheduler.bad_epochs", 0, checks.MAX_EPOCHS)
+    totals = f.items(state["epoch_totals"], p + "epoch_totals", 1, checks.MAX_RANKS)
     for rank, t in enumerate(totals):
         key = f"{p}epoch_totals[{rank}]"
         f.mapping(t, key, required=("loss_sum", "correct", "count", "seconds"), optional=("data_wait",), extra=False)
-        count = f.integer(t["count"], f"{key}.count", 0, limits.MAX_COUNT)
+        count = f.integer(t["count"], f"{key}.count", 0, checks.MAX_COUNT)
         f.integer(t["correct"], f"{key}.correct", 0, count)
         for name in ("loss_sum", "seconds", "data_wait"):
             f.optional(t.get(name), f.number, f"{key}.{name}", 0)
     if state.get("world_size") is not None:
-        world = f.integer(state["world_size"], p + "world_size", 1, limits.MAX_RANKS)
+        world = f.integer(state["world_size"], p + "world_size", 1, checks.MAX_RANKS)
         if world != len(totals):
             raise CheckpointError(f"{f.prefix}field '{p}world_size' is {world} but {p}epoch_totals holds "
                                   f"{len(totals)} ranks")
     f.optional(state.get("frozen"), f.boolean, p + "frozen")
     f.optional(state.get("epochs_without_improvement"), f.integer, p + "epochs_without_improvement", 0,
-               limits.MAX_EPOCHS)
+               checks.MAX_EPOCHS)
     _check_optimizer(f, state["optimizer"], _optimizer_shapes(f, state.get("optimizer_params"), params), check_finite)
     if state.get("scaler"):  # None or {} when fp16 loss scaling is off
         scaler = f.mapping(state["scaler"], p + "scaler", required=("scale", "growth_factor", "backoff_factor",
@@ -236,8 +236,8 @@ def _check_train_state(f: Fields, state: Any, params: list[tuple[str, tuple[int,
         f.number(scaler["scale"], p + "scaler.scale", 0, lo_open=True)
         f.number(scaler["growth_factor"], p + "scaler.growth_factor", 0, lo_open=True)
         f.number(scaler["backoff_factor"], p + "scaler.backoff_factor", 0, lo_open=True)
-        f.integer(scaler["growth_interval"], p + "scaler.growth_interval", 1, limits.MAX_STEPS)
-        f.integer(scaler["_growth_tracker"], p + "scaler._growth_tracker", 0, limits.MAX_STEPS)
+        f.integer(scaler["growth_interval"], p + "scaler.growth_interval", 1, checks.MAX_STEPS)
+        f.integer(scaler["_growth_tracker"], p + "scaler._growth_tracker", 0, checks.MAX_STEPS)
     _check_rng(f, state["rng"])
 
 

@@ -16,13 +16,13 @@ from typing import Any
 
 import torch
 
-from alexnet.config import TrainConfig
+from alexnet.config import TrainConfig, save_yaml
 from alexnet.evaluate import evaluate
 from alexnet.runtime import distributed
 from alexnet.runtime.distributed import DistInfo
 from alexnet.store.checkpoint import Checkpoint, Preprocessing, plain, save_checkpoint
 from alexnet.store.checkpoint import versions as library_versions
-from alexnet.store.runfolder import RunPaths, draw_plots, write_config, write_metrics
+from alexnet.store.runfolder import RunPaths, draw_plots, write_metrics
 from alexnet.training.batches import BatchSource
 from alexnet.training.budget import BudgetKeeper
 from alexnet.training.epoch import (
@@ -178,7 +178,7 @@ class EpochLoop:
         state.schedule.respan(cfg.run.max_steps / steps, state.epoch + state.step_in_epoch / steps)
         self.ctx.log(message)
         if self.ctx.info.is_main:
-            write_config(cfg, self.ctx.paths.config)  # the people's copy; the checkpoints record it too
+            save_yaml(cfg, self.ctx.paths.config)  # the people's copy; the checkpoints record it too
         return True
 
     def budget_epoch_end(self, eval_s: float) -> None:
