@@ -79,15 +79,20 @@ def parameter_counts(tree: ast.AST) -> list[tuple[int, str]]:
     return out
 
 
-def inner_own_imports(tree: ast.AST) -> int:
+def inner_own_imports(tree: ast.AST, package: str = "alexnet") -> int:
     """Import statements of the package's own modules that sit inside a function body."""
     count = 0
     for fn in ast.walk(tree):
         if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
         for node in ast.walk(fn):
-            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").split(".")[0] == "alexnet") or isinstance(node, ast.Import) and any(a.name.split(".")[0] == "alexnet" for a in node.names):
-                count += 1
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] if not node.level else [package]  # relative: always the package's own
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            count += any(name.split(".")[0] == package for name in names)
     return count
 
 
@@ -238,7 +243,7 @@ def measure(src: Path) -> dict:
                    for length, fn, reason in long_functions(tree, texts[n].splitlines())), reverse=True)
     params = sorted(((count, f"{n}.{fn}") for n, tree in trees.items() if not n.startswith(f"{package}.cli")
                      for count, fn in parameter_counts(tree)), reverse=True)
-    inner = {n: k for n, tree in trees.items() if (k := inner_own_imports(tree))}
+    inner = {n: k for n, tree in trees.items() if (k := inner_own_imports(tree, package))}
     readers = {n: sorted(keys) for n, tree in trees.items() if (keys := reads_checkpoint_keys(tree))}
     places = option_places(trees)
     counts = sorted(len(v) for v in places.values())
