@@ -79,19 +79,19 @@ def test_module_has_no_parameters_and_says_its_convention():
 @pytest.mark.parametrize(
     ("kwargs", "says"),
     [
-        ({"size": 0}, "size .* must be an int in \\[1, 4096\\], got 0"),
-        ({"size": -3}, "size .* got -3"),
-        ({"size": 2.5}, "size .* got 2.5"),
-        ({"size": True}, "size .* got True"),
-        ({"size": "5"}, "size .* got '5'"),
-        ({"size": 4097}, "size .* got 4097"),
-        ({"size": 2**31 + 5}, "size .* got 2147483653"),  # wrapped to a negative C int in the native kernel
-        ({"alpha": float("nan")}, "alpha must be a finite number >= 0, got nan"),
-        ({"alpha": -1e-4}, "alpha must be a finite number >= 0, got -0.0001"),
-        ({"beta": float("inf")}, "beta must be a finite number >= 0, got inf"),
-        ({"k": -2.0}, "k must be a finite number >= 0, got -2.0"),
-        ({"k": "2"}, "k must be a finite number >= 0, got '2'"),
-        ({"alpha_convention": "per-size"}, "alpha_convention must be one of"),
+        ({"size": 0}, "field 'size' must be an integer in \\[1, 4096\\], got 0"),
+        ({"size": -3}, "size. .* got -3"),
+        ({"size": 2.5}, "size. .* got 2.5"),
+        ({"size": True}, "size. .* got True"),
+        ({"size": "5"}, "size. .* got '5'"),
+        ({"size": 4097}, "size. .* got 4097"),
+        ({"size": 2**31 + 5}, "size. .* got 2147483653"),  # wrapped to a negative C int in the native kernel
+        ({"alpha": float("nan")}, "field 'alpha' must be a finite number in \\[0, inf\\], got nan"),
+        ({"alpha": -1e-4}, "field 'alpha' must be a finite number in \\[0, inf\\], got -0.0001"),
+        ({"beta": float("inf")}, "field 'beta' must be a finite number in \\[0, inf\\], got inf"),
+        ({"k": -2.0}, "field 'k' must be a finite number in \\[0, inf\\], got -2.0"),
+        ({"k": "2"}, "field 'k' must be a finite number in \\[0, inf\\], got '2'"),
+        ({"alpha_convention": "per-size"}, "field 'alpha_convention' must be one of"),
     ],
 )
 def test_bad_arguments_are_config_errors_naming_the_field_and_value(kwargs, says):

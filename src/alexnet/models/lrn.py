@@ -21,7 +21,6 @@ all three to ``torch.nn.LocalResponseNorm`` and to the literal formula in float6
 
 from __future__ import annotations
 
-import math
 import numbers
 
 import torch
@@ -30,25 +29,27 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 import alexnet.models.native as native
-from alexnet.errors import ConfigError, short
+from alexnet import checks
+from alexnet.errors import ConfigError
 from alexnet.models.architecture import ALPHA_CONVENTIONS
 from alexnet.models.architecture import MAX_LRN_SIZE as MAX_SIZE
+
+_F = checks.Fields(ConfigError, where="LocalResponseNorm")  # "LocalResponseNorm: field 'k' must be ..., got ..."
 
 
 def check_arguments(size: int, alpha: float, beta: float, k: float, alpha_convention: str = "per_size") -> None:
     """Raise ConfigError, naming the argument and its value, unless every LRN constant is usable.
 
-    The one check for the module and both functions: size an int in [1, MAX_SIZE], alpha, beta and k finite real
-    numbers >= 0 (the model config's own rule for lrn_alpha, lrn_beta, lrn_k), a known alpha convention."""
-    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or not 1 <= size <= MAX_SIZE:
-        raise ConfigError(f"LocalResponseNorm size (the paper's n, channels per window) must be an int in "
-                          f"[1, {MAX_SIZE}], got {short(size, 100)}")
+    The one check for the module and both functions, through the checks every config uses: size (the paper's n,
+    channels per window) an int in [1, MAX_SIZE], alpha, beta and k finite numbers >= 0 (the model config's own rule
+    for lrn_alpha, lrn_beta, lrn_k), a known alpha convention. NumPy's integers and floats count as numbers."""
+    if isinstance(size, numbers.Integral) and not isinstance(size, bool):
+        size = int(size)
+    _F.integer(size, "size", 1, MAX_SIZE)
     for name, value in (("alpha", alpha), ("beta", beta), ("k", k)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
-            raise ConfigError(f"LocalResponseNorm {name} must be a finite number >= 0, got {short(value, 100)}")
-    if alpha_convention not in ALPHA_CONVENTIONS:
-        raise ConfigError(f"LocalResponseNorm alpha_convention must be one of {ALPHA_CONVENTIONS}, "
-                          f"got {short(alpha_convention, 100)}")
+        real = isinstance(value, numbers.Real) and not isinstance(value, (bool, int))
+        _F.number(float(value) if real else value, name, 0)
+    _F.text(alpha_convention, "alpha_convention", choices=ALPHA_CONVENTIONS)
 
 
 def channel_window(size: int, alpha_convention: str) -> tuple[int, int]:
