@@ -249,12 +249,12 @@ class RunSpec:
     # TensorBoard event files in <run>/tensorboard (the tensorboard extra): tensorboard --logdir runs/
     tensorboard: bool = flag(False, help="log scalars, conv1 filters, the confusion matrix and the hyperparameters "
                              "for TensorBoard (pip install 'alexnet[tensorboard]')")
-    # an LR range test instead of training: lr_find.png and the suggested rate; no weights are written
     # plan the run to end at this wall-clock budget ("5m", "90s", "1h30m"): steps from a measured step, a cosine
     # schedule to their end (alexnet.training.budget); the plan is written into this config
     time_budget: str | None = flag(None, metavar="DURATION", help="train for this long (e.g. 5m, 1h30m): the epochs "
                                    "are planned from a measured step and the learning rate decays to its end at the "
                                    "budget")
+    # an LR range test instead of training: lr_find.png and the suggested rate; no weights are written
     lr_find: bool = flag(False, help="run an LR range test (learning rate rising from 1e-7 to 10) instead of "
                          "training: writes lr_find.png and prints the suggested --lr")
 
