@@ -44,16 +44,24 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value  # looked up once
-        return value
-    raise AttributeError(f"module 'alexnet' has no attribute {name!r}")
+def lazy_exports(package: str, exports: dict[str, str]) -> tuple[Any, Any]:
+    """`__getattr__` and `__dir__` for a package whose names (name -> module) are imported on first use (PEP 562),
+    so that importing the package costs nothing until a name is used."""
+
+    def __getattr__(name: str) -> Any:
+        if name in exports:
+            value = getattr(importlib.import_module(exports[name]), name)
+            setattr(sys.modules[package], name, value)  # looked up once
+            return value
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    def __dir__() -> list[str]:
+        return sorted(set(vars(sys.modules[package])) | set(exports))
+
+    return __getattr__, __dir__
 
 
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 # Modules that moved in the layout of issue 22 (0.1.0 -> 0.2.0): the old import paths keep working for a release,

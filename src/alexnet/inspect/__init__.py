@@ -15,7 +15,7 @@ activations), embedding (PCA and t-SNE of fc7).
 
 from __future__ import annotations
 
-import importlib
+from alexnet import lazy_exports
 
 _EXPORTS = {
     "open_run": "loaded",
@@ -29,7 +29,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"alexnet.inspect.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'alexnet.inspect' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, {name: f"alexnet.inspect.{module}" for name, module in _EXPORTS.items()})

@@ -11,8 +11,7 @@ per-layer shapes and costs of `alexnet summary`), pretrained (torchvision's weig
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from alexnet import lazy_exports
 
 # name -> module. Looked up on first use (PEP 562): the registry and the config are light (no torch), so the CLI can
 # list the variants without paying for torch; the class itself imports torch.
@@ -41,13 +40,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'alexnet.models' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
