@@ -147,3 +147,18 @@ def test_sigterm_under_torchrun_is_honoured_within_stop_agree_every_steps(tmp_pa
     saved = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert saved["train_state"]["global_step"] == STOP_AGREE_EVERY, err
     assert f"SIGTERM: finished step {STOP_AGREE_EVERY} of epoch 1" in err
+
+
+@pytest.mark.parametrize(("args", "code", "says"), [
+    (["models"], 0, "alexnet-owt"),  # the whole table, flushed
+    (["summary", "alexnet-v9"], 2, "unknown model 'alexnet-v9'"),  # an error: its line and its exit status
+])
+def test_a_torchrun_worker_leaves_with_its_status_and_its_output(args, code, says):
+    """Under torchrun (WORLD_SIZE > 1) `python -m alexnet` leaves through os._exit, skipping the interpreter's
+    finalization where gloo's threads aborted finished runs now and then: nothing printed may be lost, and the exit
+    status is the command's."""
+    env = {**os.environ, "WORLD_SIZE": "2"}
+    out = subprocess.run([sys.executable, "-m", "alexnet", *args], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == code and says in out.stdout + out.stderr
+    plain = subprocess.run([sys.executable, "-m", "alexnet", *args], capture_output=True, text=True, timeout=120)
+    assert (out.stdout, out.stderr) == (plain.stdout, plain.stderr)
