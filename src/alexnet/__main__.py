@@ -1,5 +1,6 @@
 """`python -m alexnet` (and so `torchrun -m alexnet train ...`)."""
 
+import contextlib
 import logging
 import os
 import sys
@@ -13,7 +14,8 @@ if __name__ == "__main__":
         # there, gloo's threads aborted the process now and then under load ("terminate called without an active
         # exception", SIGABRT, after the run had finished), and torchrun then failed the whole run.
         logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
+        with contextlib.suppress(OSError):  # a reader that left (a closed pipe) must not keep the status from torchrun
+            sys.stdout.flush()
+            sys.stderr.flush()
         os._exit(code)
     raise SystemExit(code)
