@@ -11,7 +11,14 @@ from PIL import Image
 
 import data_factories as f
 from alexnet.data import BatchAugment, build_datasets, build_transform, cache_split, ten_crop
-from alexnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, PCAColourNoise, pixel_statistics, resize_size
+from alexnet.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    PCAColourNoise,
+    pixel_statistics,
+    resize_size,
+    ten_crop_size,
+)
 
 
 @pytest.mark.parametrize("preset", ["seed", "d2l", "paper"])
@@ -105,7 +112,10 @@ def test_cache_plus_batch_augment_at_eval_equals_the_pil_path(photo_folder, pres
     slow = torch.stack([bundle.val[i][0] for i in range(len(bundle.val))])
     assert fast.shape == slow.shape
     assert torch.allclose(fast, slow, atol=1e-5)  # same pixels through both paths
-    tc = BatchAugment(preset, 24, bundle.mean, bundle.std, train=False, ten_crop=True)(cached.images)
+    # 10-crop: both paths cut the crops from the same larger square (eval caches the images at that size)
+    wide = cache_split(bundle, "val", size=ten_crop_size(24))
+    assert wide.images.shape[-2:] == (27, 27)
+    tc = BatchAugment(preset, 24, bundle.mean, bundle.std, train=False, ten_crop=True)(wide.images)
     slow_tc = torch.stack([bundle.transform(False, ten_crop=True)(bundle.val.load_pil(i)) for i in range(len(bundle.val))])
     assert torch.allclose(tc, slow_tc, atol=1e-5)
 
@@ -180,6 +190,22 @@ def test_seed_augmentation_rotates_and_flips_in_batch():
     plain = BatchAugment("seed", 20, train=False)(x)
     assert out.shape == plain.shape == (8, 3, 20, 20)
     assert not torch.allclose(out, plain)
+
+
+@pytest.mark.parametrize("preset", ["seed", "d2l", "paper"])
+def test_ten_crop_cuts_from_a_square_larger_than_the_crops_for_every_preset(preset):
+    # issue 26: seed and d2l squash to S x S, where the five S x S crops were all the whole image (10-crop = flip)
+    assert ten_crop_size(224) == 256 and ten_crop_size(67) == 77
+    img = f.noise((50, 37))
+    crops = build_transform(preset, 24, False, ten_crop=True)(img)  # (10, C, 24, 24)
+    assert not torch.equal(crops[0], crops[4]) and not torch.equal(crops[3], crops[4])  # corners are not the centre
+    resized = torch.from_numpy(np.array(img.resize((27, 27), Image.BILINEAR))).permute(2, 0, 1)
+    if preset != "paper":  # the squashed 27 x 27 image's own corners, in the batch path too
+        batch = BatchAugment(preset, 24, train=False, ten_crop=True)(resized[None])[0]
+        assert torch.allclose(batch, crops, atol=1e-5)
+    # a batch stored at S (another cache) is enlarged to the larger square before it is cut, never cut at S
+    at_s = BatchAugment(preset, 24, train=False, ten_crop=True)(torch.randint(0, 256, (2, 3, 24, 24), dtype=torch.uint8))
+    assert not torch.equal(at_s[:, 0], at_s[:, 4])
 
 
 def test_ten_crop_order_matches_torchvision():

@@ -201,6 +201,21 @@ def test_eval_a_trained_checkpoint_on_its_own_data(trained, tmp_path):
     assert ten.result.total == 6 and "10-crop" in ten.description
 
 
+def test_ten_crop_on_the_seed_preset_is_not_flip_tta(trained, tmp_path):
+    # issue 26: seed squashes to S x S, so its five S x S crops were the whole image, and 10-crop equalled flip TTA
+    from alexnet.data.transforms import ten_crop_size
+    from alexnet.store.checkpoint import load_checkpoint
+
+    _, run = trained
+    p = load_checkpoint(run).preprocessing
+    assert p.preset == "seed" and ten_crop_size(p.image_size) == 77 > p.image_size == 67
+    ten = evaluate_checkpoint(run, options=EvalOptions(ten_crop=True), output_dir=tmp_path)
+    flip = evaluate_checkpoint(run, options=EvalOptions(tta="flip"), output_dir=tmp_path)
+    assert ten.result.total == flip.result.total == 6
+    assert abs(ten.result.loss - flip.result.loss) > 1e-4  # not the same views
+    assert "(6 images, 10-crop from 77 px)" in ten.description
+
+
 def test_eval_on_a_plain_class_folder_uses_every_image(trained, tmp_path):
     # The note's TestNet.py points ImageFolder at val/ itself: class folders, no split of their own.
     data, run = trained

@@ -24,6 +24,7 @@ from alexnet.data import build_datasets, build_from_description
 from alexnet.data.augment import BatchAugment
 from alexnet.data.batches import EvalBatches
 from alexnet.data.cache import cache_split
+from alexnet.data.transforms import ten_crop_size
 from alexnet.errors import ConfigError, DataError
 from alexnet.files import atomic_write, atomic_write_text
 from alexnet.inspect.plots import plot_confusion
@@ -253,7 +254,10 @@ def evaluate_checkpoint(
     bundle, whole = _eval_bundle(ckpt, data)
     ckpt.check_matches({"class_names": list(bundle.class_names)}, "evaluate")
     part = "train" if whole or options.split == "train" else "val"
-    cached = cache_split(bundle, part, workers=options.workers)
+    # 10-crop cuts its crops from a larger square than S for every preset (data.transforms.ten_crop_size): the images
+    # are decoded at that size (its own cache; for `paper` the one training used), not enlarged from the S x S ones.
+    side = ten_crop_size(ckpt.preprocessing.image_size) if options.ten_crop else None
+    cached = cache_split(bundle, part, size=side, workers=options.workers)
     if len(cached) == 0:
         raise DataError(f"{bundle.source}: the {part} split holds no images")
     augment = BatchAugment.for_checkpoint(ckpt, ten_crop=options.ten_crop)
@@ -267,7 +271,7 @@ def evaluate_checkpoint(
     folder.mkdir(parents=True, exist_ok=True)
     csv_path = write_confusion_csv(result, folder / "confusion.csv")
     png_path = folder / "confusion.png"
-    views = ", 10-crop" if options.ten_crop else ", flip TTA" if options.tta == "flip" else ""
+    views = f", 10-crop from {side} px" if options.ten_crop else ", flip TTA" if options.tta == "flip" else ""
     title = f"{path.name} on {part}{f' ({views[2:]})' if views else ''}"
     atomic_write(png_path, lambda tmp: plot_confusion(result.confusion, result.class_names, tmp, title=title),
                  suffix=".png")

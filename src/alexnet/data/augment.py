@@ -4,7 +4,7 @@ Same presets and same order of operations as the PIL path (transforms.py), appli
 that the cache stored at `resize_size(preset, S)`:
 
 - `paper`, training: a random S x S crop per image, a horizontal flip with p = 0.5, PCA colour noise; evaluation:
-  the centre S x S crop (or `ten_crop`).
+  the centre S x S crop (or `ten_crop`: for every preset, from the larger square `ten_crop_size(S)`).
 - `seed` with augment=True: a random rotation in [-20, 20] degrees (zero fill, like RandomRotation) and a flip.
 - `d2l`, and every preset at evaluation: no randomness.
 
@@ -21,7 +21,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from alexnet.data.transforms import PCA_SIGMA, check_preset, default_mean_std, default_pca, resize_size
+from alexnet.data.transforms import PCA_SIGMA, check_preset, default_mean_std, default_pca, resize_size, ten_crop_size
 
 
 def _center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -144,8 +144,8 @@ class BatchAugment:
         # A batch stored smaller than the preset's resize size is resized up first (cache_split(size=...)).
         x = _fit(batch, S) if batch.shape[-1] >= S and batch.shape[-2] >= S else _fit(batch, resize_size(self.preset, S))
         B = x.shape[0]
-        if self.ten_crop:
-            return self._to_float(ten_crop(x, S), out=out)  # (B, 10, C, S, S)
+        if self.ten_crop:  # cut from ten_crop_size(S) (eval caches at that size); a batch stored smaller is enlarged
+            return self._to_float(ten_crop(_fit(batch, ten_crop_size(S)), S), out=out)  # (B, 10, C, S, S)
         randomize = self.train and self.augment and self.preset != "d2l"
         if randomize and self.preset == "paper":
             h, w = x.shape[-2:]

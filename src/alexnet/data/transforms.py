@@ -49,6 +49,16 @@ def resize_size(preset: str, image_size: int) -> int:
     return round(image_size * 256 / 224) if preset == "paper" else image_size
 
 
+def ten_crop_size(image_size: int) -> int:
+    """The side of the square the 10 test crops (`ten_crop`) are cut from, whatever the preset: the paper's 256 for
+    224 crops (section 4.1). `paper` resizes to it anyway. `seed` and `d2l` squash every image to S x S, where the
+    five S x S crops would all be the whole image and 10-crop would equal flip TTA (issue 26); for 10-crop they squash
+    to this larger square instead, as the paper does. The cost: objects look 256/224 = 1.14x larger than in
+    training (the paper's own trade, its model trained on crops of 256), and the crops leave out an eighth of each
+    side: on data framed tightly (a thumbnail of one object) the centre crop may lose what training saw."""
+    return round(image_size * 256 / 224)
+
+
 def default_mean_std(preset: str, in_channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The normalisation a preset uses when the training set's own statistics are not computed."""
     if preset == "d2l":
@@ -136,7 +146,7 @@ def build_transform(
     """The PIL-path transform: PIL image ("L" or "RGB", as load_image returns) -> float tensor (C, S, S) normalised.
 
     `augmentation` applies to training only. `ten_crop` (evaluation, any preset) returns (10, C, S, S): 4 corners
-    + centre of the resized image, and their horizontal flips.
+    + centre of the image resized to `ten_crop_size(S)`, and their horizontal flips.
     """
     from torchvision import transforms as T  # torchvision is heavy: imported when a transform is built
 
@@ -150,7 +160,9 @@ def build_transform(
     normalize = T.Normalize(mean, std)
     # paper: shorter side to R, centre R x R; the others squash to S x S as the notes do.
     steps: list = [T.Resize(R), T.CenterCrop(R)] if preset == "paper" else [T.Resize((S, S))]
-    if ten_crop:
+    if ten_crop:  # from the larger square, for every preset (ten_crop_size); paper's R is that square already
+        T10 = ten_crop_size(S)
+        steps = [T.Resize(T10), T.CenterCrop(T10)] if preset == "paper" else [T.Resize((T10, T10))]
         return T.Compose([*steps, T.TenCrop(S), _StackCrops(normalize)])
     if train and augment:
         if preset == "paper":
