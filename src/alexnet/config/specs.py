@@ -256,7 +256,7 @@ class RunSpec:
                                    "budget")
     # an LR range test instead of training: lr_find.png and the suggested rate; no weights are written
     lr_find: bool = flag(False, help="run an LR range test (learning rate rising from 1e-7 to 10) instead of "
-                         "training: writes lr_find.png and prints the suggested --lr")
+                         "training: writes lr_find.png and prints the suggested --lr, or why the curve suggests none")
 
     def __post_init__(self):
         _F.integer(self.epochs, "run.epochs", 1, checks.MAX_EPOCHS)
