@@ -24,7 +24,7 @@ from alexnet.data import build_datasets, build_from_description
 from alexnet.data.augment import BatchAugment
 from alexnet.data.batches import EvalBatches
 from alexnet.data.cache import cache_split
-from alexnet.errors import ConfigError, DataError
+from alexnet.errors import ConfigError, DataError, plural
 from alexnet.files import atomic_write, atomic_write_text
 from alexnet.inspect.plots import plot_confusion
 from alexnet.runtime.amp import autocast
@@ -94,7 +94,7 @@ class EvalResult:
     def report(self) -> str:
         lines = [
             self.accuracy_line(),
-            f"top-1 {self.top1:.4f}  top-5 {self.top5:.4f}  loss {self.loss:.4f}  ({self.total} images)",
+            f"top-1 {self.top1:.4f}  top-5 {self.top5:.4f}  loss {self.loss:.4f}  ({plural(self.total, 'image')})",
             "",
             f"{'class':<24} {'precision':>9} {'recall':>9} {'support':>8}",
         ]
@@ -272,7 +272,7 @@ def evaluate_checkpoint(
     atomic_write(png_path, lambda tmp: plot_confusion(result.confusion, result.class_names, tmp, title=title),
                  suffix=".png")
     shown = "all images" if whole else f"{part} split"
-    description = f"{path} on the {shown} of {bundle.source} ({len(cached)} images{views})"
+    description = f"{path} on the {shown} of {bundle.source} ({plural(len(cached), 'image')}{views})"
     return EvalRun(result, description, csv_path, png_path)
 
 

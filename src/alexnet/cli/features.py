@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from alexnet.config import FEATURE_FORMATS
+from alexnet.errors import plural
 
 
 def add_parser(subparsers) -> None:
@@ -47,5 +48,5 @@ def run(args: argparse.Namespace) -> int:
     for file, reason in fs.skipped:
         print(f"skipped {file}: {reason}")
     n, d = fs.vectors.shape
-    print(f"{n} images x {d} ({fs.layer} of {fs.checkpoint}) -> {path}, {json_path}")
+    print(f"{plural(n, 'image')} x {d} ({fs.layer} of {fs.checkpoint}) -> {path}, {json_path}")
     return 1 if fs.skipped else 0  # one rule with predict: an input not read is a failure, whatever was written

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from alexnet.errors import plural
 from alexnet.files import atomic_write
 from alexnet.inspect.plots import _figure
 from alexnet.runtime import distributed
@@ -36,7 +37,7 @@ class RangeTest:
 
     def describe(self) -> str:
         if self.suggestion is None:
-            return f"lr range test: {len(self.lrs)} steps, too few to suggest a rate"
+            return f"lr range test: {plural(len(self.lrs), 'step')}, too few to suggest a rate"
         return (f"lr range test over {len(self.lrs)} steps ({self.lrs[0]:.1e} .. {self.lrs[-1]:.1e}): suggested "
                 f"--lr {self.suggestion:.2e} (steepest fall of the loss)")
 
