@@ -57,6 +57,12 @@ class EvalResult:
     def top5(self) -> float:
         return self.correct5 / self.total if self.total else math.nan
 
+    @property
+    def top5_applies(self) -> bool:
+        """Top-5 says something only with more than 5 classes: with 5 or fewer every image is in its top 5, and
+        1.0 would read as a result (ablate's report says n/a for the same reason)."""
+        return len(self.confusion) > 5
+
     def per_class(self) -> list[dict[str, Any]]:
         """Precision (of the predictions of this class, how many were right) and recall (of the images of this
         class, how many were found); None where the denominator is zero."""
@@ -78,7 +84,7 @@ class EvalResult:
     def to_json(self) -> dict[str, Any]:
         return {
             "top1": self.top1,
-            "top5": self.top5,
+            "top5": self.top5 if self.top5_applies else None,  # null: 5 classes or fewer (see top5_applies)
             "loss": self.loss,
             "correct": self.correct,
             "total": self.total,
@@ -91,10 +97,13 @@ class EvalResult:
         """The first note's TestNet.py line, verbatim format: `Accuracy: 1234/1500 (82%)`."""
         return f"Accuracy: {self.correct}/{self.total} ({100.0 * self.correct / max(self.total, 1):.0f}%)"
 
+    def _top5_text(self) -> str:
+        return f"{self.top5:.4f}" if self.top5_applies else f"n/a ({plural(len(self.confusion), 'class', 'classes')})"
+
     def report(self) -> str:
         lines = [
             self.accuracy_line(),
-            f"top-1 {self.top1:.4f}  top-5 {self.top5:.4f}  loss {self.loss:.4f}  ({plural(self.total, 'image')})",
+            f"top-1 {self.top1:.4f}  top-5 {self._top5_text()}  loss {self.loss:.4f}  ({plural(self.total, 'image')})",
             "",
             f"{'class':<24} {'precision':>9} {'recall':>9} {'support':>8}",
         ]
