@@ -115,7 +115,7 @@ def test_a_run_paused_midway_is_replanned_to_end_within_its_budget(tmp_path):
     lines += proc.stdout.readlines()
     assert proc.wait() == 0, "".join(lines)
     out = "".join(lines)
-    first = int(out.split(" steps over ")[0].rsplit(": ", 1)[1])  # "...: 22 steps over 11 epoch(s)"
+    first = int(out.split(" steps over ")[0].rsplit(": ", 1)[1])  # "...: 22 steps over 11 epochs"
     assert "time budget: steps take" in out, out
     recorded = load_checkpoint(run, prefer="last")
     planned = recorded.config["run"]["max_steps"]

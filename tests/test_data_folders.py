@@ -308,6 +308,23 @@ def test_layout_classes_and_leaves_read_nested_folders_as_they_say(tmp_path):
     assert again.class_names == leaves.class_names and again.val.samples == leaves.val.samples
 
 
+def test_the_refusal_names_the_classes_layout_leaves_gives_where_one_folder_is_deeper(tmp_path):
+    # birds/ holds one folder of images (not nested by itself), mammals/ two: leaves makes birds/owl a class,
+    # and the refusal must say so, not "birds"; an empty class folder stays a class in both readings.
+    root = f.image_folder(tmp_path / "zoo" / "birds", ("owl",), per_class=2).parent
+    f.image_folder(root / "mammals", ("cat", "dog"), per_class=2)
+    (root / "fish").mkdir()
+    with pytest.raises(DataError) as e:
+        scan_folder(root)
+    said = str(e.value).splitlines()[2]
+    assert said == ("  --layout leaves: 4 classes (birds/owl, fish, mammals/cat, mammals/dog), one per folder that "
+                    "holds images")
+    with pytest.raises(DataError, match="class folder 'fish' holds no image files"):  # what leaves then reads
+        scan_folder(root, layout="leaves")
+    (root / "fish").rmdir()
+    assert scan_folder(root, layout="leaves", val_split=0.0).class_names == ["birds/owl", "mammals/cat", "mammals/dog"]
+
+
 def test_nested_class_folders_inside_a_split_folder_are_refused_there(tmp_path):
     _nested(tmp_path / "d" / "train")
     _nested(tmp_path / "d" / "val")

@@ -38,6 +38,15 @@ def test_counts_rates_and_per_class():
     assert result.loss == pytest.approx(torch.nn.functional.cross_entropy(logits, labels).item())
 
 
+@pytest.mark.parametrize(("classes", "shown", "in_json"), [(5, "n/a (5 classes)", None), (6, "0.9000", 0.9)])
+def test_top5_is_reported_only_with_more_than_5_classes(classes, shown, in_json):
+    result = EvalResult(loss_sum=1.0, correct=8, correct5=9, total=10, confusion=np.zeros((classes, classes)),
+                        class_names=[f"c{i}" for i in range(classes)])
+    assert f"top-1 0.8000  top-5 {shown}  loss 0.1000  (10 images)" in result.report()
+    assert result.to_json()["top5"] == in_json and "top5" in result.to_json()
+    assert result.top5 == 0.9  # the count itself stays, for metrics.csv and ablate (which say n/a themselves)
+
+
 def test_accuracy_line_is_the_notes_format():
     result = EvalResult(loss_sum=0.0, correct=1234, correct5=1500, total=1500, confusion=np.zeros((2, 2)),
                         class_names=["cat", "dog"])
@@ -196,6 +205,8 @@ def test_eval_a_trained_checkpoint_on_its_own_data(trained, tmp_path):
     doc = out.result.to_json()
     assert {"top1", "top5", "correct", "total", "per_class", "confusion"} <= set(doc)
     assert doc["correct"] == out.result.correct and doc["top1"] == pytest.approx(out.result.correct / 6)
+    # 2 classes: every image is in its top 5, so top-5 is not a result: n/a in the report, null in the JSON
+    assert doc["top5"] is None and "  top-5 n/a (2 classes)  " in out.result.report()
     json.dumps(doc)  # plain types
     ten = evaluate_checkpoint(run, options=EvalOptions(ten_crop=True), output_dir=tmp_path)
     assert ten.result.total == 6 and "10-crop" in ten.description

@@ -142,7 +142,7 @@ def test_features_cli(trained, tmp_path):
     out = tmp_path / "out" / "v.npy"
     ok = run_cli("features", "--checkpoint", str(run), str(data / "val" / "cat"), str(bad), "--layer", "pool5",
                  "--output", str(out))
-    assert ok.returncode == 0, ok.stderr
+    assert ok.returncode == 1, ok.stderr  # a file was not read; the others were still written
     lines = ok.stdout.splitlines()
     assert lines[0] == f"skipped {bad}: not an image file (first bytes b'junk')"
     assert lines[1].startswith("3 images x ") and lines[1].endswith(f"{out}, {out.with_suffix('.json')}")
@@ -151,3 +151,20 @@ def test_features_cli(trained, tmp_path):
     assert wrong.returncode == 2 and wrong.stdout == ""
     [line] = wrong.stderr.strip().splitlines()
     assert line.startswith("alexnet features: error: ") and "no layer 'fc9'" in line and "fc6" in line
+
+
+def test_an_unreadable_file_makes_the_exit_status_1_and_the_others_are_still_written(trained, tmp_path, capsys):
+    # One rule with predict: the readable images are written, the broken one listed, and the status says so.
+    from alexnet import cli
+    from data_factories import truncated_jpeg
+
+    data, run = trained
+    cut = truncated_jpeg(tmp_path / "cut.jpg")
+    out = tmp_path / "v.npy"
+    assert cli.main(["features", "--checkpoint", str(run), str(data / "val" / "cat"), str(cut), "--output",
+                     str(out), "--device", "cpu"]) == 1
+    printed = capsys.readouterr().out
+    assert f"skipped {cut}: " in printed and "3 images x " in printed
+    assert np.load(out).shape[0] == 3
+    assert cli.main(["features", "--checkpoint", str(run), str(data / "val" / "cat"), "--output", str(out),
+                     "--device", "cpu"]) == 0

@@ -112,3 +112,29 @@ def test_the_grid_stays_bounded_whatever_k_and_the_queries(tmp_path, monkeypatch
         dpi = 100  # alexnet.inspect.plots._figure
         assert img.size == (round(nb.CELL_INCHES * 4 * dpi), round((nb.CELL_INCHES * 2 + 0.4) * dpi))  # 2 x (1 + 3)
     assert len(json.loads(doc.read_text())["neighbours"]) == 4
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_an_unreadable_query_or_data_file_makes_the_exit_status_1(trained, tmp_path, capsys, as_json):
+    # One rule with predict: the readable queries still get their neighbours, the broken files are listed, and the
+    # status says that not everything was read (in the table and in --json alike).
+    from alexnet import cli
+    from data_factories import truncated_jpeg
+
+    data, run = trained
+    pool = tmp_path / "pool"
+    shutil.copytree(data / "val", pool)
+    cut_data = truncated_jpeg(pool / "cat" / "cut.jpg")
+    cut_query = truncated_jpeg(tmp_path / "query.jpg")
+    query = str(data / "val" / "cat" / "cat.0.jpg")
+    argv = ["neighbours", "--checkpoint", str(run), query, str(cut_query), "--in", str(pool), "--k", "2",
+            "--output-dir", str(tmp_path / "out"), "--device", "cpu", *(["--json"] if as_json else [])]
+    assert cli.main(argv) == 1
+    printed = capsys.readouterr().out
+    doc = json.loads((tmp_path / "out" / "neighbours.json").read_text())
+    assert {s["file"] for s in doc["skipped"]} == {str(cut_data), str(cut_query)}
+    assert list(doc["neighbours"]) == [query] and len(doc["neighbours"][query]) == 2
+    assert (json.loads(printed) == doc) if as_json else (f"skipped {cut_query}: " in printed)
+    argv.remove(str(cut_query))
+    shutil.move(cut_data, tmp_path / "moved.jpg")
+    assert cli.main(argv) == 0

@@ -112,3 +112,42 @@ def test_what_alexnet_writes_beside_a_run_is_its_own_and_nothing_else_is(tmp_pat
     for name in (REPORT_NAME, "confusion.csv", f".{REPORT_NAME}.x1y2.tmp", "notes.txt"):
         (tmp_path / name).write_text("x")
     assert foreign_entries(tmp_path) == ["notes.txt"]
+
+
+def hold_lock(run: Path) -> subprocess.Popen:
+    """Another process holding the run folder's lock, as a live trainer before its first checkpoint does."""
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; from alexnet.store.runfolder import RunLock; "
+                               "RunLock(sys.argv[1]).acquire(); print('held', flush=True); sys.stdin.read()", str(run)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_resuming_a_live_run_before_its_first_checkpoint_names_the_lock_holder(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "log.txt").write_text("run folder: ...\n")
+    holder = hold_lock(run)
+    try:
+        resumed = subprocess.run([sys.executable, "-m", "alexnet", "train", "--resume", str(run)],
+                                 capture_output=True, text=True, timeout=120)
+        assert resumed.returncode == 2, resumed.stderr
+        assert f"in use by another alexnet process (pid {holder.pid}, lock {run / LOCK_NAME})" in resumed.stderr
+        assert "no checkpoints" not in resumed.stderr and len(resumed.stderr.strip().splitlines()) == 1
+        with pytest.raises(RunFolderError, match=f"pid {holder.pid}"):  # the probe took nothing from the holder
+            RunLock(run).acquire()
+    finally:
+        holder.stdin.close()
+        holder.wait()
+
+
+def test_the_probe_of_a_folder_no_run_holds_creates_nothing(tmp_path):
+    from alexnet.store.runfolder import refuse_if_locked
+
+    refuse_if_locked(tmp_path / "missing")
+    refuse_if_locked(tmp_path)
+    assert not (tmp_path / "missing").exists() and not (tmp_path / LOCK_NAME).exists()
+    # A lock held in this process conflicts too (another open file description).
+    with RunLock(tmp_path), pytest.raises(RunFolderError, match=f"pid {os.getpid()}"):
+        refuse_if_locked(tmp_path)
+    refuse_if_locked(tmp_path)  # released: nothing to refuse

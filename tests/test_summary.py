@@ -147,3 +147,31 @@ def test_bad_sizes_are_config_errors(size):
         summarize(model_config("alexnet"), size)
     with pytest.raises(ConfigError):
         target_map(model_config("alexnet"), -1)
+
+
+@pytest.mark.parametrize("name", ["alexnet", "alexnet-bn"])
+def test_seen_input_is_what_a_real_backward_pass_reaches(name):
+    from alexnet.models.shapes import seen_input
+
+    cfg = model_config(name, width_mult=0.125)
+    for size in (67, 91, 95, 96, 99, 224, 227):
+        x = torch.randn(1, cfg.in_channels, size, size, requires_grad=True)
+        AlexNet(dataclasses.replace(cfg, image_size=size)).eval().features(x).sum().backward()
+        reached = x.grad.abs().sum(dim=(0, 1))
+        rows, cols = reached.sum(1).nonzero().max().item() + 1, reached.sum(0).nonzero().max().item() + 1
+        assert seen_input(cfg, size) == rows == cols, size
+
+
+def test_the_demo_size_says_what_it_loses_all_told_and_what_the_exact_sizes_change():
+    # 96 px (the demo's and the fast recipe's) warns at four layers; the notes say what that costs all told and
+    # that the sizes that drop nothing are other networks, so that a user can see why the demo keeps 96.
+    notes = summarize(model_config("alexnet-bn", width_mult=0.25), 96).notes
+    assert notes == [
+        "Input sizes near this one that drop no pixel anywhere in the conv stack: 67 (pool5 1x1), 99 (pool5 2x2); "
+        "this one: pool5 1x1",
+        "All told, the last 5 rows and columns of the 96x96 input reach no output: the network sees its first 91x91 "
+        "pixels (90% of them).",
+    ]
+    # pool2 and pool5 drop a row at 91, yet later windows cover it: no input pixel is lost
+    assert summarize(model_config("alexnet-bn"), 91).notes[-1].startswith("All told, every input pixel still")
+    assert summarize(model_config("alexnet-bn"), 99).notes == []

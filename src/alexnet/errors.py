@@ -49,3 +49,10 @@ def short(value: object, limit: int = SHORT_LIMIT) -> str:
 def clip(text: str, limit: int = 200) -> str:
     """A message part that is already text (a parser's complaint), cut to `limit` characters."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def plural(n: int, one: str, many: str | None = None) -> str:
+    """A count and its noun in agreement, for messages: plural(1, "epoch") -> '1 epoch', plural(3, "entry",
+    "entries") -> '3 entries'. A run of one epoch or a folder with one stray file is common, and '1 epochs' reads
+    as a slip that makes a user doubt the rest of the line."""
+    return f"{n} {one if n == 1 else (many or one + 's')}"

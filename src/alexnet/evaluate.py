@@ -25,7 +25,7 @@ from alexnet.data.augment import BatchAugment
 from alexnet.data.batches import EvalBatches
 from alexnet.data.cache import cache_split
 from alexnet.data.transforms import ten_crop_size
-from alexnet.errors import ConfigError, DataError
+from alexnet.errors import ConfigError, DataError, plural
 from alexnet.files import atomic_write, atomic_write_text
 from alexnet.inspect.plots import plot_confusion
 from alexnet.runtime.amp import autocast
@@ -58,6 +58,12 @@ class EvalResult:
     def top5(self) -> float:
         return self.correct5 / self.total if self.total else math.nan
 
+    @property
+    def top5_applies(self) -> bool:
+        """Top-5 says something only with more than 5 classes: with 5 or fewer every image is in its top 5, and
+        1.0 would read as a result (ablate's report says n/a for the same reason)."""
+        return len(self.confusion) > 5
+
     def per_class(self) -> list[dict[str, Any]]:
         """Precision (of the predictions of this class, how many were right) and recall (of the images of this
         class, how many were found); None where the denominator is zero."""
@@ -79,7 +85,7 @@ class EvalResult:
     def to_json(self) -> dict[str, Any]:
         return {
             "top1": self.top1,
-            "top5": self.top5,
+            "top5": self.top5 if self.top5_applies else None,  # null: 5 classes or fewer (see top5_applies)
             "loss": self.loss,
             "correct": self.correct,
             "total": self.total,
@@ -92,10 +98,13 @@ class EvalResult:
         """The first note's TestNet.py line, verbatim format: `Accuracy: 1234/1500 (82%)`."""
         return f"Accuracy: {self.correct}/{self.total} ({100.0 * self.correct / max(self.total, 1):.0f}%)"
 
+    def _top5_text(self) -> str:
+        return f"{self.top5:.4f}" if self.top5_applies else f"n/a ({plural(len(self.confusion), 'class', 'classes')})"
+
     def report(self) -> str:
         lines = [
             self.accuracy_line(),
-            f"top-1 {self.top1:.4f}  top-5 {self.top5:.4f}  loss {self.loss:.4f}  ({self.total} images)",
+            f"top-1 {self.top1:.4f}  top-5 {self._top5_text()}  loss {self.loss:.4f}  ({plural(self.total, 'image')})",
             "",
             f"{'class':<24} {'precision':>9} {'recall':>9} {'support':>8}",
         ]
@@ -276,7 +285,7 @@ def evaluate_checkpoint(
     atomic_write(png_path, lambda tmp: plot_confusion(result.confusion, result.class_names, tmp, title=title),
                  suffix=".png")
     shown = "all images" if whole else f"{part} split"
-    description = f"{path} on the {shown} of {bundle.source} ({len(cached)} images{views})"
+    description = f"{path} on the {shown} of {bundle.source} ({plural(len(cached), 'image')}{views})"
     return EvalRun(result, description, csv_path, png_path)
 
 

@@ -37,6 +37,7 @@ from alexnet.store.runfolder import (
     RunPaths,
     check_new_run_folder,
     default_output_dir,
+    refuse_if_locked,
     truncate_metrics,
 )
 from alexnet.training import balance
@@ -96,7 +97,7 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
             raise AlexNetError(f"field 'run.batch_size' ({cfg.run.batch_size}) is smaller than the number of ranks "
                                f"({info.world_size}): it is the global batch, split over ranks")
         set_determinism(cfg.run.deterministic, device)
-        ckpt = load_checkpoint(resume, prefer="last") if resume is not None else None
+        ckpt = checkpoint_to_resume(resume, info) if resume is not None else None
         # --init-from on a new run: its weights, and its input size and preset where the run leaves them open
         init = read_initial_weights(cfg.model.init_from) if cfg.model.init_from and ckpt is None else None
         cfg, taken = resolve_preprocessing(cfg, init)
@@ -276,6 +277,16 @@ def prepare_run_folder(ctx: RunContext, epoch: int) -> list[dict[str, Any]]:
     return rows
 
 
+def checkpoint_to_resume(resume: str | Path, info: DistInfo) -> Checkpoint:
+    """The last checkpoint of the run to resume; a run still alive in that folder is refused first, naming its pid,
+    whether or not it has written a checkpoint yet. Rank 0 alone probes: under torchrun the lock it is about to take
+    is its own, and another rank could see it taken."""
+    path = Path(resume)
+    if info.is_main and (path.is_dir() or path.is_file()):
+        refuse_if_locked(path if path.is_dir() else run_dir_of(path))
+    return load_checkpoint(resume, prefer="last")
+
+
 def resume_config(resume: str | Path, config_path: str | Path | None = None,
                   overrides: dict[str, Any] | None = None) -> TrainConfig:
     """The configuration of the run being resumed, with the user's YAML and flags on top. fit() then refuses
@@ -284,7 +295,7 @@ def resume_config(resume: str | Path, config_path: str | Path | None = None,
     The base is the checkpoint's own config, the one its weights were trained with, and never config.yaml: that
     file is a copy for people to read, and one cut by a crash or edited by hand must not change (or silently
     default) a resumed run. Changes go through --config and flags."""
-    ckpt = load_checkpoint(resume, prefer="last")
+    ckpt = checkpoint_to_resume(resume, distributed.env_info())
     if not isinstance(ckpt.config, dict):
         raise CheckpointError(f"{ckpt.path}: the checkpoint lacks its run's 'config'; cannot resume from it")
     user = load_yaml(config_path) if config_path is not None else {}

@@ -13,6 +13,7 @@ import time
 from collections import Counter
 
 from alexnet.config import IN_CHANNELS, LAYOUTS, PRESETS, SPLITS
+from alexnet.errors import plural
 
 
 def add_parser(subparsers) -> None:
@@ -103,26 +104,24 @@ def run_check(args) -> int:
     for c in report["classes"]:
         print(f"  {c['name']:<{width}}  {c['train']:>7}  {c['val']:>7}")
     if report["skipped"]:
-        print(f"skipped {_count(len(report['skipped']), 'file', 'files')}:")
+        print(f"skipped {plural(len(report['skipped']), 'file')}:")
         for s in report["skipped"]:
             print(f"  {s['path']}: {s['reason']}")
     if report["ignored"]:
+        ignored = len(report["ignored"])
+        what = f"ignored {plural(ignored, 'entry', 'entries')} that {'is' if ignored == 1 else 'are'} not data"
         if args.all:
-            print(f"ignored {_count(len(report['ignored']), 'entry', 'entries')} that are not data:")
+            print(f"{what}:")
             for s in report["ignored"]:
                 print(f"  {s['path']}: {s['reason']}")
         else:
             by_reason = Counter(s["reason"] for s in report["ignored"])
-            print(f"ignored {_count(len(report['ignored']), 'entry', 'entries')} that are not data (--all lists them):")
+            print(f"{what} (--all lists them):")
             for reason, n in by_reason.most_common():
                 print(f"  {n} x {reason}")
     for s in report["notes"]:
         print(f"note: {s['path']}: {s['note']}")
     return 0
-
-
-def _count(n: int, one: str, many: str) -> str:
-    return f"{n} {one if n == 1 else many}"
 
 
 def run_make_shapes(args) -> int:

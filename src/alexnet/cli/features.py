@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from alexnet.config import FEATURE_FORMATS
+from alexnet.errors import plural
 
 
 def add_parser(subparsers) -> None:
@@ -16,7 +17,8 @@ def add_parser(subparsers) -> None:
         "its positions, one value per channel). DATA is one folder of class folders (or train/ + val/ with class "
         "folders: the files are labelled with their class), or image files, folders and globs (no labels). Writes "
         "FILE and a JSON beside it (same name, .json) with the files in row order, their labels, the layer, the "
-        "checkpoint and the shape. Unreadable images are skipped and listed.",
+        "checkpoint and the shape. Unreadable images are skipped and listed; the others are still written, and the exit "
+        "status is 1 when any file could not be read (as predict's).",
     )
     p.add_argument("--checkpoint", required=True, metavar="PATH", help="checkpoint file or run folder")
     p.add_argument("data", nargs="+", metavar="DATA", help="a folder of class folders, or files, folders, globs")
@@ -46,5 +48,5 @@ def run(args: argparse.Namespace) -> int:
     for file, reason in fs.skipped:
         print(f"skipped {file}: {reason}")
     n, d = fs.vectors.shape
-    print(f"{n} images x {d} ({fs.layer} of {fs.checkpoint}) -> {path}, {json_path}")
-    return 0
+    print(f"{plural(n, 'image')} x {d} ({fs.layer} of {fs.checkpoint}) -> {path}, {json_path}")
+    return 1 if fs.skipped else 0  # one rule with predict: an input not read is a failure, whatever was written

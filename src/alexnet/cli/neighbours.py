@@ -12,7 +12,8 @@ def add_parser(subparsers) -> None:
         description="For each query image, the k images of DATA whose feature vectors (fc7 by default, with the "
         "checkpoint's eval preprocessing) are nearest in Euclidean distance. A query that is itself a file of DATA "
         "is not its own neighbour. Writes neighbours.png (query in the first column, neighbours beside it with "
-        "their class and distance) and neighbours.json (query -> [{file, label, distance}]) into --output-dir.",
+        "their class and distance) and neighbours.json (query -> [{file, label, distance}]) into --output-dir. "
+        "Unreadable images are skipped and listed; the exit status is 1 when any file could not be read.",
     )
     p.add_argument("--checkpoint", required=True, metavar="PATH", help="checkpoint file or run folder")
     p.add_argument("queries", nargs="+", metavar="QUERY", help="query images: files, folders, globs")
@@ -43,11 +44,13 @@ def run(args: argparse.Namespace) -> int:
     result = find_neighbours(ckpt, args.queries, args.data, k=args.k, layer=args.layer, batch_size=args.batch_size,
                              device=resolve_device(args.device, DistInfo()), progress=True)
     png, doc = write_neighbours(result, args.output_dir, ckpt.preprocessing.in_channels)
+    # One rule with predict: an input not read (a query or a file of DATA) is a failure, whatever was written.
+    status = 1 if result.skipped else 0
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
-        return 0
+        return status
     for file, reason in result.skipped:
         print(f"skipped {file}: {reason}")
     print(format_table(result))
     print(f"\n{png}, {doc}")
-    return 0
+    return status

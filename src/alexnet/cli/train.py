@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from alexnet.config import list_recipes, resolve_config, train_flags
+from alexnet.errors import plural
 from alexnet.models.registry import list_models  # no torch: the names only
 
 # The argument groups of the generated flags, in the order `--help` lists them (the sections' own order in
@@ -67,6 +68,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"alexnet train: {e}", file=sys.stderr)
         return 128 + e.signum
     if result.reached_max_steps:
-        print(f"stopped after {result.global_step} steps (--max-steps); continue with: "
+        print(f"stopped after {plural(result.global_step, 'step')} (--max-steps); continue with: "
               f"alexnet train --resume {result.run_dir} --max-steps N")
     return 0

@@ -109,12 +109,14 @@ def _names(names: list[str]) -> str:
     return ", ".join(names) if len(names) <= 8 else ", ".join(names[:8]) + f", ... ({len(names)} in all)"
 
 
-def _refuse_nested(folder: str, dirs: list[str], nested: dict[str, list[str]]) -> None:
-    """A class folder that holds class folders: both readings, one line each, with the option that picks it."""
+def _refuse_nested(walker: Walker, folder: str, dirs: list[str], nested: dict[str, list[str]]) -> None:
+    """A class folder that holds class folders: both readings, one line each, with the option that picks it. Each
+    reading's classes are the ones that option gives (`_leaves` for leaves): a folder that is not itself nested may
+    still hold its images one level down (`birds/owl/`), and its class is then `birds/owl`, not `birds`."""
     first, leaves = next(iter(nested.items()))
     inner = sorted({_class_name(leaf, first).split("/")[0] for leaf in leaves})
     top = sorted(_class_name(d, folder) for d in dirs)
-    all_leaves = sorted({_class_name(leaf, folder) for d in dirs for leaf in nested.get(d, [d])})
+    all_leaves = sorted({name for name, _ in _leaves(walker, folder, dirs)})
     raise DataError(
         f"{display_path(folder)}: class folder {_class_name(first, folder)!r} holds class folders ({_names(inner)}); "
         "the folder can be read two ways, pick one:\n"
@@ -140,20 +142,26 @@ def _collect_split(walker: Walker, folder: str, layout: str = "auto") -> tuple[s
     if layout == "leaves":
         return "leaves", folder, _leaf_classes(walker, folder, dirs)
     if layout == "auto" and (nested := _nested_classes(walker, dirs)):
-        _refuse_nested(folder, dirs, nested)
+        _refuse_nested(walker, folder, dirs, nested)
     return "classes", folder, _folder_classes(walker, dirs)
 
 
 def _leaf_classes(walker: Walker, folder: str, dirs: list[str]) -> dict[str, list[str]]:
     """`layout` leaves: one class per folder that holds images, named by its path below `folder`."""
     by_class: dict[str, list[str]] = {}
-    for leaf in sorted({leaf for d in dirs for leaf in _image_folders(walker, d)}):
-        images = [f for f in walker.visible_entries(leaf)[1] if walker.accept_file(f)]
-        by_class.setdefault(_class_name(leaf, folder), []).extend(images)
-    for d in dirs:  # a folder with no image anywhere below it is an empty class, as with class folders
-        if not any(name.split("/")[0] == _class_name(d, folder) for name in by_class):
-            by_class[_class_name(d, folder)] = []
+    for name, leaf in _leaves(walker, folder, dirs):
+        images = [f for f in walker.visible_entries(leaf)[1] if walker.accept_file(f)] if leaf is not None else []
+        by_class.setdefault(name, []).extend(images)
     return by_class
+
+
+def _leaves(walker: Walker, folder: str, dirs: list[str]) -> list[tuple[str, str | None]]:
+    """(class name, folder) of each class `layout` leaves gives: every folder below `dirs` that holds images,
+    named by its path below `folder`; a folder of `dirs` with no image anywhere below it is an empty class (folder
+    None), as with class folders. The nested-layout refusal names these same classes."""
+    found = [(_class_name(leaf, folder), leaf) for leaf in sorted({leaf for d in dirs for leaf in _image_folders(walker, d)})]
+    names = {name.split("/")[0] for name, _ in found}
+    return found + [(_class_name(d, folder), None) for d in dirs if _class_name(d, folder) not in names]
 
 
 def _nested_classes(walker: Walker, dirs: list[str]) -> dict[str, list[str]]:

@@ -56,6 +56,22 @@ def feature_size(cfg: AlexNetConfig, size: int, ceil: bool = False) -> int:
     return size
 
 
+def seen_input(cfg: AlexNetConfig, size: int) -> int:
+    """How many leading rows (and columns) of a size x size input reach pool5's output under floor rounding: the
+    windows of each layer, walked back from pool5's last one, end there. A layer that drops its last row does not
+    always lose input (a later window may still cover it); this says what is lost all told (96 -> 91 for
+    alexnet-bn). 0 when the input is too small."""
+    sides = [size]
+    for w in feature_windows(cfg):
+        sides.append(out_size(sides[-1], w.kernel, w.stride, w.padding))
+        if sides[-1] < 1:
+            return 0
+    last = sides[-1] - 1  # the last row of pool5's output: every row of it is used
+    for w, side_in in zip(reversed(feature_windows(cfg)), reversed(sides[:-1]), strict=True):
+        last = min(last * w.stride - w.padding + w.kernel - 1, side_in - 1)
+    return last + 1
+
+
 def min_input_size(cfg: AlexNetConfig, ceil: bool = False) -> int:
     """Smallest square input for which every layer of the conv stack gets a non-empty map."""
     size = 1

@@ -20,7 +20,7 @@ from alexnet.errors import ConfigError
 from alexnet.models.alexnet import AlexNet
 from alexnet.models.architecture import AlexNetConfig
 from alexnet.models.lrn import LocalResponseNorm
-from alexnet.models.shapes import feature_size, feature_windows, min_input_size, out_size
+from alexnet.models.shapes import feature_size, feature_windows, min_input_size, out_size, seen_input
 
 
 @dataclass(frozen=True)
@@ -186,6 +186,7 @@ def summarize(cfg: AlexNetConfig, input_size: int | None = None, ceil: bool = Fa
     summary.notes += _size_notes(cfg, size, ceil)
     if warnings and not ceil:
         summary.notes.append(_exact_sizes_note(cfg, size))
+        summary.notes += _seen_note(cfg, size)
     return summary
 
 
@@ -241,12 +242,27 @@ def exact_sizes(cfg: AlexNetConfig, lo: int, hi: int, upto: str = "pool5") -> li
 
 
 def _exact_sizes_note(cfg: AlexNetConfig, size: int) -> str:
+    # With pool5's map of each (and so fc6's input): an exact size nearby is another network, not a free fix, and a
+    # size that drops a few border pixels can be the better trade (the demo and fast recipes keep 96, see demo.yaml).
     below = exact_sizes(cfg, size - 64, size)
     above = exact_sizes(cfg, size, size + 64)
     near = ([below[-1]] if below else []) + ([above[0]] if above else [])
     if not near:
         return "No input size within 64 pixels of this one goes through the conv stack without dropping pixels."
-    return "Input sizes near this one that drop no pixel anywhere in the conv stack: " + ", ".join(map(str, near))
+    shown = ", ".join(f"{n} (pool5 {feature_size(cfg, n)}x{feature_size(cfg, n)})" for n in near)
+    pool5 = feature_size(cfg, size)
+    return (f"Input sizes near this one that drop no pixel anywhere in the conv stack: {shown}; this one: pool5 "
+            f"{pool5}x{pool5}")
+
+
+def _seen_note(cfg: AlexNetConfig, size: int) -> list[str]:
+    """What the warnings above cost all told: a layer's dropped row is often still covered by a later window, so
+    the count of input pixels never seen is the measure, not the number of warnings."""
+    seen = seen_input(cfg, size)
+    if seen >= size:
+        return ["All told, every input pixel still reaches the output: later windows cover what these layers drop."]
+    return [f"All told, the last {size - seen} rows and columns of the {size}x{size} input reach no output: the "
+            f"network sees its first {seen}x{seen} pixels ({100 * seen**2 / size**2:.0f}% of them)."]
 
 
 def target_map(cfg: AlexNetConfig, n: int, ceil: bool = False) -> dict[str, Any]:

@@ -153,11 +153,7 @@ class RunLock:
             holder = _read_pid(fd)
             os.close(fd)
             if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                who = f"pid {holder}" if holder else "another process"
-                raise RunFolderError(
-                    f"{self.root}: in use by another alexnet process ({who}, lock {self.path}); one run folder has "
-                    "one writer: wait for it to finish, stop it (a stopped run can be continued with --resume), "
-                    "or choose another --output-dir") from None
+                raise _in_use(self.root, self.path, holder) from None
             raise FileWriteError(describe_os_error(e, self.path)) from None
         # Our pid, for the message of whoever is refused next; written after the lock is ours.
         os.ftruncate(fd, 0)
@@ -175,6 +171,32 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def refuse_if_locked(root: str | Path) -> None:
+    """Refuse a folder whose lock a live process holds, naming it, before anything else in the folder is read: a
+    `--resume` of a run that has not yet written its first checkpoint would otherwise be told only that there is no
+    checkpoint. A probe that takes nothing: a shared flock, released at once, and no lock file or folder created
+    (a missing lock file means no run ever held the folder)."""
+    path = Path(root) / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return  # no lock file, or not one we may open: RunLock.acquire() says why if it matters
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise _in_use(Path(root), path, _read_pid(fd)) from None
+    finally:
+        os.close(fd)  # releases the shared lock, if it was taken
+
+
+def _in_use(root: Path, lock: Path, holder: int | None) -> RunFolderError:
+    who = f"pid {holder}" if holder else "another process"
+    return RunFolderError(
+        f"{root}: in use by another alexnet process ({who}, lock {lock}); one run folder has one writer: wait for "
+        "it to finish, stop it (a stopped run can be continued with --resume), or choose another --output-dir")
 
 
 def _read_pid(fd: int) -> int | None:

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from alexnet.config import TrainConfig, parse_duration
-from alexnet.errors import ConfigError
+from alexnet.errors import ConfigError, plural
 from alexnet.runtime import distributed
 from alexnet.store.checkpoint import save_checkpoint
 from alexnet.store.runfolder import RunPaths, draw_plots
@@ -57,7 +57,7 @@ class BudgetPlan:
         return (f"time budget {self.budget_s:.0f} s: {self.before_s:.1f} s spent before training (data, probe), "
                 f"{self.step_s:.3f} s per step measured, {self.eval_s:.2f} s per epoch's end (validation, checkpoints, "
                 f"plots): "
-                f"{self.steps} steps over {self.epochs} epoch(s), cosine schedule to their end")
+                f"{plural(self.steps, 'step')} over {plural(self.epochs, 'epoch')}, cosine schedule to their end")
 
 
 def probe_step_seconds(model: torch.nn.Module, optim_spec: Any, source: Any, settings: EpochSettings,

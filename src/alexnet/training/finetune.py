@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from alexnet.config import INIT_TORCHVISION, TrainConfig
-from alexnet.errors import CheckpointError, ConfigError
+from alexnet.errors import CheckpointError, ConfigError, plural
 from alexnet.export import load_hub
 from alexnet.models.pretrained import load_torchvision_weights
 from alexnet.store.checkpoint import checkpoint_if_any, load_checkpoint
@@ -204,6 +204,6 @@ class Freezer:
         if not self.modules:
             return ""
         count = sum(p.numel() for p in self._params())
-        when = f" for {self.until} epoch(s)" if self.until else " for the whole run"
+        when = f" for {plural(self.until, 'epoch')}" if self.until else " for the whole run"
         learned = [n for n in self.names if n.startswith(("conv", "fc", "bn"))]
         return f"frozen{when}: {', '.join(learned)} ({count:,} parameters)"

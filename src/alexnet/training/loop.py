@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from alexnet.config import TrainConfig, save_yaml
+from alexnet.errors import plural
 from alexnet.evaluate import evaluate
 from alexnet.runtime import distributed
 from alexnet.runtime.distributed import DistInfo
@@ -262,7 +263,7 @@ class EpochLoop:
             patience = cfg.run.early_stop
             if patience and state.epochs_without_improvement >= patience and state.epoch < cfg.run.epochs:
                 self.early_stopped = True
-                self.ctx.log(f"early stop: validation top-1 has not improved for {patience} epochs (best "
+                self.ctx.log(f"early stop: validation top-1 has not improved for {plural(patience, 'epoch')} (best "
                              f"{state.best_val_top1:.4f}, kept in best.pt)")
                 return False
         return False

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from alexnet.errors import plural
 from alexnet.files import atomic_write
 from alexnet.inspect.plots import _figure
 from alexnet.runtime import distributed
@@ -46,7 +47,7 @@ class RangeTest:
     note: str  # how the suggestion was read off the curve, or why there is none and what to try
 
     def describe(self) -> str:
-        span = (f"lr range test over {len(self.lrs)} steps ({self.lrs[0]:.1e} .. {self.lrs[-1]:.1e})" if self.lrs
+        span = (f"lr range test over {plural(len(self.lrs), 'step')} ({self.lrs[0]:.1e} .. {self.lrs[-1]:.1e})" if self.lrs
                 else "lr range test: no steps")
         if self.suggestion is None:
             return f"{span}: no rate suggested: {self.note}"

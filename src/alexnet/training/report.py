@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from alexnet.config import TrainConfig
+from alexnet.errors import plural
 from alexnet.runtime.distributed import DistInfo
 
 
@@ -57,6 +58,6 @@ def describe_run(cfg: TrainConfig, model: torch.nn.Module, bundle: Any, image_si
         f"{image_size}x{image_size} px, preset {bundle.preset}" + ("" if cfg.data.preset else " (the data's own)")
         + f", loader {cfg.data.loader}; {cfg.optim.opt} lr "
         f"{cfg.optim.lr:g} ({cfg.optim.lr_schedule}), batch {cfg.run.batch_size} x {steps} steps/epoch, "
-        f"{cfg.run.epochs} epochs, device {device}, amp {cfg.run.amp}"
+        f"{plural(cfg.run.epochs, 'epoch')}, device {device}, amp {cfg.run.amp}"
         + (f", {info.world_size} ranks" if info.enabled else "")
     )
