@@ -216,6 +216,7 @@ def test_a_malformed_or_empty_multipart_form_gets_a_json_error(served):
     cases = [(b"not a form at all", form, "malformed multipart form"),
              (whole[: len(whole) // 2], form, "ends before its closing boundary"),
              (whole, "multipart/form-data", "no boundary"),
+             (whole, "multipart/form-data; boundary=" + "X" * 300, "malformed multipart form (Boundary length"),
              (whole.replace(b"Content-Disposition", b"Content Disposition"), form, "malformed multipart form"),
              (b"--XyZ\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhi\r\n--XyZ--\r\n", form,
               "needs one file in the field 'file' (its fields: 'note')"),

@@ -63,6 +63,7 @@ async def image(sr: Run, work: Worker, image_id: str):
 
 @router.post("/runs/{rid}/upload")
 async def upload(request: Request, sr: Run, work: Worker):
+    """An image as the raw body (named by X-Filename) or as a multipart form's file (`curl -F file=@x.jpg`)."""
     cap = work.limits.max_upload_bytes
     chunks, size = [], 0
     async for chunk in request.stream():  # counted as it arrives: a missing or false Content-Length is no way around

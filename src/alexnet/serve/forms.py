@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from python_multipart.exceptions import MultipartParseError
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from alexnet.errors import DataError
@@ -53,7 +53,8 @@ def _parts(body: bytes, boundary: bytes) -> list[Part]:
 
     def header_end() -> None:
         parts[-1].headers[b"".join(header[0]).lower()] = b"".join(header[1])
-        header[0].clear(), header[1].clear()
+        for pieces in header:
+            pieces.clear()
 
     callbacks = {
         "on_part_begin": lambda: parts.append(Part()),
@@ -67,7 +68,7 @@ def _parts(body: bytes, boundary: bytes) -> list[Part]:
         parser = MultipartParser(boundary, callbacks)
         parser.write(body)
         parser.finalize()
-    except MultipartParseError as e:
+    except FormParserError as e:  # the base of its parse errors; also a boundary over 256 bytes
         raise DataError(f"upload: malformed multipart form ({e})") from None
     if not ended:  # the parser accepts a body cut short; a form without its closing boundary is not whole
         raise DataError("upload: malformed multipart form (it ends before its closing boundary)")
