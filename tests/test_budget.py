@@ -34,6 +34,25 @@ def test_the_plan_fills_what_is_left_and_no_more():
         plan(budget_s=10, elapsed_s=9.5, step_s=0.5, steps_per_epoch=10, val_images=64, batch_size=32)
 
 
+@pytest.mark.slow
+def test_a_budget_too_small_for_the_run_names_the_recipe_that_fits(tmp_path):
+    """`alexnet train --data PHOTOS --time-budget 60s` with no recipe: the full-size default never fits, and the
+    refusal says which recipe does (a 1 s budget stands in for it on tiny data: nothing fits in it)."""
+    from tiny_runs import run_cli
+
+    data = make_folder(tmp_path / "data", train=4, val=2)
+    common = ["--data", str(data), "--width-mult", "0.125", "--batch-size", "8", "--time-budget", "1s"]
+    result = run_cli("train", *common, "--image-size", "67", "--output-dir", str(tmp_path / "run"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if "--time-budget" in line]
+    assert "nothing is left to train: give a larger budget, or a smaller run: --recipe fast (alexnet-bn x0.25 at " \
+           "96 px, made for a time budget; this run is alexnet-bn x0.125 at 67 px)" in line, result.stderr
+    # the fast recipe itself is not suggested to itself
+    result = run_cli("train", "--recipe", "fast", *common, "--output-dir", str(tmp_path / "fast"))
+    assert result.returncode == 2 and "give a larger budget" in result.stderr, result.stderr
+    assert "--recipe fast" not in result.stderr
+
+
 def test_a_budgeted_run_follows_its_plan_to_the_end(tmp_path, capsys):
     data = make_folder(tmp_path / "data", train=8, val=2)
     run = tmp_path / "run"

@@ -99,6 +99,44 @@ def test_upload_then_predict_and_gradcam_of_any_class(served):
     assert r.status_code == 200 and decode(r.content).size == (67, 67)
 
 
+def test_a_multipart_form_upload_is_the_same_image_as_the_raw_body(served):
+    _, _, client = served
+    image = png(colour=(20, 160, 90))
+    raw = client.post("/api/runs/run/upload", content=image, headers={"X-Filename": "green.png"}).json()
+    form = client.post("/api/runs/run/upload", files={"file": ("green.png", image, "image/png")},
+                       data={"note": "a text field before the file is skipped"})
+    assert form.status_code == 200, form.text
+    assert form.json()["name"] == "green.png" and form.json()["size"] == raw["size"] == [48, 40]
+    a, b = (client.get("/api/runs/run/predict", params={"image": up["image"]}).json()["top"]
+            for up in (raw, form.json()))
+    assert [t["label"] for t in a] == [t["label"] for t in b]
+    assert [t["prob"] for t in a] == pytest.approx([t["prob"] for t in b], abs=1e-6)
+    only = client.post("/api/runs/run/upload", files={"photo": ("only.png", image, "image/png")})  # any one file
+    assert only.status_code == 200 and only.json()["name"] == "only.png"
+
+
+def test_curl_f_uploads_to_the_running_server(served, tmp_path):
+    import json
+    import shutil
+    import subprocess
+
+    from alexnet.serve.app import Background, create_app
+
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("no curl on this machine")
+    photo = tmp_path / "x.jpg"
+    Image.new("RGB", (50, 30), (10, 20, 200)).save(photo, "JPEG")
+    server = Background(create_app([served[0]]))
+    try:
+        out = subprocess.run([curl, "-sS", "-F", f"file=@{photo}", f"{server.url}/api/runs/run/upload"],
+                             capture_output=True, text=True, timeout=60, check=True).stdout
+    finally:
+        server.stop()
+    up = json.loads(out)
+    assert up["name"] == "x.jpg" and up["size"] == [50, 30] and up["image"].startswith("upload:")
+
+
 def test_filters_and_units(served):
     _, _, client = served
     f = client.get("/api/runs/run/filters").json()
@@ -168,6 +206,45 @@ def test_bad_uploads_get_a_clear_json_error(served, tmp_path):
         r = client.post("/api/runs/run/upload", content=body, headers={"X-Filename": name})
         assert r.status_code == status and message in r.json()["error"], (name, r.text)
         alive(client)
+
+
+def test_a_malformed_or_empty_multipart_form_gets_a_json_error(served):
+    _, _, client = served
+    form = "multipart/form-data; boundary=XyZ"
+    whole = (b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n\r\n" + png()
+             + b"\r\n--XyZ--\r\n")
+    cases = [(b"not a form at all", form, "malformed multipart form"),
+             (whole[: len(whole) // 2], form, "ends before its closing boundary"),
+             (whole, "multipart/form-data", "no boundary"),
+             (whole, "multipart/form-data; boundary=" + "X" * 300, "malformed multipart form (Boundary length"),
+             (whole.replace(b"Content-Disposition", b"Content Disposition"), form, "malformed multipart form"),
+             (b"--XyZ\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhi\r\n--XyZ--\r\n", form,
+              "needs one file in the field 'file' (its fields: 'note')"),
+             (b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"e.png\"\r\n\r\n\r\n--XyZ--\r\n",
+              form, "e.png: empty upload")]
+    for body, content_type, message in cases:
+        r = client.post("/api/runs/run/upload", content=body, headers={"Content-Type": content_type})
+        assert r.status_code == 400 and message in r.json()["error"], (message, r.text)
+        alive(client)
+    r = client.post("/api/runs/run/upload", files={"file": ("tool.exe", b"MZ\x90\x00 not an image")})
+    assert r.status_code == 400 and "tool.exe: not an image file" in r.json()["error"]  # the decoder's message
+
+
+def test_an_oversized_multipart_form_is_refused_by_the_cap(served):
+    _, _, client = served
+    big = b"\x89PNG" + b"\0" * (CAP + 1)
+    r = client.post("/api/runs/run/upload", files={"file": ("big.png", big, "image/png")})
+    assert r.status_code == 413 and "too large" in r.json()["error"]
+
+    def chunks():  # no Content-Length: the route's count while it streams cuts it
+        yield b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.png\"\r\n\r\n"
+        for _ in range(40):
+            yield b"\0" * 10_000
+
+    r = client.post("/api/runs/run/upload", content=chunks(),
+                    headers={"Content-Type": "multipart/form-data; boundary=XyZ"})
+    assert r.status_code == 413 and "too large" in r.json()["error"]
+    alive(client)
 
 
 def test_an_oversized_body_without_content_length_is_cut_while_it_streams(served):

@@ -84,6 +84,20 @@ def test_train_eval_predict_from_the_command_line(tiny_data, tmp_path):
         assert math.isclose(sum(t["prob"] for t in o["top"]), 1.0, rel_tol=1e-4)
 
 
+@pytest.mark.slow
+def test_a_run_whose_output_is_a_pipe_prints_a_line_per_epoch_and_no_bar(tiny_data, tmp_path):
+    """Not on a terminal (stdout and stderr both pipes, no --progress flag): the bar is off, and each epoch still
+    says how it went, in the d2l note's line, on stdout and in log.txt."""
+    flags = [f for f in TINY if f != "--no-progress"]  # the default: the bar follows stderr's being a terminal
+    result = run_cli("train", "--data", str(tiny_data), *flags, "--epochs", "3", "--output-dir", str(tmp_path / "r"))
+    assert result.returncode == 0, result.stderr
+    epoch_lines = [line for line in result.stdout.splitlines() if line.startswith("epoch ")]
+    assert [line.split(",")[0] for line in epoch_lines] == ["epoch 1", "epoch 2", "epoch 3"], result.stdout
+    assert all(D2L_LINE.match(line) for line in epoch_lines), result.stdout
+    assert "img/s" not in result.stderr and "\r" not in result.stderr, result.stderr  # no bar flooding a log
+    assert all(line in (tmp_path / "r" / "log.txt").read_text() for line in epoch_lines)
+
+
 def test_fit_in_process_writes_a_run_and_resumes_past_max_steps(tiny_data, tmp_path):
     cfg = tiny_config(tiny_data, tmp_path / "run", **{"run.epochs": 2, "run.max_steps": 3})
     first = fit(cfg, progress=False)

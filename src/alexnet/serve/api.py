@@ -16,6 +16,7 @@ from alexnet.errors import DataError
 from alexnet.inspect.loaded import ID_PATTERN, UPLOAD_PATTERN, UnknownImage
 from alexnet.inspect.pictures import data_uri
 from alexnet.serve import views
+from alexnet.serve.forms import form_file, is_multipart
 from alexnet.serve.limits import Bounded, Refused
 from alexnet.serve.state import ServedRun
 
@@ -62,6 +63,7 @@ async def image(sr: Run, work: Worker, image_id: str):
 
 @router.post("/runs/{rid}/upload")
 async def upload(request: Request, sr: Run, work: Worker):
+    """An image as the raw body (named by X-Filename) or as a multipart form's file (`curl -F file=@x.jpg`)."""
     cap = work.limits.max_upload_bytes
     chunks, size = [], 0
     async for chunk in request.stream():  # counted as it arrives: a missing or false Content-Length is no way around
@@ -69,10 +71,13 @@ async def upload(request: Request, sr: Run, work: Worker):
         if size > cap:
             raise Refused(413, f"upload too large: more than the limit of {cap:,} bytes")
         chunks.append(chunk)
-    name = _file_name(request.headers.get("x-filename", "upload"))
-    if not size:
+    name, body = _file_name(request.headers.get("x-filename", "upload")), b"".join(chunks)
+    if is_multipart(request.headers.get("content-type", "")):  # `curl -F file=@x.jpg`, an HTML form
+        filename, body = form_file(body, request.headers["content-type"])
+        name = _file_name(filename) if filename else name
+    if not body:
         raise DataError(f"{name}: empty upload (0 bytes)")
-    return await work(views.upload, sr, b"".join(chunks), name)
+    return await work(views.upload, sr, body, name)
 
 
 @router.get("/runs/{rid}/predict")

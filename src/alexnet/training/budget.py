@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from alexnet.config import TrainConfig, parse_duration
+from alexnet.config import TrainConfig, parse_duration, resolve_config
 from alexnet.errors import ConfigError, plural
 from alexnet.runtime import distributed
 from alexnet.store.checkpoint import save_checkpoint
@@ -42,6 +42,7 @@ PROBE_STEPS = 3  # timed steps after one warm-up step
 REPLAN_SLACK = 1.1  # plan again when the steps left would take 10% more or less than what is left of the budget
 EVAL_FRACTION = 1 / 3  # a validation image costs about a third of a training image (forward only)
 SAFETY = 0.97  # plan to end a little before the budget: step times drift on a shared machine
+BUDGET_RECIPE = "fast"  # the recipe a refused budget suggests (configs/fast.yaml: chosen for time to a good model)
 
 
 @dataclass
@@ -204,13 +205,27 @@ def plan_budget(ctx: Any, raw_model: torch.nn.Module, state: Any, source: Any, v
                                 train_mode=state.train_mode)
     save_s = max(distributed.all_gather(epoch_end_seconds(ctx, raw_model, state, record)))  # rank 0 saves
     step_s = distributed.all_gather(step_s)  # every rank plans the same: the slowest rank's step
-    budget = plan(parse_duration(cfg.run.time_budget), time.perf_counter() - started, max(step_s),
-                  len(source), val_images, cfg.run.batch_size, save_s=save_s)
+    try:
+        budget = plan(parse_duration(cfg.run.time_budget), time.perf_counter() - started, max(step_s),
+                      len(source), val_images, cfg.run.batch_size, save_s=save_s)
+    except ConfigError as e:
+        raise ConfigError(f"{e}{smaller_run_hint(cfg, raw_model.config.image_size)}") from None
     cfg = planned_config(cfg, budget)
     steps = len(source)
     state.schedule = LRSchedule(cfg.optim, schedule_epochs(cfg, steps), steps)
     ctx.log(budget.describe())
     return dataclasses.replace(ctx, cfg=cfg), BudgetKeeper(budget, started, steps)
+
+
+def smaller_run_hint(cfg: TrainConfig, image_size: int) -> str:
+    """What a refused budget adds: the recipe made for a time budget, unless the run already is it. Without a
+    recipe, `--data` trains the full-width model at its full input size, which a short budget never fits."""
+    if cfg.recipe == BUDGET_RECIPE:
+        return ""
+    fast = resolve_config(recipe=BUDGET_RECIPE)
+    return (f", or a smaller run: --recipe {BUDGET_RECIPE} ({fast.model.name} x{fast.model.width_mult:g} at "
+            f"{fast.data.image_size} px, made for a time budget; this run is {cfg.model.name} "
+            f"x{cfg.model.width_mult:g} at {image_size} px)")
 
 
 def epoch_end_seconds(ctx: Any, raw_model: torch.nn.Module, state: Any, record: Callable[[dict[str, Any]], Any]) -> float:
