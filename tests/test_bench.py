@@ -26,7 +26,7 @@ def test_plain_mode_swaps_in_torchs_lrn_with_the_same_numbers():
 def test_bench_command_writes_every_section(tmp_path):
     out = tmp_path / "bench.json"
     args = ["--image-size", "67", "--batch-size", "4", "--width-mult", "0.125", "--steps", "1", "--repeats", "1",
-            "--photos", "12", "--json", str(out)]
+            "--photos", "12", "--output", str(out)]
     result = subprocess.run([sys.executable, "-m", "alexnet", "bench", *args], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert "ours/plain" in result.stdout and "machine ceilings" in result.stdout
@@ -101,3 +101,16 @@ def test_sections_are_named_by_their_results_and_the_old_name_still_works():
     assert BenchConfig(sections=("train", "lrn")).sections == ("train_step", "lrn")
     with pytest.raises(Exception, match="unknown bench section"):
         BenchConfig(sections=("warp",))
+
+
+@pytest.mark.slow
+def test_bench_json_is_a_switch_printing_json_alone_on_stdout(tmp_path):
+    # as `--json` is in every command; the file goes to --output (the old `--json FILE` still works: test_cli_vocabulary)
+    out = tmp_path / "bench.json"
+    args = ["--image-size", "67", "--batch-size", "4", "--width-mult", "0.125", "--steps", "1", "--repeats", "1",
+            "--only", "ceilings", "--json", "--output", str(out)]
+    result = subprocess.run([sys.executable, "-m", "alexnet", "bench", *args], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout)  # nothing else on stdout: the sections' progress went to stderr
+    assert printed == json.loads(out.read_text()) and "ceilings" in printed
+    assert "[2/2] measuring the machine's ceilings" in result.stderr and f"results written to {out}" in result.stderr

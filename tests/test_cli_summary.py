@@ -33,7 +33,7 @@ def test_models_json_and_filter(capsys):
 
 
 def test_summary_table(capsys):
-    assert main(["summary", "alexnet", "--input-size", "227"]) == 0
+    assert main(["summary", "alexnet", "--image-size", "227"]) == 0
     out = capsys.readouterr().out
     assert "floor((227 + 2*0 - 11) / 4) + 1 = 55" in out
     total = next(line for line in out.splitlines() if line.startswith("total"))
@@ -51,14 +51,14 @@ def test_summary_json_schema(capsys):
 
 
 def test_summary_overrides_and_ceil(capsys):
-    assert main(["summary", "alexnet", "--input-size", "224", "--ceil", "--num-classes", "10", "--in-channels", "1"]) == 0
+    assert main(["summary", "alexnet", "--image-size", "224", "--ceil", "--num-classes", "10", "--in-channels", "1"]) == 0
     out = capsys.readouterr().out
     assert "ceil((224 + 2*0 - 11) / 4) + 1 = 55" in out and "input 1x224x224" in out
     assert "4096 -> 10" in out
 
 
 def test_summary_warns_when_a_size_truncates(capsys):
-    assert main(["summary", "alexnet", "--input-size", "224"]) == 0
+    assert main(["summary", "alexnet", "--image-size", "224"]) == 0
     out = capsys.readouterr().out
     assert "warning: conv1:" in out and "227" in out
 
@@ -75,9 +75,9 @@ def test_target_map(capsys):
     ("args", "message"),
     [
         (["summary", "alexnet-v9"], "unknown model 'alexnet-v9'; valid names: alexnet, alexnet-1gpu"),
-        (["summary", "alexnet", "--input-size", "-5"], "input size must be a positive int, got -5"),
-        (["summary", "alexnet", "--input-size", "40"], "smallest valid input is 67x67"),
-        (["summary", "alexnet-owt", "--input-size", "40"], "smallest valid input is 63x63"),
+        (["summary", "alexnet", "--image-size", "-5"], "input size must be a positive int, got -5"),
+        (["summary", "alexnet", "--image-size", "40"], "smallest valid input is 67x67"),
+        (["summary", "alexnet-owt", "--image-size", "40"], "smallest valid input is 63x63"),
         (["summary", "alexnet", "--in-channels", "0"], "field 'in_channels' must be an integer in [1, 64], got 0"),
         (["summary", "alexnet", "--target-map", "0"], "target map size must be a positive int"),
         (["models", "resnet"], "unknown model 'resnet'"),
@@ -91,9 +91,9 @@ def test_bad_arguments_fail_with_one_line(capsys, args, message):
 
 @pytest.mark.slow
 def test_summary_as_a_subprocess():
-    ok = run_cli("summary", "alexnet", "--input-size", "227")
+    ok = run_cli("summary", "alexnet", "--image-size", "227")
     assert ok.returncode == 0 and "floor((227 + 2*0 - 11) / 4) + 1 = 55" in ok.stdout
-    bad = run_cli("summary", "alexnet", "--input-size", "-5")
+    bad = run_cli("summary", "alexnet", "--image-size", "-5")
     assert bad.returncode == 2
     assert bad.stderr.strip() == "alexnet summary: error: input size must be a positive int, got -5"
     assert "Traceback" not in bad.stderr

@@ -61,7 +61,7 @@ def test_check_empty_class_and_missing_folder(tmp_path, capsys):
 
 def test_make_shapes_and_cache(tmp_path, capsys):
     out_dir = tmp_path / "shapes"
-    args = ["data", "make-shapes", "--output", str(out_dir), "--image-size", "24", "--train-per-class", "3",
+    args = ["data", "make-shapes", "--output-dir", str(out_dir), "--image-size", "24", "--train-per-class", "3",
             "--val-per-class", "1"]  # fmt: skip
     assert main(args) == 0
     assert "24 images of 24x24 px, classes circle, cross, ring, square, star, triangle" in capsys.readouterr().out

@@ -81,7 +81,7 @@ def test_k_must_be_positive(trained):
 def test_neighbours_cli(trained, tmp_path):
     data, run = trained
     query = str(data / "val" / "cat" / "cat.0.jpg")
-    ok = run_cli("neighbours", "--checkpoint", str(run), query, "--in", str(data / "val"), "--k", "4",
+    ok = run_cli("neighbours", "--checkpoint", str(run), query, "--data", str(data / "val"), "--top-k", "4",
                  "--output-dir", str(tmp_path))
     assert ok.returncode == 0, ok.stderr
     lines = ok.stdout.splitlines()
@@ -89,12 +89,12 @@ def test_neighbours_cli(trained, tmp_path):
     assert (tmp_path / "neighbours.png").is_file() and query not in ok.stdout.split(":", 1)[1]
     doc = json.loads((tmp_path / "neighbours.json").read_text())
     assert len(doc["neighbours"][query]) == 4
-    bad = run_cli("neighbours", "--checkpoint", str(run), query, "--in", str(data), "--k", "0")
-    assert bad.returncode == 2 and bad.stderr.strip() == "alexnet neighbours: error: --k must be >= 1, got 0"
+    bad = run_cli("neighbours", "--checkpoint", str(run), query, "--data", str(data), "--top-k", "0")
+    assert bad.returncode == 2 and bad.stderr.strip() == "alexnet neighbours: error: --top-k must be >= 1, got 0"
 
 
 def test_the_grid_stays_bounded_whatever_k_and_the_queries(tmp_path, monkeypatch):
-    # Any --k or number of queries: the PNG draws at most GRID_ROWS x (1 + GRID_NEIGHBOURS) cells (all are in the
+    # Any --top-k or number of queries: the PNG draws at most GRID_ROWS x (1 + GRID_NEIGHBOURS) cells (all are in the
     # JSON). Made small here so that the test draws few cells.
     import alexnet.neighbours as nb
     from data_factories import noise, write_png

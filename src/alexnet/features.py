@@ -190,7 +190,7 @@ def _progress(total: int, wanted: bool):
     from tqdm import tqdm
 
     return tqdm(total=total, unit="img", file=sys.stderr, leave=False, dynamic_ncols=True,
-                disable=not (wanted and sys.stderr.isatty()))
+                disable=not wanted)  # the command line asks for it only on a terminal, or when --progress says so
 
 
 def output_paths(output: str | os.PathLike | None, fmt: str | None) -> tuple[Path, Path, str]:

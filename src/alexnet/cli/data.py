@@ -1,7 +1,7 @@
 """`alexnet data`: look at a dataset before training on it, and make the built-in one.
 
     alexnet data check SRC [--strict] [--json]      what would be trained on: classes, counts, skipped files and why
-    alexnet data make-shapes [--output DIR]         write the built-in `shapes` dataset as an image folder
+    alexnet data make-shapes [--output-dir DIR]     write the built-in `shapes` dataset as an image folder
     alexnet data cache SRC --image-size S           decode a dataset once into the uint8 cache (the fast path)
 """
 
@@ -12,6 +12,7 @@ import json
 import time
 from collections import Counter
 
+from alexnet.cli.vocabulary import add_alias
 from alexnet.config import IN_CHANNELS, LAYOUTS, PRESETS, SPLITS
 from alexnet.errors import plural
 
@@ -33,7 +34,9 @@ def add_parser(subparsers) -> None:
         q.add_argument("--seed", type=int, default=0, help="seed of the stratified split (default 0)")
         q.add_argument("--strict", action="store_true", help="the first unusable file is an error")
         q.add_argument("--download", action="store_true", help="download mnist / fashion-mnist / cifar10")
-        q.add_argument("--root", help="where torchvision datasets live (default $ALEXNET_CACHE/torchvision)")
+        root = q.add_argument("--data-root", metavar="DIR",
+                              help="where torchvision datasets live (default $ALEXNET_CACHE/torchvision)")
+        add_alias(q, "--root", root)  # `alexnet train` has always said --data-root
         q.add_argument("--min-side", type=int, default=8, help="skip images with a shorter side below this (px)")
         q.add_argument("--layout", choices=LAYOUTS, default="auto",
                        help="class folders inside class folders: classes (the top ones) or leaves (each folder "
@@ -46,7 +49,9 @@ def add_parser(subparsers) -> None:
     check.set_defaults(run=run_check)
 
     make = sub.add_parser("make-shapes", help="write the built-in shapes dataset (train/ and val/ JPEG folders)")
-    make.add_argument("--output", help="folder to write (default $ALEXNET_CACHE/datasets/shapes-...)")
+    output_dir = make.add_argument("--output-dir", metavar="DIR",
+                                   help="folder to write (default $ALEXNET_CACHE/datasets/shapes-...)")
+    add_alias(make, "--output", output_dir)
     # Defaults are ShapesConfig's, read when the command runs (importing it here would slow `alexnet --help`).
     make.add_argument("--image-size", type=int, help="side of the images in px (default 64)")
     make.add_argument("--train-per-class", type=int, help="images per class in train/ (default 1000)")
@@ -66,7 +71,7 @@ def _bundle(args):
 
     return build_datasets(
         args.source, image_size=args.image_size, in_channels=args.in_channels, preset=args.preset,
-        val_split=args.val_split, seed=args.seed, strict=args.strict, download=args.download, root=args.root,
+        val_split=args.val_split, seed=args.seed, strict=args.strict, download=args.download, root=args.data_root,
         min_side=args.min_side, statistics=False, layout=args.layout,
     )  # fmt: skip
 
@@ -130,7 +135,7 @@ def run_make_shapes(args) -> int:
     given = {k: getattr(args, k) for k in ("image_size", "train_per_class", "val_per_class", "seed")}
     cfg = ShapesConfig(**{k: v for k, v in given.items() if v is not None})
     start = time.perf_counter()
-    folder = make_shapes(cfg, args.output, workers=args.workers)
+    folder = make_shapes(cfg, args.output_dir, workers=args.workers)
     with open(f"{folder}/shapes.json", encoding="utf-8") as f:
         info = json.load(f)
     print(f"{folder}: {info['images']} images of {cfg.image_size}x{cfg.image_size} px, classes "

@@ -17,7 +17,7 @@ def add_parser(subparsers) -> None:
         "it. Without --data, on the data it was trained on (its validation split). Writes confusion.csv and "
         "confusion.png into the checkpoint's run folder, or --output-dir.",
     )
-    p.add_argument("--checkpoint", required=True, metavar="PATH", help="checkpoint file or run folder")
+    p.add_argument("--checkpoint", required=True, metavar="RUN", help="checkpoint file or run folder")
     p.add_argument("--data", metavar="SRC", help="evaluate on this data instead (same classes); a folder with no "
                    "train/val split of its own is evaluated whole")
     p.add_argument("--split", choices=SPLITS, default="val")

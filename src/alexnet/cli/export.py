@@ -14,11 +14,11 @@ DEFAULT_FORMATS = ("hub", "onnx", "torch-export")
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("export", help="export a checkpoint: safetensors + config.json, ONNX, torch.export",
                               description=__doc__)
-    p.add_argument("--checkpoint", required=True, help="a checkpoint file or a run folder (its best.pt)")
+    p.add_argument("--checkpoint", required=True, metavar="RUN", help="a checkpoint file or a run folder (its best.pt)")
     p.add_argument("--format", nargs="+", choices=[*EXPORT_FORMATS, "all"], default=list(DEFAULT_FORMATS), dest="formats",
                    help="formats to write (default: %(default)s, which need only the checkpoint; onnx-int8 also "
                    "reads the checkpoint's training and validation images)")
-    p.add_argument("--output-dir", help="where to write (default: the run folder's export/)")
+    p.add_argument("--output-dir", metavar="DIR", help="where to write (default: the run folder's export/)")
     p.add_argument("--force", action="store_true", help="replace an existing export folder (whole, once the new "
                    "set is verified)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from alexnet.cli.vocabulary import add_progress_flag, progress_wanted
 from alexnet.config import FEATURE_FORMATS
 from alexnet.errors import plural
 
@@ -20,7 +21,7 @@ def add_parser(subparsers) -> None:
         "checkpoint and the shape. Unreadable images are skipped and listed; the others are still written, and the exit "
         "status is 1 when any file could not be read (as predict's).",
     )
-    p.add_argument("--checkpoint", required=True, metavar="PATH", help="checkpoint file or run folder")
+    p.add_argument("--checkpoint", required=True, metavar="RUN", help="checkpoint file or run folder")
     p.add_argument("data", nargs="+", metavar="DATA", help="a folder of class folders, or files, folders, globs")
     p.add_argument("--layer", default="fc7", metavar="NAME",
                    help="conv1 ... pool5, fc6, relu6, fc7, relu7, fc8 (see the error for a bad name; default fc7, "
@@ -31,6 +32,7 @@ def add_parser(subparsers) -> None:
                    "default: from FILE's suffix, else safetensors")
     p.add_argument("--batch-size", type=int, default=64, metavar="N")
     p.add_argument("--device", default="auto", metavar="DEV", help="auto | cpu | cuda | cuda:N | mps")
+    add_progress_flag(p, "over the images")
     p.set_defaults(run=run)
 
 
@@ -43,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
     output_paths(args.output, args.format)  # a bad --output/--format is refused before any image is read
     fs = extract_features(args.checkpoint, args.data, args.layer, batch_size=args.batch_size,
-                          device=resolve_device(args.device, DistInfo()), progress=True)
+                          device=resolve_device(args.device, DistInfo()), progress=progress_wanted(args.progress))
     path, json_path = save_features(fs, args.output, args.format)
     for file, reason in fs.skipped:
         print(f"skipped {file}: {reason}")

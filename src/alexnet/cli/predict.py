@@ -15,7 +15,7 @@ def add_parser(subparsers) -> None:
         "validation images were preprocessed in training. Files that cannot be read are reported and the others "
         "still predicted; the exit status is 1 when any file failed.",
     )
-    p.add_argument("--checkpoint", required=True, metavar="PATH", help="checkpoint file or run folder")
+    p.add_argument("--checkpoint", required=True, metavar="RUN", help="checkpoint file or run folder")
     p.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR_OR_GLOB")
     p.add_argument("--top-k", type=int, default=5, metavar="K")
     p.add_argument("--device", default="auto", metavar="DEV", help="auto | cpu | cuda | cuda:N | mps")

@@ -1,9 +1,11 @@
-"""`alexnet report RUN`: one self-contained report.html (no network, images inlined) to hand in or share."""
+"""`alexnet report --checkpoint RUN` (or `alexnet report RUN`): one self-contained report.html (no network, images
+inlined) to hand in or share."""
 
 from __future__ import annotations
 
 import argparse
 
+from alexnet.cli.vocabulary import add_progress_flag, checkpoints_given, progress_wanted
 from alexnet.errors import ConfigError
 
 
@@ -16,10 +18,11 @@ def add_parser(subparsers) -> None:
         "of right and wrong validation predictions with their Grad-CAM maps, and the resolved config. Uses (and "
         "builds when missing) the run's index, as `alexnet serve` does.",
     )
-    p.add_argument("run_path", metavar="RUN", help="run folder or checkpoint file")
+    p.add_argument("--checkpoint", metavar="RUN", help="run folder or checkpoint file")
+    p.add_argument("run_path", nargs="?", metavar="RUN", help="the same, named without --checkpoint")
     p.add_argument("--output", default=None, metavar="FILE", help="default: RUN/report.html")
     p.add_argument("--samples", type=int, default=8, metavar="N", help="right and wrong predictions shown (each)")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    add_progress_flag(p, "while indexing")
     p.set_defaults(run=run)
 
 
@@ -28,6 +31,9 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0 <= args.samples <= 100:
         raise ConfigError(f"--samples must be in 0..100, got {args.samples}")
-    path = write_report(args.run_path, args.output, samples=args.samples, progress=args.progress)
+    runs = checkpoints_given(args.checkpoint, args.run_path)
+    if len(runs) > 1:
+        raise ConfigError(f"one run per report, got two: {' and '.join(runs)}")
+    path = write_report(runs[0], args.output, samples=args.samples, progress=progress_wanted(args.progress))
     print(path)
     return 0

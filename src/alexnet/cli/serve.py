@@ -1,10 +1,12 @@
-"""`alexnet serve RUN [RUN ...]`: a local page that shows what a trained run learned and why it answers what it does."""
+"""`alexnet serve --checkpoint RUN [--checkpoint RUN ...]` (or `alexnet serve RUN [RUN ...]`): a local page that
+shows what a trained run learned and why it answers what it does."""
 
 from __future__ import annotations
 
 import argparse
 import secrets
 
+from alexnet.cli.vocabulary import add_progress_flag, checkpoints_given, progress_wanted
 from alexnet.errors import AlexNetError, ConfigError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -21,14 +23,16 @@ def add_parser(subparsers) -> None:
         "its images, predictions, top activations) is computed once and cached beside its checkpoint. Listens on "
         "127.0.0.1 only, unless --host says otherwise; then a token is required (generated and printed in the URL).",
     )
-    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders or checkpoint files")
+    p.add_argument("--checkpoint", action="append", metavar="RUN", help="a run folder or checkpoint file (repeat "
+                   "for several), as every command names the run it reads")
+    p.add_argument("runs", nargs="*", metavar="RUN", help="more runs, named without --checkpoint")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     p.add_argument("--token", default=None, help="the access token (default: none on the loopback, generated otherwise)")
     p.add_argument("--max-upload-mb", type=float, default=20.0, metavar="MB", help="largest upload accepted (default 20)")
     p.add_argument("--workers", type=int, default=2, metavar="N", help="inference requests run at once (default 2)")
     p.add_argument("--timeout", type=float, default=30.0, metavar="S", help="longest an inference request may take")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar while indexing")
+    add_progress_flag(p, "while indexing")
     p.set_defaults(run=run)
 
 
@@ -46,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--port must be in 0..65535, got {args.port}")
     if args.workers < 1 or args.timeout <= 0 or args.max_upload_mb <= 0:
         raise ConfigError("--workers must be >= 1, and --timeout and --max-upload-mb > 0")
+    runs = checkpoints_given(args.checkpoint, args.runs)
     try:  # fastapi, uvicorn and torch: imported only when the command runs (`alexnet --help` stays instant)
         import uvicorn
 
@@ -57,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
                     timeout_s=args.timeout)
     sock = listen(args.host, args.port)  # bound before the index is built: a busy port is said at once
     try:
-        app = create_app(args.runs, token=token, limits=limits, progress=args.progress)
+        app = create_app(runs, token=token, limits=limits, progress=progress_wanted(args.progress))
     except BaseException:
         sock.close()
         raise

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from alexnet.cli.vocabulary import add_alias
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -15,7 +17,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "silently truncates.",
     )
     p.add_argument("model", metavar="MODEL", help="a registered variant (see `alexnet models`)")
-    p.add_argument("--input-size", type=int, metavar="N", help="square input side (default: the variant's)")
+    size = p.add_argument("--image-size", type=int, metavar="N", help="square input side (default: the variant's)")
+    add_alias(p, "--input-size", size)  # the name every other command gives the input's side
     p.add_argument("--in-channels", type=int, metavar="C", help="input channels (default: the variant's)")
     p.add_argument("--num-classes", type=int, metavar="K", help="classes (default: the variant's)")
     p.add_argument("--width-mult", type=float, metavar="W", help="scale conv channels and fc widths")
@@ -38,6 +41,6 @@ def run(args: argparse.Namespace) -> int:
         answer = target_map(cfg, args.target_map, ceil=args.ceil)
         print(json.dumps(answer, indent=2) if args.json else format_target_map(answer))
         return 0
-    summary = summarize(cfg, args.input_size, ceil=args.ceil)
+    summary = summarize(cfg, args.image_size, ceil=args.ceil)
     print(json.dumps(summary.to_dict(), indent=2) if args.json else summary.format())
     return 0

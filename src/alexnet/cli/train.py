@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from alexnet.cli.vocabulary import add_progress_flag
 from alexnet.config import list_recipes, resolve_config, train_flags
 from alexnet.errors import plural
 from alexnet.models.registry import list_models  # no torch: the names only
@@ -30,8 +31,7 @@ def add_training_flags(p: argparse.ArgumentParser) -> None:
                 group.add_argument(spec.flag, dest=spec.dest, type=None if spec.type is str else spec.type,
                                    default=None, choices=spec.choices, metavar=spec.metavar, help=help)
     # not a config option: how this process reports, not what the run is
-    groups["run"].add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                               help="progress bar (default: when stderr is a terminal)")
+    add_progress_flag(groups["run"], "over each epoch")
 
 
 def add_parser(subparsers) -> None:

@@ -36,7 +36,7 @@ _VARIANTS = [
         "the 2012 paper: two towers (groups=2), LRN, overlapping pooling, dropout, paper init",
         _PAPER + ", sections 3-5 and Figure 2.",
         "227x227 input instead of the paper's 224: PyTorch floors the size arithmetic, cuda-convnet rounded up "
-        "(see `alexnet summary alexnet --input-size 224 --ceil`). The two GPU towers run on one device as "
+        "(see `alexnet summary alexnet --image-size 224 --ceil`). The two GPU towers run on one device as "
         "grouped convolutions (groups=2 on conv2, conv4, conv5). LRN divides alpha by n, as the authors' "
         "cuda-convnet and torch.nn.LocalResponseNorm do (lrn_alpha_convention='literal' gives the printed formula).",
         {},

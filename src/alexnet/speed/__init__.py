@@ -1,6 +1,6 @@
 """`alexnet bench`, speed measured: this machine's ceilings, then the notes' plain loop and ours side by side on the same data.
 
-    alexnet bench [--model alexnet-bn] [--image-size 227] [--batch-size 64] [--repeats 3] [--json FILE]
+    alexnet bench [--model alexnet-bn] [--image-size 227] [--batch-size 64] [--repeats 3] [--output FILE] [--json]
 
 Every figure is a median over `repeats` timed passes taken in this one process, and the headline is a ratio of
 two figures taken in the same run (ours / plain), because absolute numbers move with the machine's load.
@@ -31,7 +31,7 @@ sections and `run`), `table` (the printed table).
 from alexnet.speed.config import SECTIONS, BenchConfig
 from alexnet.speed.sections import run
 from alexnet.speed.steps import OURS_BF16, OURS_FP32, PLAIN, Mode, optimizer_for, prepare
-from alexnet.speed.table import format_table, write_json
+from alexnet.speed.table import format_table, to_json, write_json
 
 __all__ = ["OURS_BF16", "OURS_FP32", "PLAIN", "SECTIONS", "BenchConfig", "Mode", "format_table", "optimizer_for",
-           "prepare", "run", "write_json"]
+           "prepare", "run", "to_json", "write_json"]

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from alexnet.files import atomic_write_text
+
 
 def format_table(results: dict[str, Any]) -> str:
     cfg = results["config"]
@@ -67,5 +69,9 @@ def format_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def to_json(results: dict[str, Any]) -> str:
+    return json.dumps(results, indent=2)
+
+
 def write_json(results: dict[str, Any], path: str | Path) -> None:
-    Path(path).write_text(json.dumps(results, indent=2) + "\n")
+    atomic_write_text(path, to_json(results) + "\n")  # whole or not at all, as every file the package writes
