@@ -146,14 +146,19 @@ def open_run_folder(cfg: TrainConfig, resume: str | Path | None, ckpt: Checkpoin
         run_dir = Path(cfg.run.output_dir or default_output_dir(cfg)).resolve()
     paths = RunPaths(run_dir)
     lock = None
-    with distributed.fail_together("checking the run folder"):
-        if info.is_main:
-            if ckpt is None:
-                check_new_run_folder(run_dir)
-            lock = RunLock(run_dir).acquire()
-            if ckpt is None and paths.last.exists():
-                raise ConfigError(f"{run_dir} already holds a run (checkpoints/last.pt): continue it with "
-                                  f"--resume {run_dir}, or choose another --output-dir")
+    try:
+        with distributed.fail_together("checking the run folder"):
+            if info.is_main:
+                if ckpt is None:
+                    check_new_run_folder(run_dir)
+                lock = RunLock(run_dir).acquire()
+                if ckpt is None and paths.last.exists():
+                    raise ConfigError(f"{run_dir} already holds a run (checkpoints/last.pt): continue it with "
+                                      f"--resume {run_dir}, or choose another --output-dir")
+    except BaseException:
+        if lock is not None:  # refused after taking it (or another rank failed): the folder is free again at once
+            lock.release()
+        raise
     log = RunLog(paths.log if info.is_main else None, enabled=info.is_main)
     log(f"run folder: {run_dir}")
     if info.is_main:  # an explicit --amp that measured clearly slower than fp32 on this CPU: say so with the factor
