@@ -46,7 +46,7 @@ def _files(cached) -> tuple[Path, Path]:
 def test_cache_files_are_private_and_ignore_a_symlink_planted_at_the_old_temporary_name(bundle, tmp_path):
     folder = Path(os.environ["ALEXNET_CACHE"]) / "uint8"
     folder.mkdir(parents=True, exist_ok=True)
-    key = cache_key(bundle.train, bundle.preset, 16, 3)
+    key = cache_key(bundle.train, "train", bundle.preset, 16, 3)
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
     # The names the previous version wrote through (PATH.PID.tmp): an attacker on a shared machine could guess them.
