@@ -137,7 +137,7 @@ def test_a_bad_cache_is_rebuilt_with_a_one_line_warning(bundle, corrupt, caplog)
 def test_temporaries_of_a_killed_build_are_removed_unless_a_live_build_owns_them(bundle):
     folder = Path(os.environ["ALEXNET_CACHE"]) / "uint8"
     folder.mkdir(parents=True, exist_ok=True)
-    key = cache_key(bundle.val, bundle.preset, 16, 3)
+    key = cache_key(bundle.val, "val", bundle.preset, 16, 3)
     stale = [folder / f".{key}.u8.k1ll3d00.tmp", folder / f".{key}.json.k1ll3d01.tmp",
              folder / ".0ldk3y.u8.k1ll3d02.tmp"]  # the last: a key whose dataset has changed since, never rebuilt
     for p in stale:
