@@ -46,7 +46,7 @@ def _files(cached) -> tuple[Path, Path]:
 def test_cache_files_are_private_and_ignore_a_symlink_planted_at_the_old_temporary_name(bundle, tmp_path):
     folder = Path(os.environ["ALEXNET_CACHE"]) / "uint8"
     folder.mkdir(parents=True, exist_ok=True)
-    key = cache_key(bundle.train, bundle.preset, 16, 3)
+    key = cache_key(bundle.train, "train", bundle.preset, 16, 3)
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
     # The names the previous version wrote through (PATH.PID.tmp): an attacker on a shared machine could guess them.
@@ -137,7 +137,7 @@ def test_a_bad_cache_is_rebuilt_with_a_one_line_warning(bundle, corrupt, caplog)
 def test_temporaries_of_a_killed_build_are_removed_unless_a_live_build_owns_them(bundle):
     folder = Path(os.environ["ALEXNET_CACHE"]) / "uint8"
     folder.mkdir(parents=True, exist_ok=True)
-    key = cache_key(bundle.val, bundle.preset, 16, 3)
+    key = cache_key(bundle.val, "val", bundle.preset, 16, 3)
     stale = [folder / f".{key}.u8.k1ll3d00.tmp", folder / f".{key}.json.k1ll3d01.tmp",
              folder / ".0ldk3y.u8.k1ll3d02.tmp"]  # the last: a key whose dataset has changed since, never rebuilt
     for p in stale:

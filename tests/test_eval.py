@@ -231,7 +231,30 @@ def test_eval_on_a_plain_class_folder_uses_every_image(trained, tmp_path):
     # The note's TestNet.py points ImageFolder at val/ itself: class folders, no split of their own.
     data, run = trained
     out = evaluate_checkpoint(run, data=str(data / "val"), output_dir=tmp_path)
-    assert out.result.total == 6 and "all images" in out.description
+    assert out.result.total == 6 and f"on the whole of {data / 'val'} (6 images)" in out.description
+
+
+def test_one_folder_evaluated_whole_and_as_the_val_split_keeps_two_caches(trained, tmp_path, caplog):
+    # data/val is the run's val split and, with --data, a folder evaluated whole: each use keeps its own cache,
+    # so alternating between them builds nothing after the first round (it rebuilt one cache on every call)
+    import logging
+    import os
+    from pathlib import Path
+
+    data, run = trained
+    caches = Path(os.environ["ALEXNET_CACHE"]) / "uint8"
+
+    def one_round():
+        whole = evaluate_checkpoint(run, data=str(data / "val"), output_dir=tmp_path)
+        split = evaluate_checkpoint(run, output_dir=tmp_path)
+        assert whole.result.total == split.result.total == 6
+        return {p.name: p.stat().st_mtime_ns for p in caches.iterdir() if p.suffix in (".u8", ".json")}
+
+    first = one_round()
+    with caplog.at_level(logging.WARNING, logger="alexnet.data"):
+        second = one_round()
+    assert second == first  # no cache file written again
+    assert not [r for r in caplog.records if "rebuilding" in r.getMessage()]
 
 
 def test_eval_refuses_other_classes(trained, tmp_path):

@@ -114,7 +114,7 @@ def test_a_failed_parity_check_leaves_the_old_export_as_it_was(run_dir, tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other.pt", "out"]  # no temporary folder left
 
 
-def test_an_existing_export_is_refused_without_force_and_replaced_whole_with_it(run_dir, tmp_path):
+def test_an_existing_export_is_refused_without_force_and_with_it_only_the_formats_asked_are_replaced(run_dir, tmp_path):
     import stat
 
     out = tmp_path / "out"
@@ -128,13 +128,44 @@ def test_an_existing_export_is_refused_without_force_and_replaced_whole_with_it(
     assert folder_bytes(out)["model.safetensors"] == before["model.safetensors"]
     report = export_checkpoint(other, out, ["hub"], force=True)
     assert report["hub"]["files"] == [str(out / "model.safetensors"), str(out / "config.json")]
+    assert report["kept"] == ["model.onnx"]
     after = folder_bytes(out)
-    assert set(after) == {"model.safetensors", "config.json"}  # replaced whole: the stale model.onnx is gone
+    assert set(after) == {"model.safetensors", "config.json", "model.onnx"}  # not asked for: kept, as it was
+    assert after["model.onnx"] == b"from an older export"
     assert after["model.safetensors"] != before["model.safetensors"]
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~umask  # an ordinary folder, not the private temporary
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other.pt", "out"]
+
+
+@pytest.mark.slow
+def test_force_with_int8_adds_it_and_keeps_every_other_format(run_dir, tmp_path):
+    # the README's sequence, on a copy of the run: the default export, then int8 "added" with --force
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("export"))
+    first = subprocess.run([sys.executable, "-m", "alexnet", "export", "--checkpoint", str(run)],
+                           capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    out = run / "export"
+    old = {p.name: (p.read_bytes(), p.stat()) for p in out.iterdir()}
+    assert set(old) == {"model.safetensors", "config.json", "model.onnx", "model.pt2"}
+    (out / "NOTES.txt").write_text("a user's own file\n")
+    second = subprocess.run([sys.executable, "-m", "alexnet", "export", "--checkpoint", str(run), "--format",
+                             "onnx-int8", "--force"], capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr
+    now = {p.name: p for p in out.iterdir()}
+    assert set(now) == {*old, "model.int8.onnx", "NOTES.txt"}
+    for name in ("model.safetensors", "config.json", "model.pt2"):  # not asked for: byte-identical, untouched
+        assert now[name].read_bytes() == old[name][0]
+        assert now[name].stat().st_mtime_ns == old[name][1].st_mtime_ns
+    assert now["NOTES.txt"].read_text() == "a user's own file\n"
+    assert "kept from the earlier export: NOTES.txt, config.json, model.pt2, model.safetensors" in second.stdout
+    assert now["model.onnx"].stat().st_ino != old["model.onnx"][1].st_ino  # written again, by this export
+    load_hub(out)  # the kept Hub pair still loads
+    assert not [p for p in run.iterdir() if p.name.startswith(".export")]  # no temporary folder left
 
 
 def test_the_onnx_module_never_imports_the_exporter():

@@ -284,8 +284,8 @@ def evaluate_checkpoint(
     title = f"{path.name} on {part}{f' ({views[2:]})' if views else ''}"
     atomic_write(png_path, lambda tmp: plot_confusion(result.confusion, result.class_names, tmp, title=title),
                  suffix=".png")
-    shown = "all images" if whole else f"{part} split"
-    description = f"{path} on the {shown} of {bundle.source} ({plural(len(cached), 'image')}{views})"
+    shown = f"the whole of {bundle.source}" if whole else f"the {part} split of {bundle.source}"
+    description = f"{path} on {shown} ({plural(len(cached), 'image')}{views})"
     return EvalRun(result, description, csv_path, png_path)
 
 

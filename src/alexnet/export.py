@@ -7,8 +7,11 @@ config.json records (the preprocessing is data, not part of the graph, as in tor
 An export is a set: `export_checkpoint` writes every file into a private temporary folder beside the target,
 verifies each one there (the Hub folder reloads to identical logits, ONNX Runtime within onnxrt.ONNX_TOLERANCE,
 the torch.export program within PROGRAM_TOLERANCE), and only then puts the folder in place with one rename (an atomic
-exchange with the old folder under --force, where the OS has one). A failed check or a crash leaves the old export
-exactly as it was: never a model.safetensors of one checkpoint beside the config.json of another.
+exchange with the old folder under --force, where the OS has one). --force replaces only the files of the formats
+asked: every other entry of the old folder (the other formats, a user's own notes) is hard-linked into the
+temporary folder before the exchange, so it comes through byte-identical, and the folder still changes in one
+step. A failed check or a crash leaves the old export exactly as it was, every file of it: never a
+model.safetensors of one checkpoint beside the config.json of another, never a format lost.
 
 The ONNX pieces (export with its ONNX Runtime check, int8 quantization and its parity check) live in alexnet.runtime.onnxrt,
 which imports nothing from here; this module adds the Hub folder, the torch.export program and the set's writing.
@@ -20,6 +23,7 @@ import ctypes
 import json
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -98,7 +102,8 @@ def export_checkpoint(checkpoint: str | Path, output_dir: str | Path | None, for
     """Write the chosen formats of a checkpoint (a .pt file or a run folder) into output_dir (default: the run's
     `export/` folder) as one verified set; returns what was written and how closely each reproduces the model.
 
-    A folder that already holds files is refused unless `force`, which replaces it whole."""
+    A folder that already holds files is refused unless `force`, which replaces the files of `formats` and keeps
+    every other file as it was (listed under "kept")."""
     from alexnet.store.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(checkpoint)
@@ -107,8 +112,8 @@ def export_checkpoint(checkpoint: str | Path, output_dir: str | Path | None, for
     if folder.exists() and not folder.is_dir():
         raise ExportError(f"{folder}: exists and is not a folder; choose another --output-dir")
     if folder.is_dir() and any(folder.iterdir()) and not force:
-        raise ExportError(f"{folder}: already holds files (an earlier export?); pass --force to replace the whole "
-                          "folder, or choose another --output-dir")
+        raise ExportError(f"{folder}: already holds files (an earlier export?); pass --force to replace the files "
+                          "of the formats asked (the others are kept), or choose another --output-dir")
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
@@ -116,7 +121,9 @@ def export_checkpoint(checkpoint: str | Path, output_dir: str | Path | None, for
         raise FileWriteError(describe_os_error(e, folder.parent)) from None
     try:
         report = _export_into(staging, model, ckpt, formats)
-        os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp made it private; the export is an ordinary folder
+        kept = _keep_the_others(folder, staging)
+        # mkdtemp made it private: the export is an ordinary folder, or keeps the mode the old one had
+        os.chmod(staging, stat.S_IMODE(folder.stat().st_mode) if kept is not None else 0o777 & ~current_umask())
         _put_in_place(staging, folder)
     except OSError as e:
         raise FileWriteError(describe_os_error(e, folder)) from None
@@ -126,8 +133,35 @@ def export_checkpoint(checkpoint: str | Path, output_dir: str | Path | None, for
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # the failed set, or the old folder after an exchange
     report = _relocate(report, str(staging), str(folder))
-    report["checkpoint"], report["output_dir"] = ckpt.path, str(folder)
+    report["checkpoint"], report["output_dir"], report["kept"] = ckpt.path, str(folder), kept or []
     return report
+
+
+def _keep_the_others(folder: Path, staging: Path) -> list[str] | None:
+    """Every entry of the old `folder` that the new set does not replace, hard-linked (copied where links fail) into
+    `staging`: the exchange then carries it over unchanged. Returns their names, or None when there is no old folder.
+
+    Done after the new files are verified and before anything is renamed, so a failure here still changes nothing."""
+    if not folder.is_dir():
+        return None
+    kept = []
+    for entry in sorted(folder.iterdir()):
+        target = staging / entry.name
+        if os.path.lexists(target):  # written by this export: the new file replaces the old one
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.copytree(entry, target, symlinks=True, copy_function=_link_or_copy)
+        else:
+            _link_or_copy(entry, target)
+        kept.append(entry.name)
+    return kept
+
+
+def _link_or_copy(source: str | Path, target: str | Path) -> None:
+    try:
+        os.link(source, target, follow_symlinks=False)
+    except OSError:  # a file system without hard links (or across devices): a copy, metadata included
+        shutil.copy2(source, target, follow_symlinks=False)
 
 
 def _export_into(folder: Path, model: AlexNet, ckpt: Checkpoint, formats: list[str]) -> dict[str, Any]:

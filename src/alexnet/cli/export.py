@@ -19,8 +19,8 @@ def add_parser(subparsers) -> None:
                    help="formats to write (default: %(default)s, which need only the checkpoint; onnx-int8 also "
                    "reads the checkpoint's training and validation images)")
     p.add_argument("--output-dir", metavar="DIR", help="where to write (default: the run folder's export/)")
-    p.add_argument("--force", action="store_true", help="replace an existing export folder (whole, once the new "
-                   "set is verified)")
+    p.add_argument("--force", action="store_true", help="write into an existing export folder: the files of the "
+                   "formats asked are replaced once the new set is verified, every other file is kept")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=run)
 
@@ -45,4 +45,6 @@ def run(args: argparse.Namespace) -> int:
               f"PyTorch fp32 {v['top1_agreement']:.2%}, accuracy {v['candidate_top1']:.4f} vs {v['reference_top1']:.4f})")
     if "torch_export" in report:
         print(f"  torch.export: {report['torch_export']['path']} (max |diff| {report['torch_export']['max_abs_diff']:.2g})")
+    if report["kept"]:
+        print(f"  kept from the earlier export: {', '.join(report['kept'])}")
     return 0

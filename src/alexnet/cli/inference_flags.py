@@ -41,4 +41,5 @@ def inference_options(args: argparse.Namespace, checkpoint=None, batch_size: int
 
     ckpt = checkpoint if hasattr(checkpoint, "preprocessing") else load_checkpoint(checkpoint, prefer="best")
     choice = choose_runtime(ckpt.path, ckpt, device or "cpu", batch_size, refresh=args.refresh_runtime)
-    return InferenceOptions(amp=choice.amp, channels_last=args.channels_last, runtime=choice.runtime)
+    return InferenceOptions(amp=choice.amp, channels_last=args.channels_last, runtime=choice.runtime,
+                            kept_model=choice.kept_model)

@@ -4,9 +4,11 @@ Decoding a 500x375 JPEG costs more than an AlexNet-bn forward pass at small size
 starves the model. Like airbench, the whole split becomes one uint8 tensor (N, C, R, R) (a quarter of the memory of
 float32, and faster to read than preprocessed floats); BatchAugment then crops, flips and colours whole batches.
 
-The file lives in `$ALEXNET_CACHE/uint8/<key>.u8` beside `<key>.json`. The key hashes the dataset's fingerprint
-(every path, size and mtime, or the arrays' source), the preset's resize rule, R and the channel count: editing,
-adding or removing one image gives a new key, so a stale cache is never read.
+The file lives in `$ALEXNET_CACHE/uint8/<key>.u8` beside `<key>.json`. The key hashes the split it is used as
+(train or val), the dataset's fingerprint (every path, size and mtime, or the arrays' source), the preset's resize
+rule, R and the channel count: editing, adding or removing one image gives a new key, so a stale cache is never
+read, and one folder used in two roles (the val split of a run's data, and the same folder evaluated whole with
+`alexnet eval --data`) keeps two caches side by side instead of rebuilding one for each use in turn.
 
 The cache is input like any other, so it is never trusted on its name alone. On open the JSON's sha256 seal must
 match, its shape and labels must be what this dataset asks for (labels in range), the .u8 must be a regular file of
@@ -50,7 +52,7 @@ from alexnet.files import (
 
 log = logging.getLogger("alexnet.data")
 
-CACHE_VERSION = 2  # 2: sealed metadata; version-1 files are simply not looked up
+CACHE_VERSION = 3  # 2: sealed metadata; 3: the split in the key. Older files are simply not looked up
 SAMPLE_CHUNKS, SAMPLE_BYTES = 16, 1 << 16  # the data file's checksum reads 16 x 64 KiB, not the whole file
 FILE_MODE = 0o600
 
@@ -83,9 +85,9 @@ def _resize(img: Image.Image, preset: str, stored: int) -> Image.Image:
     return img.crop((left, top, left + stored, top + stored))
 
 
-def cache_key(dataset, preset: str, stored: int, in_channels: int) -> str:
+def cache_key(dataset, split: str, preset: str, stored: int, in_channels: int) -> str:
     rule = "shorter+center" if preset == "paper" else "squash"
-    text = f"v{CACHE_VERSION}|{dataset.fingerprint()}|{rule}|{stored}|{in_channels}"
+    text = f"v{CACHE_VERSION}|{split}|{dataset.fingerprint()}|{rule}|{stored}|{in_channels}"
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
@@ -105,7 +107,7 @@ def cache_split(
     threads = decode_workers(workers)
     dataset = getattr(bundle, split)
     stored, channels = size or resize_size(bundle.preset, bundle.image_size), bundle.in_channels
-    key = cache_key(dataset, bundle.preset, stored, channels)
+    key = cache_key(dataset, split, bundle.preset, stored, channels)
     folder = str(private_dir(folder)) if folder else cache_dir("uint8")
     data_path, meta_path = os.path.join(folder, key + ".u8"), os.path.join(folder, key + ".json")
     shape = (len(dataset), channels, stored, stored)

@@ -15,6 +15,11 @@ On a GPU, PyTorch runs with the precision `precision.auto_amp` picks. The choice
 `$ALEXNET_CACHE/runtime/`, keyed by the checkpoint's bytes (SHA-256), the machine (CPU model and kernel level,
 thread count) and the library versions, and the batch size: a second `--runtime auto` reads it in milliseconds.
 A cached file is untrusted input: one that does not parse or names an unknown runtime is measured again.
+
+The ONNX files the candidates are exported to (fp32, and int8 quantized from it) are kept beside the choice, keyed
+by the same checkpoint bytes, CPU and library versions (not the batch size or thread count, which do not change
+them): the runs after the first load them instead of exporting and calibrating again (onnxrt.kept_runtime_model,
+which checks each against its sealed record first).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from typing import Any
 from alexnet.data.augment import BatchAugment
 from alexnet.data.batches import EvalBatches, seeded_order
 from alexnet.data.cache import cache_split
-from alexnet.data.cachedir import cache_root
+from alexnet.data.cachedir import cache_dir, cache_root
 from alexnet.errors import AlexNetError
 from alexnet.files import atomic_write_text, read_small_json
 from alexnet.runtime.inference import InferenceOptions, Predictor
@@ -66,6 +71,7 @@ class RuntimeChoice:
     int8_check: dict[str, float] | None = None  # compare_top1's figures, when int8 was checked
     batch_size: int = 0
     cached_at: str | None = None  # the cache file this came from, None when measured in this process
+    kept_model: str | None = None  # where the ONNX files are kept between runs (InferenceOptions.kept_model)
 
     @property
     def runtime(self) -> str:
@@ -98,19 +104,36 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def cache_path(checkpoint_file: Path, batch_size: int, device_type: str) -> Path:
-    import torch
-
+def _onnxruntime_version() -> str | None:
     try:
         import onnxruntime
-
-        ort = onnxruntime.__version__
     except ImportError:
-        ort = None
-    machine = [CACHE_VERSION, asdict(cpu_info()), torch.__version__, ort, torch.get_num_threads(), sys.platform,
-               device_type, batch_size, _file_digest(checkpoint_file)]
-    key = hashlib.sha256(json.dumps(machine).encode()).hexdigest()[:20]
-    return Path(cache_root()) / "runtime" / f"choice-{key}.json"
+        return None
+    return onnxruntime.__version__
+
+
+def _key(parts: list) -> str:
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:20]
+
+
+def cache_path(checkpoint_file: Path, batch_size: int, device_type: str, digest: str | None = None) -> Path:
+    """The cached choice's file; `digest` is the checkpoint's SHA-256 when the caller has it already."""
+    import torch
+
+    machine = [CACHE_VERSION, asdict(cpu_info()), torch.__version__, _onnxruntime_version(), torch.get_num_threads(),
+               sys.platform, device_type, batch_size, digest or _file_digest(checkpoint_file)]
+    return Path(cache_root()) / "runtime" / f"choice-{_key(machine)}.json"
+
+
+def kept_model_stem(digest: str) -> Path:
+    """Where the checkpoint's ONNX files are kept (onnxrt.kept_paths): the private runtime cache folder, keyed by
+    what changes the files: the checkpoint's bytes, the library versions and the CPU (int8 quantizes with 7-bit
+    weights on CPUs without VNNI)."""
+    import torch
+
+    machine = [CACHE_VERSION, "onnx", asdict(cpu_info()), torch.__version__, _onnxruntime_version(), sys.platform,
+               digest]
+    return Path(cache_dir("runtime")) / f"model-{_key(machine)}"
 
 
 def read_cached(path: Path) -> RuntimeChoice | None:
@@ -163,8 +186,10 @@ def _int8_check(ckpt: Any, bundle: Any, fp32: Any, int8: Any) -> dict[str, float
     return compare_top1(fp32, int8, batches)
 
 
-def measure(ckpt: Any, batch_size: int, log: Callable[[str], None] = lambda m: None) -> RuntimeChoice:
-    """Time every candidate on this CPU for this checkpoint (see the module docstring)."""
+def measure(ckpt: Any, batch_size: int, log: Callable[[str], None] = lambda m: None,
+            kept_model: str | None = None) -> RuntimeChoice:
+    """Time every candidate on this CPU for this checkpoint (see the module docstring); the ONNX candidates are
+    exported to (or loaded from) `kept_model` when it is given, so the run that follows reuses them."""
     import torch
 
     p = ckpt.preprocessing
@@ -185,7 +210,8 @@ def measure(ckpt: Any, batch_size: int, log: Callable[[str], None] = lambda m: N
                 calibration = lambda bundle=bundle: calibration_batches(ckpt, bundle)  # noqa: E731
             log(f"runtime auto: timing {name} ...")
             predictor = Predictor(ckpt.build_model("cpu"), torch.device("cpu"),
-                                  InferenceOptions(amp=amp, runtime=runtime), calibration=calibration)
+                                  InferenceOptions(amp=amp, runtime=runtime, kept_model=kept_model),
+                                  calibration=calibration)
         except AlexNetError as e:  # the export extra missing, or int8 without the checkpoint's data
             choice.skipped[name] = str(e)[:300]
             continue
@@ -234,11 +260,18 @@ def choose_runtime(checkpoint_file: str | Path, ckpt: Any, device: Any, batch_si
                                         "onnxruntime int8": f"runs on the CPU; this run is on {device}"})
         log(f"runtime auto: {name} on {device}")
         return choice
-    path = cache_path(Path(checkpoint_file), batch_size, device.type)
+    digest = _file_digest(Path(checkpoint_file))
+    path = cache_path(Path(checkpoint_file), batch_size, device.type, digest)
+    try:
+        kept = str(kept_model_stem(digest))
+    except (OSError, AlexNetError) as e:  # no private cache folder: the ONNX files are exported on every run
+        log(f"runtime auto: ONNX files not kept between runs ({e})")
+        kept = None
     choice = None if refresh else read_cached(path)
     if choice is None:
-        choice = measure(ckpt, batch_size, log=log)
+        choice = measure(ckpt, batch_size, log=log, kept_model=kept)
         write_cached(path, choice)
+    choice.kept_model = kept
     log(choice.describe())
     return choice
 

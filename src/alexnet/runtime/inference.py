@@ -12,13 +12,14 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from alexnet.errors import ConfigError
 from alexnet.runtime.amp import AMP_DTYPES, autocast
-from alexnet.runtime.onnxrt import RUNTIMES, runtime_model
+from alexnet.runtime.onnxrt import RUNTIMES, kept_runtime_model, runtime_model
 from alexnet.runtime.precision import warn_if_slow
 
 
@@ -28,6 +29,9 @@ class InferenceOptions:
     channels_last: bool = True  # NHWC activations and weights
     compile: bool = False  # torch.compile with freezing (weights folded as constants): slow first call
     runtime: str = "torch"  # torch | onnxruntime | onnxruntime-int8 (alexnet.runtime.onnxrt.RUNTIMES)
+    # the ONNX runtimes: where this checkpoint's exported files are kept between runs (a key in a private cache
+    # folder, onnxrt.kept_runtime_model; --runtime auto sets it); None exports afresh into a temporary folder
+    kept_model: str | None = None
 
     def __post_init__(self) -> None:
         if self.amp not in AMP_DTYPES:
@@ -51,8 +55,11 @@ Calibration = Callable[[], Iterable[torch.Tensor]]  # lazily produces normalised
 
 def prepare_model(model: nn.Module, options: InferenceOptions, calibration: Calibration | None = None) -> nn.Module:
     """`model` in eval mode as `options` runs it (converted in place; compiled models are wrapped; the ONNX Runtime
-    runtimes export it, quantize it with batches from `calibration` for int8, and return the loaded session)."""
+    runtimes export it, quantize it with batches from `calibration` for int8, and return the loaded session; with
+    `options.kept_model`, files kept by an earlier run are loaded instead, and `calibration` is not called)."""
     model.eval()
+    if not options.uses_torch and options.kept_model:
+        return kept_runtime_model(model, options.runtime, Path(options.kept_model), calibration)
     if not options.uses_torch:
         # ONNX Runtime reads the file into memory when the session is created, so the folder can go right after.
         with tempfile.TemporaryDirectory(prefix="alexnet-onnx-") as folder:

@@ -12,12 +12,21 @@ int8, activations in uint8 with ranges calibrated on a few hundred *training* im
 transform. Quantization changes the logits by more than float tolerance, so its check is on decisions:
 `compare_top1` gives the share of images whose top-1 class is unchanged, and `alexnet export --format onnx-int8`
 reports it together with both accuracies on the validation split (`export_int8`).
+
+`--runtime auto` keeps its exported files between runs (`kept_runtime_model`): the fp32 and int8 ONNX files of one
+checkpoint in the private runtime cache, each with a sealed JSON record of its size and SHA-256 written after it.
+An ONNX file is code for ONNX Runtime, so a kept one is never trusted on its name: it is loaded from the very bytes
+that were checked against the record, and one that is missing its record, damaged, or another file's is exported
+again with a one-line warning.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,8 +39,10 @@ from alexnet.data import build_from_description
 from alexnet.data.augment import BatchAugment
 from alexnet.data.batches import EvalBatches, seeded_order
 from alexnet.data.cache import cache_split
+from alexnet.data.cachedir import build_lock
+from alexnet.data.limits import SealBroken, open_sealed_json, sealed_json
 from alexnet.errors import AlexNetError
-from alexnet.files import atomic_write
+from alexnet.files import FileWriteError, atomic_write, atomic_write_text, describe_os_error
 
 if TYPE_CHECKING:  # the record is only annotated here: this module reads no checkpoint file itself
     from alexnet.store.checkpoint import Checkpoint
@@ -44,6 +55,9 @@ PARITY_BATCH = 64
 # ONNX Runtime and PyTorch reorder float sums differently; logits of a trained AlexNet agree far better than this.
 ONNX_TOLERANCE = 1e-3
 MAX_BATCH = 4096  # the upper end of an exported graph's dynamic batch axis
+KEPT_FILE_MODE = 0o600
+
+log = logging.getLogger("alexnet.runtime")
 
 
 class OnnxRuntimeError(AlexNetError):
@@ -109,13 +123,14 @@ class OnnxRuntimeModel(nn.Module):
 
     It holds no parameters; `evaluate` and `Predictor` call it as they call an AlexNet."""
 
-    def __init__(self, path: str | Path, threads: int | None = None):
+    def __init__(self, path: str | Path, threads: int | None = None, data: bytes | None = None):
         super().__init__()
         ort = _onnxruntime()
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        try:  # `data`: the file's bytes, already read and checked (a kept file); `path` then only names it
+            self.session = ort.InferenceSession(data if data is not None else str(path), options,
+                                                providers=["CPUExecutionProvider"])
         except Exception as e:  # ONNX Runtime raises its own exception types, one per failure
             raise OnnxRuntimeError(f"{path}: ONNX Runtime cannot load it ({str(e).splitlines()[0]})") from None
         self.path = Path(path)
@@ -208,6 +223,89 @@ def runtime_model(model: nn.Module, runtime: str, folder: str | Path,
     if calibration is None:
         raise OnnxRuntimeError("int8 quantization needs calibration images")
     return OnnxRuntimeModel(quantize_int8(fp32_path, folder / INT8_FILE, calibration))
+
+
+class _NotKept(Exception):
+    """Why a kept ONNX file cannot be used; `existed` is False when there simply is none yet (no warning then)."""
+
+    def __init__(self, reason: str, existed: bool = True):
+        super().__init__(reason)
+        self.existed = existed
+
+
+def kept_paths(stem: Path) -> tuple[Path, Path]:
+    """The fp32 and int8 ONNX files kept under `stem` (a key in a private cache folder)."""
+    return stem.with_name(f"{stem.name}.onnx"), stem.with_name(f"{stem.name}.int8.onnx")
+
+
+def kept_runtime_model(model: nn.Module, runtime: str, stem: Path,
+                       calibration: Callable[[], Iterable[torch.Tensor]] | None = None) -> OnnxRuntimeModel:
+    """`runtime_model`, kept between runs at `kept_paths(stem)`: a file that checks against its record is loaded
+    as it is (no export, no calibration); otherwise it is exported (and quantized, with `calibration()`, called
+    only then) under a lock, so that two processes build it once."""
+    if runtime not in RUNTIMES[1:]:
+        raise OnnxRuntimeError(f"runtime must be one of {', '.join(RUNTIMES[1:])}, got {runtime!r}")
+    fp32_path, int8_path = kept_paths(stem)
+    target = int8_path if runtime == "onnxruntime-int8" else fp32_path
+    try:
+        return OnnxRuntimeModel(target, data=_kept_bytes(target))
+    except _NotKept:
+        pass
+    with build_lock(stem.parent, stem.name):
+        try:  # another process may have exported it while this one waited for the lock
+            return OnnxRuntimeModel(target, data=_kept_bytes(target))
+        except _NotKept as bad:
+            if bad.existed:
+                log.warning("kept ONNX model %s: %s; exporting it again", target, bad)
+        try:
+            _kept_bytes(fp32_path)  # int8 is quantized from the fp32 file: reused when it is sound
+        except _NotKept:
+            _keep(fp32_path, lambda path: export_onnx(model.to("cpu").float().eval(), path))
+        if runtime == "onnxruntime-int8":
+            if calibration is None:
+                raise OnnxRuntimeError("int8 quantization needs calibration images")
+            _keep(int8_path, lambda path: quantize_int8(fp32_path, path, calibration()))
+        return OnnxRuntimeModel(target, data=_kept_bytes(target))
+
+
+def _kept_record(path: Path, data: bytes) -> dict[str, Any]:
+    return {"file": path.name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def _kept_bytes(path: Path) -> bytes:
+    """The kept file's bytes, when they are what its sealed record says; _NotKept (why) otherwise."""
+    record = path.with_name(path.name + ".json")
+    if not os.path.lexists(path) and not os.path.lexists(record):
+        raise _NotKept("not exported yet", existed=False)
+    try:
+        expected = open_sealed_json(str(record), max_bytes=4096)
+    except SealBroken as e:
+        raise _NotKept(f"its record {record.name} is {e}") from None
+    try:  # O_NOFOLLOW: a symlink planted at the name is refused, not followed
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise _NotKept(f"unreadable ({e.strerror or e})") from None
+    if expected != _kept_record(path, data):
+        raise _NotKept("it does not match its record (changed, damaged or another model's file)")
+    return data
+
+
+def _keep(path: Path, write: Callable[[Path], Any]) -> None:
+    """`write(path)` (an atomic writer), then its sealed record; the old record goes first, so that it never
+    describes the new file."""
+    record = path.with_name(path.name + ".json")
+    try:
+        record.unlink(missing_ok=True)
+    except OSError as e:
+        raise FileWriteError(describe_os_error(e, record)) from None
+    write(path)
+    try:
+        os.chmod(path, KEPT_FILE_MODE)  # private, like every cache file
+    except OSError as e:
+        raise FileWriteError(describe_os_error(e, path)) from None
+    atomic_write_text(record, sealed_json(_kept_record(path, path.read_bytes())), mode=KEPT_FILE_MODE)
 
 
 def compare_top1(reference: nn.Module, candidate: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
