@@ -34,7 +34,7 @@ from alexnet.errors import AlexNetError, CheckpointError
 from alexnet.files import FileWriteError, atomic_write, current_umask, describe_os_error, fsync_dir
 from alexnet.models import AlexNet, AlexNetConfig
 from alexnet.runtime.onnxrt import INT8_FILE, MAX_BATCH, ONNX_FILE, ExportError, example_input, export_int8, export_onnx
-from alexnet.store.checkpoint import Checkpoint
+from alexnet.store.checkpoint import Checkpoint, load_checkpoint
 
 HUB_WEIGHTS, HUB_CONFIG = "model.safetensors", "config.json"
 PROGRAM_FILE = "model.pt2"
@@ -104,8 +104,6 @@ def export_checkpoint(checkpoint: str | Path, output_dir: str | Path | None, for
 
     A folder that already holds files is refused unless `force`, which replaces the files of `formats` and keeps
     every other file as it was (listed under "kept")."""
-    from alexnet.store.checkpoint import load_checkpoint
-
     ckpt = load_checkpoint(checkpoint)
     model = ckpt.build_model()
     folder = Path(output_dir) if output_dir else ckpt.run_dir / "export"

@@ -12,6 +12,7 @@ import torch
 
 from alexnet.errors import CheckpointError, clip
 from alexnet.models.alexnet import AlexNet
+from alexnet.store.safeload import check_archive, check_torch_version
 
 
 def load_torchvision_weights(model: AlexNet, path: str | Path, *, skip_head: bool = False) -> AlexNet:
@@ -21,8 +22,6 @@ def load_torchvision_weights(model: AlexNet, path: str | Path, *, skip_head: boo
     (g, g, g) gives the same conv1 output). With skip_head=True, fc8 keeps its fresh init (fine-tuning to a
     different num_classes). The file is read with weights_only=True: a pickle that needs more is refused.
     """
-    from alexnet.store.safeload import check_archive, check_torch_version
-
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
