@@ -200,7 +200,10 @@ def flip_views(images: torch.Tensor) -> torch.Tensor:
     return torch.stack([images, images.flip(-1)], dim=1)
 
 
-def check_tta(tta: str, ten_crop: bool = False) -> None:
+def check_tta(tta: str | None, ten_crop: bool = False) -> None:
+    """None: the checkpoint's own (`recorded_tta`)."""
+    if tta is None:
+        return
     if tta not in TTA_MODES:
         raise ConfigError(f"tta must be one of {', '.join(TTA_MODES)}, got {tta!r}")
     if tta != "none" and ten_crop:
@@ -233,7 +236,7 @@ class EvalOptions:
 
     split: str = "val"  # train | val (a source evaluated whole ignores it)
     ten_crop: bool = False  # the paper's 10 crops, softmax averaged (section 4.1)
-    tta: str = "none"  # config.TTA_MODES; not with ten_crop
+    tta: str | None = None  # config.TTA_MODES; not with ten_crop; None: the run's own (recorded_tta)
     batch_size: int = 64
     workers: int | None = None  # decoding threads of the cache build, clamped to the machine (data.limits)
 
@@ -257,6 +260,7 @@ def evaluate_checkpoint(
     options = options or EvalOptions()
     check_tta(options.tta, options.ten_crop)
     ckpt = load_checkpoint(checkpoint, prefer="best")
+    tta = options.tta if options.tta is not None else "none" if options.ten_crop else recorded_tta(ckpt)
     path, class_names = Path(ckpt.path), list(ckpt.class_names)
     inference = inference or InferenceOptions()
     device = torch.device(device) if inference.uses_torch else torch.device("cpu")  # ONNX Runtime: CPU provider
@@ -275,18 +279,24 @@ def evaluate_checkpoint(
     batches = EvalBatches(cached.images, cached.labels, augment, options.batch_size)
     result = evaluate(model, batches, class_names, device, reduce=False,
                       amp_dtype=inference.amp_dtype, channels_last=inference.channels_last and inference.uses_torch,
-                      tta=options.tta)
+                      tta=tta)
     folder = Path(output_dir) if output_dir is not None else ckpt.run_dir
     folder.mkdir(parents=True, exist_ok=True)
     csv_path = write_confusion_csv(result, folder / "confusion.csv")
     png_path = folder / "confusion.png"
-    views = f", 10-crop from {side} px" if options.ten_crop else ", flip TTA" if options.tta == "flip" else ""
+    views = f", 10-crop from {side} px" if options.ten_crop else ", flip TTA" if tta == "flip" else ""
     title = f"{path.name} on {part}{f' ({views[2:]})' if views else ''}"
     atomic_write(png_path, lambda tmp: plot_confusion(result.confusion, result.class_names, tmp, title=title),
                  suffix=".png")
     shown = f"the whole of {bundle.source}" if whole else f"the {part} split of {bundle.source}"
     description = f"{path} on {shown} ({plural(len(cached), 'image')}{views})"
     return EvalRun(result, description, csv_path, png_path)
+
+
+def recorded_tta(ckpt: Any) -> str:
+    """The test-time augmentation the checkpoint's run validated with (its config's data.tta; none before it)."""
+    tta = ((ckpt.config or {}).get("data") or {}).get("tta", "none")
+    return tta if tta in TTA_MODES else "none"  # the config was checked on load: a guard, not a second check
 
 
 def _eval_bundle(ckpt: Any, data: str | None) -> tuple[Any, bool]:

@@ -48,6 +48,7 @@ from alexnet.training.determinism import (
     check_deterministic_backward,
     set_determinism,
 )
+from alexnet.training.ema import WeightAverage
 from alexnet.training.epoch import ChanceWatch, TrainingError
 from alexnet.training.finetune import (
     Freezer,
@@ -236,6 +237,7 @@ def build_state(ctx: RunContext, raw_model: torch.nn.Module, freezer: Freezer, s
         chance=ChanceWatch(num_classes, cfg.run.chance_warn_steps),
         freezer=freezer, backbone_lr_mult=cfg.optim.backbone_lr_mult,
         param_names={id(p): name for name, p in raw_model.named_parameters()},
+        ema=WeightAverage(raw_model, cfg.optim.ema_decay) if cfg.optim.ema_decay else None,
     )
     if ckpt is not None:
         state.load_state_dict(ckpt.train_state, ctx.info)

@@ -22,8 +22,8 @@ def add_parser(subparsers) -> None:
                    "train/val split of its own is evaluated whole")
     p.add_argument("--split", choices=SPLITS, default="val")
     p.add_argument("--ten-crop", action="store_true", help="average the paper's 10 crops (corners, centre, mirrored)")
-    p.add_argument("--tta", default="none", choices=TTA_MODES, help="test-time augmentation: none (default), or flip = "
-                   "average the softmax of each image and its mirror (not with --ten-crop)")
+    p.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation: none, or flip = average the softmax of "
+                   "each image and its mirror (not with --ten-crop); default: what the run validated with")
     p.add_argument("--batch-size", type=int, default=64, metavar="N")
     p.add_argument("--device", default="auto", metavar="DEV", help="auto | cpu | cuda | cuda:N | mps")
     p.add_argument("--workers", type=int, metavar="N", help="decoding threads")

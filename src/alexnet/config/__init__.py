@@ -60,12 +60,10 @@ from alexnet.config.specs import (
     RunSpec,
     TrainConfig,
     flag,
-    parse_channels,
-    parse_class_weights,
-    parse_duration,
     train_flags,
     yaml_only,
 )
+from alexnet.config.values import parse_channels, parse_class_weights, parse_duration
 
 __all__ = [
     "ACTIVATIONS",

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,7 +16,6 @@ from alexnet.config.choices import (
     ACTIVATIONS,
     AMP_MODES,
     CLASS_WEIGHTS,
-    DURATION_UNITS,
     FREEZE_POINTS,
     IN_CHANNELS,
     INITS,
@@ -28,7 +26,9 @@ from alexnet.config.choices import (
     OPTIMIZERS,
     POOLINGS,
     PRESETS,
+    TTA_MODES,
 )
+from alexnet.config.values import _is_int, _require, _valid_device, parse_channels, parse_class_weights, parse_duration
 from alexnet.errors import ConfigError, short
 
 _F = checks.Fields(ConfigError)  # the checks of every section: messages "field 'optim.lr' must be ..., got ..."
@@ -43,25 +43,6 @@ def flag(default: Any, *, help: str | None = None, metavar: str | None = None, c
 def yaml_only(default: Any) -> Any:
     """A field set only in a recipe or a `--config` YAML: it has no flag."""
     return field(default=default, metadata={"flag": None})
-
-
-def parse_channels(text: Any) -> tuple[int, ...]:
-    """ "48,128,192,192,256" -> five positive ints (conv1..conv5), else a ConfigError naming model.channels."""
-    parts = str(text).split(",") if isinstance(text, str) else []
-    if len(parts) != 5 or not all(p.strip().isdigit() and 0 < int(p) <= checks.MAX_WIDTH for p in parts):
-        _F.fail("model.channels", f"five channel counts c1,c2,c3,c4,c5 in [1, {checks.MAX_WIDTH}]", text)
-    return tuple(int(p) for p in parts)
-
-
-def parse_class_weights(text: str) -> list[float]:
-    """ "w1,w2,...": positive finite numbers, else a ConfigError naming optim.class_weights."""
-    try:
-        weights = [float(w) for w in text.split(",")]
-    except ValueError:
-        weights = []
-    if not weights or not all(math.isfinite(w) and w > 0 for w in weights):
-        _F.fail("optim.class_weights", "none, auto or positive finite numbers w1,w2,...", text)
-    return weights
 
 
 @dataclass
@@ -157,6 +138,12 @@ class DataSpec:
     # the standard deviation of the paper preset's PCA colour noise (0: crops and flips only); cache loader only
     pca_sigma: float = flag(0.1, metavar="S", help="paper preset: PCA colour noise sigma (0 turns it off; the "
                             "paper: 0.1)")
+    # random-resized crops and flips (data.augment.random_resized_crop) in place of the preset's augmentation
+    crop_scale: float = flag(0.0, metavar="S", help="cache loader: train on random-resized crops covering at least "
+                             "this fraction of each image (e.g. 0.35), and flips (0: the preset's augmentation)")
+    # the views validation averages; eval and predict of the run's checkpoints take it as their default
+    tta: str = flag("none", choices=TTA_MODES, help="validation's test-time augmentation: none, or flip (the image "
+                    "and its mirror averaged); eval and predict of this run's checkpoints default to it")
 
     def __post_init__(self):
         _F.optional(self.source, _F.text, "data.source", checks.MAX_PATH)
@@ -176,6 +163,11 @@ class DataSpec:
         _F.number(self.pca_sigma, "data.pca_sigma", 0, 10)
         if self.pca_sigma != 0.1 and self.loader != "cache":
             raise ConfigError("field 'data.pca_sigma' is honoured by the cache loader only (--loader cache)")
+        _F.number(self.crop_scale, "data.crop_scale", 0.0, 1.0)
+        if self.crop_scale and (self.loader != "cache" or self.augment is False):
+            raise ConfigError("field 'data.crop_scale' is training augmentation of the cache loader: not with "
+                              "--loader pil or --no-augment")
+        _F.text(self.tta, "data.tta", choices=TTA_MODES)
 
 
 @dataclass
@@ -193,6 +185,9 @@ class OptimSpec:
     patience: int = yaml_only(1)  # plateau: epochs without a better val top-1 before the lr is divided
     max_drops: int = yaml_only(3)  # plateau: at most this many divisions (the paper: 3)
     label_smoothing: float = flag(0.0, metavar="X")  # cross-entropy label smoothing (0 = plain, as in the paper)
+    # an exponential moving average of the weights (training.ema), validated beside them; best.pt keeps the better
+    ema_decay: float = flag(0.0, metavar="D", help="keep a moving average of the weights, decaying by D per step "
+                            "(e.g. 0.998; 0: none); validated each epoch, best.pt keeps it when it scores higher")
     # discriminative learning rates: every layer but fc8 learns at lr x this (1: one rate for all)
     backbone_lr_mult: float = flag(1.0, metavar="X", help="learning rate of every layer but fc8, as a multiple of "
                                    "--lr (fine-tuning: e.g. 0.1)")
@@ -212,6 +207,7 @@ class OptimSpec:
         _F.integer(self.patience, "optim.patience", 0, checks.MAX_EPOCHS)
         _F.integer(self.max_drops, "optim.max_drops", 0, checks.MAX_EPOCHS)
         _F.number(self.label_smoothing, "optim.label_smoothing", 0, 1, hi_open=True)
+        _F.number(self.ema_decay, "optim.ema_decay", 0, 1, hi_open=True)
         _F.number(self.backbone_lr_mult, "optim.backbone_lr_mult", 0, 1e3)
         _F.text(self.class_weights, "optim.class_weights")
         if self.class_weights not in CLASS_WEIGHTS:
@@ -412,35 +408,3 @@ def _finite(value: int | float, key: str, origin: str) -> float:
     if not math.isfinite(number):
         raise ConfigError(f"{origin}: field '{key}' must be a finite number, got {short(value)}")
     return number
-
-
-def parse_duration(text: str) -> float:
-    """"90s", "5m", "1h30m", "2.5m" or a bare number of seconds -> seconds."""
-    value = str(text).strip().lower()
-    if re.fullmatch(r"\d+(\.\d+)?", value):
-        seconds = float(value)
-    else:
-        parts = re.findall(r"(\d+(?:\.\d+)?)([smh])", value)
-        if not parts or "".join(n + u for n, u in parts) != value.replace(" ", ""):
-            raise ConfigError(f"field 'run.time_budget' must be a duration like 90s, 5m or 1h30m, got {text!r}")
-        seconds = sum(float(n) * DURATION_UNITS[u] for n, u in parts)
-    if not 0 < seconds <= 30 * 24 * 3600:
-        raise ConfigError(f"field 'run.time_budget' must be between 1 s and 30 days, got {text!r}")
-    return seconds
-
-
-def _require(ok: bool, key: str, value: Any, wanted: str) -> None:
-    if not ok:
-        raise ConfigError(f"field '{key}' must be {wanted}, got {short(value)}")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _valid_device(device: Any) -> bool:
-    if not isinstance(device, str):
-        return False
-    if device in ("auto", "cpu", "cuda", "mps"):
-        return True
-    return device.startswith("cuda:") and device[5:].isdigit() and len(device) <= 9  # cuda:0 .. cuda:9999

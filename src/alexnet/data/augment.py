@@ -7,6 +7,9 @@ that the cache stored at `resize_size(preset, S)`:
   the centre S x S crop (or `ten_crop`: for every preset, from the larger square `ten_crop_size(S)`).
 - `seed` with augment=True: a random rotation in [-20, 20] degrees (zero fill, like RandomRotation) and a flip.
 - `d2l`, and every preset at evaluation: no randomness.
+- any preset with `crop_scale` s > 0, training: random-resized crops (area a fraction in [s, 1] of the stored
+  image, aspect ratio in [3/4, 4/3], as torchvision's RandomResizedCrop) resized to S x S, and flips
+  (`random_resized_crop`). Its strength is what a recipe tunes to the passes each image gets.
 
 Every random number comes from the torch.Generator given (on the CPU, whatever the batch's device), drawn in a fixed
 order, so a run that saves `generator.get_state()` and restores it augments the next batch bit-for-bit the same.
@@ -14,6 +17,7 @@ order, so a run that saves `generator.get_state()` and restores it augments the 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -64,6 +68,35 @@ def ten_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     return torch.stack(crops, dim=1)
 
 
+CROP_GROUP = 8  # images that share one crop size (each with its own position and flip): one resize per group
+
+
+def random_resized_crop(x: torch.Tensor, size: int, scale: float, generator: torch.Generator | None) -> torch.Tensor:
+    """uint8 (B, C, H, W) -> float (B, C, size, size) in [0, 1]: crops of area fraction U(scale, 1) and log-uniform
+    aspect ratio in [3/4, 4/3] (clipped to the image), each at a uniform position and mirrored with p = 0.5, resized
+    bilinearly. Unlike torchvision's RandomResizedCrop, CROP_GROUP consecutive images share a crop size, so that a
+    batch is resized in B / CROP_GROUP calls (on 2 CPU cores one call per image, or one grid_sample, cost about as
+    much as the step: benchmarks/README.md); the batch's order is random, so the groups are too."""
+    B, C, H, W = x.shape
+    out = torch.empty(B, C, size, size, dtype=torch.float32, device=x.device)
+    for start in range(0, B, CROP_GROUP):
+        n = min(CROP_GROUP, B - start)
+        area = float(torch.empty(1).uniform_(scale, 1.0, generator=generator))
+        ratio = math.exp(float(torch.empty(1).uniform_(math.log(3 / 4), math.log(4 / 3), generator=generator)))
+        w = max(1, min(W, round(math.sqrt(area * ratio) * W)))
+        h = max(1, min(H, round(math.sqrt(area / ratio) * H)))
+        top = torch.randint(0, H - h + 1, (n,), generator=generator).tolist()
+        left = torch.randint(0, W - w + 1, (n,), generator=generator).tolist()
+        mirror = (torch.rand(n, generator=generator) < 0.5).tolist()
+        # mirrored before the resize, on the small uint8 crop (a bilinear resize commutes with the mirror)
+        crops = torch.stack([x[start + i, :, t : t + h, s : s + w].flip(-1) if m else x[start + i, :, t : t + h, s : s + w]
+                             for i, (t, s, m) in enumerate(zip(top, left, mirror, strict=True))])
+        if (h, w) != (size, size):  # on uint8: torch's fast resize path (on float, antialias costs ~50x more)
+            crops = F.interpolate(crops, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        out[start : start + n].copy_(crops)  # uint8 -> float
+    return out.div_(255.0)
+
+
 @dataclass(frozen=True)
 class AugmentSettings:
     """What a BatchAugment does besides the preset, the size and the normalisation: its keyword arguments."""
@@ -74,6 +107,7 @@ class AugmentSettings:
     pca: tuple | None = None  # (eigval, eigvec) of paper's colour noise; ImageNet's when None
     sigma: float = PCA_SIGMA  # the standard deviation of the colour noise's alpha
     in_channels: int | None = None  # default: as many as `mean` has, else 3
+    crop_scale: float = 0.0  # > 0: random-resized crops of at least this area fraction, and flips (see above)
 
 
 class BatchAugment:
@@ -100,6 +134,7 @@ class BatchAugment:
         self.augment = (preset == "paper") if s.augment is None else s.augment
         self.ten_crop = s.ten_crop
         self.sigma = s.sigma
+        self.crop_scale = s.crop_scale
         self.generator = generator
         self.mean = torch.tensor(mean or d_mean, dtype=torch.float32)
         self.std = torch.tensor(std or d_std, dtype=torch.float32)
@@ -146,6 +181,8 @@ class BatchAugment:
         B = x.shape[0]
         if self.ten_crop:  # cut from ten_crop_size(S) (eval caches at that size); a batch stored smaller is enlarged
             return self._to_float(ten_crop(_fit(batch, ten_crop_size(S)), S), out=out)  # (B, 10, C, S, S)
+        if self.train and self.crop_scale > 0:
+            return self._normalize(random_resized_crop(x, S, self.crop_scale, self.generator), out)
         randomize = self.train and self.augment and self.preset != "d2l"
         if randomize and self.preset == "paper":
             h, w = x.shape[-2:]
@@ -171,9 +208,13 @@ class BatchAugment:
             grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
             x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
             x = torch.where(flip.to(x.device).view(B, 1, 1, 1), x.flip(-1), x)
-            x = (x - self.mean.to(x.device).view(1, -1, 1, 1)) / self.std.to(x.device).view(1, -1, 1, 1)
-            return x if out is None else out.copy_(x)
+            return self._normalize(x, out)
         return self._to_float(_center_crop(x, S), out=out)
+
+    def _normalize(self, x: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+        """float (B, C, S, S) in [0, 1] -> (x - mean) / std, into `out` when given."""
+        x = (x - self.mean.to(x.device).view(1, -1, 1, 1)) / self.std.to(x.device).view(1, -1, 1, 1)
+        return x if out is None else out.copy_(x)
 
     def __repr__(self) -> str:
         return f"BatchAugment(preset={self.preset!r}, size={self.size}, train={self.train}, augment={self.augment})"

@@ -37,6 +37,7 @@ from alexnet.inspect.plots import plot_curves, plot_filters
 METRIC_COLUMNS = [
     "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_top1", "val_top5", "seconds", "images_per_s",
     "data_wait_s", "data_wait_share",  # time the training loop waited for its next batch, and its share of the epoch
+    "ema_val_top1",  # --ema-decay: the moving average's validation top-1 (empty without it)
 ]
 
 LOCK_NAME = ".alexnet.lock"

@@ -48,7 +48,7 @@ OPTIONAL_FIELDS = ("format", "format_version", "versions")
 TRAIN_STATE_REQUIRED = ("epoch", "step_in_epoch", "global_step", "best_val_top1", "epoch_totals", "optimizer",
                         "scheduler", "rng")
 TRAIN_STATE_OPTIONAL = ("scaler", "chance_warned", "world_size", "optimizer_params", "frozen",
-                        "epochs_without_improvement")
+                        "epochs_without_improvement", "ema")
 DATA_REQUIRED = ("source", "kind", "val_split", "seed")
 # Format 1: these were stored twice (top level and inside data), and `sampler` was never read.
 V1_DATA_COPIES = ("image_size", "in_channels", "preset", "class_names", "mean", "std")
@@ -116,6 +116,8 @@ def validate(ckpt: dict[str, Any], where: str = "checkpoint", check_finite: bool
         for key, value in f.mapping(ckpt["versions"], "versions").items():
             f.text(value, f"versions.{key}")
     _check_train_state(f, ckpt["train_state"], params, check_finite)
+    if ckpt["train_state"].get("ema") is not None:  # --ema-decay: the averaged weights, the model's shapes
+        _check_weights(f, ckpt["train_state"]["ema"], cfg, where, check_finite, field="train_state.ema")
 
 
 def _model_config(model_args: Any, where: str):
@@ -132,11 +134,12 @@ def _agree(f: Fields, ckpt: dict[str, Any], field: str, want: int, lo: int, hi: 
         raise CheckpointError(f"{f.prefix}field '{field}' is {have} but model_args.{field} is {want}")
 
 
-def _check_weights(f: Fields, state: Any, cfg: Any, where: str, check_finite: bool) -> list[tuple[int, ...]]:
+def _check_weights(f: Fields, state: Any, cfg: Any, where: str, check_finite: bool,
+                   field: str = "model") -> list[tuple[int, ...]]:
     """The state_dict against the shapes `cfg` gives (computed on the meta device: nothing allocated).
 
     Returns the parameter shapes in `model.parameters()` order, which the optimizer's state is checked against."""
-    f.mapping(state, "model")
+    f.mapping(state, field)
     with torch.device("meta"):
         expected = AlexNet(cfg)
     own = expected.state_dict()
@@ -145,18 +148,19 @@ def _check_weights(f: Fields, state: Any, cfg: Any, where: str, check_finite: bo
     if missing or unexpected:
         parts = ([f"missing {short(missing, 120)}"] if missing else []) + (
             [f"unexpected {short(unexpected, 120)}"] if unexpected else [])
-        raise CheckpointError(f"{where}: field 'model': weights do not fit model_args ({'; '.join(parts)})")
+        raise CheckpointError(f"{where}: field '{field}': weights do not fit model_args ({'; '.join(parts)})")
     for key, want in own.items():
         have = state[key]
         if not isinstance(have, torch.Tensor):
-            f.fail(f"model.{key}", "a tensor", have)
+            f.fail(f"{field}.{key}", "a tensor", have)
         if tuple(have.shape) != tuple(want.shape) or have.is_floating_point() != want.is_floating_point():
             raise CheckpointError(
-                f"{where}: field 'model.{key}' is a {have.dtype} tensor of shape {tuple(have.shape)}; model_args "
+                f"{where}: field '{field}.{key}' is a {have.dtype} tensor of shape {tuple(have.shape)}; model_args "
                 f"give {want.dtype} {tuple(want.shape)}"
             )
         if check_finite and have.is_floating_point() and not bool(torch.isfinite(have).all()):
-            raise CheckpointError(f"{where}: weight {key!r} holds NaN or Inf values")
+            raise CheckpointError(f"{where}: {'' if field == 'model' else field + ' '}weight {key!r} holds NaN or Inf "
+                                  "values")
     return [(name, tuple(p.shape)) for name, p in expected.named_parameters()]
 
 

@@ -199,7 +199,7 @@ def build_batches(cfg: TrainConfig, bundle: Any, image_size: int, in_channels: i
         generator = torch.Generator()  # BatchAugment draws on the CPU whatever the batch's device
         train_aug = BatchAugment(bundle.preset, image_size, bundle.mean, bundle.std, train=True, pca=bundle.pca,
                                  generator=generator, augment=cfg.data.augment, in_channels=in_channels,
-                                 sigma=cfg.data.pca_sigma)
+                                 sigma=cfg.data.pca_sigma, crop_scale=cfg.data.crop_scale)
         val_aug = BatchAugment(bundle.preset, image_size, bundle.mean, bundle.std, train=False,
                                in_channels=in_channels)
         source = TrainBatches(train.images, train.labels, train_aug, generator, plan,

@@ -146,6 +146,8 @@ class EpochLoop:
         ctx, state = self.ctx, self.state
         state.global_step += 1
         state.step_in_epoch = step + 1
+        if state.ema is not None:
+            state.ema.update(self.raw_model)
         self.bar.update(images)
         if losses is None:  # the loss stays on the device this step: nothing to show, save or agree on
             return False
@@ -215,16 +217,19 @@ class EpochLoop:
         # ctx.cfg: a time budget's keeper may shorten the plan, and the checkpoint records it
         return checkpoint_record(self.ctx.cfg, self.raw_model, self.data, state.state_dict(self.ctx.info))
 
-    def save(self, what: str, best: bool, metrics: bool = False) -> None:
+    def save(self, what: str, best: bool, metrics: bool = False, best_is_ema: bool = False) -> None:
+        """last.pt, and best.pt when `best`: of the moving average's weights when `best_is_ema`."""
         record = self.checkpoint()
         ctx = self.ctx
+        if best and best_is_ema:
+            best_record = dataclasses.replace(record, weights=self.state.ema.module.state_dict())
         with distributed.fail_together(what):
             if ctx.info.is_main:
                 if metrics:
                     write_metrics(ctx.paths.metrics, self.rows)
                 save_checkpoint(record, ctx.paths.last)
                 if best:
-                    save_checkpoint(record, ctx.paths.best)
+                    save_checkpoint(best_record if best_is_ema else record, ctx.paths.best)
                 if metrics:
                     draw_plots(ctx.paths, self.rows, self.raw_model, ctx.cfg)
         self.state.saved_step = self.state.global_step
@@ -272,32 +277,46 @@ class EpochLoop:
         """Validate, log the epoch's row, apply the plateau rule, save last.pt (and best.pt when it improved)."""
         ctx, cfg, state = self.ctx, self.ctx.cfg, self.state
         eval_start = time.perf_counter()
-        # The bare model, not the DDP wrapper: ranks hold different numbers of val batches, and DDP's forward would
-        # broadcast BatchNorm buffers (a collective) on each call.
         class_names = self.data.class_names
-        val = evaluate(self.raw_model, self.data.val_batches, class_names, ctx.device,
-                       amp_dtype=ctx.amp_dtype, channels_last=cfg.run.channels_last)
-        check_validation(val, state.epoch, self.kept())  # best.pt never comes from a NaN evaluation
+        val, ema_val = self.validate()
         train = reduce_totals(state.totals, ctx.device)
         row = epoch_row(state.epoch, state.optimizer.param_groups[0]["lr"], train, val,
                         train["seconds"] + (time.perf_counter() - eval_start))
+        if ema_val is not None:
+            row["ema_val_top1"] = ema_val.top1
         self.rows.append(row)
         ctx.log(d2l_line(row))
         ctx.log(f"data wait, epoch {state.epoch + 1}: waited {row['data_wait_s']:.2f} s for batches, "
                 f"{100 * row['data_wait_share']:.1f}% of {train['seconds']:.1f} s of training "
                 f"({self.data.train_source.describe()})", console=False)
-        improved = val.top1 > state.best_val_top1
-        state.best_val_top1 = max(state.best_val_top1, val.top1)
+        best_is_ema = ema_val is not None and ema_val.top1 > val.top1
+        top1 = ema_val.top1 if best_is_ema else val.top1
+        improved = top1 > state.best_val_top1
+        state.best_val_top1 = max(state.best_val_top1, top1)
         if complete:
             state.epochs_without_improvement = 0 if improved else state.epochs_without_improvement + 1
         if self.tensorboard is not None:
             self.tensorboard.epoch(row, state.global_step, self.raw_model.conv1.weight, val.confusion, class_names)
-        if complete and state.schedule.end_epoch(val.top1):  # the plateau rule judges whole epochs only
+        if complete and state.schedule.end_epoch(top1):  # the plateau rule judges whole epochs only
             ctx.log(f"validation top-1 stopped improving: lr divided by {1 / cfg.optim.gamma:g} "
                     f"({state.schedule.drops} of at most {cfg.optim.max_drops})")
         # A complete epoch moves to the next one; a stop mid-epoch stays at the step reached, for a resume.
         state.advance((state.epoch + 1, 0) if complete else (state.epoch, position))
-        self.save("saving the epoch's checkpoints and metrics", best=improved, metrics=True)
+        self.save("saving the epoch's checkpoints and metrics", best=improved, metrics=True,
+                  best_is_ema=best_is_ema)
+
+    def validate(self) -> tuple[Any, Any]:
+        """The weights' validation, and the moving average's (None without --ema-decay), with the run's TTA.
+        The bare model, not the DDP wrapper: ranks hold different numbers of val batches, and DDP's forward would
+        broadcast BatchNorm buffers (a collective) on each call. best.pt never comes from a NaN evaluation."""
+        ctx, cfg = self.ctx, self.ctx.cfg
+        models = [self.raw_model] + ([self.state.ema.module] if self.state.ema is not None else [])
+        results = []
+        for model in models:
+            results.append(evaluate(model, self.data.val_batches, self.data.class_names, ctx.device,
+                                    amp_dtype=ctx.amp_dtype, channels_last=cfg.run.channels_last, tta=cfg.data.tta))
+            check_validation(results[-1], self.state.epoch, self.kept())
+        return results[0], (results[1] if len(results) > 1 else None)
 
 
 def epoch_row(epoch: int, lr: float, train: dict[str, float], val: Any, seconds: float) -> dict[str, Any]:

@@ -45,8 +45,9 @@ def make_bar(progress: bool | None, info: DistInfo, total: int):
 
 def d2l_line(row: dict[str, Any]) -> str:
     """The d2l note's per-epoch line, same format: `epoch 3, loss 0.2952, train acc 0.891, test acc 0.894, time 68.6 sec`."""
+    ema = f" (moving average {row['ema_val_top1']:.3f})" if row.get("ema_val_top1") is not None else ""
     return (f"epoch {row['epoch']}, loss {row['train_loss']:.4f}, train acc {row['train_acc']:.3f}, "
-            f"test acc {row['val_top1']:.3f}, time {row['seconds']:.1f} sec")
+            f"test acc {row['val_top1']:.3f}{ema}, time {row['seconds']:.1f} sec")
 
 
 def describe_run(cfg: TrainConfig, model: torch.nn.Module, bundle: Any, image_size: int, device: torch.device,

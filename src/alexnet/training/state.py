@@ -15,6 +15,7 @@ import torch
 from alexnet.errors import CheckpointError
 from alexnet.runtime.distributed import DistInfo
 from alexnet.training.determinism import rng_state, set_rng_state
+from alexnet.training.ema import WeightAverage
 from alexnet.training.epoch import ChanceWatch, EpochTotals, gather_totals
 from alexnet.training.finetune import Freezer
 from alexnet.training.optim import LRSchedule
@@ -41,6 +42,7 @@ class TrainState:
     freezer: Freezer | None = None  # --freeze: what is fixed now
     backbone_lr_mult: float = 1.0  # the rate multiplier of parameters released by the freezer
     param_names: dict[int, str] = field(default_factory=dict)  # id(parameter) -> its state_dict name
+    ema: WeightAverage | None = None  # --ema-decay: the moving average of the weights
     # The global step of the checkpoint last written, or loaded on resume (None: none yet). Not saved: a checkpoint's
     # own global_step is this value, so loading one restores it.
     saved_step: int | None = None
@@ -74,7 +76,8 @@ class TrainState:
         state.update({name: part.state_dict() if part is not None else None for name, part in self._parts().items()})
         state.update({"epoch_totals": totals, "world_size": len(totals), "chance_warned": self.chance.warned,
                       "rng": rng_state(), "optimizer_params": self.optimizer_params(),
-                      "frozen": bool(self.freezer is not None and self.freezer.frozen)})
+                      "frozen": bool(self.freezer is not None and self.freezer.frozen),
+                      "ema": self.ema.state_dict() if self.ema is not None else None})
         return state
 
     def load_state_dict(self, state: dict[str, Any], info: DistInfo) -> None:
@@ -98,6 +101,8 @@ class TrainState:
         totals = state["epoch_totals"]
         self.totals = EpochTotals(**totals[info.rank]) if len(totals) == info.world_size else EpochTotals()
         self.chance.warned = bool(state.get("chance_warned", False))
+        if self.ema is not None and state.get("ema") is not None:  # else the average starts from these weights
+            self.ema.load_state_dict(state["ema"], self.global_step)
         set_rng_state(state["rng"])
 
     def advance(self, next_position: tuple[int, int]) -> None:

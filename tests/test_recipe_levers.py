@@ -1,0 +1,135 @@
+"""The parts a recipe turns to the passes each image gets (issue 23): random-resized crops, a moving average of the
+weights (EMA) validated beside them, and flip TTA in validation and in eval."""
+
+import csv
+
+import pytest
+import torch
+
+from alexnet.config import resolve_config
+from alexnet.data.augment import CROP_GROUP, BatchAugment, random_resized_crop
+from alexnet.errors import CheckpointError, ConfigError
+from alexnet.evaluate import EvalOptions, evaluate_checkpoint
+from alexnet.store.checkpoint import load_checkpoint
+from alexnet.train import fit, resume_config
+from alexnet.training.ema import WeightAverage
+from data_factories import make_folder
+from tiny_runs import tiny_config
+
+
+def load_raw(path):
+    return torch.load(path, weights_only=True)
+
+
+def ramps(n: int, side: int = 48) -> torch.Tensor:
+    """n uint8 images whose value rises from 0 at the left edge to 255 at the right, the same in every channel."""
+    row = torch.linspace(0, 255, side).round().to(torch.uint8)
+    return row.view(1, 1, 1, side).expand(n, 3, side, side).contiguous()
+
+
+def test_random_resized_crop_draws_crops_of_the_asked_area_and_flips_about_half():
+    g = torch.Generator().manual_seed(0)
+    out = random_resized_crop(ramps(256), 32, 0.1, g)
+    assert out.shape == (256, 3, 32, 32) and out.dtype == torch.float32
+    assert 0 <= out.min() and out.max() <= 1
+    span = out[:, 0, 16, -1] - out[:, 0, 16, 0]  # right edge minus left edge: the crop's width, signed by the mirror
+    assert 0.3 < (span < 0).float().mean() < 0.7  # mirrored about half the time
+    assert span.abs().min() < 0.45  # small crops occur (area >= 0.1: width >= sqrt(0.1 * 3/4) = 0.27)
+    whole = random_resized_crop(ramps(256), 32, 1.0, torch.Generator().manual_seed(0))
+    widths = (whole[:, 0, 16, -1] - whole[:, 0, 16, 0]).abs()
+    assert widths.min() > 0.8  # area 1: at least sqrt(3/4) of the width, whatever the aspect ratio
+
+
+def test_random_resized_crop_is_a_function_of_the_generator_and_keeps_flat_images_flat():
+    x = torch.randint(0, 256, (2 * CROP_GROUP + 3, 3, 40, 40), dtype=torch.uint8)
+    a = random_resized_crop(x, 24, 0.35, torch.Generator().manual_seed(5))
+    b = random_resized_crop(x, 24, 0.35, torch.Generator().manual_seed(5))
+    assert torch.equal(a, b) and a.shape[0] == x.shape[0]  # a last group smaller than CROP_GROUP too
+    flat = torch.full((4, 3, 40, 40), 200, dtype=torch.uint8)
+    assert torch.allclose(random_resized_crop(flat, 24, 0.2, torch.Generator()), torch.full((4, 3, 24, 24), 200 / 255))
+
+
+def test_crop_scale_changes_training_batches_only():
+    x = torch.randint(0, 256, (8, 3, 40, 40), dtype=torch.uint8)
+    train = BatchAugment("seed", 40, generator=torch.Generator().manual_seed(0), train=True, crop_scale=0.35)
+    plain = BatchAugment("seed", 40, train=True, augment=False)
+    assert not torch.equal(train(x), plain(x))
+    evaluation = BatchAugment("seed", 40, train=False, crop_scale=0.35)
+    assert torch.equal(evaluation(x), plain(x))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"data.crop_scale": 1.5}, "data.crop_scale"),
+    ({"data.crop_scale": 0.3, "data.loader": "pil"}, "not with --loader pil"),
+    ({"data.crop_scale": 0.3, "data.augment": False}, "not with --loader pil or --no-augment"),
+    ({"data.tta": "rotate"}, "data.tta"),
+    ({"optim.ema_decay": 1.0}, "optim.ema_decay"),
+])
+def test_refused_settings_name_their_field(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        resolve_config(overrides=overrides)
+
+
+def test_weight_average_follows_the_formula_and_copies_integer_buffers():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    ema = WeightAverage(model, decay=0.9)
+    assert ema.current_decay() == pytest.approx(0.1)  # warm-up: (1 + 0) / (10 + 0)
+    ema.updates = 1000  # past the warm-up: the decay asked for
+    before = {k: v.clone() for k, v in ema.module.state_dict().items()}
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+    model[1].num_batches_tracked += 7
+    ema.update(model)
+    after, now = ema.module.state_dict(), model.state_dict()
+    assert torch.allclose(after["0.weight"], 0.9 * before["0.weight"] + 0.1 * now["0.weight"])
+    assert torch.allclose(after["1.running_var"], now["1.running_var"])  # equal before: stays equal
+    assert int(after["1.num_batches_tracked"]) == 7
+    assert not any(p.requires_grad for p in ema.module.parameters())
+
+
+@pytest.fixture(scope="module")
+def pets(tmp_path_factory):
+    return make_folder(tmp_path_factory.mktemp("pets"))
+
+
+def test_a_run_with_ema_and_flip_tta_validates_both_and_keeps_the_better_as_best(pets, tmp_path):
+    cfg = tiny_config(pets, tmp_path / "run", **{"run.epochs": 1, "optim.ema_decay": 0.5, "data.tta": "flip",
+                                                  "data.augment": True, "data.crop_scale": 0.5})
+    fit(cfg, progress=False)
+    with open(tmp_path / "run" / "metrics.csv", newline="") as f:
+        row = next(csv.DictReader(f))
+    assert row["ema_val_top1"] != ""
+    raw, ema = float(row["val_top1"]), float(row["ema_val_top1"])
+    last = load_raw(tmp_path / "run" / "checkpoints" / "last.pt")
+    best = load_raw(tmp_path / "run" / "checkpoints" / "best.pt")
+    keep = last["train_state"]["ema"] if ema > raw else last["model"]
+    assert all(torch.equal(best["model"][k], keep[k]) for k in keep)
+    assert not all(torch.equal(last["model"][k], last["train_state"]["ema"][k]) for k in keep)
+    assert "(moving average " in (tmp_path / "run" / "log.txt").read_text()
+    # eval takes the run's own TTA by default, and so reproduces validation's figure for last.pt
+    run = evaluate_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert "flip TTA" in run.description and run.result.top1 == pytest.approx(raw)
+    plain = evaluate_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt", options=EvalOptions(tta="none"))
+    assert "flip TTA" not in plain.description
+
+
+def test_a_resumed_run_continues_the_same_average(pets, tmp_path):
+    extra = {"optim.ema_decay": 0.9, "run.deterministic": True}
+    fit(tiny_config(pets, tmp_path / "whole", **extra, **{"run.epochs": 2}), progress=False)
+    fit(tiny_config(pets, tmp_path / "cut", **extra, **{"run.epochs": 1}), progress=False)
+    fit(resume_config(tmp_path / "cut", overrides={"run.epochs": 2}), resume=tmp_path / "cut", progress=False)
+    whole = load_raw(tmp_path / "whole" / "checkpoints" / "last.pt")["train_state"]["ema"]
+    cut = load_raw(tmp_path / "cut" / "checkpoints" / "last.pt")["train_state"]["ema"]
+    assert all(torch.equal(whole[k], cut[k]) for k in whole)
+
+
+def test_a_checkpoint_whose_average_does_not_fit_the_model_is_refused(pets, tmp_path):
+    fit(tiny_config(pets, tmp_path / "run", **{"run.epochs": 1, "optim.ema_decay": 0.9}), progress=False)
+    path = tmp_path / "run" / "checkpoints" / "last.pt"
+    raw = load_raw(path)
+    key = next(iter(raw["train_state"]["ema"]))
+    raw["train_state"]["ema"][key] = torch.zeros(3)
+    torch.save(raw, path)
+    with pytest.raises(CheckpointError, match="train_state.ema"):
+        load_checkpoint(path)
