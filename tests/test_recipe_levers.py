@@ -133,3 +133,54 @@ def test_a_checkpoint_whose_average_does_not_fit_the_model_is_refused(pets, tmp_
     torch.save(raw, path)
     with pytest.raises(CheckpointError, match="train_state.ema"):
         load_checkpoint(path)
+
+
+def test_the_fast_recipe_leaves_its_regularisation_to_the_run_but_never_what_the_user_set():
+    from alexnet.training.adapt import adapt_fields
+
+    fast = resolve_config(recipe="fast", overrides={"data.source": "x"})
+    assert set(adapt_fields(fast.run.adapt)) == {"data.crop_scale", "optim.label_smoothing", "optim.ema_decay",
+                                                 "data.tta"}
+    mine = resolve_config(recipe="fast", overrides={"data.source": "x", "optim.ema_decay": 0.5, "data.augment": False})
+    assert set(adapt_fields(mine.run.adapt)) == {"optim.label_smoothing", "data.tta"}  # --no-augment: no crops
+    with pytest.raises(ConfigError, match="run.adapt"):
+        resolve_config(overrides={"run.adapt": "model.width_mult"})
+
+
+def test_regularisation_grows_with_the_passes_each_image_gets():
+    from alexnet.training.adapt import REGULARISATION, adapt, ema_decay
+
+    fast = resolve_config(recipe="fast", overrides={"data.source": "x"})
+    few, line = adapt(fast, epochs=REGULARISATION[1].min_epochs - 1, steps=100)
+    assert (few.data.crop_scale, few.optim.ema_decay, few.data.tta) == (0.0, 0.0, "none")
+    assert "too few to regularise" in line
+    many, line = adapt(fast, epochs=REGULARISATION[-1].min_epochs + 10, steps=5000)
+    last = REGULARISATION[-1]
+    assert (many.data.crop_scale, many.data.tta) == (last.crop_scale, last.tta)
+    assert many.optim.ema_decay == pytest.approx(ema_decay(5000), abs=1e-6) and 0.99 < ema_decay(5000) < 0.999
+    assert "recipe chosen for this run" in line
+    kept, _ = adapt(resolve_config(recipe="fast", overrides={"data.source": "x", "data.tta": "none"}), 100, 5000)
+    assert kept.data.tta == "none"  # the user's own
+
+
+def test_a_fast_run_writes_its_choice_into_the_log_and_the_config(pets, tmp_path):
+    from alexnet.training.adapt import REGULARISATION
+
+    epochs = int(REGULARISATION[-1].min_epochs)
+    cfg = resolve_config(recipe="fast", overrides={
+        "data.source": str(pets), "data.image_size": 67, "model.width_mult": 0.125, "run.batch_size": 8,
+        "run.epochs": epochs, "run.max_steps": 2, "run.output_dir": str(tmp_path / "run"), "run.device": "cpu"})
+    fit(cfg, progress=False)
+    assert "recipe chosen for this run: crop_scale" in (tmp_path / "run" / "log.txt").read_text()
+    import yaml
+
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["data"]["crop_scale"] == REGULARISATION[-1].crop_scale and saved["optim"]["ema_decay"] > 0
+
+
+def test_the_budget_plans_the_validation_passes_a_moving_average_and_flip_tta_cost():
+    from alexnet.training.budget import plan
+
+    one = plan(100.0, 0.0, 0.01, 10, 1000, 10)
+    four = plan(100.0, 0.0, 0.01, 10, 1000, 10, eval_passes=4)
+    assert four.eval_s == pytest.approx(4 * one.eval_s) and four.steps < one.steps

@@ -41,6 +41,7 @@ from alexnet.store.runfolder import (
     truncate_metrics,
 )
 from alexnet.training import balance
+from alexnet.training.adapt import apply_to_run
 from alexnet.training.batches import build_batches
 from alexnet.training.budget import plan_budget, schedule_epochs
 from alexnet.training.determinism import (
@@ -107,6 +108,10 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
             ctx.log(f"from {cfg.model.init_from}: {', '.join(taken)}")
         data = build_data(ctx)
         raw_model, freezer = build_run_model(ctx, data, ckpt, init)
+        if cfg.run.adapt and ckpt is None and not cfg.run.time_budget:  # a budget adapts to the epochs it plans
+            ctx = apply_to_run(ctx, data.train_source, None, raw_model, cfg.run.epochs,
+                               cfg.run.epochs * len(data.train_source))
+            cfg = ctx.cfg
         state = build_state(ctx, raw_model, freezer, len(data.train_source), len(data.class_names), ckpt)
         if cfg.run.lr_find:  # the range test instead of training: a copy trains, nothing is saved but the plot
             find_lr(ctx, raw_model, state, data.train_source)

@@ -17,6 +17,7 @@ paying for torch.
 
 from alexnet.config.choices import (
     ACTIVATIONS,
+    ADAPTABLE,
     AMP_MODES,
     BENCH_SECTION_ALIASES,
     BENCH_SECTIONS,
@@ -92,6 +93,7 @@ __all__ = [
     "RUNTIMES",
     "SPLITS",
     "TTA_MODES",
+    "ADAPTABLE",
     "list_recipes",
     "load_yaml",
     "merge",

@@ -135,7 +135,22 @@ def resolve_config(
         TrainConfig.from_dict({k: v for k, v in user.items() if k != "recipe"}, origin=str(config_path))
     layers = merge(layers, user)
     layers["recipe"] = name
-    return TrainConfig.from_dict(merge(layers, flags), origin="command line")
+    merged = merge(layers, flags)
+    if isinstance(merged.get("run"), dict) and merged["run"].get("adapt"):
+        merged["run"]["adapt"] = _left_to_the_run(str(merged["run"]["adapt"]), [user, flags])
+    return TrainConfig.from_dict(merged, origin="command line")
+
+
+# Setting one of these (a flag or a YAML) takes the adaptable fields beside it out of `run.adapt` as well.
+_IMPLIES = {"data.augment": ("data.crop_scale",)}
+
+
+def _left_to_the_run(adapt: str, given: list[dict[str, Any]]) -> str:
+    """`run.adapt` (a recipe's list of fields the run chooses itself) without the fields the user set."""
+    keys = {f"{section}.{name}" for layer in given for section, fields in layer.items() if isinstance(fields, dict)
+            for name in fields}
+    keys |= {implied for key in keys for implied in _IMPLIES.get(key, ())}
+    return ",".join(n for n in (n.strip() for n in adapt.split(",")) if n and n not in keys)
 
 
 def _source(layer: dict[str, Any]) -> Any:

@@ -14,6 +14,7 @@ from typing import Any
 from alexnet import checks
 from alexnet.config.choices import (
     ACTIVATIONS,
+    ADAPTABLE,
     AMP_MODES,
     CLASS_WEIGHTS,
     FREEZE_POINTS,
@@ -250,6 +251,9 @@ class RunSpec:
     time_budget: str | None = flag(None, metavar="DURATION", help="train for this long (e.g. 5m, 1h30m): the epochs "
                                    "are planned from a measured step and the learning rate decays to its end at the "
                                    "budget")
+    # fields the run chooses itself from its data and its length (training.adapt); a recipe sets it, a user's own
+    # setting of one of the fields takes it out (config.loading)
+    adapt: str = yaml_only("")
     # an LR range test instead of training: lr_find.png and the suggested rate; no weights are written
     lr_find: bool = flag(False, help="run an LR range test (learning rate rising from 1e-7 to 10) instead of "
                          "training: writes lr_find.png and prints the suggested --lr, or why the curve suggests none")
@@ -273,6 +277,9 @@ class RunSpec:
         _F.boolean(self.lr_find, "run.lr_find")
         if self.time_budget is not None:
             parse_duration(self.time_budget)
+        _F.text(self.adapt, "run.adapt", 200, empty=True)
+        for name in (n.strip() for n in self.adapt.split(",") if n.strip()):
+            _require(name in ADAPTABLE, "run.adapt", name, f"a list of fields among {', '.join(ADAPTABLE)}")
 
 
 @dataclass

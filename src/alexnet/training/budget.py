@@ -35,6 +35,7 @@ from alexnet.errors import ConfigError, plural
 from alexnet.runtime import distributed
 from alexnet.store.checkpoint import save_checkpoint
 from alexnet.store.runfolder import RunPaths, draw_plots
+from alexnet.training.adapt import apply_to_run, eval_passes
 from alexnet.training.epoch import EpochHooks, EpochSettings, EpochTotals, WeightUpdate, train_one_epoch
 from alexnet.training.optim import LRSchedule, build_optimizer
 
@@ -90,10 +91,10 @@ def probe_step_seconds(model: torch.nn.Module, optim_spec: Any, source: Any, set
 
 
 def plan(budget_s: float, elapsed_s: float, step_s: float, steps_per_epoch: int, val_images: int,
-         batch_size: int, save_s: float = 0.0) -> BudgetPlan:
+         batch_size: int, save_s: float = 0.0, eval_passes: int = 1) -> BudgetPlan:
     """The steps that fit: (budget x SAFETY - elapsed) = steps x step + epochs x (validation pass + `save_s`, the
-    epoch end's checkpoints, metrics and plots)."""
-    eval_s = math.ceil(val_images / batch_size) * step_s * EVAL_FRACTION + save_s
+    epoch end's checkpoints, metrics and plots). `eval_passes`: forward passes per validation image (adapt)."""
+    eval_s = math.ceil(val_images / batch_size) * step_s * EVAL_FRACTION * eval_passes + save_s
     left = budget_s * SAFETY - elapsed_s
     if left <= step_s + eval_s:
         raise ConfigError(f"--time-budget {budget_s:.0f} s: {elapsed_s:.0f} s went on preparing the data and timing "
@@ -205,9 +206,15 @@ def plan_budget(ctx: Any, raw_model: torch.nn.Module, state: Any, source: Any, v
                                 train_mode=state.train_mode)
     save_s = max(distributed.all_gather(epoch_end_seconds(ctx, raw_model, state, record)))  # rank 0 saves
     step_s = distributed.all_gather(step_s)  # every rank plans the same: the slowest rank's step
+    budget_s = parse_duration(cfg.run.time_budget)
     try:
-        budget = plan(parse_duration(cfg.run.time_budget), time.perf_counter() - started, max(step_s),
-                      len(source), val_images, cfg.run.batch_size, save_s=save_s)
+        budget = plan(budget_s, time.perf_counter() - started, max(step_s), len(source), val_images,
+                      cfg.run.batch_size, save_s=save_s, eval_passes=eval_passes(cfg))
+        if cfg.run.adapt:  # regularisation for the passes the budget buys; then the plan with its validation cost
+            ctx = apply_to_run(ctx, source, state, raw_model, budget.steps / len(source), budget.steps)
+            cfg = ctx.cfg
+            budget = plan(budget_s, time.perf_counter() - started, max(step_s), len(source), val_images,
+                          cfg.run.batch_size, save_s=save_s, eval_passes=eval_passes(cfg))
     except ConfigError as e:
         raise ConfigError(f"{e}{smaller_run_hint(cfg, raw_model.config.image_size)}") from None
     cfg = planned_config(cfg, budget)
