@@ -1,19 +1,21 @@
 """Time to accuracy: the notes' plain loop vs `alexnet train`, on the built-in dataset or on real photos.
 
     python benchmarks/time_to_accuracy.py [--target 0.9] [--max-epochs 12] [--json FILE]
-    python benchmarks/time_to_accuracy.py --data ../shared/data/dogs-vs-cats-4k --budget 5m --repeats 3 [--json FILE]
+    python benchmarks/time_to_accuracy.py --data PHOTOS --budget 2m 10m --repeats 3 [--note] [--json FILE]
 
-With `--data` (a folder with train/ and val/ class folders), real photos: the first note's TrainingNet.py as
-written (`note_arm`: its BatchNorm AlexNet at 227, Resize + ToTensor + Normalize, ImageFolder, DataLoader batch 256
-shuffled, Adam at its defaults, cross-entropy; TestNet.py's evaluation on val/ after every epoch, batch 32) trains
-until its training clock passes the budget, in its own process. Its clock counts everything but those validation
-passes, which the note's script does not do (the benchmark's instrument, not its work). Against it,
-`alexnet train --recipe fast --time-budget BUDGET`, and the same with a tenth of the budget, each as a user types
-it, in its own process, on a clock that counts everything from the moment the command starts (imports, decoding
-the photos into a cache of its own, the budget's probe, every validation, checkpoint and plot): the wall time at which each
-epoch's row appears in metrics.csv. Reported per repeat: the note's best validation accuracy within its budget, the
-time ours takes to reach it, the ratio, both accuracies at the same time (the budget), and what ours reaches with a
-tenth of the budget; then the medians.
+With `--data` (a folder with train/ and val/ class folders, or any folder `alexnet train --data` takes), real
+photos, at every `--budget`: `alexnet train --recipe fast --time-budget BUDGET` as a user types it, `--repeats`
+times, each a cold start (its own process and an empty uint8 cache, so decoding the photos is paid every time), on a
+clock that counts everything from the moment the command starts (imports, decoding, the budget's probe, every
+validation, checkpoint and plot): the wall time at which each epoch's row appears in metrics.csv. Reported per
+budget, the medians: best.pt's validation top-1 (the better of the weights and their moving average), the last
+epoch's, the train-validation gap at the end, the wall time, and how many runs gave a chance warning.
+
+With `--note`, the first note's TrainingNet.py as written runs beside each (`note_arm`: its BatchNorm AlexNet at
+227, Resize + ToTensor + Normalize, ImageFolder, DataLoader batch 256 shuffled, Adam at its defaults,
+cross-entropy; TestNet.py's evaluation on val/ after every epoch, batch 32) until its training clock passes the
+budget, in its own process. Its clock counts everything but those validation passes, which the note's script does
+not do (the benchmark's instrument, not its work).
 
 Without `--data`, the built-in dataset:
 
@@ -185,10 +187,12 @@ def note_arm(data_root: Path, budget_s: float) -> dict:
     return {"budget_s": budget_s, "history": history, "best_val_acc": max(h["val_acc"] for h in history)}
 
 
-def ours_arm(data_root: Path, budget_s: float, out: Path) -> dict:
-    """`alexnet train --recipe fast --time-budget` in its own process; each epoch's row timed from the launch."""
+def ours_arm(data_root: Path, budget_s: float, out: Path, extra: list[str] | None = None) -> dict:
+    """`alexnet train --recipe fast --time-budget` in its own process; each epoch's row timed from the launch. The
+    run's accuracy is best.pt's: the better of the weights and their moving average, at its best epoch."""
     command = [sys.executable, "-m", "alexnet", "train", "--recipe", "fast", "--data", str(data_root),
-               "--time-budget", f"{budget_s:g}s", "--device", "cpu", "--no-progress", "--output-dir", str(out)]
+               "--time-budget", f"{budget_s:g}s", "--device", "cpu", "--no-progress", "--output-dir", str(out),
+               *(extra or [])]
     # A cache of its own: every run decodes the photos into the uint8 cache as a first run on a machine does.
     env = {**os.environ, "ALEXNET_CACHE": str(out.parent / f"{out.name}-cache")}
     start = time.perf_counter()
@@ -198,17 +202,22 @@ def ours_arm(data_root: Path, budget_s: float, out: Path) -> dict:
         finished = proc.poll() is not None
         rows = _rows(out / "metrics.csv")
         for r in rows[len(seen):]:
+            ema = float(r["ema_val_top1"]) if r.get("ema_val_top1") else None
             seen.append({"epoch": int(r["epoch"]), "seconds": round(time.perf_counter() - start, 1),
-                         "val_acc": float(r["val_top1"])})
-            print(f"ours ({budget_s:g} s): epoch {r['epoch']}, val acc {float(r['val_top1']):.3f} at "
+                         "val_acc": max(float(r["val_top1"]), ema or 0.0), "train_acc": float(r["train_acc"])})
+            print(f"ours ({budget_s:g} s): epoch {r['epoch']}, val acc {seen[-1]['val_acc']:.3f} at "
                   f"{seen[-1]['seconds']:.0f} s", flush=True)
         if finished:
             break
         time.sleep(0.1)
     if proc.returncode != 0:
         raise SystemExit(f"alexnet train failed ({proc.returncode}): see {out / 'log.txt'}")
+    log = (out / "log.txt").read_text(encoding="utf-8", errors="replace")
+    chosen = next((line for line in log.splitlines() if line.startswith("recipe chosen")), "")
+    last = seen[-1]
     return {"budget_s": budget_s, "wall_s": round(time.perf_counter() - start, 1), "history": seen,
-            "best_val_acc": max(h["val_acc"] for h in seen)}
+            "best_val_acc": max(h["val_acc"] for h in seen), "final_val_acc": last["val_acc"],
+            "gap": round(last["train_acc"] - last["val_acc"], 3), "chance_warning": "chance" in log, "chosen": chosen}
 
 
 def _rows(path: Path) -> list[dict]:
@@ -220,41 +229,46 @@ def _rows(path: Path) -> list[dict]:
 
 
 def photos(args: argparse.Namespace) -> None:
+    """Every budget, `--repeats` times (each a cold start: its own process and an empty cache), and with `--note`
+    the note's script beside it at the same budget; medians per budget."""
     import statistics
 
     from alexnet.config import parse_duration
 
-    budget = parse_duration(args.budget)
-    repeats = []
+    table = []
     with tempfile.TemporaryDirectory() as tmp:
-        for i in range(args.repeats):
-            note_json = Path(tmp) / f"note-{i}.json"
-            subprocess.run([sys.executable, __file__, "--note-arm", "--data", str(args.data), "--budget", args.budget,
-                            "--json", str(note_json)], check=True)
-            note = json.loads(note_json.read_text())
-            ours = ours_arm(args.data, budget, Path(tmp) / f"ours-{i}")
-            tenth = ours_arm(args.data, budget / 10, Path(tmp) / f"ours-tenth-{i}")
-            target = note["best_val_acc"]
-            reached = next((h["seconds"] for h in ours["history"] if h["val_acc"] >= target), None)
-            repeats.append({"note": note, "ours": ours, "ours_tenth": tenth, "note_best": target,
-                            "ours_seconds_to_note_best": reached,
-                            "ratio": round(budget / reached, 2) if reached else None,
-                            "ours_at_budget": ours["best_val_acc"], "ours_tenth_budget": tenth["best_val_acc"]})
-            r = repeats[-1]
-            print(f"repeat {i + 1}: note best {target:.3f} in {budget:.0f} s; ours reached it at {reached} s "
-                  f"({r['ratio']}x sooner); at {budget:.0f} s ours {r['ours_at_budget']:.3f}; with a tenth of the "
-                  f"budget ({budget / 10:.0f} s) ours {r['ours_tenth_budget']:.3f}", flush=True)
-
-    def med(key):
-        values = [r[key] for r in repeats if r[key] is not None]
-        return statistics.median(values) if values else None
-
-    summary = {k: med(k) for k in ("note_best", "ours_seconds_to_note_best", "ratio", "ours_at_budget",
-                                   "ours_tenth_budget")}
-    print(json.dumps({"budget_s": budget, "repeats": len(repeats), "medians": summary}))
+        for text in args.budget:
+            budget = parse_duration(text)
+            repeats = []
+            for i in range(args.repeats):
+                ours = ours_arm(args.data, budget, Path(tmp) / f"ours-{text}-{i}", args.extra)
+                r = {"ours": ours}
+                if args.note:
+                    note_json = Path(tmp) / f"note-{text}-{i}.json"
+                    subprocess.run([sys.executable, __file__, "--note-arm", "--data", str(args.data), "--budget",
+                                    text, "--json", str(note_json)], check=True)
+                    r["note"] = json.loads(note_json.read_text())
+                repeats.append(r)
+                print(f"{text}, repeat {i + 1}: best {ours['best_val_acc']:.3f}, final {ours['final_val_acc']:.3f}, "
+                      f"train-val gap {ours['gap']:+.3f}, {ours['wall_s']:.0f} s from launch"
+                      + (f"; the note's script {r['note']['best_val_acc']:.3f}" if args.note else ""), flush=True)
+            row = {"budget": text, "budget_s": budget, "repeats": repeats}
+            for key in ("best_val_acc", "final_val_acc", "gap", "wall_s"):
+                row[key] = statistics.median(r["ours"][key] for r in repeats)
+            row["chance_warnings"] = sum(r["ours"]["chance_warning"] for r in repeats)
+            if args.note:
+                row["note_best_val_acc"] = statistics.median(r["note"]["best_val_acc"] for r in repeats)
+            table.append(row)
+    print(f"\n| budget | best.pt val top-1 (median of {args.repeats}) | final epoch | train-val gap | wall s from launch |"
+          " chance warnings |" + (" the note's script |" if args.note else ""))
+    print("|---|---:|---:|---:|---:|---:|" + ("---:|" if args.note else ""))
+    for row in table:
+        print(f"| {row['budget']} | {row['best_val_acc']:.3f} | {row['final_val_acc']:.3f} | {row['gap']:+.3f} | "
+              f"{row['wall_s']:.0f} | {row['chance_warnings']} |" + (f" {row['note_best_val_acc']:.3f} |" if args.note
+                                                                     else ""))
+    print(table[0]["repeats"][0]["ours"]["chosen"])
     if args.json:
-        Path(args.json).write_text(json.dumps({"budget_s": budget, "medians": summary, "repeats": repeats},
-                                              indent=2) + "\n")
+        Path(args.json).write_text(json.dumps({"data": str(args.data), "table": table}, indent=2) + "\n")
 
 
 def main() -> None:
@@ -262,7 +276,10 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=0.9)
     parser.add_argument("--max-epochs", type=int, default=12)
     parser.add_argument("--data", type=Path, help="real photos: a folder with train/ and val/ class folders")
-    parser.add_argument("--budget", default="5m", help="with --data: the note's training budget")
+    parser.add_argument("--budget", nargs="+", default=["2m", "10m"], help="with --data: the budgets (each run from "
+                        "the command's launch)")
+    parser.add_argument("--note", action="store_true", help="with --data: the first note's script beside each run")
+    parser.add_argument("--extra", nargs="*", default=[], help="with --data: more `alexnet train` flags")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--note-arm", action="store_true", help=argparse.SUPPRESS)  # one note run, in its process
     parser.add_argument("--json", metavar="FILE")
@@ -270,7 +287,7 @@ def main() -> None:
     if args.note_arm:
         from alexnet.config import parse_duration
 
-        Path(args.json).write_text(json.dumps(note_arm(args.data, parse_duration(args.budget))) + "\n")
+        Path(args.json).write_text(json.dumps(note_arm(args.data, parse_duration(args.budget[0]))) + "\n")
         return
     if args.data is not None:
         photos(args)
