@@ -1,0 +1,131 @@
+"""Which parts of the adaptive `fast` recipe pay, and from how many passes per image (issue 23).
+
+    python benchmarks/recipe_levers.py --data ../shared/data/dogs-vs-cats-4k --epochs 6 40 --seeds 3 \
+        --out runs/levers [--workers 2] [--json FILE]
+
+At each number of epochs (passes over the training set), `alexnet train --recipe fast --epochs N` chooses its own
+regularisation (alexnet.training.adapt); every candidate is that run with one part switched the other way by a flag
+(a part the recipe chose is taken away, a part it left out is added), so the table says, for each part, what it
+is worth at each length. The effect is the candidate's best.pt validation top-1 (the better of the weights and their
+moving average) minus the recipe's, paired by seed, with a 95% t interval.
+
+Epochs, not seconds: every run of a row does the same training steps, so its accuracy does not depend on how busy
+the machine was, and the runs can share it: `--workers` runs go at once, each on one thread (OMP_NUM_THREADS=1). A
+part that costs time (the crops, the moving average's update, flip TTA's second validation pass) shows it in the
+seconds-per-epoch column, measured on one thread beside the other workers; the wall-clock runs of the chosen recipe
+are time_to_accuracy.py's. Finished runs are reused when the command is run again, so an interrupted study continues.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from fast_recipe import interval, slug
+
+# One change each against what the recipe chose for the row's length.
+CANDIDATES: dict[str, list[str]] = {
+    "the recipe's choice": [],
+    "random-resized crops 0.35 + flips": ["--crop-scale", "0.35"],
+    "no crops or flips": ["--crop-scale", "0"],
+    "crops 0.2": ["--crop-scale", "0.2"],
+    "moving average (EMA)": ["--ema-decay", "0.998"],
+    "no moving average": ["--ema-decay", "0"],
+    "flip TTA": ["--tta", "flip"],
+    "no flip TTA": ["--tta", "none"],
+    "label smoothing 0.1": ["--label-smoothing", "0.1"],
+}
+BASE = "the recipe's choice"
+
+
+def changes(name: str, epochs: int) -> bool:
+    """Whether the candidate differs from what the recipe chooses at this length (else it is the same run)."""
+    from alexnet.training.adapt import regularisation_for
+
+    if name == BASE:
+        return True
+    band = regularisation_for(epochs)
+    chosen = {"--crop-scale": band.crop_scale, "--tta": band.tta, "--label-smoothing": band.label_smoothing,
+              "--ema-decay": 1.0 if band.ema else 0.0}
+    flag, value = CANDIDATES[name]
+    if flag == "--ema-decay":
+        return (float(value) > 0) != band.ema
+    return str(chosen[flag]) != value and not (flag != "--tta" and float(chosen[flag]) == float(value))
+
+
+def run_once(data: str, out: Path, epochs: int, seed: int, extra: list[str]) -> dict:
+    """One `alexnet train --recipe fast` run on one thread (reused when its folder holds a finished run)."""
+    done = out / "done.json"
+    if not done.is_file():
+        if out.exists():
+            subprocess.run(["rm", "-rf", str(out)], check=True)  # a partial run is redone whole
+        command = [sys.executable, "-m", "alexnet", "train", "--recipe", "fast", "--data", data, "--epochs",
+                   str(epochs), "--seed", str(seed), "--device", "cpu", "--no-progress", "--output-dir", str(out),
+                   *extra]
+        start = time.perf_counter()
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        with open(out / "metrics.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        best = max(max(float(r["val_top1"]), float(r["ema_val_top1"] or 0)) for r in rows)
+        log = (out / "log.txt").read_text(encoding="utf-8", errors="replace")
+        chosen = next((line for line in log.splitlines() if line.startswith("recipe chosen")), "")
+        done.write_text(json.dumps({"best": best, "epoch_s": statistics.median(float(r["seconds"]) for r in rows),
+                                    "train_acc": float(rows[-1]["train_acc"]), "chosen": chosen,
+                                    "wall_s": round(time.perf_counter() - start, 1)}) + "\n")
+        print(f"{out.name}: best {best:.3f}", flush=True)
+    return json.loads(done.read_text())
+
+
+def table(epochs: int, results: dict[str, list[dict]]) -> str:
+    base = [r["best"] for r in results[BASE]]
+    lines = [f"**{epochs} epochs.** {results[BASE][0]['chosen']}", "",
+             "| candidate | val top-1 (best.pt), mean ± std | effect vs the recipe (paired), 95% interval | "
+             "s per epoch, one thread |", "|---|---|---|---:|"]
+    for name, runs in results.items():
+        accs = [r["best"] for r in runs]
+        spread = f"{statistics.fmean(accs):.3f} ± {statistics.stdev(accs):.3f}" if len(accs) > 1 else f"{accs[0]:.3f}"
+        if name == BASE:
+            effect = "—"
+        else:
+            mean, lo, hi = interval([a - b for a, b in zip(accs, base, strict=True)])
+            effect = f"{mean * 100:+.1f} points [{lo * 100:+.1f}, {hi * 100:+.1f}]"
+        lines.append(f"| {name} | {spread} | {effect} | {statistics.median(r['epoch_s'] for r in runs):.1f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--epochs", type=int, nargs="+", default=[6, 40])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2, help="runs at once, one thread each")
+    parser.add_argument("--only", nargs="*", help="candidate names to run besides the recipe's choice")
+    parser.add_argument("--out", type=Path, default=Path("runs/recipe-levers"))
+    parser.add_argument("--json", metavar="FILE")
+    args = parser.parse_args()
+    names = [n for n in CANDIDATES if n == BASE or not args.only or n in args.only]
+    jobs = [(e, n, s) for e in args.epochs for s in range(args.seeds) for n in names if changes(n, e)]
+    with ThreadPoolExecutor(args.workers) as pool:
+        done = list(pool.map(lambda j: run_once(args.data, args.out / f"e{j[0]}-{slug(j[1])}-seed{j[2]}", j[0], j[2],
+                                                CANDIDATES[j[1]]), jobs))
+    found = {(e, n, s): r for (e, n, s), r in zip(jobs, done, strict=True)}
+    report, raw = [], {}
+    for e in args.epochs:
+        results = {n: [found[(e, n, s)] for s in range(args.seeds)] for n in names if changes(n, e)}
+        report.append(table(e, results))
+        raw[e] = results
+    print(f"\n{args.seeds} seeds, data {args.data}\n\n" + "\n\n".join(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"data": args.data, "results": raw}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
