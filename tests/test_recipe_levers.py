@@ -112,6 +112,13 @@ def test_a_run_with_ema_and_flip_tta_validates_both_and_keeps_the_better_as_best
     assert "flip TTA" in run.description and run.result.top1 == pytest.approx(raw)
     plain = evaluate_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt", options=EvalOptions(tta="none"))
     assert "flip TTA" not in plain.description
+    # predict too: by default each image's probabilities averaged with its mirror's, as the run validated
+    from alexnet.predict import predict_files
+
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    files = [str(p) for p in sorted((pets / "val").rglob("*.*"))]
+    default, flip, none = (predict_files(ckpt, files, top_k=1, tta=t) for t in (None, "flip", "none"))
+    assert [r.top for r in default] == [r.top for r in flip] != [r.top for r in none]
 
 
 def test_a_resumed_run_continues_the_same_average(pets, tmp_path):

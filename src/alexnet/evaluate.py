@@ -236,7 +236,7 @@ class EvalOptions:
 
     split: str = "val"  # train | val (a source evaluated whole ignores it)
     ten_crop: bool = False  # the paper's 10 crops, softmax averaged (section 4.1)
-    tta: str | None = None  # config.TTA_MODES; not with ten_crop; None: the run's own (recorded_tta)
+    tta: str | None = None  # config.TTA_MODES; not with ten_crop; None: the run's own (Checkpoint.recorded_tta)
     batch_size: int = 64
     workers: int | None = None  # decoding threads of the cache build, clamped to the machine (data.limits)
 
@@ -260,7 +260,7 @@ def evaluate_checkpoint(
     options = options or EvalOptions()
     check_tta(options.tta, options.ten_crop)
     ckpt = load_checkpoint(checkpoint, prefer="best")
-    tta = options.tta if options.tta is not None else "none" if options.ten_crop else recorded_tta(ckpt)
+    tta = options.tta if options.tta is not None else "none" if options.ten_crop else ckpt.recorded_tta()
     path, class_names = Path(ckpt.path), list(ckpt.class_names)
     inference = inference or InferenceOptions()
     device = torch.device(device) if inference.uses_torch else torch.device("cpu")  # ONNX Runtime: CPU provider
@@ -291,12 +291,6 @@ def evaluate_checkpoint(
     shown = f"the whole of {bundle.source}" if whole else f"the {part} split of {bundle.source}"
     description = f"{path} on {shown} ({plural(len(cached), 'image')}{views})"
     return EvalRun(result, description, csv_path, png_path)
-
-
-def recorded_tta(ckpt: Any) -> str:
-    """The test-time augmentation the checkpoint's run validated with (its config's data.tta; none before it)."""
-    tta = ((ckpt.config or {}).get("data") or {}).get("tta", "none")
-    return tta if tta in TTA_MODES else "none"  # the config was checked on load: a guard, not a second check
 
 
 def _eval_bundle(ckpt: Any, data: str | None) -> tuple[Any, bool]:

@@ -182,8 +182,11 @@ def _glob_match(pattern: tuple[str, ...], parts: tuple[str, ...]) -> bool:
 
 
 def predict_files(ckpt: Checkpoint, items: Sequence[str], *, top_k: int = 5,
-                  device: torch.device | str = "cpu", inference: InferenceOptions | None = None) -> list[Prediction]:
-    """Top-k predictions for every file named by `items` (files, folders, globs)."""
+                  device: torch.device | str = "cpu", inference: InferenceOptions | None = None,
+                  tta: str | None = None) -> list[Prediction]:
+    """Top-k predictions for every file named by `items` (files, folders, globs). `tta`: none, or flip (each image's
+    probabilities averaged with its mirror's); None: what the checkpoint's run validated with (`Checkpoint.recorded_tta`)."""
+    tta = ckpt.recorded_tta() if tta is None else tta
     device = torch.device(device)
     predictor = Predictor(ckpt.build_model(device), device, inference,
                           calibration=lambda: calibration_batches(ckpt))
@@ -205,7 +208,10 @@ def predict_files(ckpt: Checkpoint, items: Sequence[str], *, top_k: int = 5,
                 r.error = f"{r.file}: cannot read ({e.strerror or e})"
         if not chunk:
             continue
-        probs = predictor(torch.stack(tensors)).softmax(dim=1)  # (B, num_classes)
+        batch = torch.stack(tensors)
+        probs = predictor(batch).softmax(dim=1)  # (B, num_classes)
+        if tta == "flip":
+            probs = (probs + predictor(batch.flip(-1)).softmax(dim=1)) / 2
         values, indices = probs.topk(k, dim=1)
         for r, vs, ix in zip(chunk, values.tolist(), indices.tolist(), strict=True):
             r.top = [(class_names[i], float(v)) for v, i in zip(vs, ix, strict=True)]

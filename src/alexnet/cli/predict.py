@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from alexnet.cli.inference_flags import add_inference_flags, inference_options
+from alexnet.config import TTA_MODES
 
 
 def add_parser(subparsers) -> None:
@@ -22,6 +23,8 @@ def add_parser(subparsers) -> None:
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help='a list of {"file", "top": [{"label", "prob"}]}')
     fmt.add_argument("--csv", action="store_true", help="one row per file: file, label1, prob1, ..., error")
+    p.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation: none, or flip = average the softmax of "
+                   "each image and its mirror; default: what the run validated with")
     add_inference_flags(p)
     p.set_defaults(run=run)
 
@@ -39,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     ckpt = load_checkpoint(args.checkpoint, prefer="best")
     device = resolve_device(args.device, DistInfo())
     results = predict_files(ckpt, args.inputs, top_k=args.top_k, device=device,
-                            inference=inference_options(args, ckpt, BATCH, device))
+                            inference=inference_options(args, ckpt, BATCH, device), tta=args.tta)
     if args.json:
         print(format_json(results))
     elif args.csv:

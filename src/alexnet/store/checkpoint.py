@@ -96,6 +96,11 @@ class Checkpoint:
             versions=dict(obj.get("versions") or {}), path=where,
         )
 
+    def recorded_tta(self) -> str:
+        """The test-time augmentation the run validated with (its config's data.tta; none before it existed), which
+        eval and predict take as their default. The config was checked on load: `get` only covers older runs."""
+        return ((self.config or {}).get("data") or {}).get("tta", "none")
+
     def data_description(self) -> dict[str, Any]:
         """Everything `alexnet.data.build_from_description` needs to rebuild this checkpoint's data and split."""
         p = self.preprocessing
