@@ -191,3 +191,33 @@ def test_the_budget_plans_the_validation_passes_a_moving_average_and_flip_tta_co
     one = plan(100.0, 0.0, 0.01, 10, 1000, 10)
     four = plan(100.0, 0.0, 0.01, 10, 1000, 10, eval_passes=4)
     assert four.eval_s == pytest.approx(4 * one.eval_s) and four.steps < one.steps
+
+
+def test_the_largest_rung_that_still_gives_enough_passes_is_taken():
+    from alexnet.training.rungs import MIN_PASSES, RUNGS, TRAIN_SHARE, pick_rung
+
+    asked = []
+
+    def step_s(size, width):  # a step costs in proportion to pixels x width: rung 3 is the last with enough passes
+        asked.append((size, width))
+        return size * size * width / (RUNGS[2][0] ** 2 * RUNGS[2][1])
+
+    enough = MIN_PASSES * 1.01 * 100 / (TRAIN_SHARE * 64)  # seconds that give rung 3 (step 1 s) MIN_PASSES passes
+    chosen, seen = pick_rung(step_s, enough, batch_size=64, train_images=100)
+    assert chosen == RUNGS[2] and asked == list(RUNGS[:4]) and len(seen) == 4  # stops at the first that falls short
+    assert pick_rung(lambda s, w: 1e9, 10.0, 64, 100)[0] == RUNGS[0]  # none gives enough: the cheapest
+
+
+def test_a_budgeted_fast_run_says_which_size_and_width_it_chose_and_records_them(pets, tmp_path):
+    from alexnet.training.rungs import RUNGS
+
+    cfg = resolve_config(recipe="fast", overrides={
+        "data.source": str(pets), "run.batch_size": 8, "run.time_budget": "20s",
+        "run.output_dir": str(tmp_path / "run"), "run.device": "cpu"})
+    fit(cfg, progress=False)
+    log = (tmp_path / "run" / "log.txt").read_text()
+    assert "input size and width chosen for the budget" in log and "recipe chosen for this run" in log
+    import yaml
+
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert (saved["data"]["image_size"], saved["model"]["width_mult"]) in RUNGS

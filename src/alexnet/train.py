@@ -62,6 +62,7 @@ from alexnet.training.loop import EpochLoop, RunContext, RunData, checkpoint_rec
 from alexnet.training.lr_find import find_lr
 from alexnet.training.optim import LRSchedule, build_optimizer
 from alexnet.training.report import RunLog, describe_run, make_bar
+from alexnet.training.rungs import choose_rung
 from alexnet.training.signals import RunInterrupted, StopFlag
 from alexnet.training.state import TrainState
 from alexnet.training.tensorboard import hyperparameters
@@ -106,7 +107,8 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
         ctx, lock = open_run_folder(cfg, resume, ckpt, info, device, stop)
         if taken:
             ctx.log(f"from {cfg.model.init_from}: {', '.join(taken)}")
-        data = build_data(ctx)
+        ctx, data = build_data(ctx, started if ckpt is None else None)
+        cfg = ctx.cfg
         raw_model, freezer = build_run_model(ctx, data, ckpt, init)
         if cfg.run.adapt and ckpt is None and not cfg.run.time_budget:  # a budget adapts to the epochs it plans
             ctx = apply_to_run(ctx, data.train_source, None, raw_model, cfg.run.epochs,
@@ -172,25 +174,27 @@ def open_run_folder(cfg: TrainConfig, resume: str | Path | None, ckpt: Checkpoin
     return RunContext(cfg, info, device, AMP_DTYPES[cfg.run.amp], paths, log, stop), lock
 
 
-def build_data(ctx: RunContext) -> RunData:
+def build_data(ctx: RunContext, started: float) -> tuple[RunContext, RunData]:
     """Datasets and batches. The model variant decides channels and the default input size; the data decides the
-    number of classes. An error on any rank stops every rank (no rank is left waiting in a collective)."""
+    number of classes; a recipe that leaves the input size and width to a budgeted run has them chosen here, before
+    the photos are decoded (training.rungs). An error on any rank stops every rank (no rank is left waiting in a
+    collective)."""
     cfg, info = ctx.cfg, ctx.info
-    base = model_config(cfg.model.name, **cfg.model.architecture())
-    image_size = cfg.data.image_size or base.image_size
-    source = cfg.data.source or "the built-in shapes dataset"
+    source = cfg.data.source or "the built-in dataset"
     ctx.log(f"preparing data: {source} (decoded once into the uint8 cache under $ALEXNET_CACHE; the first use takes "
             "longer)" if cfg.data.loader == "cache" else f"preparing data: {source}")
     if not info.is_main:  # the data layer reports each skipped file once: on rank 0, not once per rank
         logging.getLogger("alexnet.data").setLevel(logging.ERROR)
     with distributed.fail_together("preparing the data"):
         with distributed.rank0_first(info, "preparing the data"):  # the built-in dataset and caches: once per machine
-            bundle = build_datasets(
-                source=distributed.data_source_for_rank(cfg.data.source, info), image_size=image_size,
-                in_channels=base.in_channels, preset=cfg.data.preset, val_split=cfg.data.val_split,
-                seed=cfg.data.split_seed, strict=cfg.data.strict, download=cfg.data.download,
-                root=cfg.data.root, augment=cfg.data.augment, layout=cfg.data.layout,
-            )
+            bundle = read_data(ctx.cfg, info)
+            sized = choose_rung(ctx, len(bundle.train), len(bundle.class_names), started)
+            if sized is not ctx:
+                ctx = sized
+                bundle = read_data(ctx.cfg, info)  # the scan again (the files are in the OS cache), at the chosen size
+            cfg = ctx.cfg
+            base = model_config(cfg.model.name, **cfg.model.architecture())
+            image_size = cfg.data.image_size or base.image_size
             train_source, val_batches = build_batches(cfg, bundle, image_size, base.in_channels, info, ctx.device)
         if len(bundle.val) == 0:
             raise DataError(f"{bundle.source}: the validation split is empty; training needs validation "
@@ -201,7 +205,18 @@ def build_data(ctx: RunContext) -> RunData:
     weights, warning = balance.prepare(cfg, bundle.train.targets, bundle.class_names, ctx.device)
     if warning:
         ctx.log(warning)
-    return RunData(bundle, config, train_source, val_batches, weights)
+    return ctx, RunData(bundle, config, train_source, val_batches, weights)
+
+
+def read_data(cfg: TrainConfig, info: DistInfo) -> Any:
+    """The run's DataBundle: its source scanned (nothing decoded yet) at the run's input size."""
+    base = model_config(cfg.model.name, **cfg.model.architecture())
+    return build_datasets(
+        source=distributed.data_source_for_rank(cfg.data.source, info),
+        image_size=cfg.data.image_size or base.image_size, in_channels=base.in_channels, preset=cfg.data.preset,
+        val_split=cfg.data.val_split, seed=cfg.data.split_seed, strict=cfg.data.strict, download=cfg.data.download,
+        root=cfg.data.root, augment=cfg.data.augment, layout=cfg.data.layout,
+    )
 
 
 def build_run_model(ctx: RunContext, data: RunData, ckpt: Checkpoint | None,

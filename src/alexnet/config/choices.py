@@ -34,7 +34,8 @@ AMP_MODES = ("bf16", "fp16", "none")  # autocast dtypes, for training and for in
 RUNTIMES = ("torch", "onnxruntime", "onnxruntime-int8")  # inference runtimes; onnxrt runs RUNTIMES[1:]
 EXPORT_FORMATS = ("hub", "onnx", "onnx-int8", "torch-export")
 # fields a recipe may leave to the run, which chooses them from its length (alexnet.training.adapt)
-ADAPTABLE = ("data.crop_scale", "optim.label_smoothing", "optim.ema_decay", "data.tta")
+ADAPTABLE = ("data.image_size", "model.width_mult", "data.crop_scale", "optim.label_smoothing", "optim.ema_decay",
+             "data.tta")
 TTA_MODES = ("none", "flip")  # eval's test-time augmentation: none, or the image and its mirror averaged in probability
 FEATURE_FORMATS = ("safetensors", "npy")  # the files `alexnet features` writes
 # --freeze: everything up to and including this layer stays fixed ("features": the whole conv stack)

@@ -38,6 +38,7 @@ REGULARISATION = (
     Regularisation(12, crop_scale=0.35, label_smoothing=0.0, ema=True, tta="flip"),
 )
 
+REGULARISATION_FIELDS = ("data.crop_scale", "optim.label_smoothing", "optim.ema_decay", "data.tta")  # (rungs: the rest)
 EMA_HORIZON = 0.1  # the average spans about this fraction of the run's steps (decay = 1 - 1 / (fraction x steps))
 EMA_DECAY_RANGE = (0.9, 0.9999)
 
@@ -60,8 +61,8 @@ def regularisation_for(epochs: float) -> Regularisation:
 def adapt(cfg: Any, epochs: float, steps: int) -> tuple[Any, str | None]:
     """`cfg` with its `run.adapt` fields chosen for `epochs` passes and `steps` optimizer steps, and the log's block
     (None when the recipe leaves nothing to the run)."""
-    names = [n for n in adapt_fields(cfg.run.adapt)
-             if not (n == "data.crop_scale" and cfg.data.loader != "cache")]  # crops: the cache loader's
+    names = [n for n in adapt_fields(cfg.run.adapt) if n in REGULARISATION_FIELDS
+             and not (n == "data.crop_scale" and cfg.data.loader != "cache")]  # crops: the cache loader's
     if not names:
         return cfg, None
     band = regularisation_for(epochs)
