@@ -221,3 +221,26 @@ def test_a_budgeted_fast_run_says_which_size_and_width_it_chose_and_records_them
 
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert (saved["data"]["image_size"], saved["model"]["width_mult"]) in RUNGS
+
+
+def test_whitening_filters_whiten_the_patches_they_came_from():
+    from alexnet.training.whiten import patch_covariance, whitening_filters
+
+    g = torch.Generator().manual_seed(0)
+    mix = torch.randn(12, 12, generator=g)  # correlated pixels: patches of 2 x 2 x 3 = 12 values
+    patches = torch.randn(5000, 12, generator=g) @ mix
+    images = patches.view(5000, 3, 2, 2).permute(0, 1, 2, 3).reshape(5000, 12, 1).transpose(1, 2)
+    images = torch.nn.functional.fold(images.transpose(1, 2), output_size=(2, 2), kernel_size=2)  # (N, 3, 2, 2)
+    cov = patch_covariance(images, kernel=2, stride=2)
+    w = whitening_filters(cov, 24, (3, 2, 2)).view(24, 12).double()
+    assert torch.allclose(w[1::2], -w[0::2])  # each filter followed by its negative
+    responses = (images.reshape(5000, 12).double() - images.reshape(5000, 12).double().mean(0)) @ w[0::2].T
+    assert torch.allclose(responses.T.cov(), torch.eye(12, dtype=torch.float64), atol=0.05)  # unit, uncorrelated
+
+
+def test_a_run_with_conv1_from_patches_starts_from_them(pets, tmp_path):
+    cfg = tiny_config(pets, tmp_path / "run", **{"run.epochs": 1, "run.max_steps": 1, "model.conv1_init": "patches"})
+    fit(cfg, progress=False)
+    assert "conv1 starts as the whitening filters" in (tmp_path / "run" / "log.txt").read_text()
+    with pytest.raises(ConfigError, match="model.conv1_init"):
+        resolve_config(overrides={"model.conv1_init": "patches", "data.loader": "pil"})

@@ -63,6 +63,7 @@ from alexnet.training.lr_find import find_lr
 from alexnet.training.optim import LRSchedule, build_optimizer
 from alexnet.training.report import RunLog, describe_run, make_bar
 from alexnet.training.rungs import choose_rung
+from alexnet.training.whiten import whiten_conv1
 from alexnet.training.signals import RunInterrupted, StopFlag
 from alexnet.training.state import TrainState
 from alexnet.training.tensorboard import hyperparameters
@@ -110,6 +111,8 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
         ctx, data = build_data(ctx, started if ckpt is None else None)
         cfg = ctx.cfg
         raw_model, freezer = build_run_model(ctx, data, ckpt, init)
+        if cfg.model.conv1_init == "patches" and ckpt is None and init is None:  # from the training patches
+            ctx.log(whiten_conv1(raw_model, data.train_source.images, data.val_batches.augment))
         if cfg.run.adapt and ckpt is None and not cfg.run.time_budget:  # a budget adapts to the epochs it plans
             ctx = apply_to_run(ctx, data.train_source, None, raw_model, cfg.run.epochs,
                                cfg.run.epochs * len(data.train_source))

@@ -18,6 +18,7 @@ paying for torch.
 from alexnet.config.choices import (
     ACTIVATIONS,
     ADAPTABLE,
+    CONV1_INITS,
     AMP_MODES,
     BENCH_SECTION_ALIASES,
     BENCH_SECTIONS,
@@ -94,6 +95,7 @@ __all__ = [
     "SPLITS",
     "TTA_MODES",
     "ADAPTABLE",
+    "CONV1_INITS",
     "list_recipes",
     "load_yaml",
     "merge",

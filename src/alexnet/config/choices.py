@@ -36,6 +36,7 @@ EXPORT_FORMATS = ("hub", "onnx", "onnx-int8", "torch-export")
 # fields a recipe may leave to the run, which chooses them from its length (alexnet.training.adapt)
 ADAPTABLE = ("data.image_size", "model.width_mult", "data.crop_scale", "optim.label_smoothing", "optim.ema_decay",
              "data.tta")
+CONV1_INITS = ("random", "patches")  # conv1's start: the init's, or the training patches' whitening filters
 TTA_MODES = ("none", "flip")  # eval's test-time augmentation: none, or the image and its mirror averaged in probability
 FEATURE_FORMATS = ("safetensors", "npy")  # the files `alexnet features` writes
 # --freeze: everything up to and including this layer stays fixed ("features": the whole conv stack)
@@ -69,6 +70,7 @@ __all__ = [
     "EXPORT_FORMATS",
     "TTA_MODES",
     "ADAPTABLE",
+    "CONV1_INITS",
     "FEATURE_FORMATS",
     "FREEZE_POINTS",
     "DURATION_UNITS",

@@ -17,6 +17,7 @@ from alexnet.config.choices import (
     ADAPTABLE,
     AMP_MODES,
     CLASS_WEIGHTS,
+    CONV1_INITS,
     FREEZE_POINTS,
     IN_CHANNELS,
     INITS,
@@ -72,6 +73,9 @@ class ModelSpec:
     pooling: str | None = flag(None, choices=POOLINGS, help="max-pooling: overlap (3/2, the paper) or plain (2/2)")
     groups: int | None = flag(None, metavar="G", help="groups of conv2/4/5 (2: the paper's two towers, 1: one)")
     init: str | None = flag(None, choices=INITS, help="weight init (paper-bias0: the paper's without the bias 1)")
+    # patches: conv1 from the training set's patch statistics (training.whiten); a new run on the cache loader
+    conv1_init: str = flag("random", choices=CONV1_INITS, help="random (the init's), or patches: conv1 starts as "
+                           "the whitening filters of the training images' patches")
     # conv1..conv5 channels before width_mult, "c1,c2,c3,c4,c5" (48,128,192,192,256: the paper's half-kernel
     # one-GPU net of section 3.2)
     channels: str | None = flag(None, metavar="C1,...,C5", help="conv1..conv5 channels before --width-mult")
@@ -85,6 +89,7 @@ class ModelSpec:
             _require(_is_int(self.in_channels) and self.in_channels in IN_CHANNELS, "model.in_channels",
                      self.in_channels, "1 or 3")
         _F.optional(self.init_from, _F.text, "model.init_from", checks.MAX_PATH)
+        _F.text(self.conv1_init, "model.conv1_init", choices=CONV1_INITS)
         _F.text(self.freeze, "model.freeze", choices=FREEZE_POINTS)
         _F.integer(self.freeze_epochs, "model.freeze_epochs", 0, checks.MAX_EPOCHS)
         if self.freeze_epochs and self.freeze == "none":
@@ -296,6 +301,9 @@ class TrainConfig:
         _F.optional(self.recipe, _F.text, "recipe")
         for name, spec in (("model", ModelSpec), ("data", DataSpec), ("optim", OptimSpec), ("run", RunSpec)):
             _require(isinstance(getattr(self, name), spec), name, getattr(self, name), f"a {spec.__name__}")
+        if self.model.conv1_init == "patches" and self.data.loader != "cache":
+            raise ConfigError("field 'model.conv1_init' patches reads the training images from the uint8 cache: "
+                              "not with --loader pil")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
