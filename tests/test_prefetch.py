@@ -21,7 +21,15 @@ from alexnet.runtime.distributed import DistInfo
 from alexnet.store.checkpoint import load_checkpoint
 from alexnet.train import RunInterrupted, TrainingError, fit, resume_config
 from alexnet.training.batches import PREFETCH_DEPTH, BatchPlan, TrainBatches
-from alexnet.training.epoch import EpochHooks, EpochSettings, EpochTotals, StepReadback, WeightUpdate, train_one_epoch
+from alexnet.training.epoch import (
+    EpochHooks,
+    EpochSettings,
+    EpochTotals,
+    StepReadback,
+    StepStats,
+    WeightUpdate,
+    train_one_epoch,
+)
 from alexnet.training.optim import LRSchedule
 from data_factories import make_folder
 from tiny_runs import tiny_config, untimed_rows
@@ -300,9 +308,9 @@ def test_the_loss_is_read_from_the_device_once_per_group_of_steps(monkeypatch):
         monkeypatch.setattr(torch.Tensor, name, counted)
     reads = []
 
-    def after_step(step, images, losses):
-        if losses is not None:
-            reads.append((step, len(losses)))
+    def after_step(step, images, stats):
+        if stats is not None:
+            reads.append((step, len(stats)))
         return False
 
     totals = EpochTotals()
@@ -326,7 +334,8 @@ def test_step_readback_adds_in_step_order_and_names_the_first_bad_step():
     totals = EpochTotals()
     for step, value in enumerate([1.5, 2.5, 3.0]):
         pending.add(step, torch.tensor(value), torch.tensor(step), 4)
-    assert pending.read(totals, epoch=0, sync_every=3) == [0.375, 0.625, 0.75]
+    assert pending.read(totals, epoch=0, sync_every=3) == [StepStats(0.375, 0, 4), StepStats(0.625, 1, 4),
+                                                           StepStats(0.75, 2, 4)]
     assert (totals.loss_sum, totals.correct, totals.count) == (7.0, 3, 12) and len(pending) == 0
     for step, value in ((3, 1.0), (4, math.inf), (5, math.nan)):
         pending.add(step, torch.tensor(value), torch.tensor(0), 4)

@@ -35,7 +35,7 @@ from alexnet.errors import ConfigError, plural
 from alexnet.runtime import distributed
 from alexnet.store.checkpoint import save_checkpoint
 from alexnet.store.runfolder import RunPaths, draw_plots
-from alexnet.training.epoch import EpochHooks, EpochSettings, EpochTotals, WeightUpdate, train_one_epoch
+from alexnet.training.epoch import EpochHooks, EpochSettings, EpochTotals, StepStats, WeightUpdate, train_one_epoch
 from alexnet.training.optim import LRSchedule, build_optimizer
 
 PROBE_STEPS = 3  # timed steps after one warm-up step
@@ -72,7 +72,7 @@ def probe_step_seconds(model: torch.nn.Module, optim_spec: Any, source: Any, set
     times: list[float] = []
     last = [0.0]
 
-    def after_step(step: int, images: int, losses: list[float] | None) -> bool:
+    def after_step(step: int, images: int, reads: list[StepStats] | None) -> bool:
         now = time.perf_counter()
         times.append(now - last[0])
         last[0] = now
