@@ -199,7 +199,16 @@ def test_data_wait_is_recorded_per_epoch_in_metrics_and_log(tiny_data, tmp_path)
     assert "data wait, epoch 1: waited" in log and "data wait, epoch 2: waited" in log
 
 
-def test_a_failing_batch_stops_fit_with_its_message_and_no_thread_left(tiny_data, tmp_path, monkeypatch):
+@pytest.fixture
+def run_batches_only(monkeypatch):
+    """No first-run estimate (training.estimate): its probe draws batches from the run's source too, before the
+    signal handlers are installed, and the tests that count BatchAugment calls count the run's own."""
+    import alexnet.train
+
+    monkeypatch.setattr(alexnet.train, "log_first_run_estimate", lambda *args: None)
+
+
+def test_a_failing_batch_stops_fit_with_its_message_and_no_thread_left(tiny_data, tmp_path, monkeypatch, run_batches_only):
     calls = {"n": 0}
     original = BatchAugment.__call__
 
@@ -216,7 +225,7 @@ def test_a_failing_batch_stops_fit_with_its_message_and_no_thread_left(tiny_data
     assert prefetch_threads() == []
 
 
-def test_a_nan_found_at_a_later_read_stops_without_saving_over_the_good_checkpoint(tiny_data, tmp_path, monkeypatch):
+def test_a_nan_found_at_a_later_read_stops_without_saving_over_the_good_checkpoint(tiny_data, tmp_path, monkeypatch, run_batches_only):
     """Reads every 3 steps: the NaN batch (epoch 2, step 2) is applied before the read at step 3 finds it; the weights
     since are never saved, so last.pt is still epoch 1's (load_checkpoint refuses non-finite weights)."""
     calls = {"n": 0}
@@ -245,7 +254,7 @@ def test_a_nan_found_at_a_later_read_stops_without_saving_over_the_good_checkpoi
     assert prefetch_threads() == []
 
 
-def test_sigterm_mid_group_saves_at_a_read_step_and_resumes_to_the_same_weights(tiny_data, tmp_path, monkeypatch):
+def test_sigterm_mid_group_saves_at_a_read_step_and_resumes_to_the_same_weights(tiny_data, tmp_path, monkeypatch, run_batches_only):
     """A signal between reads: the run reads at the next step, saves consistent totals there, and a resume ends
     where the uninterrupted run ends (weights and metrics)."""
     overrides = {"run.epochs": 2, "run.deterministic": True, "run.sync_every": 3, "data.prefetch": True}

@@ -49,6 +49,7 @@ from alexnet.training.determinism import (
     set_determinism,
 )
 from alexnet.training.epoch import ChanceWatch, TrainingError
+from alexnet.training.estimate import log_first_run_estimate
 from alexnet.training.finetune import (
     Freezer,
     InitialWeights,
@@ -115,6 +116,8 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
             ctx, keeper = plan_budget(ctx, raw_model, state, data.train_source, len(data.bundle.val), started,
                                       record=lambda train_state: checkpoint_record(cfg, raw_model, data, train_state))
             cfg = ctx.cfg
+        # a new user's first run (no recipe, on a CPU): how long it will take, and a shorter run when that is long
+        log_first_run_estimate(ctx, raw_model, state, data.train_source, len(data.bundle.val), ckpt is not None)
         model = wrap_model(ctx, raw_model)
         # Signals: finish the step, save, stop. Installed before the collective below, so that once rank 0 goes on
         # every rank honours a SIGTERM (with a checkpoint) instead of dying of it.

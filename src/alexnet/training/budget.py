@@ -89,11 +89,16 @@ def probe_step_seconds(model: torch.nn.Module, optim_spec: Any, source: Any, set
     return sum(steady) / len(steady)
 
 
+def validation_seconds(val_images: int, batch_size: int, step_s: float) -> float:
+    """One validation pass, from a measured training step: its batches, each EVAL_FRACTION of a step."""
+    return math.ceil(val_images / batch_size) * step_s * EVAL_FRACTION
+
+
 def plan(budget_s: float, elapsed_s: float, step_s: float, steps_per_epoch: int, val_images: int,
          batch_size: int, save_s: float = 0.0) -> BudgetPlan:
     """The steps that fit: (budget x SAFETY - elapsed) = steps x step + epochs x (validation pass + `save_s`, the
     epoch end's checkpoints, metrics and plots)."""
-    eval_s = math.ceil(val_images / batch_size) * step_s * EVAL_FRACTION + save_s
+    eval_s = validation_seconds(val_images, batch_size, step_s) + save_s
     left = budget_s * SAFETY - elapsed_s
     if left <= step_s + eval_s:
         raise ConfigError(f"--time-budget {budget_s:.0f} s: {elapsed_s:.0f} s went on preparing the data and timing "
