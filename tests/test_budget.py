@@ -59,6 +59,7 @@ def test_a_budgeted_run_follows_its_plan_to_the_end(tmp_path, capsys):
     result = fit(tiny_config(data, run, **{"run.time_budget": "12s", "optim.lr_schedule": "none"}), progress=False)
     out = capsys.readouterr().out
     assert "time budget 12 s:" in out and "cosine schedule to their end" in out and "the run took" in out
+    assert "estimated time" not in out  # a budget plans its own length: no first-run estimate
     planned = yaml.safe_load((run / "config.yaml").read_text())["run"]
     assert result.global_step == planned["max_steps"] > 2 and not result.reached_max_steps
     assert planned["epochs"] == math.ceil(planned["max_steps"] / 2)  # 16 images, batch 8: 2 steps per epoch

@@ -21,7 +21,15 @@ from alexnet.runtime.distributed import DistInfo
 from alexnet.store.checkpoint import load_checkpoint
 from alexnet.train import RunInterrupted, TrainingError, fit, resume_config
 from alexnet.training.batches import PREFETCH_DEPTH, BatchPlan, TrainBatches
-from alexnet.training.epoch import EpochHooks, EpochSettings, EpochTotals, StepReadback, WeightUpdate, train_one_epoch
+from alexnet.training.epoch import (
+    EpochHooks,
+    EpochSettings,
+    EpochTotals,
+    StepReadback,
+    StepStats,
+    WeightUpdate,
+    train_one_epoch,
+)
 from alexnet.training.optim import LRSchedule
 from data_factories import make_folder
 from tiny_runs import tiny_config, untimed_rows
@@ -191,7 +199,16 @@ def test_data_wait_is_recorded_per_epoch_in_metrics_and_log(tiny_data, tmp_path)
     assert "data wait, epoch 1: waited" in log and "data wait, epoch 2: waited" in log
 
 
-def test_a_failing_batch_stops_fit_with_its_message_and_no_thread_left(tiny_data, tmp_path, monkeypatch):
+@pytest.fixture
+def run_batches_only(monkeypatch):
+    """No first-run estimate (training.estimate): its probe draws batches from the run's source too, before the
+    signal handlers are installed, and the tests that count BatchAugment calls count the run's own."""
+    import alexnet.train
+
+    monkeypatch.setattr(alexnet.train, "log_first_run_estimate", lambda *args: None)
+
+
+def test_a_failing_batch_stops_fit_with_its_message_and_no_thread_left(tiny_data, tmp_path, monkeypatch, run_batches_only):
     calls = {"n": 0}
     original = BatchAugment.__call__
 
@@ -208,7 +225,7 @@ def test_a_failing_batch_stops_fit_with_its_message_and_no_thread_left(tiny_data
     assert prefetch_threads() == []
 
 
-def test_a_nan_found_at_a_later_read_stops_without_saving_over_the_good_checkpoint(tiny_data, tmp_path, monkeypatch):
+def test_a_nan_found_at_a_later_read_stops_without_saving_over_the_good_checkpoint(tiny_data, tmp_path, monkeypatch, run_batches_only):
     """Reads every 3 steps: the NaN batch (epoch 2, step 2) is applied before the read at step 3 finds it; the weights
     since are never saved, so last.pt is still epoch 1's (load_checkpoint refuses non-finite weights)."""
     calls = {"n": 0}
@@ -237,7 +254,7 @@ def test_a_nan_found_at_a_later_read_stops_without_saving_over_the_good_checkpoi
     assert prefetch_threads() == []
 
 
-def test_sigterm_mid_group_saves_at_a_read_step_and_resumes_to_the_same_weights(tiny_data, tmp_path, monkeypatch):
+def test_sigterm_mid_group_saves_at_a_read_step_and_resumes_to_the_same_weights(tiny_data, tmp_path, monkeypatch, run_batches_only):
     """A signal between reads: the run reads at the next step, saves consistent totals there, and a resume ends
     where the uninterrupted run ends (weights and metrics)."""
     overrides = {"run.epochs": 2, "run.deterministic": True, "run.sync_every": 3, "data.prefetch": True}
@@ -300,9 +317,9 @@ def test_the_loss_is_read_from_the_device_once_per_group_of_steps(monkeypatch):
         monkeypatch.setattr(torch.Tensor, name, counted)
     reads = []
 
-    def after_step(step, images, losses):
-        if losses is not None:
-            reads.append((step, len(losses)))
+    def after_step(step, images, stats):
+        if stats is not None:
+            reads.append((step, len(stats)))
         return False
 
     totals = EpochTotals()
@@ -326,7 +343,8 @@ def test_step_readback_adds_in_step_order_and_names_the_first_bad_step():
     totals = EpochTotals()
     for step, value in enumerate([1.5, 2.5, 3.0]):
         pending.add(step, torch.tensor(value), torch.tensor(step), 4)
-    assert pending.read(totals, epoch=0, sync_every=3) == [0.375, 0.625, 0.75]
+    assert pending.read(totals, epoch=0, sync_every=3) == [StepStats(0.375, 0, 4), StepStats(0.625, 1, 4),
+                                                           StepStats(0.75, 2, 4)]
     assert (totals.loss_sum, totals.correct, totals.count) == (7.0, 3, 12) and len(pending) == 0
     for step, value in ((3, 1.0), (4, math.inf), (5, math.nan)):
         pending.add(step, torch.tensor(value), torch.tensor(0), 4)

@@ -31,7 +31,7 @@ def test_random_resized_crop_draws_crops_of_the_asked_area_and_flips_about_half(
     g = torch.Generator().manual_seed(0)
     out = random_resized_crop(ramps(256), 32, 0.1, g)
     assert out.shape == (256, 3, 32, 32) and out.dtype == torch.float32
-    assert 0 <= out.min() and out.max() <= 1
+    assert out.min() >= 0 and out.max() <= 1
     span = out[:, 0, 16, -1] - out[:, 0, 16, 0]  # right edge minus left edge: the crop's width, signed by the mirror
     assert 0.3 < (span < 0).float().mean() < 0.7  # mirrored about half the time
     assert span.abs().min() < 0.45  # small crops occur (area >= 0.1: width >= sqrt(0.1 * 3/4) = 0.27)

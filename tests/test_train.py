@@ -16,7 +16,6 @@ from alexnet.store.checkpoint import load_checkpoint
 from alexnet.store.runfolder import METRIC_COLUMNS
 from alexnet.train import TrainingError, fit, resume_config
 from alexnet.training.determinism import epoch_permutation
-from alexnet.training.epoch import ChanceWatch
 from alexnet.training.optim import LRSchedule, build_optimizer
 from alexnet.training.report import d2l_line
 from data_factories import make_folder
@@ -139,15 +138,6 @@ def test_resume_refuses_a_different_model_size_or_classes(tiny_data, tmp_path):
     last.write_bytes(last.read_bytes()[:1000])
     with pytest.raises(CheckpointError, match=r"last\.pt: not a PyTorch checkpoint, or truncated"):
         fit(resume_config(run), resume=run, progress=False)
-
-
-def test_chance_warning_fires_once_with_hints():
-    watch = ChanceWatch(num_classes=2, after_steps=5)
-    messages = [watch.check(step, math.log(2) + 0.01) for step in range(1, 10)]
-    fired = [m for m in messages if m]
-    assert len(fired) == 1 and "ln(2)" in fired[0] and "learning rate" in fired[0] and "normalisation" in fired[0]
-    learning = ChanceWatch(num_classes=2, after_steps=5)
-    assert not any(learning.check(step, 0.2) for step in range(1, 10))
 
 
 def test_d2l_line_has_the_notes_format():

@@ -51,6 +51,7 @@ from alexnet.training.determinism import (
 )
 from alexnet.training.ema import WeightAverage
 from alexnet.training.epoch import ChanceWatch, TrainingError
+from alexnet.training.estimate import log_first_run_estimate
 from alexnet.training.finetune import (
     Freezer,
     InitialWeights,
@@ -63,10 +64,10 @@ from alexnet.training.lr_find import find_lr
 from alexnet.training.optim import LRSchedule, build_optimizer
 from alexnet.training.report import RunLog, describe_run, make_bar
 from alexnet.training.rungs import choose_rung
-from alexnet.training.whiten import whiten_conv1
 from alexnet.training.signals import RunInterrupted, StopFlag
 from alexnet.training.state import TrainState
 from alexnet.training.tensorboard import hyperparameters
+from alexnet.training.whiten import whiten_conv1
 
 __all__ = ["FitResult", "RunInterrupted", "TrainingError", "fit", "resume_config"]
 
@@ -126,6 +127,8 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
             ctx, keeper = plan_budget(ctx, raw_model, state, data.train_source, len(data.bundle.val), started,
                                       record=lambda train_state: checkpoint_record(cfg, raw_model, data, train_state))
             cfg = ctx.cfg
+        # a new user's first run (no recipe, on a CPU): how long it will take, and a shorter run when that is long
+        log_first_run_estimate(ctx, raw_model, state, data.train_source, len(data.bundle.val), ckpt is not None)
         model = wrap_model(ctx, raw_model)
         # Signals: finish the step, save, stop. Installed before the collective below, so that once rank 0 goes on
         # every rank honours a SIGTERM (with a checkpoint) instead of dying of it.

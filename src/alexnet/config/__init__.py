@@ -18,12 +18,12 @@ paying for torch.
 from alexnet.config.choices import (
     ACTIVATIONS,
     ADAPTABLE,
-    CONV1_INITS,
     AMP_MODES,
     BENCH_SECTION_ALIASES,
     BENCH_SECTIONS,
     CLASS_WEIGHTS,
     CONFIGS_DIR,
+    CONV1_INITS,
     DEFAULT_RECIPE,
     DURATION_UNITS,
     EXPORT_FORMATS,

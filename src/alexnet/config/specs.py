@@ -239,8 +239,9 @@ class RunSpec:
     output_dir: str | None = flag(None, metavar="DIR", help="run folder (default: runs/<recipe>-<time>)")
     # also write checkpoints/last.pt every N steps (0: at the end of each epoch only)
     save_every_steps: int = flag(0, metavar="N", help="also checkpoint every N steps")
-    # warn once if the loss still sits near ln(C) after this many steps (0: never)
-    chance_warn_steps: int = flag(100, metavar="N", help="warn if the loss is still ln(C) after N steps")
+    # warn once if, after this many steps, the loss still sits near ln(C) and the accuracy at 1/C (0: never)
+    chance_warn_steps: int = flag(100, metavar="N",
+                                  help="warn if loss and accuracy are still at chance after N steps (0: never)")
     # read the loss and accuracy back from the device every N steps (progress bar, non-finite check); each read
     # waits for the GPU. 0: every step on the CPU (free there), every 50 on GPUs
     sync_every: int = flag(0, metavar="N", help="read the loss back from the device every N steps (progress, "

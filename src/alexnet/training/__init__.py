@@ -5,6 +5,7 @@ about the command line.
     batches      where each step's images come from (uint8 cache or DataLoader), and the validation batches
     optim        the optimizer and the learning-rate schedule
     epoch        one epoch of optimisation (`train_one_epoch`), its totals, loss read-back, non-finite and chance checks
+    estimate     how long a first run with no recipe will take, said before it starts
     state        the training state: position, best score, optimizer/schedule/scaler, totals, warnings given
     loop         the epochs: steps, periodic checkpoints, signals, validation, metrics, best.pt
     signals      SIGTERM/SIGINT: finish the step, save, stop

@@ -36,7 +36,7 @@ from alexnet.runtime import distributed
 from alexnet.store.checkpoint import save_checkpoint
 from alexnet.store.runfolder import RunPaths, draw_plots
 from alexnet.training.adapt import apply_to_run, eval_passes
-from alexnet.training.epoch import EpochHooks, EpochSettings, EpochTotals, WeightUpdate, train_one_epoch
+from alexnet.training.epoch import EpochHooks, EpochSettings, EpochTotals, StepStats, WeightUpdate, train_one_epoch
 from alexnet.training.optim import LRSchedule, build_optimizer
 
 PROBE_STEPS = 3  # timed steps after one warm-up step
@@ -73,7 +73,7 @@ def probe_step_seconds(model: torch.nn.Module, optim_spec: Any, source: Any, set
     times: list[float] = []
     last = [0.0]
 
-    def after_step(step: int, images: int, losses: list[float] | None) -> bool:
+    def after_step(step: int, images: int, reads: list[StepStats] | None) -> bool:
         now = time.perf_counter()
         times.append(now - last[0])
         last[0] = now
@@ -90,11 +90,16 @@ def probe_step_seconds(model: torch.nn.Module, optim_spec: Any, source: Any, set
     return sum(steady) / len(steady)
 
 
+def validation_seconds(val_images: int, batch_size: int, step_s: float) -> float:
+    """One validation pass, from a measured training step: its batches, each EVAL_FRACTION of a step."""
+    return math.ceil(val_images / batch_size) * step_s * EVAL_FRACTION
+
+
 def plan(budget_s: float, elapsed_s: float, step_s: float, steps_per_epoch: int, val_images: int,
          batch_size: int, save_s: float = 0.0, eval_passes: int = 1) -> BudgetPlan:
     """The steps that fit: (budget x SAFETY - elapsed) = steps x step + epochs x (validation pass + `save_s`, the
     epoch end's checkpoints, metrics and plots). `eval_passes`: forward passes per validation image (adapt)."""
-    eval_s = math.ceil(val_images / batch_size) * step_s * EVAL_FRACTION * eval_passes + save_s
+    eval_s = validation_seconds(val_images, batch_size, step_s) * eval_passes + save_s
     left = budget_s * SAFETY - elapsed_s
     if left <= step_s + eval_s:
         raise ConfigError(f"--time-budget {budget_s:.0f} s: {elapsed_s:.0f} s went on preparing the data and timing "

@@ -1,5 +1,5 @@
 """One epoch of optimisation (`train_one_epoch`) and what it adds up: the epoch's totals, the loss read back from the
-device, and the checks that stop a run (a non-finite loss, weights or validation) or warn (a loss stuck at chance).
+device, and the checks that stop a run (a non-finite loss, weights or validation) or warn (a run stuck at chance).
 """
 
 from __future__ import annotations
@@ -23,8 +23,17 @@ from alexnet.training.batches import BatchSource
 from alexnet.training.determinism import PURPOSE_DROPOUT, derive_seed
 from alexnet.training.optim import set_lr
 
-CHANCE_WINDOW = 20  # steps averaged when checking the loss against ln(C)
-CHANCE_TOLERANCE = 0.1  # "near ln(C)": within 10 % of it
+# The chance warning (ChanceWatch) says "the network is not learning", so it must be right when it speaks. The loss
+# alone cries wolf: a two-class run that learns slowly sits within 10% of ln 2 for epochs (issue 23: it warned at
+# loss 0.625, training accuracy 0.68 and rising). So the watch also asks the accuracy, and asks both for a trend.
+CHANCE_WINDOW = 50  # steps of the window judged now; the trend compares it with the CHANCE_WINDOW steps before it
+CHANCE_TOLERANCE = 0.1  # "the loss is near ln(C)": within 10% of it (and 0.02 at least)
+# Standard errors a window may stray from chance and still count as chance: a window of a run at chance stays below
+# chance + 2 SE 97.7% of the time, and one of a run at 0.56 on 1,600 images (2 classes) goes below it almost never.
+CHANCE_Z = 2.0
+# A fall of the loss smaller than 0.5% of ln(C) between the two windows is flat whatever its noise: a loss that is
+# constant to the last digit has no variance to compare a fall with.
+CHANCE_FLAT = 0.005
 
 
 class TrainingError(AlexNetError):
@@ -59,6 +68,19 @@ def resolve_sync_every(sync_every: int, device: torch.device) -> int:
     return 1 if device.type == "cpu" else SYNC_EVERY_ACCELERATOR
 
 
+@dataclass(frozen=True)
+class StepStats:
+    """One step as read back from the device (this rank's images)."""
+
+    loss: float  # the mean loss over the step's images
+    correct: int  # images whose top-1 prediction was right
+    count: int  # images in the step
+
+    @property
+    def acc(self) -> float:
+        return self.correct / max(self.count, 1)
+
+
 class StepReadback:
     """The loss sums and correct counts of the steps since the last read, kept on the device as 0-d tensors.
 
@@ -84,9 +106,9 @@ class StepReadback:
         self.correct.append(correct)
         self.counts.append(count)
 
-    def read(self, totals: EpochTotals, epoch: int, sync_every: int) -> list[float]:
-        """The pending steps' mean losses, added to `totals`. Raises TrainingError on every rank at once when any
-        rank's loss was non-finite; the newest pending step is the one not applied yet."""
+    def read(self, totals: EpochTotals, epoch: int, sync_every: int) -> list[StepStats]:
+        """The pending steps' figures (mean loss, correct, images), added to `totals`. Raises TrainingError on every
+        rank at once when any rank's loss was non-finite; the newest pending step is the one not applied yet."""
         n = len(self.steps)
         losses = torch.stack(self.loss_sums).float()  # (n,)
         correct = torch.stack(self.correct).float()  # (n,) exact: a step's count is far below 2**24
@@ -98,13 +120,13 @@ class StepReadback:
         self.clear()
         if host[0] > 0:
             raise non_finite_error(epoch, steps, values, sync_every)
-        means = []
+        reads = []
         for value, hit, count in zip(values, hits, counts, strict=True):
             totals.loss_sum += value
             totals.correct += int(hit)
             totals.count += count
-            means.append(value / max(count, 1))
-        return means
+            reads.append(StepStats(value / max(count, 1), int(hit), count))
+        return reads
 
 
 def non_finite_error(epoch: int, steps: list[int], loss_sums: list[float], sync_every: int) -> TrainingError:
@@ -125,31 +147,86 @@ def non_finite_error(epoch: int, steps: list[int], loss_sums: list[float], sync_
     )
 
 
+@dataclass(frozen=True)
+class StepWindow:
+    """What ChanceWatch judges of a run of consecutive steps."""
+
+    steps: int
+    images: int
+    loss: float  # the mean of the steps' mean losses
+    loss_var: float  # their sample variance (0 for a single step)
+    acc: float  # correct / images
+
+    @classmethod
+    def of(cls, reads: list[StepStats]) -> StepWindow:
+        k = len(reads)
+        mean = sum(r.loss for r in reads) / k
+        var = sum((r.loss - mean) ** 2 for r in reads) / (k - 1) if k > 1 else 0.0
+        images = sum(r.count for r in reads)
+        return cls(k, images, mean, var, sum(r.correct for r in reads) / max(images, 1))
+
+
+def stuck_at_chance(before: StepWindow, now: StepWindow, num_classes: int) -> bool:
+    """The rule of the chance warning: True when all four hold (SE: standard error; Z = CHANCE_Z).
+
+    - the accuracy is at chance: `now`'s training accuracy is at most 1/C + Z SE, SE = sqrt(p (1 - p) / n) over its
+      n images, the spread of a binomial count at p = 1/C (a net at chance guesses each image right with p);
+    - the accuracy is not rising: `now`'s exceeds `before`'s by at most Z SE of that difference;
+    - the loss is not falling below ln(C): `now`'s mean is below `before`'s (or below ln(C), when `before`'s is
+      above it) by at most Z SE of the difference of the two means (from their steps' variances), or by at most
+      CHANCE_FLAT x ln(C) when that is larger. A loss that comes down onto ln(C) from above, as a fresh init's
+      does, has moved to chance, not away from it;
+    - the loss is near ln(C), the loss of a uniform guess: within CHANCE_TOLERANCE of it.
+    On data with a majority class the accuracy of a net that learned nothing but the prior is above 1/C: the rule
+    then stays silent rather than guess (it cannot tell that from learning)."""
+    p, chance = 1 / num_classes, math.log(num_classes)
+    spread = p * (1 - p)
+    at_chance = now.acc <= p + CHANCE_Z * math.sqrt(spread / max(now.images, 1))
+    rising = now.acc - before.acc > CHANCE_Z * math.sqrt(spread * (1 / max(before.images, 1) + 1 / max(now.images, 1)))
+    noise = math.sqrt(before.loss_var / before.steps + now.loss_var / now.steps)
+    falling = min(before.loss, chance) - now.loss > max(CHANCE_Z * noise, CHANCE_FLAT * chance)
+    near = abs(now.loss - chance) <= max(CHANCE_TOLERANCE * chance, 0.02)
+    return at_chance and near and not rising and not falling
+
+
 @dataclass
 class ChanceWatch:
-    """Warns once when, after `after_steps` steps, the training loss still averages about ln(C) (chance level)."""
+    """Warns once when, from step `after_steps` on, the run is stuck at chance (`stuck_at_chance`): the newest
+    CHANCE_WINDOW steps judged against the CHANCE_WINDOW before them. It waits until it has seen
+    min(2 x CHANCE_WINDOW, after_steps) steps itself (a resumed run too); with fewer than 2 x CHANCE_WINDOW the steps
+    seen are split in two halves. `after_steps` 0: never."""
 
     num_classes: int
     after_steps: int
     warned: bool = False
-    recent: deque = field(default_factory=lambda: deque(maxlen=CHANCE_WINDOW))
+    recent: deque = field(default_factory=lambda: deque(maxlen=2 * CHANCE_WINDOW))
 
-    def check(self, global_step: int, loss: float) -> str | None:
-        self.recent.append(loss)
-        if self.warned or self.after_steps <= 0 or global_step < self.after_steps or self.num_classes < 2:
+    def check(self, global_step: int, step: StepStats) -> str | None:
+        self.recent.append(step)
+        seen = len(self.recent)
+        if (self.warned or self.after_steps <= 0 or global_step < self.after_steps or self.num_classes < 2
+                or seen < max(2, min(2 * CHANCE_WINDOW, self.after_steps))):
             return None
-        chance = math.log(self.num_classes)
-        mean = sum(self.recent) / len(self.recent)
-        if abs(mean - chance) > max(CHANCE_TOLERANCE * chance, 0.02):
+        reads = list(self.recent)
+        before, now = StepWindow.of(reads[: seen // 2]), StepWindow.of(reads[seen // 2 :])
+        if not stuck_at_chance(before, now, self.num_classes):
             return None
         self.warned = True
-        return (
-            f"warning: after {global_step} steps the training loss is {mean:.3f}, still about ln({self.num_classes}) = "
-            f"{chance:.3f}, i.e. chance: the network is not learning. Usual causes: the learning rate (too high makes "
-            "ReLUs die, too low does nothing: try --lr 1e-4 with Adam or 0.01 with SGD), the init (the paper's "
-            "N(0, 0.01) without BatchNorm trains slowly from scratch: try --model alexnet-bn), the normalisation "
-            "(inputs not scaled by mean/std), or labels that do not match the images"
-        )
+        return chance_message(global_step, before, now, self.num_classes)
+
+
+def chance_message(global_step: int, before: StepWindow, now: StepWindow, num_classes: int) -> str:
+    """What the watch saw (loss against ln(C), accuracy against 1/C, over which steps), then the usual causes."""
+    c = num_classes
+    return (
+        f"warning: after {global_step} steps the network is not learning: over the last {now.steps} steps the "
+        f"training loss is {now.loss:.3f}, about ln({c}) = {math.log(c):.3f} (chance), and has not fallen "
+        f"below it ({before.loss:.3f} over the {before.steps} steps before), and the training accuracy is {now.acc:.3f} on "
+        f"{now.images} images, within {CHANCE_Z:g} standard errors of chance (1/{c} = {1 / c:.3f}). Usual causes: the "
+        "learning rate (too high makes ReLUs die, too low does nothing: try --lr 1e-4 with Adam or 0.01 with SGD), "
+        "the init (the paper's N(0, 0.01) without BatchNorm trains slowly from scratch: try --model alexnet-bn), the "
+        "normalisation (inputs not scaled by mean/std), or labels that do not match the images"
+    )
 
 
 @dataclass(frozen=True)
@@ -182,13 +259,13 @@ class EpochHooks:
     """What train_one_epoch asks of its caller during the epoch; the defaults ask nothing of it.
 
     `must_sync(step)`: True when the loss must be read back at `step` (the caller's checkpoints, its last step, a
-    signal). `after_step(step, images, losses)` runs after each step (progress, checkpoints, signals) with the
-    per-step mean losses read back at that step (None when there was no read) and returns True to stop; it must only
-    stop or checkpoint at a read step. `train_mode(model)` puts the model in training mode (fine-tuning keeps its
-    frozen layers in eval mode)."""
+    signal). `after_step(step, images, reads)` runs after each step (progress, checkpoints, signals) with the steps
+    read back at that step, one StepStats each (mean loss, correct, images; None when there was no read), and
+    returns True to stop; it must only stop or checkpoint at a read step. `train_mode(model)` puts the model in
+    training mode (fine-tuning keeps its frozen layers in eval mode)."""
 
     must_sync: Callable[[int], bool] = lambda step: False
-    after_step: Callable[[int, int, list[float] | None], bool] = lambda step, images, losses: False
+    after_step: Callable[[int, int, list[StepStats] | None], bool] = lambda step, images, reads: False
     train_mode: Callable[[torch.nn.Module], Any] = torch.nn.Module.train
 
 
@@ -232,10 +309,10 @@ def train_one_epoch(model: torch.nn.Module, update: WeightUpdate, source: BatchS
             # Scaled so that DDP's mean over ranks of the gradients is the gradient of the global batch's mean loss.
             loss = loss_sum * (info.world_size / global_batch)
             pending.add(step, loss_sum, (logits.argmax(dim=1) == labels).sum(), len(labels))
-            losses = None
+            reads = None
             # Read before the backward pass, so that a non-finite loss found here is never applied.
             if len(pending) >= sync_every or step + 1 == len(source) or hooks.must_sync(step):
-                losses = pending.read(totals, epoch, sync_every)
+                reads = pending.read(totals, epoch, sync_every)
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:  # GradScaler.step reads its inf check on the host: fp16 keeps one sync per step
                 scaler.scale(loss).backward()
@@ -248,7 +325,7 @@ def train_one_epoch(model: torch.nn.Module, update: WeightUpdate, source: BatchS
             totals.seconds += now - last
             last = now
             position = step + 1
-            if hooks.after_step(step, global_batch, losses):
+            if hooks.after_step(step, global_batch, reads):
                 break
     if len(pending):  # only when a caller stops at a step it did not ask to read: keep the totals whole anyway
         pending.read(totals, epoch, sync_every)

@@ -29,6 +29,7 @@ from alexnet.training.budget import BudgetKeeper
 from alexnet.training.epoch import (
     EpochHooks,
     EpochSettings,
+    StepStats,
     TrainingError,
     WeightUpdate,
     check_validation,
@@ -141,7 +142,7 @@ class EpochLoop:
         return (self.checkpoint_due(step, number) or (max_steps is not None and number >= max_steps)
                 or distributed.stop_agreement_due(number, self.ctx.info, bool(self.ctx.stop.signum)))
 
-    def after_step(self, step: int, images: int, losses: list[float] | None) -> bool:
+    def after_step(self, step: int, images: int, reads: list[StepStats] | None) -> bool:
         """Progress, the chance warning, periodic checkpoints and signals; True when the run must stop now."""
         ctx, state = self.ctx, self.state
         state.global_step += 1
@@ -149,16 +150,16 @@ class EpochLoop:
         if state.ema is not None:
             state.ema.update(self.raw_model)
         self.bar.update(images)
-        if losses is None:  # the loss stays on the device this step: nothing to show, save or agree on
+        if reads is None:  # the loss stays on the device this step: nothing to show, save or agree on
             return False
-        for i, loss in enumerate(losses):
-            warning = state.chance.check(state.global_step - len(losses) + 1 + i, loss)
+        for i, read in enumerate(reads):
+            warning = state.chance.check(state.global_step - len(reads) + 1 + i, read)
             if warning:
                 ctx.log(warning)
         lr = state.optimizer.param_groups[0]["lr"]
-        self.bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{lr:.2e}", refresh=False)
+        self.bar.set_postfix(loss=f"{reads[-1].loss:.4f}", lr=f"{lr:.2e}", refresh=False)
         if self.tensorboard is not None:
-            self.tensorboard.step(state.global_step, losses[-1], lr)
+            self.tensorboard.step(state.global_step, reads[-1].loss, lr)
         if self.budget is not None and ctx.info.world_size == 1 and state.global_step % self.budget.every == 0:
             self.budget.observe(state.global_step)  # mid-epoch on one process; ranks agree at epoch ends
             self.follow(self.budget.replan(ctx.cfg, state.global_step, state.step_in_epoch))

@@ -22,7 +22,15 @@ from alexnet.errors import plural
 from alexnet.files import atomic_write
 from alexnet.inspect.plots import _figure
 from alexnet.runtime import distributed
-from alexnet.training.epoch import EpochHooks, EpochSettings, EpochTotals, TrainingError, WeightUpdate, train_one_epoch
+from alexnet.training.epoch import (
+    EpochHooks,
+    EpochSettings,
+    EpochTotals,
+    StepStats,
+    TrainingError,
+    WeightUpdate,
+    train_one_epoch,
+)
 from alexnet.training.optim import build_optimizer
 
 START_LR, END_LR = 1e-7, 10.0  # fastai's span: from rates that do nothing to rates that diverge for any network
@@ -86,9 +94,9 @@ def lr_range_test(model: torch.nn.Module, optim_spec: Any, source: Any, settings
     lrs: list[float] = []
     raw: list[float] = []
 
-    def after_step(step: int, images: int, losses: list[float] | None) -> bool:
+    def after_step(step: int, images: int, reads: list[StepStats] | None) -> bool:
         lrs.append(optimizer.param_groups[0]["lr"])
-        raw.append(losses[-1] if losses else math.nan)
+        raw.append(reads[-1].loss if reads else math.nan)
         return len(lrs) >= ramp.steps or diverged(smooth(raw))
 
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
