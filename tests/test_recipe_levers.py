@@ -146,12 +146,13 @@ def test_the_fast_recipe_leaves_its_regularisation_to_the_run_but_never_what_the
     from alexnet.training.adapt import adapt_fields
 
     fast = resolve_config(recipe="fast", overrides={"data.source": "x"})
-    assert set(adapt_fields(fast.run.adapt)) == {"data.crop_scale", "optim.label_smoothing", "optim.ema_decay",
-                                                 "data.tta"}
-    mine = resolve_config(recipe="fast", overrides={"data.source": "x", "optim.ema_decay": 0.5, "data.augment": False})
-    assert set(adapt_fields(mine.run.adapt)) == {"optim.label_smoothing", "data.tta"}  # --no-augment: no crops
+    assert set(adapt_fields(fast.run.adapt)) == {"data.image_size", "model.width_mult", "data.crop_scale",
+                                                 "optim.label_smoothing", "optim.ema_decay", "data.tta"}
+    mine = resolve_config(recipe="fast", overrides={"data.source": "x", "optim.ema_decay": 0.5, "data.augment": False,
+                                                    "data.image_size": 128})
+    assert set(adapt_fields(mine.run.adapt)) == {"model.width_mult", "optim.label_smoothing", "data.tta"}
     with pytest.raises(ConfigError, match="run.adapt"):
-        resolve_config(overrides={"run.adapt": "model.width_mult"})
+        resolve_config(overrides={"run.adapt": "model.dropout"})
 
 
 def test_regularisation_grows_with_the_passes_each_image_gets():

@@ -112,11 +112,8 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
         ctx, data = build_data(ctx, started if ckpt is None else None)
         cfg = ctx.cfg
         raw_model, freezer = build_run_model(ctx, data, ckpt, init)
-        if cfg.model.conv1_init == "patches" and ckpt is None and init is None:  # from the training patches
-            ctx.log(whiten_conv1(raw_model, data.train_source.images, data.val_batches.augment))
-        if cfg.run.adapt and ckpt is None and not cfg.run.time_budget:  # a budget adapts to the epochs it plans
-            ctx = apply_to_run(ctx, data.train_source, None, raw_model, cfg.run.epochs,
-                               cfg.run.epochs * len(data.train_source))
+        if ckpt is None:
+            ctx = start_new_run(ctx, data, raw_model, init)
             cfg = ctx.cfg
         state = build_state(ctx, raw_model, freezer, len(data.train_source), len(data.class_names), ckpt)
         if cfg.run.lr_find:  # the range test instead of training: a copy trains, nothing is saved but the plot
@@ -249,6 +246,19 @@ def build_run_model(ctx: RunContext, data: RunData, ckpt: Checkpoint | None,
         check_deterministic_backward(raw_model, device, data.image_size, data.model_config.in_channels,
                                      ctx.amp_dtype, memory_format, cfg.model.name)
     return raw_model, freezer
+
+
+def start_new_run(ctx: RunContext, data: RunData, raw_model: torch.nn.Module, init: InitialWeights | None) -> RunContext:
+    """What only a new run does before its state is built: conv1 from the training patches (--conv1-init patches,
+    not over --init-from weights), and a recipe's regularisation for its epochs (a budget adapts to the epochs it
+    plans instead, in plan_budget)."""
+    cfg = ctx.cfg
+    if cfg.model.conv1_init == "patches" and init is None:
+        ctx.log(whiten_conv1(raw_model, data.train_source.images, data.val_batches.augment))
+    if cfg.run.adapt and not cfg.run.time_budget:
+        ctx = apply_to_run(ctx, data.train_source, None, raw_model, cfg.run.epochs,
+                           cfg.run.epochs * len(data.train_source))
+    return ctx
 
 
 def build_state(ctx: RunContext, raw_model: torch.nn.Module, freezer: Freezer, steps_per_epoch: int,
