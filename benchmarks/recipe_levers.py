@@ -42,6 +42,7 @@ CANDIDATES: dict[str, list[str]] = {
     "flip TTA": ["--tta", "flip"],
     "no flip TTA": ["--tta", "none"],
     "label smoothing 0.1": ["--label-smoothing", "0.1"],
+    "conv1 from the training patches": ["--conv1-init", "patches"],
 }
 BASE = "the recipe's choice"
 
@@ -56,6 +57,8 @@ def changes(name: str, epochs: int) -> bool:
     chosen = {"--crop-scale": band.crop_scale, "--tta": band.tta, "--label-smoothing": band.label_smoothing,
               "--ema-decay": 1.0 if band.ema else 0.0}
     flag, value = CANDIDATES[name]
+    if flag not in chosen:
+        return True  # not one of the recipe's choices: always a change
     if flag == "--ema-decay":
         return (float(value) > 0) != band.ema
     return str(chosen[flag]) != value and not (flag != "--tta" and float(chosen[flag]) == float(value))
