@@ -24,7 +24,7 @@ from alexnet.training.adapt import adapt_fields
 from alexnet.training.optim import build_optimizer
 
 RUNGS = ((96, 0.25), (128, 0.25), (128, 0.5), (160, 0.5), (192, 0.75), (224, 1.0))  # (input side, width), cheapest first
-MIN_PASSES = 30  # a rung is taken when the budget buys each training image at least this many passes
+MIN_PASSES = 40  # a rung is taken when the budget buys each training image at least this many passes
 TRAIN_SHARE = 0.8  # of the budget left, what goes to training steps (the rest: validation, decoding, saving)
 TIMED_STEPS = 2  # after one warm-up step
 
