@@ -217,7 +217,8 @@ def ours_arm(data_root: Path, budget_s: float, out: Path, extra: list[str] | Non
     last = seen[-1]
     return {"budget_s": budget_s, "wall_s": round(time.perf_counter() - start, 1), "history": seen,
             "best_val_acc": max(h["val_acc"] for h in seen), "final_val_acc": last["val_acc"],
-            "gap": round(last["train_acc"] - last["val_acc"], 3), "chance_warning": "(chance), and has not fallen" in log, "chosen": chosen}
+            "gap": round(last["train_acc"] - last["val_acc"], 3), "chosen": chosen,
+            "chance_warning": "(chance), and has not fallen" in log}
 
 
 def _rows(path: Path) -> list[dict]:
