@@ -75,8 +75,8 @@ def random_resized_crop(x: torch.Tensor, size: int, scale: float, generator: tor
     """uint8 (B, C, H, W) -> float (B, C, size, size) in [0, 1]: crops of area fraction U(scale, 1) and log-uniform
     aspect ratio in [3/4, 4/3] (clipped to the image), each at a uniform position and mirrored with p = 0.5, resized
     bilinearly. Unlike torchvision's RandomResizedCrop, CROP_GROUP consecutive images share a crop size, so that a
-    batch is resized in B / CROP_GROUP calls (on 2 CPU cores one call per image, or one grid_sample, cost about as
-    much as the step: benchmarks/README.md); the batch's order is random, so the groups are too."""
+    batch is resized in B / CROP_GROUP calls (one call per image, or one grid_sample for the batch, cost several
+    times more on a CPU: benchmarks/README.md); the batch's order is random, so the groups are too."""
     B, C, H, W = x.shape
     out = torch.empty(B, C, size, size, dtype=torch.float32, device=x.device)
     for start in range(0, B, CROP_GROUP):
@@ -88,9 +88,9 @@ def random_resized_crop(x: torch.Tensor, size: int, scale: float, generator: tor
         top = torch.randint(0, H - h + 1, (n,), generator=generator).tolist()
         left = torch.randint(0, W - w + 1, (n,), generator=generator).tolist()
         mirror = (torch.rand(n, generator=generator) < 0.5).tolist()
+        crops = [x[start + i, :, t : t + h, s : s + w] for i, (t, s) in enumerate(zip(top, left, strict=True))]
         # mirrored before the resize, on the small uint8 crop (a bilinear resize commutes with the mirror)
-        crops = torch.stack([x[start + i, :, t : t + h, s : s + w].flip(-1) if m else x[start + i, :, t : t + h, s : s + w]
-                             for i, (t, s, m) in enumerate(zip(top, left, mirror, strict=True))])
+        crops = torch.stack([c.flip(-1) if m else c for c, m in zip(crops, mirror, strict=True)])
         if (h, w) != (size, size):  # on uint8: torch's fast resize path (on float, antialias costs ~50x more)
             crops = F.interpolate(crops, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
         out[start : start + n].copy_(crops)  # uint8 -> float
