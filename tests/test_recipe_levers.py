@@ -245,3 +245,13 @@ def test_a_run_with_conv1_from_patches_starts_from_them(pets, tmp_path):
     assert "conv1 starts as the whitening filters" in (tmp_path / "run" / "log.txt").read_text()
     with pytest.raises(ConfigError, match="model.conv1_init"):
         resolve_config(overrides={"model.conv1_init": "patches", "data.loader": "pil"})
+
+
+def test_a_large_train_validation_gap_at_the_end_is_explained():
+    from alexnet.training.report import gap_line
+
+    row = {"train_acc": 1.0, "val_top1": 0.75}
+    assert "25 points above validation" in gap_line(row, augmented=False) and "--crop-scale" in gap_line(row, False)
+    assert "longer budget" in gap_line(row, augmented=True)
+    assert gap_line({**row, "ema_val_top1": 0.95}, False) is None  # best.pt's weights: the moving average's
+    assert gap_line({"train_acc": 0.84, "val_top1": 0.83}, True) is None

@@ -62,7 +62,7 @@ from alexnet.training.finetune import (
 from alexnet.training.loop import EpochLoop, RunContext, RunData, checkpoint_record, wrap_model
 from alexnet.training.lr_find import find_lr
 from alexnet.training.optim import LRSchedule, build_optimizer
-from alexnet.training.report import RunLog, describe_run, make_bar
+from alexnet.training.report import RunLog, describe_run, gap_line, make_bar
 from alexnet.training.rungs import choose_rung
 from alexnet.training.signals import RunInterrupted, StopFlag
 from alexnet.training.state import TrainState
@@ -302,6 +302,10 @@ def finish_run(ctx: RunContext, loop: EpochLoop, reached_max_steps: bool, starte
         ctx.log(f"time budget {parse_duration(cfg.run.time_budget):.0f} s: the run took "
                 f"{time.perf_counter() - started:.1f} s, of which {sum(r['seconds'] for r in rows):.1f} s "
                 "training and validating")
+    augmented = bool(cfg.data.crop_scale) or cfg.data.augment or (cfg.data.augment is None and cfg.data.preset == "paper")
+    gap = gap_line(rows[-1], augmented=bool(augmented)) if rows else None
+    if gap:
+        ctx.log(gap)
     ctx.log(f"best val top-1 {state.best_val_top1:.4f}; results in {ctx.paths.root}")
     return FitResult(run_dir=ctx.paths.root, epochs_done=state.epoch, global_step=state.global_step,
                      best_val_top1=state.best_val_top1, rows=rows, reached_max_steps=reached_max_steps,

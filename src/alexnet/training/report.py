@@ -62,3 +62,21 @@ def describe_run(cfg: TrainConfig, model: torch.nn.Module, bundle: Any, image_si
         f"{plural(cfg.run.epochs, 'epoch')}, device {device}, amp {cfg.run.amp}"
         + (f", {info.world_size} ranks" if info.enabled else "")
     )
+
+
+GAP_WARNING = 0.10  # a train-validation gap larger than this at the run's end is explained in the log (issue 23)
+
+
+def gap_line(row: dict[str, Any], augmented: bool) -> str | None:
+    """What the last epoch's train-validation gap means, when it is over GAP_WARNING; else None. The training
+    accuracy is measured on the training batches as they were drawn (augmented, dropout on), the validation's on
+    the weights best.pt would keep (the moving average's when it scored higher)."""
+    val = max(row["val_top1"], row.get("ema_val_top1") or 0.0)
+    gap = row["train_acc"] - val
+    if gap <= GAP_WARNING:
+        return None
+    cure = ("a longer budget or more photos" if augmented
+            else "augmentation (--recipe fast chooses it once the budget buys enough passes; or --crop-scale 0.35)")
+    return (f"the last epoch's training accuracy ({row['train_acc']:.3f}) is {100 * gap:.0f} points above validation "
+            f"({val:.3f}): the network fits its training photos better than new ones (it learned some of them by "
+            f"heart); what narrows it: {cure}")
