@@ -76,7 +76,8 @@ def test_every_config_field_declares_its_flag_or_that_it_has_none():
     keys = [spec.key for spec in train_flags()]
     assert len(keys) == len(set(keys)) and set(keys) <= config_fields()
     yaml_only = config_fields() - set(keys)
-    assert yaml_only == {"data.split_seed", "optim.step_size", "optim.gamma", "optim.patience", "optim.max_drops"}
+    assert yaml_only == {"data.split_seed", "optim.step_size", "optim.gamma", "optim.patience", "optim.max_drops",
+                         "run.adapt"}
 
 
 def test_a_field_without_flag_metadata_is_an_error(monkeypatch):
