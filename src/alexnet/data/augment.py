@@ -75,8 +75,9 @@ def random_resized_crop(x: torch.Tensor, size: int, scale: float, generator: tor
     """uint8 (B, C, H, W) -> float (B, C, size, size) in [0, 1]: crops of area fraction U(scale, 1) and log-uniform
     aspect ratio in [3/4, 4/3] (clipped to the image), each at a uniform position and mirrored with p = 0.5, resized
     bilinearly. Unlike torchvision's RandomResizedCrop, CROP_GROUP consecutive images share a crop size, so that a
-    batch is resized in B / CROP_GROUP calls (one call per image, or one grid_sample for the batch, cost several
-    times more on a CPU: benchmarks/README.md); the batch's order is random, so the groups are too."""
+    batch is resized in B / CROP_GROUP calls (one call per image, or one grid_sample for the batch, cost 1.5-2x as
+    much on a 2-core CPU, a quarter of a step: benchmarks/README.md); the batch's order is random, so the groups
+    are too."""
     B, C, H, W = x.shape
     out = torch.empty(B, C, size, size, dtype=torch.float32, device=x.device)
     for start in range(0, B, CROP_GROUP):
