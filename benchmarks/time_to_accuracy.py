@@ -214,10 +214,11 @@ def ours_arm(data_root: Path, budget_s: float, out: Path, extra: list[str] | Non
         raise SystemExit(f"alexnet train failed ({proc.returncode}): see {out / 'log.txt'}")
     log = (out / "log.txt").read_text(encoding="utf-8", errors="replace")
     chosen = next((line for line in log.splitlines() if line.startswith("recipe chosen")), "")
+    rung = next((line for line in log.splitlines() if line.startswith("input size and width chosen")), "")
     last = seen[-1]
     return {"budget_s": budget_s, "wall_s": round(time.perf_counter() - start, 1), "history": seen,
             "best_val_acc": max(h["val_acc"] for h in seen), "final_val_acc": last["val_acc"],
-            "gap": round(last["train_acc"] - last["val_acc"], 3), "chosen": chosen,
+            "gap": round(last["train_acc"] - last["val_acc"], 3), "chosen": chosen, "rung": rung,
             "chance_warning": "(chance), and has not fallen" in log}
 
 
@@ -267,7 +268,8 @@ def photos(args: argparse.Namespace) -> None:
         print(f"| {row['budget']} | {row['best_val_acc']:.3f} | {row['final_val_acc']:.3f} | {row['gap']:+.3f} | "
               f"{row['wall_s']:.0f} | {row['chance_warnings']} |" + (f" {row['note_best_val_acc']:.3f} |" if args.note
                                                                      else ""))
-    print(table[0]["repeats"][0]["ours"]["chosen"])
+    for row in table:
+        print(f"{row['budget']}: {row['repeats'][0]['ours']['rung']}\n  {row['repeats'][0]['ours']['chosen']}")
     if args.json:
         Path(args.json).write_text(json.dumps({"data": str(args.data), "table": table}, indent=2) + "\n")
 
