@@ -143,7 +143,7 @@ def test_a_checkpoint_whose_average_does_not_fit_the_model_is_refused(pets, tmp_
 
 
 def test_the_fast_recipe_leaves_its_regularisation_to_the_run_but_never_what_the_user_set():
-    from alexnet.training.adapt import adapt_fields
+    from alexnet.config.values import adapt_fields
 
     fast = resolve_config(recipe="fast", overrides={"data.source": "x"})
     assert set(adapt_fields(fast.run.adapt)) == {"data.image_size", "model.width_mult", "data.crop_scale",

@@ -11,6 +11,7 @@ import yaml
 
 from alexnet.config.choices import CONFIGS_DIR, DEFAULT_RECIPE, MAX_CONFIG_BYTES, MAX_YAML_DEPTH
 from alexnet.config.specs import TrainConfig
+from alexnet.config.values import adapt_fields
 from alexnet.errors import ConfigError, clip, short
 from alexnet.files import atomic_write_text
 
@@ -150,7 +151,7 @@ def _left_to_the_run(adapt: str, given: list[dict[str, Any]]) -> str:
     keys = {f"{section}.{name}" for layer in given for section, fields in layer.items() if isinstance(fields, dict)
             for name in fields}
     keys |= {implied for key in keys for implied in _IMPLIES.get(key, ())}
-    return ",".join(n for n in (n.strip() for n in adapt.split(",")) if n and n not in keys)
+    return ",".join(n for n in adapt_fields(adapt) if n not in keys)
 
 
 def _source(layer: dict[str, Any]) -> Any:

@@ -30,7 +30,15 @@ from alexnet.config.choices import (
     PRESETS,
     TTA_MODES,
 )
-from alexnet.config.values import _is_int, _require, _valid_device, parse_channels, parse_class_weights, parse_duration
+from alexnet.config.values import (
+    _is_int,
+    _require,
+    _valid_device,
+    adapt_fields,
+    parse_channels,
+    parse_class_weights,
+    parse_duration,
+)
 from alexnet.errors import ConfigError, short
 
 _F = checks.Fields(ConfigError)  # the checks of every section: messages "field 'optim.lr' must be ..., got ..."
@@ -284,7 +292,7 @@ class RunSpec:
         if self.time_budget is not None:
             parse_duration(self.time_budget)
         _F.text(self.adapt, "run.adapt", 200, empty=True)
-        for name in (n.strip() for n in self.adapt.split(",") if n.strip()):
+        for name in adapt_fields(self.adapt):
             _require(name in ADAPTABLE, "run.adapt", name, f"a list of fields among {', '.join(ADAPTABLE)}")
 
 

@@ -63,3 +63,8 @@ def _valid_device(device: Any) -> bool:
     if device in ("auto", "cpu", "cuda", "mps"):
         return True
     return device.startswith("cuda:") and device[5:].isdigit() and len(device) <= 9  # cuda:0 .. cuda:9999
+
+
+def adapt_fields(text: str) -> list[str]:
+    """run.adapt, "data.crop_scale, optim.tta" -> the field names (RunSpec checks each is adaptable)."""
+    return [n.strip() for n in text.split(",") if n.strip()]

@@ -18,6 +18,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from alexnet.config.values import adapt_fields
 from alexnet.training.ema import WeightAverage
 
 
@@ -45,11 +46,6 @@ REGULARISATION = (
 REGULARISATION_FIELDS = ("data.crop_scale", "optim.label_smoothing", "optim.ema_decay", "data.tta")  # (rungs: the rest)
 EMA_HORIZON = 0.1  # the average spans about this fraction of the run's steps (decay = 1 - 1 / (fraction x steps))
 EMA_DECAY_RANGE = (0.9, 0.9999)
-
-
-def adapt_fields(text: str) -> list[str]:
-    """ "data.crop_scale, optim.ema_decay" -> the names (RunSpec checked that each is in ADAPTABLE)."""
-    return [n.strip() for n in text.split(",") if n.strip()]
 
 
 def ema_decay(steps: int) -> float:

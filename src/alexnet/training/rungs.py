@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from alexnet.config import parse_duration
+from alexnet.config.values import adapt_fields
 from alexnet.models import AlexNet, model_config
 from alexnet.runtime.amp import autocast
-from alexnet.training.adapt import adapt_fields
 from alexnet.training.optim import build_optimizer
 
 RUNGS = ((96, 0.25), (128, 0.25), (128, 0.5), (160, 0.5), (192, 0.75), (224, 1.0))  # (input side, width), cheapest first
