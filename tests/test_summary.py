@@ -10,7 +10,7 @@ from alexnet.errors import ConfigError
 from alexnet.models import AlexNet, feature_size, list_models, min_input_size, model_config, num_params, out_size
 from alexnet.models.summary import exact_sizes, summarize, target_map
 
-VARIANTS = list_models()
+VARIANTS = list_models(family="alexnet")  # the cuda-convnet nets: tests/test_cuda_convnet.py
 
 
 def real_forward(cfg, size: int) -> tuple[dict[str, tuple[int, ...]], int, int]:

@@ -32,7 +32,7 @@ import torch
 
 from alexnet.errors import AlexNetError, CheckpointError
 from alexnet.files import FileWriteError, atomic_write, current_umask, describe_os_error, fsync_dir
-from alexnet.models import AlexNet, AlexNetConfig
+from alexnet.models import AlexNet, build_from_config
 from alexnet.runtime.onnxrt import INT8_FILE, MAX_BATCH, ONNX_FILE, ExportError, example_input, export_int8, export_onnx
 from alexnet.store.checkpoint import Checkpoint, load_checkpoint
 
@@ -78,7 +78,7 @@ def load_hub(folder: str | Path) -> tuple[AlexNet, dict[str, Any]]:
         state = load_file(folder / HUB_WEIGHTS)
     except (OSError, ValueError) as e:
         raise CheckpointError(f"{folder}: not an exported alexnet folder ({e})") from None
-    model = AlexNet(AlexNetConfig.from_dict(config["model_args"]))
+    model = build_from_config(config["model_args"])
     model.load_state_dict(state)
     return model.eval(), config
 

@@ -26,7 +26,7 @@ import torch
 from alexnet.config import TrainConfig, load_yaml, merge, overrides_to_dict, parse_duration, save_yaml
 from alexnet.data import build_datasets
 from alexnet.errors import AlexNetError, CheckpointError, ConfigError, DataError
-from alexnet.models import AlexNet, model_config
+from alexnet.models import build_from_config, model_config
 from alexnet.runtime import distributed
 from alexnet.runtime.amp import AMP_DTYPES
 from alexnet.runtime.distributed import DistInfo
@@ -228,7 +228,7 @@ def build_run_model(ctx: RunContext, data: RunData, ckpt: Checkpoint | None,
     memory format, with its --freeze part fixed. The same init on every rank (DDP also broadcasts rank 0's)."""
     cfg, device = ctx.cfg, ctx.device
     torch.manual_seed(cfg.run.seed)
-    raw_model = AlexNet(data.model_config)
+    raw_model = build_from_config(data.model_config)
     if ckpt is not None:
         ckpt.check_matches({"model_name": cfg.model.name, "class_names": data.class_names,
                             "image_size": data.image_size, "in_channels": data.model_config.in_channels,

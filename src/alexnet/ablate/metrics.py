@@ -14,7 +14,7 @@ from typing import Any
 from alexnet.ablate.studies import THRESHOLD_ERROR
 from alexnet.errors import AlexNetError
 from alexnet.files import atomic_write_text
-from alexnet.models import AlexNetConfig, parameter_count
+from alexnet.models import config_from_dict, count_parameters
 from alexnet.store.checkpoint import load_checkpoint
 
 CONVERGED_POINTS = 1.0
@@ -83,7 +83,7 @@ def run_info(root: Path, name: str) -> dict[str, Any]:
         pass
 
     ckpt = load_checkpoint(last, check_finite=False)
-    info = {"classes": len(ckpt.class_names), "params": parameter_count(AlexNetConfig.from_dict(ckpt.model_args))}
+    info = {"classes": len(ckpt.class_names), "params": count_parameters(config_from_dict(dict(ckpt.model_args)))}
     cache.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(cache, json.dumps(info) + "\n")
     return info

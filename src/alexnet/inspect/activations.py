@@ -37,7 +37,7 @@ def forward(model: torch.nn.Module, x: torch.Tensor, layers: Sequence[str] = ())
     caught: dict[str, torch.Tensor] = {}
     handles = []
     try:
-        for name in {*layers, "fc7"}:
+        for name in {*layers, model.feature_name}:
             def hook(_m, _i, out, name=name):
                 caught[name] = out.detach().clone()  # clone: a later in-place op must not change what was caught
 
@@ -46,7 +46,7 @@ def forward(model: torch.nn.Module, x: torch.Tensor, layers: Sequence[str] = ())
     finally:
         for h in handles:
             h.remove()
-    return Forward(logits.float(), caught.pop("fc7").float(), {k: v.float() for k, v in caught.items()})
+    return Forward(logits.float(), caught.pop(model.feature_name).float(), {k: v.float() for k, v in caught.items()})
 
 
 def check_layers(run, layers: Sequence[str] | None) -> list[str]:

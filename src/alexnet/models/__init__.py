@@ -5,7 +5,9 @@
 
 Modules: architecture (AlexNetConfig, checked, and its cost by arithmetic), shapes (the layer arithmetic), alexnet
 (the one configurable class), registry (the named variants, each with its source and deviations), lrn (local
-response normalisation, the paper's section 3.3) and native (its C kernel, compiled on first use), summary (the
+response normalisation, the paper's section 3.3) and native (its C kernel, compiled on first use), cuda_convnet
+(the authors' CIFAR-10 networks from their cuda-convnet files, no torch) and cuda_convnet_model (their module), local
+(the locally-connected layer), summary (the
 per-layer shapes and costs of `alexnet summary`), pretrained (torchvision's weights into `alexnet-owt`).
 """
 
@@ -18,6 +20,12 @@ from alexnet import lazy_exports
 _EXPORTS = {
     "AlexNet": "alexnet.models.alexnet",
     "build_model": "alexnet.models.alexnet",
+    "build_from_config": "alexnet.models.alexnet",
+    "CudaConvNet": "alexnet.models.cuda_convnet_model",
+    "CudaConvnetConfig": "alexnet.models.cuda_convnet",
+    "LocallyConnected2d": "alexnet.models.local",
+    "config_from_dict": "alexnet.models.registry",
+    "count_parameters": "alexnet.models.registry",
     "describe_variants": "alexnet.models.alexnet",
     "num_params": "alexnet.models.alexnet",
     "AlexNetConfig": "alexnet.models.architecture",

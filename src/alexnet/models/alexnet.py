@@ -20,8 +20,9 @@ from torch import nn
 
 from alexnet.errors import ConfigError
 from alexnet.models.architecture import AlexNetConfig
+from alexnet.models.cuda_convnet import CudaConvnetConfig
 from alexnet.models.lrn import LocalResponseNorm
-from alexnet.models.registry import VARIANTS, model_config
+from alexnet.models.registry import VARIANTS, config_from_dict, model_config
 from alexnet.models.shapes import ADAPTIVE_SIZE, GROUPED_CONVS, feature_size, feature_windows, min_input_size
 
 
@@ -51,6 +52,8 @@ class AlexNet(nn.Module):
         layers = [*features, ("avgpool", self.avgpool), ("flatten", self.flatten), *classifier]
         self._layer_names = [name for name, _ in layers]  # the paper's names, in forward order
         self._layers = dict(layers)  # plain dict: not registered twice as submodules
+        self.head_name = "fc8"  # the layer a new class count replaces
+        self.feature_name = "fc7"  # the paper's 4096-dimensional last hidden layer (section 6.1)
         _init_weights(self, cfg)
 
     @property
@@ -168,9 +171,21 @@ def _init_weights(model: AlexNet, cfg: AlexNetConfig) -> None:
             nn.init.zeros_(m.bias)
 
 
-def build_model(name: str, **overrides: Any) -> AlexNet:
+def build_model(name: str, **overrides: Any) -> nn.Module:
     """A freshly initialised variant: `build_model("alexnet-bn", num_classes=2, width_mult=0.25)`."""
-    return AlexNet(model_config(name, **overrides))
+    return build_from_config(model_config(name, **overrides))
+
+
+def build_from_config(cfg: Any) -> nn.Module:
+    """The model a config describes: an `AlexNet`, or a `CudaConvNet` for a CudaConvnetConfig (or their dict form,
+    a checkpoint's model_args)."""
+    if isinstance(cfg, dict):
+        cfg = config_from_dict(cfg)
+    if isinstance(cfg, CudaConvnetConfig):
+        from alexnet.models.cuda_convnet_model import CudaConvNet
+
+        return CudaConvNet(cfg)
+    return AlexNet(cfg)
 
 
 def num_params(model: nn.Module) -> int:
@@ -183,7 +198,7 @@ def describe_variants() -> list[dict[str, Any]]:
     for v in VARIANTS.values():
         cfg = v.config()
         with torch.device("meta"):  # parameter counts without allocating 60M floats each
-            params = num_params(AlexNet(cfg))
+            params = num_params(build_from_config(cfg))
         rows.append({
             "name": v.name,
             "params": params,

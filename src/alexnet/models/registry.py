@@ -11,21 +11,27 @@ from dataclasses import dataclass
 from typing import Any
 
 from alexnet.errors import ConfigError
-from alexnet.models.architecture import AlexNetConfig
+from alexnet.models import cuda_convnet
+from alexnet.models.architecture import AlexNetConfig, parameter_count
+from alexnet.models.cuda_convnet import CudaConvnetConfig
+
+ModelConfig = AlexNetConfig | CudaConvnetConfig
+CONFIG_CLASSES = {"alexnet": AlexNetConfig, cuda_convnet.FAMILY: CudaConvnetConfig}  # family -> its config
 
 
 @dataclass(frozen=True)
 class Variant:
-    """A named AlexNet: where it comes from, how it differs from the 2012 paper, and its config overrides."""
+    """A named network: where it comes from, how it differs from its source, and its config overrides."""
 
     name: str
     summary: str  # one line
     source: str
     deviations: str
     overrides: dict[str, Any]
+    family: str = "alexnet"  # a key of CONFIG_CLASSES: which class builds it
 
-    def config(self, **overrides: Any) -> AlexNetConfig:
-        return AlexNetConfig(**{"name": self.name, **self.overrides, **overrides})
+    def config(self, **overrides: Any) -> ModelConfig:
+        return CONFIG_CLASSES[self.family](**{"name": self.name, **self.overrides, **overrides})
 
 
 _PAPER = "Krizhevsky, Sutskever & Hinton, ImageNet Classification with Deep Convolutional Neural Networks, NIPS 2012"
@@ -84,12 +90,36 @@ _VARIANTS = [
         },
     ),
 ]
+_CC = ("Krizhevsky, cuda-convnet (2011), example-layers/layers-{0}.cfg and layer-params-{0}.cfg, the CIFAR-10 "
+       "networks of the paper's sections 3.1 and 3.3")
+_CC_SAME = ("The file's layers, filter counts, padding, ceil-rounded pooling and initW; a new run uses the "
+            "--recipe's optimiser rather than the file's per-layer epsW/wc (models/cuda_convnet.py keeps them). ")
+_VARIANTS += [
+    Variant("cc-80sec", "cuda-convnet's 26% CIFAR-10 net in 80 s: 3 convs (32-32-64), max/avg pools, fc64, fc10",
+            _CC.format("80sec"), _CC_SAME + "32x32 inputs, as the file's cifar data provider gives.",
+            {"net": "80sec"}, cuda_convnet.FAMILY),
+    Variant("cc-18pct", "cuda-convnet's 18% CIFAR-10 net: cc-19pct with within-map response normalisation (rnorm)",
+            _CC.format("18pct"), _CC_SAME + "32x32 inputs. rnorm normalises within one map (3x3), not across maps.",
+            {"net": "18pct", "norm": "lrn"}, cuda_convnet.FAMILY),
+    Variant("cc-19pct", "cuda-convnet's 19% CIFAR-10 net: the four-layer net (3 convs, fc10) of Figure 1",
+            _CC.format("19pct"), _CC_SAME + "32x32 inputs. Figure 1's four-layer net: the paper names no file; this "
+            "is the one whose four weight layers and no normalisation fit its description.",
+            {"net": "19pct"}, cuda_convnet.FAMILY),
+    Variant("cc-conv-local-11pct", "cuda-convnet's 11% CIFAR-10 net: 2 convs, cross-map LRN, 2 locally-connected",
+            _CC.format("conv-local-11pct"), _CC_SAME + "24x24 inputs: the files' methodology trains on random 24x24 "
+            "crops with flips (convdata.py's CroppedCIFARDataProvider) and tests on 10 views.",
+            {"net": "conv-local-11pct", "norm": "lrn", "image_size": 24}, cuda_convnet.FAMILY),
+    Variant("cc-conv-local-13pct", "cuda-convnet's 13% CIFAR-10 net: 2 convs, 2 locally-connected, no normalisation",
+            _CC.format("conv-local-13pct"), _CC_SAME + "24x24 inputs, as cc-conv-local-11pct. Its local3 has 32 "
+            "filters where the 11% net's has 64.",
+            {"net": "conv-local-13pct", "image_size": 24}, cuda_convnet.FAMILY),
+]
 VARIANTS: dict[str, Variant] = {v.name: v for v in _VARIANTS}
 
 
-def list_models() -> list[str]:
-    """Registered variant names, in a stable order (the paper first)."""
-    return list(VARIANTS)
+def list_models(family: str | None = None) -> list[str]:
+    """Registered variant names, in a stable order (the paper first); only `family`'s when given."""
+    return [v.name for v in VARIANTS.values() if family in (None, v.family)]
 
 
 def get_variant(name: str) -> Variant:
@@ -98,11 +128,29 @@ def get_variant(name: str) -> Variant:
     return VARIANTS[name]
 
 
-def model_config(name: str, **overrides: Any) -> AlexNetConfig:
-    """The variant's config with overrides of any AlexNetConfig field (None means: keep the variant's value)."""
+def model_config(name: str, **overrides: Any) -> ModelConfig:
+    """The variant's config with overrides of any field of its config class (None means: keep the variant's
+    value)."""
     variant = get_variant(name)
-    fields = {f.name for f in dataclasses.fields(AlexNetConfig)}
-    unknown = sorted(set(overrides) - fields)
+    fields = {f.name for f in dataclasses.fields(CONFIG_CLASSES[variant.family])} - {"family"}
+    # A switch of the other family left at None (a run's unset --pooling on a cuda-convnet net) is no error.
+    anywhere = {f.name for cls in CONFIG_CLASSES.values() for f in dataclasses.fields(cls)}
+    unknown = sorted(k for k, v in overrides.items() if k not in fields and (v is not None or k not in anywhere))
     if unknown:
         raise ConfigError(f"unknown model option(s) {', '.join(unknown)} for {name}; valid: {', '.join(sorted(fields))}")
     return variant.config(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def config_from_dict(d: Any) -> ModelConfig:
+    """A checkpoint's model_args back into its config class: its `family` names the class (none: AlexNet's)."""
+    family = d.get("family", "alexnet") if isinstance(d, dict) else "alexnet"
+    if family not in CONFIG_CLASSES:
+        raise ConfigError(f"unknown model family {str(family)[:40]!r}; known: {', '.join(CONFIG_CLASSES)}")
+    return CONFIG_CLASSES[family].from_dict(d)
+
+
+def count_parameters(cfg: ModelConfig) -> int:
+    """Parameters of the model a config builds, by arithmetic (nothing is built)."""
+    if isinstance(cfg, CudaConvnetConfig):
+        return cuda_convnet.parameter_count(cfg)
+    return parameter_count(cfg)

@@ -17,8 +17,9 @@ import torch
 from torch import nn
 
 from alexnet.errors import ConfigError
-from alexnet.models.alexnet import AlexNet
+from alexnet.models.alexnet import AlexNet, build_from_config
 from alexnet.models.architecture import AlexNetConfig
+from alexnet.models.cuda_convnet import FILTER_KINDS, POOL_KINDS, CudaConvnetConfig, out_side
 from alexnet.models.lrn import LocalResponseNorm
 from alexnet.models.shapes import feature_size, feature_windows, min_input_size, out_size, seen_input
 
@@ -130,8 +131,10 @@ def _check_size(cfg: AlexNetConfig, size: int, ceil: bool) -> None:
         )
 
 
-def summarize(cfg: AlexNetConfig, input_size: int | None = None, ceil: bool = False) -> Summary:
+def summarize(cfg: AlexNetConfig | CudaConvnetConfig, input_size: int | None = None, ceil: bool = False) -> Summary:
     """Per-layer shapes, formulas, parameters, MACs and receptive fields for a square input of input_size."""
+    if isinstance(cfg, CudaConvnetConfig):
+        return _summarize_cuda_convnet(cfg, input_size)
     size = cfg.image_size if input_size is None else input_size
     _check_size(cfg, size, ceil)
     if cfg.head == "flatten" and not ceil:
@@ -187,6 +190,39 @@ def summarize(cfg: AlexNetConfig, input_size: int | None = None, ceil: bool = Fa
     if warnings and not ceil:
         summary.notes.append(_exact_sizes_note(cfg, size))
         summary.notes += _seen_note(cfg, size)
+    return summary
+
+
+def _summarize_cuda_convnet(cfg: CudaConvnetConfig, input_size: int | None) -> Summary:
+    """The summary of one of the authors' CIFAR-10 nets, from its file's layers with cuda-convnet's rounding (pools
+    round up); its fc and locally-connected layers are built for cfg.image_size, the only size it takes."""
+    if input_size not in (None, cfg.image_size):
+        raise ConfigError(f"{cfg.name} takes {cfg.image_size}x{cfg.image_size} inputs only (its fc and "
+                          f"locally-connected layers are built for that size), not {input_size}")
+    with torch.device("meta"):
+        model = build_from_config(cfg)
+    by_name = {x.name: x for x in cfg.layers()}
+    rows, c, s, flat, rf, jump = [], cfg.in_channels, cfg.image_size, None, 1, 1
+    for name, m in model.named_layers():
+        x, params, macs, formula = by_name.get(name), sum(p.numel() for p in m.parameters()), 0, ""
+        if x is not None and x.kind in (*FILTER_KINDS, *POOL_KINDS):
+            s_out = out_side(x, s)
+            op, pad = ("ceil", "") if x.kind in POOL_KINDS else ("floor", f" + 2*{x.padding}")
+            formula = f"{op}(({s}{pad} - {x.size}) / {x.stride}) + 1 = {s_out}"
+            rf, jump = rf + (x.size - 1) * jump, jump * x.stride
+            if x.kind in FILTER_KINDS:
+                macs, c = x.filters * s_out * s_out * c * x.size ** 2, x.filters
+            s = s_out
+        elif name == "flatten":
+            flat, rf = c * s * s, None
+            formula = f"{c}*{s}*{s} = {flat}"
+        elif x is not None and x.kind == "fc":
+            macs, formula, flat = flat * x.filters, f"{flat} -> {x.filters}", x.filters
+        rows.append(LayerRow(name, type(m).__name__, (c, s, s) if flat is None else (flat,), params, macs, formula,
+                             rf))
+    summary = Summary(cfg.name, (cfg.in_channels, cfg.image_size, cfg.image_size), True, rows)
+    summary.notes.append("Sizes as cuda-convnet computes them: convolutions floor, pools round up "
+                         "(ceil((S - 3) / 2) + 1), the layers-*.cfg files' outputsX=0.")
     return summary
 
 

@@ -22,7 +22,7 @@ from alexnet import __version__, files
 from alexnet.checks import Fields
 from alexnet.errors import CheckpointError, short
 from alexnet.files import atomic_write  # the writers of checkpoints and exports import it from here
-from alexnet.models import AlexNet, AlexNetConfig
+from alexnet.models import build_from_config
 from alexnet.store import schema
 from alexnet.store.safeload import first_line, read_torch_file
 from alexnet.store.schema import FORMAT, FORMAT_VERSION
@@ -47,7 +47,7 @@ class Checkpoint:
     """What a training run saves (checkpoints/last.pt and best.pt) and every reader gets back, validated."""
 
     model_name: str  # the variant (models.list_models())
-    model_args: dict[str, Any]  # every AlexNetConfig field
+    model_args: dict[str, Any]  # every field of the model's config (AlexNetConfig or CudaConvnetConfig)
     weights: dict[str, torch.Tensor]  # the model's state_dict
     class_names: list[str]  # one per output, in output order
     preprocessing: Preprocessing
@@ -112,8 +112,8 @@ class Checkpoint:
         return run_dir_of(Path(self.path))
 
     def build_model(self, device: torch.device | str = "cpu"):
-        """The model without the command line (`AlexNet(AlexNetConfig(**model_args))`), weights loaded, eval mode."""
-        model = AlexNet(AlexNetConfig.from_dict(dict(self.model_args)))
+        """The model without the command line (`build_from_config(model_args)`), weights loaded, eval mode."""
+        model = build_from_config(dict(self.model_args))
         try:
             model.load_state_dict(self.weights)
         except RuntimeError as e:

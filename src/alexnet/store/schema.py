@@ -4,7 +4,7 @@ Format 2 (written since the typed record, `alexnet.store.checkpoint.Checkpoint`)
 
     format, format_version      "alexnet-checkpoint", 2
     model                       the model's state_dict
-    model_name, model_args      the variant and every AlexNetConfig field (AlexNet(AlexNetConfig(**model_args)))
+    model_name, model_args      the variant and every field of its config (models.build_from_config(model_args))
     class_names                 one name per output
     image_size, in_channels,    how an image becomes the model's input (Preprocessing)
     preset, mean, std
@@ -34,7 +34,7 @@ from alexnet import checks
 from alexnet.checks import Fields
 from alexnet.config import PRESETS, TrainConfig
 from alexnet.errors import AlexNetError, CheckpointError, clip, short
-from alexnet.models import AlexNet, AlexNetConfig
+from alexnet.models import build_from_config, config_from_dict
 from alexnet.store.safeload import first_line
 from alexnet.training.determinism import as_tuple
 
@@ -123,7 +123,7 @@ def validate(ckpt: dict[str, Any], where: str = "checkpoint", check_finite: bool
 def _model_config(model_args: Any, where: str):
     Fields(CheckpointError, where).mapping(model_args, "model_args")
     try:
-        return AlexNetConfig.from_dict(dict(model_args))
+        return config_from_dict(dict(model_args))
     except (AlexNetError, TypeError) as e:
         raise CheckpointError(f"{where}: field 'model_args': {clip(str(e), 300)}") from None
 
@@ -141,7 +141,7 @@ def _check_weights(f: Fields, state: Any, cfg: Any, where: str, check_finite: bo
     Returns the parameter shapes in `model.parameters()` order, which the optimizer's state is checked against."""
     f.mapping(state, field)
     with torch.device("meta"):
-        expected = AlexNet(cfg)
+        expected = build_from_config(cfg)
     own = expected.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = sorted((k for k in state if k not in own), key=str)

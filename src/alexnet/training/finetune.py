@@ -30,7 +30,6 @@ from alexnet.export import load_hub
 from alexnet.models.pretrained import load_torchvision_weights
 from alexnet.store.checkpoint import checkpoint_if_any, load_checkpoint
 
-HEAD = "fc8"  # the layer a new class count replaces
 TORCHVISION_SIZE, TORCHVISION_PRESET = 224, "seed"  # what torchvision's weights were trained with (ImageNet mean/std)
 
 
@@ -101,7 +100,7 @@ def resolve_preprocessing(cfg: TrainConfig, init: InitialWeights | None) -> tupl
 def apply_initial_weights(model: nn.Module, init: InitialWeights) -> list[str]:
     """Load `init` into `model` in place; the lines to log. fc8 is replaced where its shape differs; any other
     layer that does not fit is refused by name."""
-    head_classes = model.layer(HEAD).out_features
+    head_classes = model.layer(model.head_name).out_features
     if init.state is None:
         replace = head_classes != 1000  # torchvision's ImageNet head
         load_torchvision_weights(model, init.torchvision_file, skip_head=replace)
@@ -109,7 +108,7 @@ def apply_initial_weights(model: nn.Module, init: InitialWeights) -> list[str]:
         return lines + ([f"fc8 replaced: the source has 1000 classes, this data {head_classes}"] if replace else [])
     own = model.state_dict()
     layer_of = _layer_names(model)
-    head_keys = {k for k in own if layer_of(k) == HEAD}
+    head_keys = {k for k in own if layer_of(k) == model.head_name}
     unexpected = sorted(set(init.state) - set(own))
     if unexpected:
         raise CheckpointError(f"--init-from {init.source}: holds weights this {model.config.name} has no place for "
@@ -125,13 +124,13 @@ def apply_initial_weights(model: nn.Module, init: InitialWeights) -> list[str]:
         where = "missing" if have is None else f"{tuple(have.shape)} there"
         raise CheckpointError(
             f"--init-from {init.source}: layer {layer_of(key)} does not fit ({key}: {where}, {tuple(want.shape)} in "
-            f"this {model.config.name}); only fc8 may differ: use the source's variant, width, input size and norm")
+            f"this {model.config.name}); only {model.head_name} may differ: use the source's variant, width, input size and norm")
     model.load_state_dict({k: (own[k] if k in replaced else init.state[k]) for k in own})
     lines = [f"initialised from {init.source} ({len(own) - len(replaced)} of {len(own)} tensors)"]
     if replaced:
         source_classes = init.state[next(k for k in replaced if k.endswith("weight"))].shape[0]
-        lines.append(f"fc8 replaced: the source has {source_classes} classes, this data {head_classes}: a fresh fc8 "
-                     "is trained")
+        lines.append(f"{model.head_name} replaced: the source has {source_classes} classes, this data "
+                     f"{head_classes}: a fresh {model.head_name} is trained")
     return lines
 
 

@@ -9,7 +9,6 @@ from typing import Any
 import torch
 
 from alexnet.config import OptimSpec
-from alexnet.training.finetune import HEAD
 
 
 class LRSchedule:
@@ -108,7 +107,7 @@ def optimizer_groups(model: torch.nn.Module, backbone_lr_mult: float) -> list[di
     trainable = [p for p in model.parameters() if p.requires_grad]
     if backbone_lr_mult == 1.0:
         return [{"params": trainable}]
-    head = {id(p) for p in model.layer(HEAD).parameters()}
+    head = {id(p) for p in model.layer(model.head_name).parameters()}
     groups = [{"params": [p for p in trainable if id(p) in head], "lr_mult": 1.0},
               {"params": [p for p in trainable if id(p) not in head], "lr_mult": backbone_lr_mult}]
     return [g for g in groups if g["params"]]

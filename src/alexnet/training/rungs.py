@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from alexnet.config import parse_duration
 from alexnet.config.values import adapt_fields
-from alexnet.models import AlexNet, model_config
+from alexnet.models import build_from_config, model_config
 from alexnet.runtime.amp import autocast
 from alexnet.training.optim import build_optimizer
 
@@ -35,7 +35,7 @@ def step_seconds(cfg: Any, size: int, width: float, num_classes: int, device: to
                           image_size=size, num_classes=num_classes)
     memory_format = torch.channels_last if cfg.run.channels_last else torch.contiguous_format
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        model = AlexNet(config).to(device=device, memory_format=memory_format).train()
+        model = build_from_config(config).to(device=device, memory_format=memory_format).train()
         optimizer = build_optimizer(cfg.optim, model)
         images = torch.randn(cfg.run.batch_size, config.in_channels, size, size, device=device)
         images = images.contiguous(memory_format=memory_format)
