@@ -136,7 +136,8 @@ def test_the_files_init_and_the_switches():
     model = build_model("cc-conv-local-11pct")
     assert abs(model.layer("local3").weight.std().item() - 0.04) < 0.002  # initW
     assert abs(model.conv1.weight.std().item() - 1e-4) < 1e-5
-    assert all(float(m.bias.abs().max()) == 0 for _, m in model.named_layers() if getattr(m, "bias", None) is not None)
+    assert all(float(m.bias.detach().abs().max()) == 0 for _, m in model.named_layers()
+               if getattr(m, "bias", None) is not None)
     plain = build_model("cc-conv-local-11pct", norm="none")
     assert "rnorm1" not in dict(plain.named_layers()) and "rnorm1" in dict(model.named_layers())
     bn = build_model("cc-19pct", norm="bn", activation="tanh")
