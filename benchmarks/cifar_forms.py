@@ -16,9 +16,9 @@
    the two batch forms, and the decoded uint8 images (load_pil, before any transform) of `--samples` seeded indices
    per split against the PNGs.
 
-`--official FILE`: a data_batch file as CIFAR-10's authors ship it, even cut short. Its first whole images are
-decoded from the raw pickle (no reader involved) and each must equal one PNG of the same label: a check of the
-plane order and of the writer above against the authors' own bytes. `--check DIR`: read other folders with
+`--official FILE`: a data_batch or test_batch file as CIFAR-10's authors ship it, even cut short. Its first whole
+images are decoded from the raw pickle (no reader involved) and each must equal one PNG (train or test) of the same
+label: a check of the plane order and of the writer above against the authors' own bytes. `--check DIR`: read other folders with
 build_datasets and print what the reader makes of them (counts, or the error).
 """
 
@@ -177,8 +177,9 @@ def main() -> None:
             bundles[form] = timed(f"read {form} batches (the parent folder)", lambda form=form: read(f"{tmp}/{form}"))
             print(f"  kind {bundles[form].kind}, layout {bundles[form].layout!r}, notes {bundles[form].notes}")
         timed("compare", lambda: compare(bundles, args.samples))
+        pngs = [np.concatenate([splits[s][k] for s in ("train", "test")]) for k in (0, 1)]
         for path in args.official:
-            check_official(path, splits["train"][0], splits["train"][1])
+            check_official(path, *pngs)
     for folder in args.check:
         check_folder(folder)
 
