@@ -157,25 +157,55 @@ def write_mnist_folder(folder, n_train: int = 30, n_test: int = 10, gz: bool = F
     return folder
 
 
+CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+CIFAR10_BATCHES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+
+
+def cifar_batch(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """n random (32, 32, 3) uint8 images and their labels 0..9: what one CIFAR-10 batch of the factories holds."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), (np.arange(n, dtype=np.int64) + seed) % 10
+
+
+def cifar_planes(images: np.ndarray) -> np.ndarray:
+    """(N, 32, 32, 3) -> CIFAR's (N, 3072) rows: the 1024 R bytes, then G, then B, each plane row-major."""
+    return np.ascontiguousarray(images.transpose(0, 3, 1, 2)).reshape(len(images), 3072)
+
+
+def cifar_py_batch(images: np.ndarray, labels, name: str = "training batch 1 of 5", protocol: int = 2) -> bytes:
+    """A batch of the python version as its authors wrote it: a dict with bytes keys (data, labels, ...)."""
+    import pickle
+
+    batch = {b"batch_label": name, b"labels": [int(v) for v in labels], b"data": cifar_planes(images),
+             b"filenames": [f"image_{i:06d}.png" for i in range(len(images))]}
+    return pickle.dumps(batch, protocol=protocol)
+
+
+def cifar_bin_batch(images: np.ndarray, labels) -> bytes:
+    """A file of the binary version: one record per image, a label byte then the 3,072 pixel bytes."""
+    labels = np.asarray(labels, dtype=np.uint8).reshape(-1, 1)
+    return np.concatenate([labels, cifar_planes(images)], axis=1).tobytes()
+
+
 def write_cifar10_folder(folder, n_per_batch: int = 10, seed: int = 0) -> Path:
-    """`cifar-10-batches-py` in torchvision's layout: five train batches, a test batch, batches.meta (pickles)."""
+    """`cifar-10-batches-py` in torchvision's layout: five train batches, a test batch, batches.meta (pickles).
+    Batch i holds cifar_batch(n_per_batch, seed + i)."""
     import pickle
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {
-            "batch_label": name,
-            "data": rng.integers(0, 256, (n_per_batch, 3072), dtype=np.uint8),
-            "labels": [int(v) for v in np.arange(n_per_batch) % 10],
-        }
-        with open(folder / name, "wb") as f:
-            pickle.dump(batch, f, protocol=2)
-    with open(folder / "batches.meta", "wb") as f:
-        names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-        pickle.dump({"label_names": names, "num_cases_per_batch": n_per_batch}, f, protocol=2)
-    return folder
+    for i, name in enumerate(CIFAR10_BATCHES):
+        write_bytes(folder / name, cifar_py_batch(*cifar_batch(n_per_batch, seed + i), name=name))
+    meta = {b"label_names": list(CIFAR10_NAMES), b"num_cases_per_batch": n_per_batch, b"num_vis": 3072}
+    return write_bytes(folder / "batches.meta", pickle.dumps(meta, protocol=2)).parent
+
+
+def write_cifar10_bin_folder(folder, n_per_batch: int = 4, seed: int = 0) -> Path:
+    """`cifar-10-batches-bin`: six .bin files of n_per_batch records and batches.meta.txt. Real files hold 10,000
+    records each: a test that reads these lowers alexnet.data.cifar.RECORDS_PER_FILE to n_per_batch."""
+    folder = Path(folder)
+    for i, name in enumerate(CIFAR10_BATCHES):
+        write_bytes(folder / f"{name}.bin", cifar_bin_batch(*cifar_batch(n_per_batch, seed + i)))
+    return write_bytes(folder / "batches.meta.txt", ("\n".join(CIFAR10_NAMES) + "\n\n").encode()).parent
 
 
 def image_folder(root, classes=("cat", "dog"), per_class: int = 5, size=(32, 24), fmt="jpg") -> Path:

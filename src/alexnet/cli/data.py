@@ -24,7 +24,7 @@ def add_parser(subparsers) -> None:
 
     def source_args(q) -> None:
         q.add_argument("source", metavar="SRC",
-                       help="a folder (train/+val/, class folders, flat cat.1.jpg names, IDX files), "
+                       help="a folder (train/+val/, class folders, flat cat.1.jpg names, IDX files, CIFAR-10 batches), "
                             "or shapes, mnist, fashion-mnist, cifar10")  # fmt: skip
         q.add_argument("--image-size", type=int, default=227, help="working size S (default 227)")
         q.add_argument("--in-channels", type=int, choices=IN_CHANNELS, default=3)

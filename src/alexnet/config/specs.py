@@ -122,10 +122,10 @@ class ModelSpec:
 class DataSpec:
     """Where the images come from and how they reach the model."""
 
-    # None: the built-in dataset; a folder; mnist | fashion-mnist | cifar10
+    # None: the built-in dataset; a folder (images, IDX files, CIFAR-10 batches); mnist | fashion-mnist | cifar10
     source: str | None = flag(None, name="--data", metavar="SRC", help="folder (train/ + val/ class folders, class "
-                              "folders, or a flat Kaggle folder), IDX folder, mnist | fashion-mnist | cifar10; "
-                              "default: the built-in dataset")
+                              "folders, or a flat Kaggle folder), IDX folder, CIFAR-10 batches folder, mnist | "
+                              "fashion-mnist | cifar10; default: the built-in dataset")
     image_size: int | None = flag(None, metavar="N", help="side of the model's input (default: the variant's)")
     # transform preset: seed (resize + ImageNet norm), d2l (resize), paper (crop/flip/PCA). None: the note the kind
     # of data comes from: IDX digits and clothes (MNIST, Fashion-MNIST) d2l, photos seed (data.sources.PRESET_BY_KIND)

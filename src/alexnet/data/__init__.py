@@ -4,11 +4,11 @@
     bundle = build_datasets("path/to/folder", image_size=227, in_channels=3, preset="seed")
 
 Modules: images (the one decoder), folders (scanning: layouts and the split), walk (listing a folder tree safely),
-verify (decoding every file found once), idx (IDX reader), tvsources (mnist/fashion-mnist/cifar10), synthetic
-(`shapes`), transforms (presets on the PIL path), datasets, sources (`build_datasets`), cache (uint8 memory-mapped
-cache), augment (whole-batch augmentation, 10-crop), batches (evaluation batches), prefetch (batches made in a
-background thread), cachedir (the private cache folder, build locks), limits (decoding threads, checksummed cache
-metadata).
+verify (decoding every file found once), idx (IDX reader), cifar (CIFAR-10's python and binary batches), tvsources
+(mnist/fashion-mnist/cifar10 by name), synthetic (`shapes`), transforms (presets on the PIL path), datasets, sources
+(`build_datasets`), cache (uint8 memory-mapped cache), augment (whole-batch augmentation, 10-crop), batches
+(evaluation batches), prefetch (batches made in a background thread), cachedir (the private cache folder, build
+locks), limits (decoding threads, checksummed cache metadata).
 
 Every input is untrusted, caches included: what the data layer stores under $ALEXNET_CACHE (uint8 caches,
 verification verdicts, colour statistics, the built-in dataset) is written 0600 in 0700 folders through

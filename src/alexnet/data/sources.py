@@ -4,6 +4,8 @@ Sources:
 - None or "shapes": the built-in dataset (synthetic.py), generated under $ALEXNET_CACHE/datasets on first use;
 - "mnist", "fashion-mnist", "cifar10": torchvision's layout under `root` (downloaded with download=True);
 - a folder of IDX files (MNIST names, raw or .gz);
+- a CIFAR-10 folder, python (`cifar-10-batches-py`) or binary (`cifar-10-batches-bin`), or the folder holding one
+  (cifar.py); read as kind "cifar10", its test batch as the validation set;
 - an image folder: split folders (train/ + val/, Kaggle's training_set/ + test_set/, ...), class folders (stratified
   split), or a flat Kaggle folder, optionally inside one wrapper folder (folders.py).
 
@@ -27,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from alexnet.data.cachedir import cache_dir
+from alexnet.data.cifar import ArraySplits, find_cifar_folder, read_cifar_folder
 from alexnet.data.datasets import ArrayDataset, ImageFileDataset
 from alexnet.data.folders import ScanResult, scan_folder, stratified_split
 from alexnet.data.idx import find_idx_files, read_idx_pair
@@ -63,7 +66,7 @@ class DataBundle:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     source: str  # as given, with folders made absolute
-    kind: str  # "shapes", "folder", "idx", "mnist", "fashion-mnist", "cifar10"
+    kind: str  # "shapes", "folder", "idx", "mnist", "fashion-mnist", "cifar10" (by name, or a CIFAR-10 folder)
     layout: str  # how the source was read, e.g. "train/val (classes)", "classes (split 0.2)"
     preset: str
     image_size: int
@@ -258,7 +261,7 @@ def _source_kind(name: str | None) -> str:
     if name.lower() in TORCHVISION_SOURCES:
         return "torchvision"
     if os.path.isdir(name):
-        return "idx" if find_idx_files(name) else "folder"
+        return "idx" if find_idx_files(name) else "cifar" if find_cifar_folder(name) else "folder"
     if os.path.exists(name):
         raise DataError(f"{display_path(name)}: not a folder (give the folder that holds the images)")
     known = ", ".join([BUILTIN, *TORCHVISION_SOURCES])
@@ -292,14 +295,22 @@ def _read_folder(request: DataRequest) -> _Read:
     return _from_scan(scan, request, "folder", layout, os.path.abspath(request.source))
 
 
-def _read_torchvision(request: DataRequest) -> _Read:
-    kind = request.source.lower()
-    tv_root = os.fspath(request.root) if request.root is not None else cache_dir("torchvision")
-    arrays = load_torchvision_source(kind, tv_root, request.download)
+def _from_arrays(arrays: ArraySplits, request: DataRequest, kind: str, shown: str, root: str | None = None) -> _Read:
+    """The in-memory datasets of a dataset's train and test files (torchvision's layout, a CIFAR-10 folder)."""
     channels = request.in_channels
     train = ArrayDataset(arrays.train_images, arrays.train_labels, origin=arrays.folder + ":train", in_channels=channels)
     val = ArrayDataset(arrays.test_images, arrays.test_labels, origin=arrays.folder + ":test", in_channels=channels)
-    return _Read(train, val, arrays.class_names, kind, "train/test files", kind, root=tv_root)
+    return _Read(train, val, arrays.class_names, kind, "train/test files", shown, notes=arrays.notes, root=root)
+
+
+def _read_torchvision(request: DataRequest) -> _Read:
+    kind = request.source.lower()
+    tv_root = os.fspath(request.root) if request.root is not None else cache_dir("torchvision")
+    return _from_arrays(load_torchvision_source(kind, tv_root, request.download), request, kind, kind, root=tv_root)
+
+
+def _read_cifar(request: DataRequest) -> _Read:
+    return _from_arrays(read_cifar_folder(request.source), request, "cifar10", os.path.abspath(request.source))
 
 
 def _read_idx(request: DataRequest) -> _Read:
@@ -322,7 +333,8 @@ def _read_idx(request: DataRequest) -> _Read:
     return _Read(train, val, class_names, "idx", layout, shown)
 
 
-READERS = {BUILTIN: _read_builtin, "torchvision": _read_torchvision, "idx": _read_idx, "folder": _read_folder}
+READERS = {BUILTIN: _read_builtin, "torchvision": _read_torchvision, "idx": _read_idx, "cifar": _read_cifar,
+           "folder": _read_folder}
 
 
 @dataclass(frozen=True)
