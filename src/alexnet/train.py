@@ -30,7 +30,7 @@ from alexnet.models import build_from_config, model_config
 from alexnet.runtime import distributed
 from alexnet.runtime.amp import AMP_DTYPES
 from alexnet.runtime.distributed import DistInfo
-from alexnet.runtime.precision import warn_if_slow
+from alexnet.runtime.precision import auto_amp, precision_line, warn_if_slow
 from alexnet.store.checkpoint import Checkpoint, load_checkpoint, plain, remove_stale_temporaries, run_dir_of
 from alexnet.store.runfolder import (
     RunLock,
@@ -172,7 +172,10 @@ def open_run_folder(cfg: TrainConfig, resume: str | Path | None, ckpt: Checkpoin
         raise
     log = RunLog(paths.log if info.is_main else None, enabled=info.is_main)
     log(f"run folder: {run_dir}")
-    if info.is_main:  # an explicit --amp that measured clearly slower than fp32 on this CPU: say so with the factor
+    if cfg.run.amp == "auto":  # resolved once, here: config.yaml and the checkpoints record the precision used
+        cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, amp=auto_amp(device.type)))
+        log(f"amp auto: {cfg.run.amp} (measured on this machine: {precision_line(device.type)})")
+    elif info.is_main:  # an explicit --amp that measured clearly slower than fp32 on this CPU: say so with the factor
         warn_if_slow(cfg.run.amp, device.type, emit=log)
     return RunContext(cfg, info, device, AMP_DTYPES[cfg.run.amp], paths, log, stop), lock
 

@@ -43,6 +43,7 @@ from alexnet.config.choices import (
     PRESETS,
     RUNTIMES,
     SPLITS,
+    TRAIN_AMP_MODES,
     TTA_MODES,
 )
 from alexnet.config.loading import (
@@ -70,6 +71,7 @@ from alexnet.config.values import parse_channels, parse_class_weights, parse_dur
 __all__ = [
     "ACTIVATIONS",
     "AMP_MODES",
+    "TRAIN_AMP_MODES",
     "BENCH_SECTIONS",
     "BENCH_SECTION_ALIASES",
     "CLASS_WEIGHTS",

@@ -31,6 +31,8 @@ CLASS_WEIGHTS = ("none", "auto")  # or one positive weight per class, "w1,w2,...
 OPTIMIZERS = ("sgd", "adam", "adamw")
 LR_SCHEDULES = ("plateau", "step", "cosine", "none")
 AMP_MODES = ("bf16", "fp16", "none")  # autocast dtypes, for training and for inference
+# a run's --amp: one of AMP_MODES, or auto: the one measured fastest on this machine (runtime.precision.auto_amp)
+TRAIN_AMP_MODES = (*AMP_MODES, "auto")
 RUNTIMES = ("torch", "onnxruntime", "onnxruntime-int8")  # inference runtimes; onnxrt runs RUNTIMES[1:]
 EXPORT_FORMATS = ("hub", "onnx", "onnx-int8", "torch-export")
 # fields a recipe may leave to the run, which chooses them from its length (alexnet.training.adapt)
@@ -66,6 +68,7 @@ __all__ = [
     "OPTIMIZERS",
     "LR_SCHEDULES",
     "AMP_MODES",
+    "TRAIN_AMP_MODES",
     "RUNTIMES",
     "EXPORT_FORMATS",
     "TTA_MODES",

@@ -15,7 +15,6 @@ from alexnet import checks
 from alexnet.config.choices import (
     ACTIVATIONS,
     ADAPTABLE,
-    AMP_MODES,
     CLASS_WEIGHTS,
     CONV1_INITS,
     FREEZE_POINTS,
@@ -28,6 +27,7 @@ from alexnet.config.choices import (
     OPTIMIZERS,
     POOLINGS,
     PRESETS,
+    TRAIN_AMP_MODES,
     TTA_MODES,
 )
 from alexnet.config.values import (
@@ -237,7 +237,8 @@ class RunSpec:
     batch_size: int = flag(128, metavar="N", help="global batch (split over torchrun ranks)")
     # smoke tests, benchmarks
     max_steps: int | None = flag(None, metavar="N", help="stop after N optimizer steps in total")
-    amp: str = flag("none", choices=AMP_MODES, help="autocast dtype")
+    amp: str = flag("none", choices=TRAIN_AMP_MODES, help="autocast dtype (auto: bf16 or fp16 where this machine "
+                    "measured it faster than fp32, else none; the run records what it chose)")
     channels_last: bool = flag(False, help="NHWC memory format")  # faster convolutions on recent CPUs and GPUs
     compile: bool = flag(False, help="torch.compile the model")  # opt-in: minutes of compile time
     device: str = flag("auto", metavar="DEV", help="auto | cpu | cuda | cuda:N | mps")
@@ -276,7 +277,7 @@ class RunSpec:
         _F.integer(self.epochs, "run.epochs", 1, checks.MAX_EPOCHS)
         _F.integer(self.batch_size, "run.batch_size", 1, checks.MAX_BATCH)
         _F.optional(self.max_steps, _F.integer, "run.max_steps", 1, checks.MAX_STEPS)
-        _F.text(self.amp, "run.amp", choices=AMP_MODES)
+        _F.text(self.amp, "run.amp", choices=TRAIN_AMP_MODES)
         _F.boolean(self.channels_last, "run.channels_last")
         _F.boolean(self.compile, "run.compile")
         _require(_valid_device(self.device), "run.device", self.device, "auto, cpu, cuda, cuda:N or mps")

@@ -27,7 +27,7 @@ from alexnet.config import ACTIVATIONS, NORMS
 from alexnet.errors import ConfigError, clip, short
 
 FAMILY = "cuda-convnet"
-CC_INITS = ("cfg", "default", "kaiming")  # cfg: N(0, initW^2) weights and zero biases, as the files say
+CC_INITS = ("paper", "default", "kaiming")  # paper: the authors' own, N(0, initW^2) weights and zero biases
 FILTER_KINDS = ("conv", "local")  # layers with filters over a window: they set the channels, BatchNorm follows them
 POOL_KINDS = ("maxpool", "avgpool")
 NORM_KINDS = ("rnorm", "cmrnorm")
@@ -115,7 +115,7 @@ class CudaConvnetConfig:
     width_mult: float = 1.0  # scales every conv/local layer's filters and the hidden fc64
     activation: str = "relu"  # what the file's neuron=relu becomes (tanh: Figure 1's dashed line)
     norm: str = "none"  # lrn: the file's rnorm/cmrnorm layers; none: without them; bn: BatchNorm after conv/local
-    init: str = "cfg"  # CC_INITS
+    init: str = "paper"  # CC_INITS (the names of config.INITS; paper-bias0 has no meaning here)
 
     def __post_init__(self) -> None:
         _F.text(self.family, "family", choices=(FAMILY,))

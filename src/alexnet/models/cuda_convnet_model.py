@@ -140,7 +140,7 @@ def _init_weights(model: CudaConvNet, cfg: CudaConvnetConfig) -> None:
     for name, m in model.named_layers():
         if not isinstance(m, (nn.Conv2d, nn.Linear, LocallyConnected2d)):
             continue
-        if cfg.init == "cfg":  # the file's initW as the Gaussian's std, biases 0 (initB's default)
+        if cfg.init == "paper":  # the authors' own: the file's initW as the Gaussian's std, biases 0 (initB's default)
             nn.init.normal_(m.weight, 0.0, by_name[name].init_w)
         elif isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, 0.0, 0.01)

@@ -224,6 +224,15 @@ def auto_amp(device_type: str) -> str:
     return fastest.dtype if fastest is not None else "none"
 
 
+def precision_line(device_type: str) -> str:
+    """What `auto_amp` went by, for a run's log: each reduced precision's speed against fp32 on this CPU."""
+    if device_type != "cpu":
+        return "bf16 where the GPU supports it" if device_type == "cuda" else "fp32 on this device"
+    result = probe()
+    speeds = ", ".join(f"{amp} {1 / s.slowdown:.2f}x fp32's speed" for amp, s in result.speeds.items())
+    return f"{speeds}; {result.cpu.describe()}"
+
+
 def summary(result: Probe) -> dict[str, Any]:
     """Plain values for JSON (alexnet bench --json)."""
     return {"cpu": asdict(result.cpu), "torch": result.torch, "threads": result.threads, "cached": result.cached,

@@ -19,11 +19,14 @@ import torch.nn.functional as F
 
 from alexnet.config import parse_duration
 from alexnet.config.values import adapt_fields
-from alexnet.models import build_from_config, model_config
+from alexnet.models import CudaConvnetConfig, build_from_config, model_config
 from alexnet.runtime.amp import autocast
 from alexnet.training.optim import build_optimizer
 
 RUNGS = ((96, 0.25), (128, 0.25), (128, 0.5), (160, 0.5), (192, 0.75), (224, 1.0))  # (input side, width), cheapest first
+# A net built for one input size (the cuda-convnet family: fc and locally-connected layers fix it) climbs in width
+# only, at its own size.
+WIDTH_RUNGS = (1.0, 1.5, 2.0, 3.0)
 MIN_PASSES = 40  # a rung is taken when the budget buys each training image at least this many passes
 TRAIN_SHARE = 0.8  # of the budget left, what goes to training steps (the rest: validation, decoding, saving)
 TIMED_STEPS = 2  # after one warm-up step
@@ -53,13 +56,21 @@ def step_seconds(cfg: Any, size: int, width: float, num_classes: int, device: to
     return min(times[1:])
 
 
-def pick_rung(step_s: Callable[[int, float], float], left_s: float, batch_size: int,
-              train_images: int) -> tuple[tuple[int, float], list[str]]:
+def ladder(model_name: str) -> tuple[tuple[int, float], ...]:
+    """The rungs a model climbs: RUNGS, or WIDTH_RUNGS at the input size of a net built for one size."""
+    base = model_config(model_name)
+    if isinstance(base, CudaConvnetConfig):
+        return tuple((base.image_size, width) for width in WIDTH_RUNGS)
+    return RUNGS
+
+
+def pick_rung(step_s: Callable[[int, float], float], left_s: float, batch_size: int, train_images: int,
+              rungs: tuple[tuple[int, float], ...] = RUNGS) -> tuple[tuple[int, float], list[str]]:
     """The largest rung whose step time (`step_s(size, width)`, asked from the cheapest rung up, and no further than
     the first that falls short) gives each image MIN_PASSES passes in `left_s`; the cheapest when none does. Also
     returns what each rung asked would have given, for the log."""
-    chosen, seen = RUNGS[0], []
-    for size, width in RUNGS:
+    chosen, seen = rungs[0], []
+    for size, width in rungs:
         passes = left_s * TRAIN_SHARE / step_s(size, width) * batch_size / max(train_images, 1)
         seen.append(f"{size} px x{width:g}: {passes:.0f}")
         if passes < MIN_PASSES:
@@ -80,7 +91,7 @@ def choose_rung(ctx: Any, train_images: int, num_classes: int, started: float | 
         return ctx
     left = parse_duration(cfg.run.time_budget) - (time.perf_counter() - started)
     (size, width), seen = pick_rung(lambda s, w: step_seconds(cfg, s, w, num_classes, ctx.device), left,
-                                    cfg.run.batch_size, train_images)
+                                    cfg.run.batch_size, train_images, ladder(cfg.model.name))
     ctx.log(f"input size and width chosen for the budget: {size} px, width x{width:g} (passes over the "
             f"{train_images} training images each rung would give: {', '.join(seen)}; the largest with at least "
             f"{MIN_PASSES} is taken; rules: alexnet.training.rungs)")
