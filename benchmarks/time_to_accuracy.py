@@ -2,6 +2,7 @@
 
     python benchmarks/time_to_accuracy.py [--target 0.9] [--max-epochs 12] [--json FILE]
     python benchmarks/time_to_accuracy.py --data PHOTOS --budget 2m 10m --repeats 3 [--note] [--json FILE]
+    python benchmarks/time_to_accuracy.py --data CIFAR10 --recipe cifar10-fast --warm-cache --budget 80s 20m
 
 With `--data` (a folder with train/ and val/ class folders, or any folder `alexnet train --data` takes), real
 photos, at every `--budget`: `alexnet train --recipe fast --time-budget BUDGET` as a user types it, `--repeats`
@@ -187,14 +188,16 @@ def note_arm(data_root: Path, budget_s: float) -> dict:
     return {"budget_s": budget_s, "history": history, "best_val_acc": max(h["val_acc"] for h in history)}
 
 
-def ours_arm(data_root: Path, budget_s: float, out: Path, extra: list[str] | None = None) -> dict:
-    """`alexnet train --recipe fast --time-budget` in its own process; each epoch's row timed from the launch. The
-    run's accuracy is best.pt's: the better of the weights and their moving average, at its best epoch."""
-    command = [sys.executable, "-m", "alexnet", "train", "--recipe", "fast", "--data", str(data_root),
+def ours_arm(data_root: Path, budget_s: float, out: Path, extra: list[str] | None = None, recipe: str = "fast",
+             cache: Path | None = None) -> dict:
+    """`alexnet train --recipe RECIPE --time-budget` in its own process; each epoch's row timed from the launch. The
+    run's accuracy is best.pt's: the better of the weights and their moving average, at its best epoch. `cache`: a
+    uint8 cache already built (warm_cache), else the run's own, empty."""
+    command = [sys.executable, "-m", "alexnet", "train", "--recipe", recipe, "--data", str(data_root),
                "--time-budget", f"{budget_s:g}s", "--device", "cpu", "--no-progress", "--output-dir", str(out),
                *(extra or [])]
-    # A cache of its own: every run decodes the photos into the uint8 cache as a first run on a machine does.
-    env = {**os.environ, "ALEXNET_CACHE": str(out.parent / f"{out.name}-cache")}
+    # A cache of its own unless given: every run decodes the photos into the uint8 cache as a first run does.
+    env = {**os.environ, "ALEXNET_CACHE": str(cache or out.parent / f"{out.name}-cache")}
     start = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=env)
     seen: list[dict] = []
@@ -230,20 +233,35 @@ def _rows(path: Path) -> list[dict]:
         return []  # not written yet, or being replaced (the file is renamed into place whole)
 
 
+def warm_cache(data_root: Path, recipe: str, extra: list[str], cache: Path) -> float:
+    """Decode the data into the uint8 cache at `cache` with one training step of the recipe; its seconds."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "alexnet", "train", "--recipe", recipe, "--data", str(data_root),
+                    "--epochs", "1", "--max-steps", "1", "--device", "cpu", "--no-progress", "--output-dir",
+                    str(cache.parent / "warm-run"), *extra], check=True, stdout=subprocess.DEVNULL,
+                   env={**os.environ, "ALEXNET_CACHE": str(cache)})
+    return time.perf_counter() - start
+
+
 def photos(args: argparse.Namespace) -> None:
-    """Every budget, `--repeats` times (each a cold start: its own process and an empty cache), and with `--note`
-    the note's script beside it at the same budget; medians per budget."""
+    """Every budget, `--repeats` times (each a cold start: its own process and an empty cache, or with
+    `--warm-cache` the cache built once before, its time reported apart), and with `--note` the note's script beside
+    it at the same budget; medians per budget."""
     import statistics
 
     from alexnet.config import parse_duration
 
     table = []
     with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(tmp) / "cache" if args.warm_cache else None
+        if cache is not None:
+            print(f"uint8 cache built in {warm_cache(args.data, args.recipe, args.extra, cache):.1f} s (one "
+                  "training step included; not counted in the runs below)", flush=True)
         for text in args.budget:
             budget = parse_duration(text)
             repeats = []
             for i in range(args.repeats):
-                ours = ours_arm(args.data, budget, Path(tmp) / f"ours-{text}-{i}", args.extra)
+                ours = ours_arm(args.data, budget, Path(tmp) / f"ours-{text}-{i}", args.extra, args.recipe, cache)
                 r = {"ours": ours}
                 if args.note:
                     note_json = Path(tmp) / f"note-{text}-{i}.json"
@@ -284,6 +302,9 @@ def main() -> None:
     parser.add_argument("--note", action="store_true", help="with --data: the first note's script beside each run")
     parser.add_argument("--extra", nargs="*", default=[], help="with --data: more `alexnet train` flags")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--recipe", default="fast", help="with --data: the recipe each run uses")
+    parser.add_argument("--warm-cache", action="store_true", help="with --data: decode into the uint8 cache once, "
+                        "before the runs (its time reported apart), so each run's clock starts with it built")
     parser.add_argument("--note-arm", action="store_true", help=argparse.SUPPRESS)  # one note run, in its process
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args()

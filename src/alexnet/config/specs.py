@@ -247,6 +247,8 @@ class RunSpec:
     deterministic: bool = flag(False, help="deterministic kernels (exact resume)")
     output_dir: str | None = flag(None, metavar="DIR", help="run folder (default: runs/<recipe>-<time>)")
     # also write checkpoints/last.pt every N steps (0: at the end of each epoch only)
+    # Figure 1's grain: train_curve.csv holds the training batches' error N times per epoch (training.curve)
+    curve_points: int = flag(0, metavar="N", help="write train_curve.csv: the training error N times per epoch")
     save_every_steps: int = flag(0, metavar="N", help="also checkpoint every N steps")
     # warn once if, after this many steps, the loss still sits near ln(C) and the accuracy at 1/C (0: never)
     chance_warn_steps: int = flag(100, metavar="N",
@@ -282,6 +284,7 @@ class RunSpec:
         _F.boolean(self.compile, "run.compile")
         _require(_valid_device(self.device), "run.device", self.device, "auto, cpu, cuda, cuda:N or mps")
         _F.integer(self.seed, "run.seed", checks.MIN_SEED, checks.MAX_SEED)
+        _F.integer(self.curve_points, "run.curve_points", 0, 1000)
         _F.boolean(self.deterministic, "run.deterministic")
         _F.optional(self.output_dir, _F.text, "run.output_dir", checks.MAX_PATH)
         _F.integer(self.save_every_steps, "run.save_every_steps", 0, checks.MAX_STEPS)

@@ -46,7 +46,7 @@ LOCK_NAME = ".alexnet.lock"
 REPORT_NAME = "report.html"
 RUN_NAMES = frozenset({
     "config.yaml", "metrics.csv", "log.txt", "curves.png", "filters.png", "checkpoints", "export",
-    "confusion.csv", "confusion.png", "tensorboard", "lr_find.png", REPORT_NAME, LOCK_NAME,
+    "confusion.csv", "confusion.png", "tensorboard", "lr_find.png", "train_curve.csv", REPORT_NAME, LOCK_NAME,
 })
 
 
@@ -79,6 +79,10 @@ class RunPaths:
     @property
     def filters(self) -> Path:
         return self.root / "filters.png"
+
+    @property
+    def curve(self) -> Path:
+        return self.root / "train_curve.csv"
 
     @property
     def tensorboard(self) -> Path:

@@ -26,6 +26,7 @@ from alexnet.store.checkpoint import versions as library_versions
 from alexnet.store.runfolder import RunPaths, draw_plots, write_metrics
 from alexnet.training.batches import BatchSource
 from alexnet.training.budget import BudgetKeeper
+from alexnet.training.curve import TrainingCurve
 from alexnet.training.epoch import (
     EpochHooks,
     EpochSettings,
@@ -126,6 +127,8 @@ class EpochLoop:
         self.tensorboard = (TensorBoardLog(ctx.paths.tensorboard, resume_step=state.global_step)
                             if cfg.run.tensorboard and ctx.info.is_main else None)
         self.early_stopped = False
+        self.curve = (TrainingCurve(ctx.paths.curve, cfg.run.curve_points, len(data.train_source), state.global_step)
+                      if cfg.run.curve_points and ctx.info.is_main else None)
 
     # --- between steps -------------------------------------------------------------------------------------------
 
@@ -156,6 +159,8 @@ class EpochLoop:
             warning = state.chance.check(state.global_step - len(reads) + 1 + i, read)
             if warning:
                 ctx.log(warning)
+            if self.curve is not None:
+                self.curve.add(state.global_step - len(reads) + 1 + i, read)
         lr = state.optimizer.param_groups[0]["lr"]
         self.bar.set_postfix(loss=f"{reads[-1].loss:.4f}", lr=f"{lr:.2e}", refresh=False)
         if self.tensorboard is not None:
@@ -228,6 +233,8 @@ class EpochLoop:
             if ctx.info.is_main:
                 if metrics:
                     write_metrics(ctx.paths.metrics, self.rows)
+                    if self.curve is not None:
+                        self.curve.save()
                 save_checkpoint(record, ctx.paths.last)
                 if best:
                     save_checkpoint(best_record if best_is_ema else record, ctx.paths.best)
