@@ -13,11 +13,11 @@ from alexnet.training import rungs
 from data_factories import write_cifar10_folder
 
 
-def test_the_recipe_is_the_80sec_net_with_batchnorm_and_leaves_width_and_crops_to_the_run():
+def test_the_recipe_is_the_80sec_net_with_batchnorm_and_leaves_its_width_to_the_run():
     cfg = resolve_config(recipe="cifar10-fast", overrides={"data.source": "/nowhere"})
     assert (cfg.model.name, cfg.model.norm, cfg.model.init) == ("cc-80sec", "bn", "kaiming")
     assert (cfg.run.amp, cfg.data.tta, cfg.optim.opt) == ("auto", "flip", "sgd")
-    assert cfg.run.adapt == "data.image_size,model.width_mult,data.crop_scale"
+    assert cfg.run.adapt == "data.image_size,model.width_mult"
     mine = resolve_config(recipe="cifar10-fast", overrides={"data.source": "/nowhere", "model.width_mult": 2.0})
     assert "model.width_mult" not in mine.run.adapt and mine.model.width_mult == 2.0  # what the user sets is theirs
 
