@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from alexnet.ablate import plan as planning
-from alexnet.ablate.studies import STUDIES, get_study, load_study_file
+from alexnet.ablate.catalog import get_study
+from alexnet.ablate.studies import STUDIES, load_study_file
 from alexnet.cli import main
 from alexnet.config import ModelSpec, resolve_config
 from alexnet.errors import ConfigError

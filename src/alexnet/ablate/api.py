@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from alexnet.ablate.catalog import every_study, get_study
 from alexnet.ablate.plan import (
     Settings,
     StudyPlan,
@@ -19,7 +20,15 @@ from alexnet.ablate.plan import (
 )
 from alexnet.ablate.report import write_report, write_summary
 from alexnet.ablate.runner import DONE, commands, jobs_of, run_plan, run_side_job, train_in_process, train_pooled
-from alexnet.ablate.studies import FORBIDDEN, METRICS, PROFILES, STUDIES, Study, _flatten, get_study
+from alexnet.ablate.studies import (
+    FORBIDDEN,
+    METRICS,
+    PROFILES,
+    STUDIES,
+    Study,
+    _flatten,
+)
+from alexnet.ablate.sweep import choose_rates
 from alexnet.config import load_yaml
 from alexnet.errors import AlexNetError, ConfigError, short
 
@@ -28,8 +37,9 @@ NAMED_SOURCES = ("shapes", "mnist", "fashion-mnist", "cifar10")  # --data values
 
 def describe_studies() -> str:
     lines = []
-    for s in STUDIES.values():
-        arms = ", ".join(a.name for a in s.arms)
+    for s in every_study().values():
+        arms = ", ".join(a.name for a in s.arms) + (" (not in all: CIFAR-10's own nets)" if s.name not in STUDIES
+                                                     else "")
         measured = ", ".join(METRICS[k][0] for k in s.metrics)
         lines.append(f"{s.name:9} {s.title}\n          arms: {arms}; measures: {measured}")
     return "\n".join(lines)
@@ -99,6 +109,12 @@ class Session:
         if isinstance(jobs, bool) or not isinstance(jobs, int) or not 1 <= jobs <= 256:
             raise ConfigError(f"--jobs must be 1..256, got {short(jobs)}")
         failures = []
+        for i, p in enumerate(self.plans):  # an arm whose rate a sweep chooses: the sweep first, then its plan
+            if p.study.lr_sweep:
+                study, swept = choose_rates(p.study, self.root, p.settings)
+                failures += swept
+                self.plans[i] = make_plan(study, self.root, p.settings, p.seeds)
+                write_plan(self.plans[i])
         self.results = []
         tried: frozenset[str] = frozenset()
         if jobs > 1 and len(self.plans) > 1:  # one queue for every study's runs: no core waits between studies

@@ -26,8 +26,9 @@ DEFINITIONS = (
     "val top-1, val top-5, train accuracy: the last epoch's row of metrics.csv, in % (top-5 is left out with 5 "
     "classes or fewer, where it is 100% by definition). Gap: train accuracy - val top-1 of the last epoch, in points; "
     "the train accuracy is the running accuracy of that epoch's training batches, augmentation and dropout on, as "
-    "the trainer logs it. Epochs to the threshold: the training error (1 - train accuracy) per epoch, chance "
-    "(1 - 1/C) at epoch 0, linearly interpolated to its first crossing of the threshold; a run that never reaches it "
+    "the trainer logs it. Epochs to the threshold: the training error (1 - train accuracy) per epoch, or at every "
+    "point of the run's train_curve.csv where it has one (--curve-points), chance (1 - 1/C) at epoch 0, linearly "
+    "interpolated to its first crossing of the threshold; a run that never reaches it "
     "counts at its last epoch, marked >= (a bound). Epochs to converge: the first epoch whose val top-1 is within "
     f"{CONVERGED_POINTS:g} point of the run's best. Stuck: the last epoch's training accuracy within {STUCK_POINTS:g} "
     "points of chance (100/C %). Parameters: the model's, from its last.pt; training images/s: the mean of "
@@ -89,10 +90,13 @@ def run_info(root: Path, name: str) -> dict[str, Any]:
     return info
 
 
-def epochs_to(rows: list[dict[str, float]], threshold: float, classes: int) -> float | None:
-    """Epochs until the training error first reaches `threshold` (interpolated; chance at epoch 0)."""
-    points = [(0.0, 1.0 - 1.0 / classes)] + [(float(r["epoch"]), 1.0 - r["train_acc"]) for r in rows
-                                             if "train_acc" in r]
+def epochs_to(rows: list[dict[str, float]], threshold: float, classes: int,
+              curve: list[dict[str, float]] | None = None) -> float | None:
+    """Epochs until the training error first reaches `threshold` (interpolated; chance at epoch 0), from the run's
+    train_curve.csv rows when it has them (several points per epoch), else from metrics.csv's epochs."""
+    points = [(0.0, 1.0 - 1.0 / classes)] + ([(r["epoch"], r["train_error"]) for r in curve] if curve else
+                                             [(float(r["epoch"]), 1.0 - r["train_acc"]) for r in rows
+                                              if "train_acc" in r])
     if points[0][1] <= threshold:
         return 0.0
     for (e0, err0), (e1, err1) in zip(points, points[1:], strict=False):
@@ -131,7 +135,8 @@ def run_values(rows: list[dict[str, float]], info: dict[str, Any], threshold: fl
         "val_top5": 100 * last["val_top5"] if "val_top5" in last and classes > 5 else None,
         "train_acc": train,
         "gap": None if train is None else train - val1,
-        "epochs_to_threshold": None if threshold is None or not classes else epochs_to(rows, threshold, classes),
+        "epochs_to_threshold": None if threshold is None or not classes else epochs_to(rows, threshold, classes,
+                                                                                       info.get("curve")),
         "epochs_to_converge": float(next(r["epoch"] for r in rows if 100 * r["val_top1"] >= best - CONVERGED_POINTS)),
         "stuck": None if train is None or not classes else float(train <= 100 / classes + STUCK_POINTS),
         "params": float(info["params"]) if info.get("params") else None,

@@ -253,6 +253,8 @@ def study_from_dict(raw: dict[str, Any]) -> Study:
     arms = tuple(Arm(**a) for a in raw["arms"])
     claims = tuple(Claim(**c) for c in raw.get("claims", ()))
     rest = {k: v for k, v in raw.items() if k not in ("arms", "claims", "metrics")}
+    if isinstance(rest.get("lr_sweep"), list):  # JSON's list back into the tuple a Study holds
+        rest["lr_sweep"] = tuple(rest["lr_sweep"])
     return Study(arms=arms, claims=claims, metrics=tuple(raw["metrics"]), **rest)
 
 

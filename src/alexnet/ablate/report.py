@@ -19,12 +19,14 @@ from typing import Any
 
 from alexnet.ablate import metrics as m
 from alexnet.ablate import stats
+from alexnet.ablate.figure1 import plot_figure1
 from alexnet.ablate.plan import StudyPlan
 from alexnet.ablate.runner import DONE, eval_dir, job_status, run_dir
 from alexnet.ablate.studies import METRICS, Claim
 from alexnet.errors import AlexNetError
 from alexnet.files import atomic_write, atomic_write_text
 from alexnet.inspect.plots import _figure
+from alexnet.training.curve import CURVE_FILE, read_curve
 
 Block = tuple  # ("h1"|"h2"|"p"|"table"|"img", ...)
 
@@ -103,6 +105,8 @@ def collect(plan: StudyPlan) -> StudyResult:
             result.skipped.append(f"{path}: {e}" if str(path) not in str(e) else str(e))
             entry["status"] = "skipped"
             continue
+        if run.kind == "train":  # a finer training curve where the run wrote one (epochs_to_threshold reads it)
+            info = {**info, "curve": read_curve(run_dir(plan.root, run.name) / CURVE_FILE)}
         loaded.append((run, rows, info))
         result.classes = max(result.classes, int(info.get("classes") or 0))
         result.rows[run.name] = rows
@@ -387,7 +391,10 @@ def write_report(plan: StudyPlan) -> StudyResult:
     result = collect(plan)
     folder = plan.folder
     folder.mkdir(parents=True, exist_ok=True)
-    curves = plot_study(result, folder / "curves.png")
+    if plan.study.figure == "figure1":  # the paper's own figure, from the runs' train_curve.csv
+        curves = plot_figure1(result, folder / "figure1.png")
+    else:
+        curves = plot_study(result, folder / "curves.png")
     items = blocks(result, curves)
     atomic_write_text(folder / "report.md", to_markdown(items))
     atomic_write_text(folder / "report.html", to_html(items, f"alexnet ablate {plan.study.name}"))

@@ -72,6 +72,8 @@ PROFILE_BASE: dict[str, dict[str, Any]] = {
 # to continue, or they are the runner's own.
 FORBIDDEN = ("run.max_steps", "run.early_stop", "run.time_budget", "run.lr_find", "run.output_dir", "run.seed")
 
+MAX_SWEEP = 8  # learning rates one sweep may try
+FIGURES = ("", "figure1")  # what a study's report may draw besides its curves
 THRESHOLD_ERROR = 0.25  # the paper's Figure 1: 25% training error
 
 
@@ -120,6 +122,11 @@ class Study:
     paper: str = ""  # the paper's words, for the report
     notes: str = ""  # how this study measures, for the report
     threshold_arm: str | None = None  # epochs_to_threshold: the arm whose runs choose the threshold
+    # Learning rates tried for each train arm before its runs (ablate.sweep): the arm trains at the one whose
+    # training error is lowest after `sweep_epochs`, as the paper chose "independently" for each net of Figure 1.
+    lr_sweep: tuple[float, ...] = ()
+    sweep_epochs: int = 0
+    figure: str = ""  # "figure1": the report draws the paper's Figure 1 from the runs' train_curve.csv
 
     def arm(self, name: str) -> Arm:
         for a in self.arms:
@@ -174,8 +181,23 @@ def check_study(study: Study) -> None:
                               f"{short(c.paper)}")
         if c.direction not in (-1, 0, 1):
             raise ConfigError(f"{where}: a claim's direction must be -1, 0 or 1, got {short(c.direction)}")
+    _check_sweep(study, where)
     if study.threshold_arm is not None and study.threshold_arm not in names:
         raise ConfigError(f"{where}: threshold_arm {short(study.threshold_arm)} is not one of its arms")
+
+
+def _check_sweep(study: Study, where: str) -> None:
+    rates = study.lr_sweep
+    if not isinstance(rates, (tuple, list)) or len(rates) > MAX_SWEEP or not all(
+            isinstance(r, (int, float)) and not isinstance(r, bool) and math.isfinite(r) and 0 < r <= 10
+            for r in rates):
+        raise ConfigError(f"{where}: lr_sweep must be up to {MAX_SWEEP} learning rates in (0, 10], got "
+                          f"{short(rates)}")
+    if rates and (isinstance(study.sweep_epochs, bool) or not isinstance(study.sweep_epochs, int)
+                  or not 1 <= study.sweep_epochs <= 100):
+        raise ConfigError(f"{where}: a sweep needs sweep_epochs 1..100, got {short(study.sweep_epochs)}")
+    if study.figure not in FIGURES:
+        raise ConfigError(f"{where}: figure must be one of {', '.join(map(repr, FIGURES))}, got {short(study.figure)}")
 
 
 _STUDIES = [
@@ -309,15 +331,6 @@ _STUDIES = [
 STUDIES: dict[str, Study] = {s.name: s for s in _STUDIES}
 
 
-def get_study(name: str) -> Study:
-    """A built-in study by name, or a study YAML file by path."""
-    if name in STUDIES:
-        return STUDIES[name]
-    if isinstance(name, str) and (name.endswith((".yaml", ".yml")) or Path(name).is_file()):
-        return load_study_file(name)
-    raise ConfigError(f"unknown study {short(name)} (built in: {', '.join(STUDIES)}, all; or a study .yaml file)")
-
-
 def _flatten(raw: Any, origin: str, prefix: str = "") -> dict[str, Any]:
     """{"model": {"norm": "bn"}} or {"model.norm": "bn"} -> {"model.norm": "bn"}."""
     if not isinstance(raw, dict):
@@ -339,7 +352,8 @@ def load_study_file(path: str | Path) -> Study:
     """A study YAML (see the module docstring) -> Study; every mistake is a ConfigError naming the file."""
     origin = str(path)
     raw = load_yaml(path)  # bounded, alias-free, UTF-8; errors name the file
-    known = {"name", "title", "arms", "metrics", "claims", "base", "paper", "notes", "threshold_arm"}
+    known = {"name", "title", "arms", "metrics", "claims", "base", "paper", "notes", "threshold_arm", "lr_sweep",
+             "sweep_epochs", "figure"}
     unknown = sorted(str(k) for k in raw if k not in known)
     if unknown:
         raise ConfigError(f"{origin}: unknown key {short(unknown[0])} (known: {', '.join(sorted(known))})")
@@ -378,6 +392,11 @@ def load_study_file(path: str | Path) -> Study:
     try:
         return Study(str(name), str(raw.get("title") or name), tuple(arms), tuple(str(m) for m in metrics),
                      tuple(claims), _flatten(raw.get("base") or {}, f"{origin}: base"), str(raw.get("paper", "")),
-                     str(raw.get("notes", "")), raw.get("threshold_arm"))
+                     str(raw.get("notes", "")), raw.get("threshold_arm"), _rates(raw.get("lr_sweep", ())),
+                     raw.get("sweep_epochs", 0), raw.get("figure", ""))
     except ConfigError as e:
         raise ConfigError(f"{origin}: {e}") from None
+
+
+def _rates(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value  # YAML's list as the tuple a Study holds

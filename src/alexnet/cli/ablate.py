@@ -19,7 +19,8 @@ USAGE_WORDS = """
   alexnet ablate plan STUDY|all [options]        print one command per unfinished run, for any scheduler
   alexnet ablate report DIR                      build the reports from whatever has finished in DIR
   alexnet ablate list                            the built-in studies and what they measure
-studies: relu, lrn, overlap, dropout, augment, towers, tencrop, init, features (all: every one, and a summary)
+studies: relu, lrn, overlap, dropout, augment, towers, tencrop, init, features (all: every one, and a summary);
+  on CIFAR-10 (--data CIFAR): figure1 (the paper's Figure 1, with a learning-rate sweep per arm)
 every `alexnet train` flag (--epochs, --width-mult, --lr, --data, ...) applies to every arm, except the arm's switch
 """
 

@@ -4,6 +4,7 @@ about the command line.
     determinism  seeds of every random draw, RNG states, deterministic kernels
     batches      where each step's images come from (uint8 cache or DataLoader), and the validation batches
     optim        the optimizer and the learning-rate schedule
+    curve        train_curve.csv: the training error several times per epoch (--curve-points; Figure 1)
     epoch        one epoch of optimisation (`train_one_epoch`), its totals, loss read-back, non-finite and chance checks
     estimate     how long a first run with no recipe will take, said before it starts
     state        the training state: position, best score, optimizer/schedule/scaler, totals, warnings given

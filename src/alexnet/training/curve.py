@@ -14,9 +14,12 @@ import io
 import logging
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alexnet.files import atomic_write_text
-from alexnet.training.epoch import StepStats
+
+if TYPE_CHECKING:
+    from alexnet.training.epoch import StepStats  # torch: the report reads curves without it
 
 log = logging.getLogger("alexnet.train")
 

@@ -32,8 +32,10 @@ TRAIN_SHARE = 0.8  # of the budget left, what goes to training steps (the rest: 
 TIMED_STEPS = 2  # after one warm-up step
 
 
-def step_seconds(cfg: Any, size: int, width: float, num_classes: int, device: torch.device) -> float:
-    """One training step of the rung on random images: its model, the run's optimizer, batch and precision."""
+def step_seconds(cfg: Any, size: int, width: float, num_classes: int, device: torch.device,
+                 amp_dtype: torch.dtype | None = None) -> float:
+    """One training step of the rung on random images: its model, the run's optimizer, batch and precision
+    (`amp_dtype`: the run's autocast dtype, None for fp32)."""
     config = model_config(cfg.model.name, **{**cfg.model.architecture(), "width_mult": width},
                           image_size=size, num_classes=num_classes)
     memory_format = torch.channels_last if cfg.run.channels_last else torch.contiguous_format
@@ -47,7 +49,7 @@ def step_seconds(cfg: Any, size: int, width: float, num_classes: int, device: to
         for _ in range(TIMED_STEPS + 1):
             start = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
-            with autocast(device.type, None):
+            with autocast(device.type, amp_dtype):
                 loss = F.cross_entropy(model(images), labels)
             loss.backward()
             optimizer.step()
@@ -90,8 +92,10 @@ def choose_rung(ctx: Any, train_images: int, num_classes: int, started: float | 
             or "model.width_mult" not in names):
         return ctx
     left = parse_duration(cfg.run.time_budget) - (time.perf_counter() - started)
-    (size, width), seen = pick_rung(lambda s, w: step_seconds(cfg, s, w, num_classes, ctx.device), left,
-                                    cfg.run.batch_size, train_images, ladder(cfg.model.name))
+    def step_s(size: int, width: float) -> float:
+        return step_seconds(cfg, size, width, num_classes, ctx.device, ctx.amp_dtype)
+
+    (size, width), seen = pick_rung(step_s, left, cfg.run.batch_size, train_images, ladder(cfg.model.name))
     ctx.log(f"input size and width chosen for the budget: {size} px, width x{width:g} (passes over the "
             f"{train_images} training images each rung would give: {', '.join(seen)}; the largest with at least "
             f"{MIN_PASSES} is taken; rules: alexnet.training.rungs)")
