@@ -32,6 +32,10 @@ def test_figure1_is_a_cifar_study_that_all_leaves_out():
     assert study.lr_sweep and study.sweep_epochs >= 1 and study.figure == "figure1"
     assert study.base["model.name"] == "cc-19pct" and study.base["optim.weight_decay"] == 0.0
     assert [a.overrides["model.activation"] for a in study.arms] == ["relu", "tanh"]
+    lrn = get_study("lrn-cifar")
+    assert lrn in CIFAR_STUDIES and lrn.base["model.name"] == "cc-conv-local-11pct" and lrn.lr_sweep
+    assert [a.overrides["model.norm"] for a in lrn.arms] == ["none", "lrn"]
+    assert "must not be read as a reproduction" in lrn.notes  # 20 epochs are not the file's ~520
 
 
 @pytest.mark.parametrize("fields, message", [

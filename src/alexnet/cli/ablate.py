@@ -20,7 +20,8 @@ USAGE_WORDS = """
   alexnet ablate report DIR                      build the reports from whatever has finished in DIR
   alexnet ablate list                            the built-in studies and what they measure
 studies: relu, lrn, overlap, dropout, augment, towers, tencrop, init, features (all: every one, and a summary);
-  on CIFAR-10 (--data CIFAR): figure1 (the paper's Figure 1, with a learning-rate sweep per arm)
+  on CIFAR-10 (--data CIFAR): figure1 (the paper's Figure 1) and lrn-cifar (13% vs 11%), each with a learning-rate
+  sweep per arm first
 every `alexnet train` flag (--epochs, --width-mult, --lr, --data, ...) applies to every arm, except the arm's switch
 """
 
