@@ -51,7 +51,7 @@ CIFAR_STUDIES.append(Study(
     "lrn-cifar", "Response normalisation on CIFAR-10: 13% test error without, 11% with",
     (_train("none", "no normalisation (the file's net without its two cmrnorm layers)", model__norm="none"),
      _train("lrn", "cross-map normalisation after pool1 and conv2 (layers-conv-local-11pct)", model__norm="lrn")),
-    ("val_top1", "gap"),
+    ("val_top1", "train_acc", "gap"),
     (Claim("lrn", "none", "val_top1", 2.0, section="3.3", paper_text="a four-layer CNN achieved a 13% test error "
            "rate without normalization and 11% with normalization"),),
     base=_CONV_LOCAL_CIFAR,
