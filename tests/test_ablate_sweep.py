@@ -38,6 +38,19 @@ def test_figure1_is_a_cifar_study_that_all_leaves_out():
     assert "must not be read as a reproduction" in lrn.notes  # 20 epochs are not the file's ~520
 
 
+def test_a_verdict_of_the_right_sign_but_not_the_papers_size_says_so():
+    from alexnet.ablate import stats
+    from alexnet.ablate.report import ClaimResult, verdict_text
+
+    claim = get_study("figure1").claims[0]  # tanh / relu, the paper's 6x
+    effect = stats.paired_effect({0: 7.1, 1: 7.0, 2: 7.2}, {0: 4.8, 1: 4.6, 2: 5.0}, "/")
+    assert 1.3 < effect.low < effect.high < 1.7
+    text = verdict_text(ClaimResult(claim, effect, stats.verdict(effect, claim.sign), None))
+    assert text == "reproduced in direction only: the paper's 6x is outside the interval"
+    near = stats.paired_effect({0: 29.0, 1: 31.0, 2: 30.0}, {0: 5.0, 1: 5.1, 2: 4.9}, "/")
+    assert verdict_text(ClaimResult(claim, near, stats.verdict(near, claim.sign), None)) == "reproduced"
+
+
 @pytest.mark.parametrize("fields, message", [
     ({"lr_sweep": (0.1, -1.0), "sweep_epochs": 1}, "lr_sweep"),
     ({"lr_sweep": (0.1,)}, "sweep_epochs"),

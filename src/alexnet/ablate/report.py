@@ -225,6 +225,10 @@ def verdict_text(c: ClaimResult) -> str:
     elif c.verdict == "inconclusive":
         text += (f" (about {c.seeds_needed} seeds would settle it)" if c.seeds_needed
                  else " (the measured effect is 0 or tiny: no number of seeds within 1000 would settle it)")
+    paper, effect = c.claim.paper, c.effect
+    if c.verdict == "reproduced" and paper is not None and effect is not None and not effect.low <= paper <= effect.high:
+        text += (f" in direction only: the paper's {paper:g}{'x' if c.claim.op == '/' else ''} is outside the "
+                 "interval")
     if c.censored:
         text += f"; {c.censored} value(s) are bounds"
     return text
@@ -257,8 +261,10 @@ def blocks(result: StudyResult, curves: Path | None) -> list[Block]:
         thr = "none" if result.threshold is None else f"{100 * result.threshold:.0f}%"
         out.append(("p", f"Training-error threshold: {thr}: {result.threshold_why}."))
     if curves is not None:
-        out += [("h2", "Learning curves"), ("img", curves, "training error and val top-1 per epoch, mean over seeds "
-                                                            "with a band of one std")]
+        what = ("the paper's Figure 1, measured: training error against epochs, 10 points per epoch, the mean over "
+                "seeds thick and each seed thin; ReLU solid, tanh dashed" if study.figure == "figure1" else
+                "training error and val top-1 per epoch, mean over seeds with a band of one std")
+        out += [("h2", "Learning curves"), ("img", curves, what)]
     out.append(("h2", "Metrics (mean +- std over seeds)"))
     header = ["arm", "what it is"] + [f"{METRICS[k][0]}{f' ({METRICS[k][1]})' if METRICS[k][1] else ''}"
                                       for k in study.metrics]
