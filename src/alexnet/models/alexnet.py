@@ -22,11 +22,12 @@ from alexnet.errors import ConfigError
 from alexnet.models.architecture import AlexNetConfig
 from alexnet.models.cuda_convnet import CudaConvnetConfig
 from alexnet.models.lrn import LocalResponseNorm
+from alexnet.models.named import NamedLayers
 from alexnet.models.registry import VARIANTS, config_from_dict, model_config
 from alexnet.models.shapes import ADAPTIVE_SIZE, GROUPED_CONVS, feature_size, feature_windows, min_input_size
 
 
-class AlexNet(nn.Module):
+class AlexNet(NamedLayers):
     """AlexNet with switches: features (conv stack) -> avgpool -> flatten -> classifier (fc6, fc7, fc8)."""
 
     def __init__(self, config: AlexNetConfig | dict[str, Any] | None = None) -> None:
@@ -68,22 +69,9 @@ class AlexNet(nn.Module):
                 continue
             yield name, self._layers[name]
 
-    def layer(self, name: str) -> nn.Module:
-        """The module with this paper name (conv1, fc6, ...)."""
-        if name not in self._layers:
-            raise ConfigError(f"no layer {name!r} in {self.config.name}; layers: {', '.join(self._layer_names)}")
-        return self._layers[name]
-
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ConfigError for an input this model cannot take, naming what it can take."""
-        if x.dim() != 4:
-            raise ConfigError(f"{self.config.name} expects a batch shaped (B, C, H, W), got {tuple(x.shape)}")
-        c, h, w = x.shape[1:]
-        if c != self.config.in_channels:
-            raise ConfigError(
-                f"{self.config.name} was built for {self.config.in_channels} input channel(s), got {c}: "
-                f"convert the images (grayscale <-> RGB) or build with in_channels={c}"
-            )
+        h, w = self.batch_side(x)
         if h < self.min_input_size or w < self.min_input_size:
             m = self.min_input_size
             raise ConfigError(f"input {h}x{w} is too small for {self.config.name}: the smallest valid input is {m}x{m}")

@@ -17,6 +17,7 @@ from alexnet.errors import ConfigError
 from alexnet.models.cuda_convnet import FILTER_KINDS, CudaConvnetConfig, Layer, out_side
 from alexnet.models.local import LocallyConnected2d
 from alexnet.models.lrn import LocalResponseNorm
+from alexnet.models.named import NamedLayers
 
 
 class ResponseNormWithinMap(nn.Module):
@@ -37,7 +38,7 @@ class ResponseNormWithinMap(nn.Module):
         return f"size={self.size}, scale={self.scale}, pow={self.pow}"
 
 
-class CudaConvNet(nn.Module):
+class CudaConvNet(NamedLayers):
     """One of the authors' CIFAR-10 networks: spatial layers -> flatten -> fc layers."""
 
     def __init__(self, config: CudaConvnetConfig | dict[str, Any]) -> None:
@@ -68,17 +69,8 @@ class CudaConvNet(nn.Module):
         for name in self._layer_names:
             yield name, self._layers[name]
 
-    def layer(self, name: str) -> nn.Module:
-        if name not in self._layers:
-            raise ConfigError(f"no layer {name!r} in {self.config.name}; layers: {', '.join(self._layer_names)}")
-        return self._layers[name]
-
     def check_input(self, x: torch.Tensor) -> None:
-        if x.dim() != 4:
-            raise ConfigError(f"{self.config.name} expects a batch shaped (B, C, H, W), got {tuple(x.shape)}")
-        c, h, w = x.shape[1:]
-        if c != self.config.in_channels:
-            raise ConfigError(f"{self.config.name} was built for {self.config.in_channels} input channel(s), got {c}")
+        h, w = self.batch_side(x)
         size = self.config.image_size
         if h != size or w != size:
             raise ConfigError(f"{self.config.name} takes {size}x{size} inputs (its fc and locally-connected layers "
