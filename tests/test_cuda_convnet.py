@@ -155,6 +155,14 @@ def test_the_files_init_and_the_switches():
     assert build_model("cc-80sec", width_mult=0.5).layer("fc64").out_features == 32
 
 
+def test_freezing_the_features_freezes_the_spatial_layers_of_a_cuda_convnet_net():
+    from alexnet.training.finetune import frozen_modules
+
+    names = [n for n, _ in frozen_modules(build_model("cc-conv-local-13pct", norm="bn"), "features")]
+    assert names[0] == "conv1" and names[-1] == "bn_local4" and "fc10" not in names
+    assert [n for n, _ in frozen_modules(build_model("cc-80sec"), "features")][-1] == "conv3"
+
+
 @pytest.mark.parametrize("name", NETS)
 def test_a_checkpoint_rebuilds_the_same_net(name):
     torch.manual_seed(0)

@@ -144,12 +144,18 @@ def _layer_names(model: nn.Module):
 # --- freezing -------------------------------------------------------------------------------------------------------
 
 
+def _last_weighted_feature(model: nn.Module) -> str:
+    inside = {id(m) for m in model.features}
+    return [name for name, m in model.named_layers() if id(m) in inside and any(True for _ in m.parameters())][-1]
+
+
 def frozen_modules(model: nn.Module, freeze: str) -> list[tuple[str, nn.Module]]:
     """The modules `--freeze` keeps fixed: every layer up to and including `freeze` and the BatchNorm right after
-    it; "features" is the whole conv stack (up to conv5); "none" is nothing."""
+    it; "features" is the whole conv stack (up to its last layer with weights: conv5 or bn5 in AlexNet, conv3 or
+    local4 in the cuda-convnet nets); "none" is nothing."""
     if freeze == "none":
         return []
-    last = "conv5" if freeze == "features" else freeze
+    last = _last_weighted_feature(model) if freeze == "features" else freeze
     layers = list(model.named_layers())
     names = [name for name, _ in layers]
     if last not in names:
