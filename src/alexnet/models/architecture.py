@@ -139,14 +139,20 @@ class AlexNetConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AlexNetConfig:
         """Rebuild from `dataclasses.asdict` output (a checkpoint, YAML, JSON); unknown keys are an error."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        if not isinstance(d, dict):
-            raise ConfigError(f"model config must be a mapping of fields, got {short(d)}")
-        unknown = sorted((str(k) for k in d if k not in known), key=str)
-        if unknown:
-            raise ConfigError(f"unknown model config field(s) {clip(', '.join(unknown))}; "
-                              f"valid fields: {', '.join(sorted(known))}")
-        return cls(**d)
+        return config_from_fields(cls, d)
+
+
+def config_from_fields(cls: type, d: Any) -> Any:
+    """A model config dataclass from a mapping of its fields (every model family's `from_dict`); a mapping that
+    is not one, or a key the class lacks, is a ConfigError naming the valid fields."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    if not isinstance(d, dict):
+        raise ConfigError(f"model config must be a mapping of fields, got {short(d)}")
+    unknown = sorted((str(k) for k in d if k not in known), key=str)
+    if unknown:
+        raise ConfigError(f"unknown model config field(s) {clip(', '.join(unknown))}; "
+                          f"valid fields: {', '.join(sorted(known))}")
+    return cls(**d)
 
 
 def parameter_count(cfg: AlexNetConfig) -> int:

@@ -24,7 +24,8 @@ from typing import Any
 
 from alexnet import checks
 from alexnet.config import ACTIVATIONS, NORMS
-from alexnet.errors import ConfigError, clip, short
+from alexnet.errors import ConfigError
+from alexnet.models.architecture import config_from_fields
 
 FAMILY = "cuda-convnet"
 CC_INITS = ("paper", "default", "kaiming")  # paper: the authors' own, N(0, initW^2) weights and zero biases
@@ -160,14 +161,7 @@ class CudaConvnetConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CudaConvnetConfig:
         """Rebuild from `dataclasses.asdict` output (a checkpoint); unknown keys are an error."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        if not isinstance(d, dict):
-            raise ConfigError(f"model config must be a mapping of fields, got {short(d)}")
-        unknown = sorted(str(k) for k in d if k not in known)
-        if unknown:
-            raise ConfigError(f"unknown model config field(s) {clip(', '.join(unknown))}; "
-                              f"valid fields: {', '.join(sorted(known))}")
-        return cls(**d)
+        return config_from_fields(cls, d)
 
 
 def min_input_size(net: str) -> int:

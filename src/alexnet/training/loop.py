@@ -155,12 +155,12 @@ class EpochLoop:
         self.bar.update(images)
         if reads is None:  # the loss stays on the device this step: nothing to show, save or agree on
             return False
-        for i, read in enumerate(reads):
-            warning = state.chance.check(state.global_step - len(reads) + 1 + i, read)
+        for number, read in enumerate(reads, start=state.global_step - len(reads) + 1):  # each read's step number
+            warning = state.chance.check(number, read)
             if warning:
                 ctx.log(warning)
             if self.curve is not None:
-                self.curve.add(state.global_step - len(reads) + 1 + i, read)
+                self.curve.add(number, read)
         lr = state.optimizer.param_groups[0]["lr"]
         self.bar.set_postfix(loss=f"{reads[-1].loss:.4f}", lr=f"{lr:.2e}", refresh=False)
         if self.tensorboard is not None:
