@@ -35,7 +35,7 @@ def test_figure1_is_a_cifar_study_that_all_leaves_out():
     lrn = get_study("lrn-cifar")
     assert lrn in CIFAR_STUDIES and lrn.base["model.name"] == "cc-conv-local-11pct" and lrn.lr_sweep
     assert [a.overrides["model.norm"] for a in lrn.arms] == ["none", "lrn"]
-    assert "must not be read as a reproduction" in lrn.notes  # 20 epochs are not the file's ~520
+    assert "must not be read as a reproduction" in lrn.notes  # 10 epochs are not the file's ~520
 
 
 def test_a_verdict_of_the_right_sign_but_not_the_papers_size_says_so():
