@@ -101,6 +101,8 @@ def test_tiny_study_survives_a_kill_reuses_finished_runs_and_reports_their_numbe
     assert f"{mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}]" in md
     relu = list(top1["relu"].values())
     assert f"{sum(relu) / 2:.2f} +- {abs(relu[0] - relu[1]) / math.sqrt(2):.2f} (n=2)" in md
+    assert "structured conv1 filters (%)" in md  # every trained run's conv1 is measured (issue 25)
+    assert all(0 <= v <= 100 for arm in top1 for v in report["values"][arm]["filter_structure"].values())
     html = (out / "act" / "report.html").read_text()
     assert "data:image/png;base64," in html and "src='http" not in html
 

@@ -215,7 +215,7 @@ def test_report_is_one_self_contained_file(opened, trained, tmp_path):
     assert "<script" not in text and "http://" not in text and "https://" not in text and "src=\"/" not in text
     assert text.count('src="data:image/png;base64,') >= 2 + 2 * 2  # curves, filters, samples with Grad-CAM
     for needle in ("Training curves", "Confusion matrix", "conv1 filters", "Grad-CAM", "Resolved config",
-                   "recall (top-1)", "width_mult: 0.125"):
+                   "recall (top-1)", "width_mult: 0.125", "filters are structured, not noise"):
         assert needle in text
     run.ckpt.class_names[0] = "<script>alert(1)</script>"
     try:

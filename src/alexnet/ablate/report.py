@@ -266,9 +266,11 @@ def blocks(result: StudyResult, curves: Path | None) -> list[Block]:
                 "training error and val top-1 per epoch, mean over seeds with a band of one std")
         out += [("h2", "Learning curves"), ("img", curves, what)]
     out.append(("h2", "Metrics (mean +- std over seeds)"))
+    shown = study.metrics + tuple(k for k in ("filter_structure",) if k not in study.metrics and any(
+        result.values[a.name][k] for a in study.arms))  # every trained run's conv1 is measured (issue 25)
     header = ["arm", "what it is"] + [f"{METRICS[k][0]}{f' ({METRICS[k][1]})' if METRICS[k][1] else ''}"
-                                      for k in study.metrics]
-    out.append(("table", header, [[a.name, a.describe()] + [cell(result, a.name, k) for k in study.metrics]
+                                      for k in shown]
+    out.append(("table", header, [[a.name, a.describe()] + [cell(result, a.name, k) for k in shown]
                                   for a in study.arms]))
     if result.claims:
         out.append(("h2", "Effects against the paper"))
@@ -424,6 +426,13 @@ def write_summary(root: Path, results: list[StudyResult]) -> Path:
         ("table", ["study", "comparison", "measured effect [95% interval]", "seeds", "the paper", "verdict"], rows),
         ("p", "Verdict rule: " + stats.VERDICT_RULE),
     ]
+    filters = [[r.plan.study.name, arm, f"{sum(v.values()) / len(v):.0f}%", str(len(v))] for r in results
+               for arm, metrics in r.values.items() if (v := metrics["filter_structure"])]
+    if filters:
+        items += [("h2", "Are conv1's filters structure or noise?"),
+                  ("p", "Each arm's mean share of conv1 filters whose spectral energy sits in few frequencies (above "
+                        "99% of random filters: about 1% for random weights; alexnet.inspect.filter_structure)."),
+                  ("table", ["study", "arm", "structured conv1 filters", "seeds"], filters)]
     atomic_write_text(root / "summary.md", to_markdown(items))
     atomic_write_text(root / "summary.html", to_html(items, "alexnet ablate summary"))
     return root / "summary.md"

@@ -50,6 +50,7 @@ METRICS: dict[str, tuple[str, str, int]] = {
     "stuck": ("stuck runs (training accuracy at chance)", "runs", -1),
     "params": ("parameters", "", 0),
     "images_per_s": ("training images/s", "img/s", +1),
+    "filter_structure": ("structured conv1 filters", "%", +1),
 }
 
 # The base run of each profile, as dotted train-config overrides. quick: a quarter-width paper AlexNet (LRN, two

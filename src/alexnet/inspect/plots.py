@@ -49,11 +49,13 @@ def plot_curves(rows: Sequence[dict], path: str | Path, title: str = "") -> Path
     return Path(path)
 
 
-def filter_grid(weight: np.ndarray, pad: int = 1) -> np.ndarray:
+def filter_grid(weight: np.ndarray, pad: int = 1, towers: int = 1) -> np.ndarray:
     """(O, C, k, k) conv weights -> one (rows*(k+pad), cols*(k+pad), 3|1) image in [0, 1].
 
     Each filter is scaled to [0, 1] on its own, as in the paper's Figure 3, so that a weak filter's pattern is as
-    visible as a strong one's. RGB filters are shown in colour; other channel counts as the channel mean.
+    visible as a strong one's. RGB filters are shown in colour; other channel counts as the channel mean. With
+    `towers` > 1 each tower's filters (consecutive groups: the paper's GPUs) start on rows of their own, a wider gap
+    between towers, as the paper draws its two GPUs' filters.
     """
     weight = np.asarray(weight, dtype=np.float64)
     if weight.ndim != 4:
@@ -62,14 +64,19 @@ def filter_grid(weight: np.ndarray, pad: int = 1) -> np.ndarray:
     if channels != 3:
         weight = weight.mean(axis=1, keepdims=True)
     cols = math.ceil(math.sqrt(out_channels * 2))  # wider than tall, like the paper's 96 = 12 x 8 panel
-    return minmax_grid(weight.transpose(0, 2, 3, 1), cols, pad, background=1.0)
+    tiles = weight.transpose(0, 2, 3, 1)
+    if towers <= 1 or out_channels % towers:
+        return minmax_grid(tiles, cols, pad, background=1.0)
+    grids = [minmax_grid(group, cols, pad, background=1.0) for group in np.split(tiles, towers)]
+    gap = np.ones((3 * pad + 2, *grids[0].shape[1:]), dtype=grids[0].dtype)
+    return np.concatenate([part for grid in grids for part in (grid, gap)][:-1])
 
 
-def plot_filters(weight, path: str | Path, title: str = "conv1 filters") -> Path:
+def plot_filters(weight, path: str | Path, title: str = "conv1 filters", towers: int = 1) -> Path:
     """The first layer's filters as an image grid (the paper's Figure 3). `weight` is a tensor or an array."""
     if hasattr(weight, "detach"):
         weight = weight.detach().float().cpu().numpy()
-    grid = filter_grid(weight)
+    grid = filter_grid(weight, towers=towers)
     height, width = grid.shape[:2]
     scale = 8 / max(height, width)
     fig = _figure(max(width * scale, 2), max(height * scale, 2) + 0.4)

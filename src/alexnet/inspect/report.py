@@ -20,6 +20,7 @@ import numpy as np
 from alexnet.errors import AlexNetError
 from alexnet.files import atomic_write_text
 from alexnet.inspect import pictures
+from alexnet.inspect.filter_structure import measure_filters
 from alexnet.inspect.gradcam import cam_on, default_layer
 from alexnet.inspect.index import load_index
 from alexnet.inspect.loaded import open_run
@@ -27,6 +28,7 @@ from alexnet.inspect.plots import plot_curves, plot_filters
 from alexnet.store.runfolder import REPORT_NAME
 
 SEED = 0
+NO_STRUCTURE = "no structure measure: conv1's filters are smaller than 5x5 (too few frequencies to tell from noise)"
 STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;color:#1d2330;max-width:1100px;margin:24px auto;padding:0 16px}
 h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #d9dde3;padding-bottom:4px}
@@ -145,9 +147,11 @@ def build_report(run, index, samples: int = 8) -> str:
     else:
         sections.append(f"<h2>Validation</h2><p class='muted'>the run's data is not available: {e(run.data_problem)}</p>")
     with run.model() as model:
-        weight = model.conv1.weight.detach().clone()
+        weight, towers = model.conv1.weight.detach().clone(), model.towers
+    structure = measure_filters(weight, towers)
     sections += ["<h2>conv1 filters (the paper's Figure 3)</h2>",
-                 _img(_png_of(lambda p: plot_filters(weight, p)), "conv1 filters", "plot")]
+                 _img(_png_of(lambda p: plot_filters(weight, p, towers=towers)), "conv1 filters", "plot"),
+                 f"<p class='filter-structure'>{e(structure.describe()) if structure else NO_STRUCTURE}</p>"]
     if index is not None and samples:
         sections += ["<h2>Validation predictions with Grad-CAM</h2>", samples_html(run, index, samples)]
     config = yaml.safe_dump(ckpt.config, sort_keys=False)

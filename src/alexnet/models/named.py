@@ -22,6 +22,11 @@ class NamedLayers(nn.Module):
             raise ConfigError(f"no layer {name!r} in {self.config.name}; layers: {', '.join(self._layer_names)}")
         return self._layers[name]
 
+    @property
+    def towers(self) -> int:
+        """How many GPU towers the model has (the paper's two: conv1's filters in consecutive halves), else 1."""
+        return int(getattr(self.config, "groups", 1) or 1)
+
     def batch_side(self, x: torch.Tensor) -> tuple[int, int]:
         """(H, W) of a batch shaped (B, C, H, W) with the model's channels; else a ConfigError saying what to do."""
         if x.dim() != 4:

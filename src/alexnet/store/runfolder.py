@@ -247,5 +247,5 @@ def draw_plots(paths: RunPaths, rows: list[dict[str, Any]], model: Any, cfg: Tra
     """curves.png and filters.png, each through the atomic writer (matplotlib picks the format from `.png`)."""
     title = f"{cfg.model.name} ({cfg.recipe or 'custom'})"
     atomic_write(paths.curves, lambda tmp: plot_curves(rows, tmp, title=title), suffix=".png")
-    atomic_write(paths.filters, lambda tmp: plot_filters(model.conv1.weight, tmp,
+    atomic_write(paths.filters, lambda tmp: plot_filters(model.conv1.weight, tmp, towers=model.towers,
                                                          title=f"{cfg.model.name} conv1 filters"), suffix=".png")
