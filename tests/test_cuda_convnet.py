@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -189,3 +190,11 @@ def test_train_eval_and_summary_through_the_cli(tmp_path):
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     assert 0.0 <= json.loads(evaluated.stdout)["top1"] <= 1.0
     assert main(["summary", "cc-conv-local-11pct"]) == 0
+    # features and neighbours default to the net's last hidden layer (fc64 here), not AlexNet's fc7
+    vectors = tmp_path / "f.npy"
+    assert main(["features", "--checkpoint", str(run), str(data / "val"), "--output", str(vectors)]) == 0
+    assert np.load(vectors).shape[1] == 64 and json.loads(vectors.with_suffix(".json").read_text())["layer"] == "fc64"
+    query = str(next((data / "val").rglob("*.png")))
+    assert main(["neighbours", "--checkpoint", str(run), "--data", str(data / "train"), query, "--top-k", "2",
+                 "--output-dir", str(tmp_path / "nn")]) == 0
+    assert json.loads((tmp_path / "nn" / "neighbours.json").read_text())["layer"] == "fc64"

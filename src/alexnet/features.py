@@ -32,7 +32,7 @@ from alexnet.files import atomic_write, atomic_write_text
 from alexnet.predict import expand_inputs
 from alexnet.store.checkpoint import Checkpoint, load_checkpoint
 
-DEFAULT_LAYER = "fc7"  # the paper's 4096-dimensional last hidden layer (section 6.1)
+DEFAULT_LAYER = None  # the model's `feature_name`: the last hidden layer (fc7, 4096 numbers, in the paper's AlexNet)
 TENSOR_NAME = "features"  # the one tensor of a features .safetensors file
 
 
@@ -131,19 +131,20 @@ def as_checkpoint(checkpoint: Checkpoint | str | os.PathLike) -> Checkpoint:
 def extract_features(
     checkpoint: Checkpoint | str | os.PathLike,
     items: Sequence[str],
-    layer: str = DEFAULT_LAYER,
+    layer: str | None = DEFAULT_LAYER,
     *,
     batch_size: int = 64,
     device: torch.device | str = "cpu",
     progress: bool = False,
 ) -> FeatureSet:
-    """The `layer` vector of every image named by `items` (see `resolve_images`), with the checkpoint's eval
-    transform. Raises DataError when no image at all could be read."""
+    """The `layer` vector (None: the model's last hidden layer) of every image named by `items` (see
+    `resolve_images`), with the checkpoint's eval transform. Raises DataError when no image at all could be read."""
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     ckpt = as_checkpoint(checkpoint)
     device = torch.device(device)
     model = ckpt.build_model(device).eval()
+    layer = layer or model.feature_name
     names = layer_names(model)
     if layer not in names:
         raise ConfigError(f"{ckpt.path}: no layer {layer!r} in {ckpt.model_name}; layers: {', '.join(names)}")
@@ -179,7 +180,7 @@ def extract_features(
     return FeatureSet(torch.cat(rows), files, labels, layer, str(ckpt.path), class_names, skipped)
 
 
-def extract(checkpoint: Checkpoint | str | os.PathLike, images: Sequence[str], layer: str = DEFAULT_LAYER,
+def extract(checkpoint: Checkpoint | str | os.PathLike, images: Sequence[str], layer: str | None = DEFAULT_LAYER,
             **kwargs: Any) -> tuple[torch.Tensor, list[str]]:
     """(vectors (N, D), the N files read): `extract_features` for callers that need only the two."""
     fs = extract_features(checkpoint, images, layer, **kwargs)

@@ -90,7 +90,7 @@ def find_neighbours(
     data: str | Sequence[str],
     *,
     k: int = 5,
-    layer: str = DEFAULT_LAYER,
+    layer: str | None = DEFAULT_LAYER,
     batch_size: int = 64,
     device: torch.device | str = "cpu",
     progress: bool = False,
@@ -110,7 +110,7 @@ def find_neighbours(
     out = {}
     for q, ds, ix in zip(asked.files, distances.tolist(), indices.tolist(), strict=True):
         out[q] = [Neighbour(pool.files[i], pool.labels[i], float(dist)) for dist, i in zip(ds, ix, strict=True)]
-    return NeighbourResult(out, layer, str(ckpt.path), data, k, asked.skipped + pool.skipped)
+    return NeighbourResult(out, pool.layer, str(ckpt.path), data, k, asked.skipped + pool.skipped)
 
 
 def plot_grid(result: NeighbourResult, path: str | Path, in_channels: int = 3) -> Path:

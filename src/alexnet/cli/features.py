@@ -23,9 +23,9 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--checkpoint", required=True, metavar="RUN", help="checkpoint file or run folder")
     p.add_argument("data", nargs="+", metavar="DATA", help="a folder of class folders, or files, folders, globs")
-    p.add_argument("--layer", default="fc7", metavar="NAME",
-                   help="conv1 ... pool5, fc6, relu6, fc7, relu7, fc8 (see the error for a bad name; default fc7, "
-                   "the paper's 4096-d last hidden layer)")
+    p.add_argument("--layer", metavar="NAME",
+                   help="conv1 ... pool5, fc6, relu6, fc7, relu7, fc8 (see the error for a bad name; default: the "
+                   "model's last hidden layer, fc7 in AlexNet: the paper's 4096-d descriptor)")
     p.add_argument("--output", metavar="FILE", help="where the vectors go (default: features.safetensors here)")
     # No argparse choices: alexnet.features.FORMATS is the one list (it imports torch), checked first in run().
     p.add_argument("--format", choices=FEATURE_FORMATS, help="safetensors (one tensor named 'features', (N, D)) or npy; "

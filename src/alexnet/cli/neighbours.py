@@ -25,7 +25,8 @@ def add_parser(subparsers) -> None:
     top_k = p.add_argument("--top-k", type=int, default=5, metavar="K", help="neighbours per query (default 5)")
     add_alias(p, "--in", data)
     add_alias(p, "--k", top_k)
-    p.add_argument("--layer", default="fc7", metavar="NAME", help="the layer whose vectors are compared")
+    p.add_argument("--layer", metavar="NAME", help="the layer whose vectors are compared (default: the model's last "
+                   "hidden layer: fc7 in AlexNet, fc64 or local4 in the cuda-convnet nets)")
     p.add_argument("--output-dir", default=".", metavar="DIR", help="where neighbours.png/json go (default: here)")
     p.add_argument("--batch-size", type=int, default=64, metavar="N")
     p.add_argument("--device", default="auto", metavar="DEV", help="auto | cpu | cuda | cuda:N | mps")
