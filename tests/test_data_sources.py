@@ -179,3 +179,10 @@ def test_paper_preset_uses_the_training_sets_own_statistics(tmp_path):
     assert eigval[0] > 0.05 and abs(abs(eigvec[0][0]) - 1) < 1e-6  # all variance along red
     fallback = build_datasets(str(root), image_size=16, preset="paper", statistics=False)
     assert fallback.stats_from == "ImageNet" and fallback.pca[0][0] == pytest.approx(0.2175)
+
+    # the paper's pixel scale: the same mean subtracted, values left on 0-255 (what its N(0, 0.01) init assumes)
+    raw = build_datasets(str(root), image_size=16, preset="paper", pixel_scale="255")
+    assert raw.mean == bundle.mean and raw.std == (1 / 255,) * 3 and "0-255" in raw.stats_from
+    (x, _), (unit, _) = raw.val[0], bundle.val[0]
+    assert 10 < float(x[0].std()) < 255 and 0.2 < float(unit[0].std()) < 3  # the same image, 255 * std apart
+    assert np.allclose(x[0].numpy(), unit[0].numpy() * bundle.std[0] * 255, atol=1e-3)

@@ -221,7 +221,7 @@ def read_data(cfg: TrainConfig, info: DistInfo) -> Any:
         source=distributed.data_source_for_rank(cfg.data.source, info),
         image_size=cfg.data.image_size or base.image_size, in_channels=base.in_channels, preset=cfg.data.preset,
         val_split=cfg.data.val_split, seed=cfg.data.split_seed, strict=cfg.data.strict, download=cfg.data.download,
-        root=cfg.data.root, augment=cfg.data.augment, layout=cfg.data.layout,
+        root=cfg.data.root, augment=cfg.data.augment, layout=cfg.data.layout, pixel_scale=cfg.data.pixel_scale,
     )
 
 

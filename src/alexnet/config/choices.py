@@ -27,6 +27,9 @@ SPLITS = ("train", "val")  # the splits a dataset is divided into (and the folde
 # folders; classes: the top folders are the classes (images below them counted for them); leaves: each folder that
 # holds images is a class, named by its path ("mammals/cat")
 LAYOUTS = ("auto", "classes", "leaves")
+# how the normalised pixels are scaled: by the channels' std (unit variance), or as the paper feeds them: 0-255
+# values less the mean (section 2: "subtracting the mean activity over the training set from each pixel")
+PIXEL_SCALES = ("std", "255")
 CLASS_WEIGHTS = ("none", "auto")  # or one positive weight per class, "w1,w2,...": alexnet.training.balance
 OPTIMIZERS = ("sgd", "adam", "adamw")
 LR_SCHEDULES = ("plateau", "step", "cosine", "none")

@@ -21,6 +21,7 @@ from alexnet.config.choices import (
     IN_CHANNELS,
     INITS,
     LAYOUTS,
+    PIXEL_SCALES,
     LOADERS,
     LR_SCHEDULES,
     NORMS,
@@ -155,6 +156,9 @@ class DataSpec:
     # random-resized crops and flips (data.augment.random_resized_crop) in place of the preset's augmentation
     crop_scale: float = flag(0.0, metavar="S", help="cache loader: train on random-resized crops covering at least "
                              "this fraction of each image (e.g. 0.35), and flips (0: the preset's augmentation)")
+    # the paper's init N(0, 0.01) was made for its inputs: 0-255 pixels less the mean, about 60x larger than unit std
+    pixel_scale: str = flag("std", choices=PIXEL_SCALES, help="the mean-subtracted pixels divided by the channels' "
+                            "std (default), or on the paper's 0-255 scale (255), which its N(0, 0.01) init assumes")
     # the views validation averages; eval and predict of the run's checkpoints take it as their default
     tta: str = flag("none", choices=TTA_MODES, help="validation's test-time augmentation: none, or flip (the image "
                     "and its mirror averaged); eval and predict of this run's checkpoints default to it")
@@ -182,6 +186,7 @@ class DataSpec:
             raise ConfigError("field 'data.crop_scale' is training augmentation of the cache loader: not with "
                               "--loader pil or --no-augment")
         _F.text(self.tta, "data.tta", choices=TTA_MODES)
+        _F.text(self.pixel_scale, "data.pixel_scale", choices=PIXEL_SCALES)
 
 
 @dataclass

@@ -24,7 +24,7 @@ import logging
 import math
 import os
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -213,6 +213,7 @@ class DataRequest:
     shapes: ShapesConfig | None = None
     statistics: bool = True
     layout: str = "auto"  # how an image folder's class folders are read (alexnet.config.LAYOUTS)
+    pixel_scale: str = "std"  # alexnet.config.PIXEL_SCALES: "255" keeps the mean-subtracted pixels on 0-255
 
 
 @dataclass(frozen=True)
@@ -348,6 +349,15 @@ class _Normalisation:
 
 
 def _normalisation(preset: str, train: ImageFileDataset | ArrayDataset, request: DataRequest) -> _Normalisation:
+    """The preset's mean/std (and PCA for `paper`), with the std 1/255 on the paper's pixel scale."""
+    norm = _preset_normalisation(preset, train, request)
+    if request.pixel_scale != "255":
+        return norm
+    return replace(norm, std=(1 / 255,) * len(norm.std), stats_from=f"{norm.stats_from}; pixels on the 0-255 scale")
+
+
+def _preset_normalisation(preset: str, train: ImageFileDataset | ArrayDataset,
+                          request: DataRequest) -> _Normalisation:
     """The preset's mean/std (and PCA for `paper`): the training set's own for `paper`, unless `statistics` is off."""
     channels = request.in_channels
     mean, std = default_mean_std(preset, channels)
