@@ -23,7 +23,7 @@ from alexnet.ablate.figure1 import plot_figure1
 from alexnet.ablate.plan import StudyPlan
 from alexnet.ablate.runner import DONE, eval_dir, job_status, run_dir
 from alexnet.ablate.studies import METRICS, Claim
-from alexnet.errors import AlexNetError
+from alexnet.errors import AlexNetError, plural
 from alexnet.files import atomic_write, atomic_write_text
 from alexnet.inspect.plots import _figure
 from alexnet.training.curve import CURVE_FILE, read_curve
@@ -239,10 +239,11 @@ def describe_settings(plan: StudyPlan) -> str:
     cfg = cfgs[0] if cfgs else {}
     mdl, data, opt, run = (cfg.get(k, {}) for k in ("model", "data", "optim", "run"))
     source = plan.settings.data or "the built-in shapes dataset"
+    pixels = ", pixels 0-255 less the mean" if data.get("pixel_scale") == "255" else ""
     return (f"Data: {source}. Profile {plan.settings.profile}: {mdl.get('name')} at width x{mdl.get('width_mult')}, "
-            f"{data.get('image_size')} px, preset {data.get('preset')}, {opt.get('opt')} lr {opt.get('lr')} "
-            f"({opt.get('lr_schedule')} schedule), "
-            f"{run.get('epochs')} epochs, batch {run.get('batch_size')}. Seeds: {plan.seeds}. "
+            f"init {mdl.get('init')}, {data.get('image_size')} px, preset {data.get('preset')}{pixels}, "
+            f"{opt.get('opt')} lr {opt.get('lr')} ({opt.get('lr_schedule')} schedule), "
+            f"{plural(int(run.get('epochs') or 0), 'epoch')}, batch {run.get('batch_size')}. Seeds: {plan.seeds}. "
             f"User overrides: {json.dumps(plan.settings.overrides) if plan.settings.overrides else 'none'}.")
 
 
