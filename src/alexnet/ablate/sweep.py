@@ -15,6 +15,7 @@ from alexnet.ablate.plan import Settings, make_plan, write_plan
 from alexnet.ablate.report import write_report
 from alexnet.ablate.runner import run_plan
 from alexnet.ablate.studies import Arm, Study
+from alexnet.errors import plural
 
 
 def sweep_arm_name(arm: str, lr: float) -> str:
@@ -27,7 +28,7 @@ def sweep_study(study: Study) -> Study:
                      "train", f"{a.describe()}, lr {lr:g}")
                  for a in study.arms if a.kind == "train" for lr in study.lr_sweep)
     return Study(f"{study.name}-sweep", f"{study.title}: the learning-rate sweep", arms, ("train_acc",),
-                 base=study.base, notes=f"{study.sweep_epochs} epochs at each rate, seed 0; each arm of "
+                 base=study.base, notes=f"{plural(study.sweep_epochs, 'epoch')} at each rate, seed 0; each arm of "
                  f"{study.name} then trains at the rate with the lowest training error here.")
 
 
@@ -50,7 +51,7 @@ def choose_rates(study: Study, root: Path, settings: Settings, say=print) -> tup
         best = min(errors, key=lambda lr: (errors[lr], lr))
         arms.append(dataclasses.replace(arm, overrides={**arm.overrides, "optim.lr": best}))
         tried = ", ".join(f"{lr:g}: {errors[lr]:.1f}%" for lr in sorted(errors))
-        lines.append(f"{arm.name} at lr {best:g} (training error after {study.sweep_epochs} epochs at each rate: "
+        lines.append(f"{arm.name} at lr {best:g} (training error after {plural(study.sweep_epochs, 'epoch')} at each rate: "
                      f"{tried})")
     notes = (study.notes + " " if study.notes else "") + "Learning rates chosen by the sweep (report: " \
         f"{study.name}-sweep/report.md): " + "; ".join(lines) + "."
