@@ -17,14 +17,18 @@ import argparse
 import torch
 
 from alexnet.data import build_from_description
+from alexnet.data.transforms import build_transform
+from alexnet.errors import AlexNetError
 from alexnet.store.checkpoint import load_checkpoint
 
 
 def bite(run: str, images: int) -> list[tuple[str, float, float]]:
     ckpt = load_checkpoint(run, prefer="best")
     model = ckpt.build_model()
-    bundle = build_from_description(ckpt.data_description())
-    batch = torch.stack([bundle.val[i][0] for i in range(min(images, len(bundle.val)))])
+    bundle = build_from_description(ckpt.data_description(), statistics=False)
+    p = ckpt.preprocessing  # the checkpoint's own mean and std (1/255 for --pixel-scale 255), as eval feeds them
+    transform = build_transform(p.preset, p.image_size, False, p.mean, p.std, p.in_channels)
+    batch = torch.stack([transform(bundle.val.load_pil(i)) for i in range(min(images, len(bundle.val)))])
     caught: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     hooks = [module.register_forward_hook(lambda m, args, out, name=name: caught.__setitem__(name, (args[0], out)))
              for name, module in model.named_layers() if "ResponseNorm" in type(module).__name__]
@@ -49,7 +53,10 @@ def main() -> None:
     print("| run | layer | relative change sum abs(out - in) / sum abs(in) | mean divisor in / out |")
     print("|---|---|---:|---:|")
     for run in args.runs:
-        rows = bite(run, args.images)
+        try:
+            rows = bite(run, args.images)
+        except (AlexNetError, OSError) as e:
+            raise SystemExit(f"lrn_bite.py: {e}") from None
         if not rows:
             print(f"| {run} | (no LocalResponseNorm layer) | - | - |")
         for name, change, divisor in rows:
