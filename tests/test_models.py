@@ -536,3 +536,31 @@ def test_lrn_size_is_only_bounded_by_channels_when_lrn_is_used():
 def test_from_dict_refuses_what_is_not_a_mapping():
     with pytest.raises(ConfigError, match=r"model config must be a mapping of fields, got \[1, 2\]"):
         AlexNetConfig.from_dict([1, 2])
+
+
+def test_kaiming_in_init_keeps_the_signal_through_the_net_where_the_others_shrink_it():
+    """kaiming-in (the paper-imagenette recipe's init) draws every layer but fc8 from N(0, 2 / fan_in), so fc7's
+    output keeps the scale of conv1's; the paper's N(0, 0.01) and the fan_out form shrink it by orders of magnitude,
+    which is why neither left chance on Imagenette without BatchNorm."""
+    images = torch.randn(16, 3, 131, 131)
+
+    def scales(init: str) -> tuple[float, float]:
+        torch.manual_seed(0)
+        model = build_model("alexnet", init=init, width_mult=0.5, image_size=131, num_classes=10).eval()
+        out: dict[str, float] = {}
+        for name in ("conv1", "fc7"):
+            model.layer(name).register_forward_hook(lambda m, i, o, name=name: out.__setitem__(name, o.std().item()))
+        model(images)
+        return out["conv1"], out["fc7"]
+
+    conv1, fc7 = scales("kaiming-in")
+    assert 0.25 < fc7 / conv1 < 4
+    for other in ("kaiming", "paper-bias0"):
+        conv1, fc7 = scales(other)
+        assert fc7 / conv1 < 0.05, other
+    torch.manual_seed(0)
+    model = build_model("alexnet", init="kaiming-in", **SMALL)
+    fan_in = model.layer("fc6").in_features
+    assert abs(model.layer("fc6").weight.std().item() - (2 / fan_in) ** 0.5) < 0.1 * (2 / fan_in) ** 0.5
+    assert abs(model.layer("fc8").weight.std().item() - 0.01) < 2e-3
+    assert all(m.bias.eq(0).all() for _, m in model.named_layers() if isinstance(m, (nn.Conv2d, nn.Linear)))

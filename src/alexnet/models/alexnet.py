@@ -151,6 +151,16 @@ def _init_weights(model: AlexNet, cfg: AlexNetConfig) -> None:
             nn.init.normal_(m.weight, 0.0, 0.01)
             one = cfg.init == "paper" and name in ("conv2", "conv4", "conv5", "fc6", "fc7")
             nn.init.constant_(m.bias, 1.0 if one else 0.0)
+        elif cfg.init == "kaiming-in":
+            # He-normal from each layer's fan_in, as He et al. (2015) derive it, in every conv and hidden fc layer:
+            # each keeps its input's scale, where N(0, 0.01) and the fan_out form shrink it layer by layer until,
+            # without BatchNorm, the logits barely depend on the image (benchmarks/README.md, "The paper's recipe on
+            # Imagenette"). fc8 keeps N(0, 0.01), so the first loss is ln(classes).
+            if name == model.head_name:
+                nn.init.normal_(m.weight, 0.0, 0.01)
+            else:
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity=cfg.activation)
+            nn.init.zeros_(m.bias)
         else:  # kaiming, as torchvision's VGG: He-normal convs (fan_out), N(0, 0.01) linears, zero biases
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity=cfg.activation)
