@@ -203,6 +203,27 @@ def test_verification_is_remembered_by_size_and_mtime(tmp_path):
     assert [os.path.basename(p) for p, _ in scan_folder(root, val_split=0.0).skipped] == ["dog_1.jpg"]
 
 
+def test_verdicts_are_keyed_by_the_real_path_through_linked_folders_and_files(tmp_path, monkeypatch):
+    """The key resolves the folder once per folder and a linked file whole: the same file reached through a linked
+    folder, or as a link of its own, is the one verdict (decoded once), and a link to another file is not."""
+    from alexnet.data import verify
+
+    root = f.image_folder(tmp_path / "real", ("cat", "dog"), per_class=2)
+    (tmp_path / "via").symlink_to(root, target_is_directory=True)
+    decoded: list[str] = []
+    check = verify._check
+    monkeypatch.setattr(verify, "_check", lambda path, checks: decoded.append(path) or check(path, checks))
+    real_files = sorted(str(p) for p in root.rglob("*.jpg"))
+    linked_folder = [str(tmp_path / "via" / os.path.relpath(p, root)) for p in real_files]
+    assert verify.verify_files(str(root), real_files, verify.FileChecks()) and len(decoded) == 4
+    assert all(v == (None, []) for v in verify.verify_files(str(root), linked_folder, verify.FileChecks()).values())
+    assert len(decoded) == 4  # the same store entries: same real paths
+    (tmp_path / "alias.jpg").symlink_to(real_files[0])
+    (tmp_path / "other.jpg").symlink_to(f.write_jpeg(tmp_path / "elsewhere" / "x.jpg"))
+    verify.verify_files(str(root), [str(tmp_path / "alias.jpg"), str(tmp_path / "other.jpg")], verify.FileChecks())
+    assert [os.path.basename(p) for p in decoded[4:]] == ["other.jpg"]
+
+
 # --- layouts as people have them: split folder names, case, one wrapper, refusals of what reads two ways ----------
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import data_factories as f
-from alexnet.data import DataBundle, build_datasets, build_from_description
+from alexnet.data import DataBundle, at_image_size, build_datasets, build_from_description
 from alexnet.data.synthetic import SHAPES, ShapesConfig, make_shapes
 from alexnet.errors import ConfigError, DataError
 
@@ -186,3 +186,19 @@ def test_paper_preset_uses_the_training_sets_own_statistics(tmp_path):
     (x, _), (unit, _) = raw.val[0], bundle.val[0]
     assert 10 < float(x[0].std()) < 255 and 0.2 < float(unit[0].std()) < 3  # the same image, 255 * std apart
     assert np.allclose(x[0].numpy(), unit[0].numpy() * bundle.std[0] * 255, atol=1e-3)
+
+
+def test_at_image_size_gives_the_same_data_at_another_size_without_scanning_again(tmp_path, monkeypatch):
+    """A time budget's rung chooses the input size after the scan: the bundle is resized, not read again."""
+    from alexnet.data import sources
+
+    root = f.image_folder(tmp_path, ("cat", "dog"), per_class=3)
+    bundle = build_datasets(root, image_size=64, in_channels=3, preset="seed", val_split=0.34)
+    files, mean, std = list(bundle.train.samples), bundle.mean, bundle.std
+    monkeypatch.setattr(sources, "scan_folder", lambda *a, **k: pytest.fail("scanned again"))
+    resized = at_image_size(bundle, 32)
+    check_bundle(resized, 32, 3)
+    assert resized.train.samples == files and (resized.mean, resized.std) == (mean, std)
+    assert resized.describe()["image_size"] == 32
+    with pytest.raises(ConfigError):
+        at_image_size(resized, 0)

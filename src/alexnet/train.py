@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from alexnet.config import TrainConfig, load_yaml, merge, overrides_to_dict, parse_duration, save_yaml
-from alexnet.data import build_datasets
+from alexnet.data import at_image_size, build_datasets
 from alexnet.errors import AlexNetError, CheckpointError, ConfigError, DataError
 from alexnet.models import build_from_config, model_config
 from alexnet.runtime import distributed
@@ -195,18 +195,18 @@ def build_data(ctx: RunContext, started: float) -> tuple[RunContext, RunData]:
         with distributed.rank0_first(info, "preparing the data"):  # the built-in dataset and caches: once per machine
             bundle = read_data(ctx.cfg, info)
             sized = choose_rung(ctx, len(bundle.train), len(bundle.class_names), started)
-            if sized is not ctx:
-                ctx = sized
-                bundle = read_data(ctx.cfg, info)  # the scan again (the files are in the OS cache), at the chosen size
-            cfg = ctx.cfg
+            ctx, cfg = sized, sized.cfg
             base = model_config(cfg.model.name, **cfg.model.architecture())
             image_size = cfg.data.image_size or base.image_size
+            if image_size != bundle.image_size:  # the rung's size: new transforms, the same scan
+                bundle = at_image_size(bundle, image_size, cfg.data.augment)
             train_source, val_batches = build_batches(cfg, bundle, image_size, base.in_channels, info, ctx.device)
         if len(bundle.val) == 0:
             raise DataError(f"{bundle.source}: the validation split is empty; training needs validation "
                             "images (they choose best.pt and drive the plateau schedule): add a val/ folder "
                             "or more images per class")
-    distributed.check_same("data", distributed.data_identity(bundle))  # DDP would silently average different data
+    if info.world_size > 1:  # DDP would silently average different data (the identity hashes every file name)
+        distributed.check_same("data", distributed.data_identity(bundle))
     config = dataclasses.replace(base, num_classes=len(bundle.class_names), image_size=image_size)
     weights, warning = balance.prepare(cfg, bundle.train.targets, bundle.class_names, ctx.device)
     if warning:

@@ -24,6 +24,7 @@ import importlib
 
 _EXPORTS = {
     "build_datasets": "sources",
+    "at_image_size": "sources",
     "build_from_description": "sources",
     "DataBundle": "sources",
     "load_image": "images",

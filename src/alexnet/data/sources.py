@@ -406,6 +406,18 @@ def _bundle(request: DataRequest, read: _Read) -> DataBundle:
     return bundle
 
 
+def at_image_size(bundle: DataBundle, image_size: int, augment: bool | None = None) -> DataBundle:
+    """The same data at another input size, without reading the source again: what the readers find and the
+    statistics they compute do not depend on the size, only the transforms do. (A time budget's rung,
+    alexnet.training.rungs, is chosen after the scan; scanning again cost seconds on a large folder.) `augment` as
+    build_datasets'. The bundle's datasets are shared: the one given is not to be used after this."""
+    check_preset(bundle.preset, image_size, bundle.in_channels)
+    resized = replace(bundle, image_size=image_size)
+    resized.train.transform = resized.transform(train=True, augment=augment)
+    resized.val.transform = resized.transform(train=False)
+    return resized
+
+
 def build_from_description(description: dict, **overrides) -> DataBundle:
     """Rebuilds the bundle a checkpoint describes; the class names must come out identical."""
     args = {

@@ -82,7 +82,8 @@ def set_determinism(on: bool, device: torch.device) -> None:
     fit() sets CUBLAS_WORKSPACE_CONFIG before CUDA is first used; this repeats it for other callers."""
     if on and device.type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_DETERMINISTIC)
-    torch.use_deterministic_algorithms(on)
+    if on or torch.are_deterministic_algorithms_enabled():  # the call costs ~1 s (an import) even when it changes nothing
+        torch.use_deterministic_algorithms(on)
     torch.backends.cudnn.benchmark = device.type == "cuda" and not on
 
 
