@@ -206,3 +206,23 @@ def test_the_page_works_with_its_token_and_refuses_without(page, server):
         visitor.close()
     finally:
         guarded.stop()
+
+
+def test_the_report_opens_offline_with_every_image_and_its_sections(page, server, shots, tmp_path):
+    """`alexnet report`'s file, opened from disk in the browser: it asks the network for nothing, every inlined
+    image decodes, and its sections are there (the README's report screenshot is this page)."""
+    from alexnet.inspect.report import write_report
+
+    run = next(iter(server.app.state.runs.values())).run
+    path = write_report(run.ckpt.run_dir, tmp_path / "report.html", progress=False)
+    tab = page.context.new_page()
+    requests: list[str] = []
+    tab.on("request", lambda r: r.url.startswith("file:") or requests.append(r.url))
+    tab.goto(path.as_uri())
+    loaded(tab, "img")
+    text = tab.inner_text("body")
+    for heading in ("conv1", "confusion", "config"):
+        assert heading in text.lower(), heading
+    assert requests == []
+    tab.screenshot(path=str(shots / "report.png"), full_page=True)
+    tab.close()

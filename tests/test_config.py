@@ -37,6 +37,16 @@ def test_recipes_say_what_their_sources_say():
     seed = resolve_config(recipe="seed")
     assert (seed.model.name, seed.data.image_size, seed.data.preset, seed.optim.opt, seed.run.batch_size) == (
         "alexnet-bn", 227, "seed", "adam", 256)
+    pi = resolve_config(recipe="paper-imagenette")  # the paper's switches and SGD; its stated changes only
+    from alexnet.models import model_config
+
+    arch = model_config(pi.model.name, **pi.model.architecture())
+    assert (pi.model.name, arch.norm, arch.groups, arch.pooling, arch.dropout, pi.data.preset) == (
+        "alexnet", "lrn", 2, "overlap", 0.5, "paper")
+    assert (pi.optim.opt, pi.optim.lr, pi.optim.momentum, pi.optim.weight_decay, pi.optim.lr_schedule) == (
+        "sgd", 0.01, 0.9, 5e-4, "plateau")
+    assert (pi.run.batch_size, pi.optim.gamma, pi.optim.max_drops) == (128, 0.1, 3)
+    assert (pi.model.init, pi.model.width_mult, pi.data.image_size) == ("paper-he", 0.5, 131)
     d2l = resolve_config(recipe="d2l")
     assert (d2l.model.name, d2l.model.in_channels, d2l.data.image_size, d2l.optim.lr, d2l.run.batch_size,
             d2l.run.epochs, d2l.data.preset) == ("alexnet-d2l", 1, 224, 0.001, 128, 5, "d2l")

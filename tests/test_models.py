@@ -538,10 +538,11 @@ def test_from_dict_refuses_what_is_not_a_mapping():
         AlexNetConfig.from_dict([1, 2])
 
 
-def test_kaiming_in_init_keeps_the_signal_through_the_net_where_the_others_shrink_it():
-    """kaiming-in (the paper-imagenette recipe's init) draws every layer but fc8 from N(0, 2 / fan_in), so fc7's
-    output keeps the scale of conv1's; the paper's N(0, 0.01) and the fan_out form shrink it by orders of magnitude,
-    which is why neither left chance on Imagenette without BatchNorm."""
+def test_paper_he_init_keeps_the_signal_through_the_net_where_the_others_shrink_it():
+    """paper-he (the paper-imagenette recipe's init) draws conv2-fc7 from N(0, 2 / fan_in), so fc7's output keeps
+    the scale of conv1's; the paper's N(0, 0.01), the fan_out form and PyTorch's default shrink it by orders of
+    magnitude, which is why none of them left chance on Imagenette without BatchNorm. conv1 and fc8 keep the
+    paper's N(0, 0.01)."""
     images = torch.randn(16, 3, 131, 131)
 
     def scales(init: str) -> tuple[float, float]:
@@ -553,14 +554,15 @@ def test_kaiming_in_init_keeps_the_signal_through_the_net_where_the_others_shrin
         model(images)
         return out["conv1"], out["fc7"]
 
-    conv1, fc7 = scales("kaiming-in")
+    conv1, fc7 = scales("paper-he")
     assert 0.25 < fc7 / conv1 < 4
-    for other in ("kaiming", "paper-bias0"):
+    for other in ("kaiming", "paper-bias0", "default"):
         conv1, fc7 = scales(other)
         assert fc7 / conv1 < 0.05, other
     torch.manual_seed(0)
-    model = build_model("alexnet", init="kaiming-in", **SMALL)
+    model = build_model("alexnet", init="paper-he", **SMALL)
     fan_in = model.layer("fc6").in_features
     assert abs(model.layer("fc6").weight.std().item() - (2 / fan_in) ** 0.5) < 0.1 * (2 / fan_in) ** 0.5
-    assert abs(model.layer("fc8").weight.std().item() - 0.01) < 2e-3
+    for name in ("conv1", "fc8"):
+        assert abs(model.layer(name).weight.std().item() - 0.01) < 2e-3, name
     assert all(m.bias.eq(0).all() for _, m in model.named_layers() if isinstance(m, (nn.Conv2d, nn.Linear)))

@@ -209,15 +209,20 @@ def test_the_largest_rung_that_still_gives_enough_passes_is_taken():
 
 
 def test_a_budgeted_fast_run_says_which_size_and_width_it_chose_and_records_them(pets, tmp_path, monkeypatch):
+    from alexnet.data import sources
     from alexnet.training import rungs
 
     monkeypatch.setattr(rungs, "RUNGS", ((67, 0.125), (75, 0.125)))  # small rungs: the test's time is the budget's
+    scans = []
+    scan = sources.scan_folder
+    monkeypatch.setattr(sources, "scan_folder", lambda *a, **k: scans.append(a) or scan(*a, **k))
     cfg = resolve_config(recipe="fast", overrides={
         "data.source": str(pets), "run.batch_size": 8, "run.time_budget": "20s",
         "run.output_dir": str(tmp_path / "run"), "run.device": "cpu"})
     fit(cfg, progress=False)
     log = (tmp_path / "run" / "log.txt").read_text()
     assert "input size and width chosen for the budget" in log and "recipe chosen for this run" in log
+    assert len(scans) == 1  # the rung's size re-bundles the scan: the folder is not walked and verified again
     import yaml
 
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())

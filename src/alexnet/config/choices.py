@@ -17,9 +17,9 @@ NORMS = ("lrn", "bn", "none")
 ACTIVATIONS = ("relu", "tanh")  # the paper's section 3.1: ReLU, and tanh its saturating baseline
 POOLINGS = ("overlap", "plain")  # overlap: 3x3 windows, stride 2 (the paper, section 3.4); plain: 2x2, stride 2
 # paper: N(0, 0.01), bias 1 on conv2/4/5, fc6/7 (section 5); paper-bias0: the same weights, every bias 0;
-# default: PyTorch's; kaiming: He et al. as torchvision's VGG (fan_out convs, N(0, 0.01) linears); kaiming-in: He
-# et al.'s fan_in in every layer but the last, which keeps the activations' scale through a net without BatchNorm
-INITS = ("paper", "paper-bias0", "default", "kaiming", "kaiming-in")
+# default: PyTorch's; kaiming: He et al. as torchvision's VGG (fan_out convs, N(0, 0.01) linears); paper-he: the
+# paper's N(0, 0.01) in conv1 and fc8, He et al.'s fan_in between (keeps the signal's scale without BatchNorm)
+INITS = ("paper", "paper-bias0", "default", "kaiming", "paper-he")
 IN_CHANNELS = (1, 3)  # grayscale (the d2l note) or RGB
 PRESETS = ("seed", "d2l", "paper")  # transform presets (alexnet.data.transforms)
 LOADERS = ("cache", "pil")

@@ -151,12 +151,14 @@ def _init_weights(model: AlexNet, cfg: AlexNetConfig) -> None:
             nn.init.normal_(m.weight, 0.0, 0.01)
             one = cfg.init == "paper" and name in ("conv2", "conv4", "conv5", "fc6", "fc7")
             nn.init.constant_(m.bias, 1.0 if one else 0.0)
-        elif cfg.init == "kaiming-in":
-            # He-normal from each layer's fan_in, as He et al. (2015) derive it, in every conv and hidden fc layer:
-            # each keeps its input's scale, where N(0, 0.01) and the fan_out form shrink it layer by layer until,
-            # without BatchNorm, the logits barely depend on the image (benchmarks/README.md, "The paper's recipe on
-            # Imagenette"). fc8 keeps N(0, 0.01), so the first loss is ln(classes).
-            if name == model.head_name:
+        elif cfg.init == "paper-he":
+            # The paper's N(0, 0.01) in conv1 and fc8, He-normal from the layer's fan_in (He et al. 2015) between
+            # them, every bias 0. With N(0, 0.01) everywhere (or torchvision's fan_out form, or PyTorch's default)
+            # each layer shrinks the signal until, without BatchNorm, the logits barely depend on the image and the
+            # net stays at chance (benchmarks/init_signal.py); He's fan_in keeps its scale from conv2 to fc7. conv1
+            # keeps the paper's small weights so that what its filters learn is not buried in init noise (Figure
+            # 3), and fc8's make the first loss ln(classes).
+            if name in ("conv1", model.head_name):
                 nn.init.normal_(m.weight, 0.0, 0.01)
             else:
                 nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity=cfg.activation)

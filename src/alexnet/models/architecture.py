@@ -45,7 +45,7 @@ class AlexNetConfig:
     dropout_position: str = "after"  # after fc6/fc7's ReLU (paper, d2l) or before fc6/fc7 (torchvision, the bn note)
     groups: int = 2  # groups of conv2, conv4, conv5: 2 = the paper's two GPU towers, 1 = one tower
     init: str = "paper"  # paper: N(0, 0.01), bias 1 on conv2/4/5, fc6/7; paper-bias0: every bias 0; default:
-    # PyTorch's; kaiming: He et al. (fan_out convs); kaiming-in: He et al. (fan_in, every layer but fc8)
+    # PyTorch's; kaiming: He et al. (fan_out convs); paper-he: N(0, 0.01) conv1/fc8, He fan_in between
     head: str = "flatten"  # flatten: fc6 takes the conv stack's map at image_size; adaptive: avg-pool to 6x6 first
     lrn_size: int = 5  # the paper's n: channels in each normalisation window
     lrn_k: float = 2.0  # the paper's k
