@@ -47,6 +47,8 @@ def one_batch(data: str, per_class: int, seed: int) -> tuple[torch.Tensor, torch
             img = load_image(str(path), 3)
             images.append(TF.to_tensor(TF.center_crop(TF.resize(img, SIZE), SIZE)))
             labels.append(label)
+    if not images:
+        raise SystemExit(f"{data}/train: no images in its class folders")
     return torch.stack(images), torch.tensor(labels)
 
 

@@ -401,8 +401,13 @@ def _bundle(request: DataRequest, read: _Read) -> DataBundle:
         root=read.root,
         layout_option=request.layout,
     )
-    read.train.transform = bundle.transform(train=True, augment=request.augment)
-    read.val.transform = bundle.transform(train=False)
+    return _with_transforms(bundle, request.augment)
+
+
+def _with_transforms(bundle: DataBundle, augment: bool | None) -> DataBundle:
+    """Gives the bundle's datasets the transforms of its preset and input size (`augment` as build_datasets')."""
+    bundle.train.transform = bundle.transform(train=True, augment=augment)
+    bundle.val.transform = bundle.transform(train=False)
     return bundle
 
 
@@ -412,10 +417,7 @@ def at_image_size(bundle: DataBundle, image_size: int, augment: bool | None = No
     alexnet.training.rungs, is chosen after the scan; scanning again cost seconds on a large folder.) `augment` as
     build_datasets'. The bundle's datasets are shared: the one given is not to be used after this."""
     check_preset(bundle.preset, image_size, bundle.in_channels)
-    resized = replace(bundle, image_size=image_size)
-    resized.train.transform = resized.transform(train=True, augment=augment)
-    resized.val.transform = resized.transform(train=False)
-    return resized
+    return _with_transforms(replace(bundle, image_size=image_size), augment)
 
 
 def build_from_description(description: dict, **overrides) -> DataBundle:
