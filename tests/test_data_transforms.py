@@ -19,6 +19,7 @@ from alexnet.data.transforms import (
     resize_size,
     ten_crop_size,
 )
+from alexnet.errors import ConfigError
 
 
 @pytest.mark.parametrize("preset", ["seed", "d2l", "paper"])
@@ -245,3 +246,25 @@ def test_small_cache_is_resized_up_per_batch(tmp_path):
     x = BatchAugment("paper", 24, paper.mean, paper.std, train=True, pca=paper.pca,
                      generator=torch.Generator().manual_seed(0))(cache_split(paper, "train", size=12).images)  # fmt: skip
     assert x.shape == (20, 1, 24, 24) and torch.isfinite(x).all()
+
+
+def test_a_datasets_transform_is_built_on_first_use_and_equals_the_built_one(tmp_path):
+    """The datasets' PIL-path transform is deferred: reading a folder does not import torchvision (seconds of a
+    short --time-budget, and the uint8 cache never calls it); once called it is build_transform's, and bad
+    arguments are refused when it is made, not later."""
+    import subprocess
+    import sys
+
+    from alexnet.data.transforms import DeferredTransform
+
+    folder = f.make_folder(tmp_path / "data", train=4, val=2)
+    code = (f"import sys; from alexnet.data import build_datasets; b = build_datasets({str(folder)!r}, image_size=32); "
+            "print('torchvision' in sys.modules); b.val[0]; print('torchvision' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"], out.stderr
+    bundle = build_datasets(str(folder), image_size=32)
+    built = build_transform("seed", 32, False, bundle.mean, bundle.std)
+    image = bundle.val.load_pil(0)
+    assert torch.equal(bundle.val.transform(image), built(image))
+    with pytest.raises(ConfigError, match="mean/std need 3 values"):
+        DeferredTransform("seed", 32, False, mean=(0.5,), std=(0.5,))

@@ -38,6 +38,7 @@ from alexnet.data.limits import SealBroken, open_sealed_json, sealed_json
 from alexnet.data.synthetic import ShapesConfig, make_shapes
 from alexnet.data.transforms import (
     Augmentation,
+    DeferredTransform,
     build_transform,
     check_preset,
     default_mean_std,
@@ -112,10 +113,12 @@ class DataBundle:
             "layout_option": self.layout_option,
         }
 
-    def transform(self, train: bool, *, ten_crop: bool = False, augment: bool | None = None):
-        """The PIL-path transform of this bundle (the one predict should use with train=False)."""
+    def transform(self, train: bool, *, ten_crop: bool = False, augment: bool | None = None, deferred: bool = False):
+        """The PIL-path transform of this bundle (the one predict should use with train=False); `deferred`: built
+        on its first call (DeferredTransform), as the datasets get it."""
         augmentation = Augmentation(enabled=augment, pca=self.pca)
-        return build_transform(
+        make = DeferredTransform if deferred else build_transform
+        return make(
             self.preset, self.image_size, train, self.mean, self.std, self.in_channels,
             augmentation=augmentation, ten_crop=ten_crop,
         )  # fmt: skip
@@ -406,8 +409,8 @@ def _bundle(request: DataRequest, read: _Read) -> DataBundle:
 
 def _with_transforms(bundle: DataBundle, augment: bool | None) -> DataBundle:
     """Gives the bundle's datasets the transforms of its preset and input size (`augment` as build_datasets')."""
-    bundle.train.transform = bundle.transform(train=True, augment=augment)
-    bundle.val.transform = bundle.transform(train=False)
+    bundle.train.transform = bundle.transform(train=True, augment=augment, deferred=True)
+    bundle.val.transform = bundle.transform(train=False, deferred=True)
     return bundle
 
 

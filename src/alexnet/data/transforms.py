@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -150,11 +151,7 @@ def build_transform(
     """
     from torchvision import transforms as T  # torchvision is heavy: imported when a transform is built
 
-    check_preset(preset, image_size, in_channels)
-    d_mean, d_std = default_mean_std(preset, in_channels)
-    mean, std = tuple(mean or d_mean), tuple(std or d_std)
-    if len(mean) != in_channels or len(std) != in_channels:
-        raise ConfigError(f"mean/std need {in_channels} values each, got {len(mean)} and {len(std)}")
+    mean, std = checked_mean_std(preset, image_size, in_channels, mean, std)
     S, R = image_size, resize_size(preset, image_size)
     augment = (preset == "paper") if augmentation.enabled is None else augmentation.enabled
     normalize = T.Normalize(mean, std)
@@ -177,6 +174,38 @@ def build_transform(
         steps.append(PCAColourNoise(eigval, eigvec))
     steps.append(normalize)
     return T.Compose(steps)
+
+
+def checked_mean_std(preset: str, image_size: int, in_channels: int, mean: Sequence[float] | None,
+                     std: Sequence[float] | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """build_transform's checks of its arguments, and the mean and std it normalises with (the preset's by default)."""
+    check_preset(preset, image_size, in_channels)
+    d_mean, d_std = default_mean_std(preset, in_channels)
+    mean, std = tuple(mean or d_mean), tuple(std or d_std)
+    if len(mean) != in_channels or len(std) != in_channels:
+        raise ConfigError(f"mean/std need {in_channels} values each, got {len(mean)} and {len(std)}")
+    return mean, std
+
+
+class DeferredTransform:
+    """build_transform's transform, checked now and built on its first call. A dataset gets one for its PIL path,
+    which the uint8 cache's loader never calls: building it imports torchvision, seconds that a short
+    --time-budget would pay for nothing."""
+
+    def __init__(self, preset: str, image_size: int, train: bool, mean: Sequence[float] | None = None,
+                 std: Sequence[float] | None = None, in_channels: int = 3, **options: Any):
+        checked_mean_std(preset, image_size, in_channels, mean, std)
+        self.args = (preset, image_size, train, mean, std, in_channels)
+        self.options = options
+        self.built: Callable | None = None
+
+    def __call__(self, image: Any) -> Any:
+        if self.built is None:
+            self.built = build_transform(*self.args, **self.options)
+        return self.built(image)
+
+    def __repr__(self) -> str:
+        return repr(self.built) if self.built is not None else f"DeferredTransform{self.args[:3]}"
 
 
 class _StackCrops:
