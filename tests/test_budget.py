@@ -8,7 +8,7 @@ import yaml
 from alexnet.config import parse_duration
 from alexnet.errors import ConfigError
 from alexnet.train import fit
-from alexnet.training.budget import plan
+from alexnet.training.budget import epoch_end_estimate, plan
 from data_factories import make_folder
 from tiny_runs import TINY, tiny_config
 
@@ -25,13 +25,15 @@ def test_bad_durations_name_the_field(text):
 
 
 def test_the_plan_fills_what_is_left_and_no_more():
-    p = plan(budget_s=100, elapsed_s=10, step_s=0.5, steps_per_epoch=10, val_images=64, batch_size=32)
+    eval_s = epoch_end_estimate(val_images=64, batch_size=32, step_s=0.5)
+    assert eval_s == pytest.approx(2 * 0.5 / 3)  # two batches, each a third of a training step
+    p = plan(budget_s=100, elapsed_s=10, step_s=0.5, steps_per_epoch=10, eval_s=eval_s, val_every=1)
     left = 100 * 0.97 - 10
     cost = lambda steps: steps * 0.5 + math.ceil(steps / 10) * p.eval_s  # noqa: E731
     assert cost(p.steps) <= left < cost(p.steps + 1)
-    assert p.epochs == math.ceil(p.steps / 10) and p.eval_s == pytest.approx(2 * 0.5 / 3)
+    assert p.epochs == math.ceil(p.steps / 10)
     with pytest.raises(ConfigError, match="nothing is left to train"):
-        plan(budget_s=10, elapsed_s=9.5, step_s=0.5, steps_per_epoch=10, val_images=64, batch_size=32)
+        plan(budget_s=10, elapsed_s=9.5, step_s=0.5, steps_per_epoch=10, eval_s=eval_s)
 
 
 @pytest.mark.slow
@@ -141,3 +143,74 @@ def test_a_run_paused_midway_is_replanned_to_end_within_its_budget(tmp_path):
     planned = recorded.config["run"]["max_steps"]
     assert planned < first and recorded.train_state["global_step"] == planned, out
     assert yaml.safe_load((run / "config.yaml").read_text())["run"]["max_steps"] == planned
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="the launch time is read from /proc")
+def test_the_launch_clock_counts_from_the_process_launch_not_from_the_call():
+    """`alexnet train --time-budget` counts the interpreter's start and the imports, as a stopwatch does."""
+    import subprocess
+    import sys
+
+    code = ("import time; time.sleep(1.5); t = time.perf_counter()\n"
+            "from alexnet.training.budget import launch_clock\n"
+            "print(t - launch_clock())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert 1.5 <= float(out.stdout) < 60, out.stdout
+
+
+def test_a_plan_validates_every_few_epochs_when_each_epoch_would_cost_more_than_its_share():
+    """CIFAR-10 at 80 s on a 2-core CPU: a validation of 10,000 images costs about a tenth of an epoch; after
+    every epoch it took 14% of the budget. The plan keeps it to VAL_SHARE and spends the rest on steps."""
+    from alexnet.training.budget import VAL_SHARE, validations
+
+    eval_s = epoch_end_estimate(val_images=10000, batch_size=256, step_s=0.16, save_s=0.5)
+    cifar = {"budget_s": 80, "elapsed_s": 8, "step_s": 0.16, "steps_per_epoch": 195, "eval_s": eval_s}
+    every_epoch = plan(**cifar, val_every=1)
+    chosen = plan(**cifar)
+    assert every_epoch.epochs * every_epoch.eval_s > VAL_SHARE * 80  # what the choice is for
+    assert chosen.val_every > 1 and chosen.steps > every_epoch.steps
+    assert validations(chosen.epochs, chosen.val_every) * chosen.eval_s <= VAL_SHARE * 80
+    left = 80 * 0.97 - 8
+    cost = lambda steps: steps * 0.16 + validations(math.ceil(steps / 195), chosen.val_every) * chosen.eval_s  # noqa: E731
+    assert cost(chosen.steps) <= left < cost(chosen.steps + 1)
+    # a small validation set is validated every epoch; so is any whose user said so
+    small = epoch_end_estimate(val_images=1000, batch_size=256, step_s=0.16, save_s=0.5)
+    assert plan(**{**cifar, "budget_s": 3600, "eval_s": small}).val_every == 1
+    assert plan(**cifar, val_every=1).val_every == 1
+    assert "validated every" in chosen.describe() and "at most 5% of the budget" in chosen.describe()
+
+
+def test_val_every_validates_every_nth_epoch_and_the_last(tmp_path, capsys):
+    data = make_folder(tmp_path / "data", train=8, val=2)
+    run = tmp_path / "run"
+    result = fit(tiny_config(data, run, **{"run.epochs": 5, "run.val_every": 2}), progress=False)
+    out = capsys.readouterr().out
+    assert [row["epoch"] for row in result.rows] == [2, 4, 5]
+    assert "epoch 1, loss" in out and "(validated every 2 epochs and after the last: run.val_every)" in out
+    with open(run / "metrics.csv") as f:
+        assert [line.split(",")[0] for line in f.read().splitlines()[1:]] == ["2", "4", "5"]
+    assert (run / "checkpoints" / "best.pt").exists() and result.epochs_done == 5
+
+
+def test_val_every_is_refused_where_every_epoch_is_judged():
+    from alexnet.config import resolve_config
+
+    for extra in ({"optim.lr_schedule": "plateau"}, {"run.early_stop": 3}):
+        with pytest.raises(ConfigError, match="field 'run.val_every' is 2, but .* judges every epoch"):
+            resolve_config(overrides={"run.val_every": 2, **extra})
+    with pytest.raises(ConfigError, match="run.val_every"):
+        resolve_config(overrides={"run.val_every": 0})
+
+
+def test_a_keeper_out_of_time_after_an_epoch_that_did_not_validate_takes_one_step_more():
+    """The run must end in an epoch that validates: its best.pt and the last row of metrics.csv depend on it."""
+    from alexnet.config import resolve_config
+    from alexnet.training.budget import BudgetKeeper, BudgetPlan
+
+    cfg = resolve_config(overrides={"run.time_budget": "100s", "run.max_steps": 400, "run.epochs": 4,
+                                    "run.val_every": 3})
+    keeper = BudgetKeeper(BudgetPlan(100, 0, 0.2, 1.0, 400, 4, 3), started=0.0, steps_per_epoch=100)
+    new, _ = keeper.replan(cfg, global_step=100, step_in_epoch=0, now=200.0)  # epoch 1 ended, not validated
+    assert new.run.max_steps == 101
+    new, _ = keeper.replan(cfg, global_step=300, step_in_epoch=0, now=200.0)  # epoch 3 ended, validated
+    assert new.run.max_steps == 300

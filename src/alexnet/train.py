@@ -30,6 +30,7 @@ from alexnet.models import build_from_config, model_config
 from alexnet.runtime import distributed
 from alexnet.runtime.amp import AMP_DTYPES
 from alexnet.runtime.distributed import DistInfo
+from alexnet.runtime.memory import keep_freed_memory
 from alexnet.runtime.precision import auto_amp, precision_line, warn_if_slow
 from alexnet.store.checkpoint import Checkpoint, load_checkpoint, plain, remove_stale_temporaries, run_dir_of
 from alexnet.store.runfolder import (
@@ -83,18 +84,14 @@ class FitResult:
     early_stopped: bool = False  # --early-stop: validation top-1 stopped improving
 
 
-def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | None = None) -> FitResult:
+def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | None = None,
+        started: float | None = None) -> FitResult:
     """Train `cfg`; with `resume` (a run folder or checkpoint), continue that run exactly where it stopped.
-
-    Under torchrun every rank calls this; rank 0 alone prints and writes files.
-    """
-    started = time.perf_counter()  # a --time-budget counts from here
+    `started`: the time.perf_counter() reading a --time-budget counts from (default: now). Under torchrun every
+    rank calls this; rank 0 alone prints and writes files."""
+    started = time.perf_counter() if started is None else started  # a --time-budget counts from here
     info = distributed.env_info()
-    if cfg.run.deterministic and cfg.run.device != "cpu":
-        # cuBLAS reads it when its first handle is made: set before anything below can touch CUDA.
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_DETERMINISTIC)
-    device = distributed.resolve_device(cfg.run.device, info)
-    distributed.setup(info, device)
+    device = open_device(cfg, info)
     stop = StopFlag()
     lock: RunLock | None = None
     try:
@@ -145,6 +142,18 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, *, progress: bool | 
 
 
 # --- the steps fit() calls, in order ------------------------------------------------------------------------------
+
+
+def open_device(cfg: TrainConfig, info: DistInfo) -> torch.device:
+    """The run's device, made ready: its process group under torchrun, and on the CPU the allocator's policy."""
+    if cfg.run.deterministic and cfg.run.device != "cpu":
+        # cuBLAS reads it when its first handle is made: set before anything below can touch CUDA.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_DETERMINISTIC)
+    device = distributed.resolve_device(cfg.run.device, info)
+    if device.type == "cpu":  # no page faults on each step's activations (alexnet.runtime.memory)
+        keep_freed_memory()
+    distributed.setup(info, device)
+    return device
 
 
 def open_run_folder(cfg: TrainConfig, resume: str | Path | None, ckpt: Checkpoint | None, info: DistInfo,
@@ -303,7 +312,7 @@ def finish_run(ctx: RunContext, loop: EpochLoop, reached_max_steps: bool, starte
     if cfg.run.time_budget:
         reached_max_steps = False  # the plan's last step is its end, not an interruption
         ctx.log(f"time budget {parse_duration(cfg.run.time_budget):.0f} s: the run took "
-                f"{time.perf_counter() - started:.1f} s, of which {sum(r['seconds'] for r in rows):.1f} s "
+                f"{time.perf_counter() - started:.1f} s, of which {loop.seconds:.1f} s "
                 "training and validating")
     augmented = bool(cfg.data.crop_scale) or cfg.data.augment or (cfg.data.augment is None and cfg.data.preset == "paper")
     gap = gap_line(rows[-1], augmented=bool(augmented)) if rows else None

@@ -56,6 +56,7 @@ def overrides_from(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from alexnet.train import RunInterrupted, fit, resume_config  # torch: imported when the command runs
+    from alexnet.training.budget import launch_clock
 
     overrides = overrides_from(args)
     if args.resume:
@@ -63,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         cfg = resolve_config(recipe=args.recipe, config_path=args.config, overrides=overrides)
     try:
-        result = fit(cfg, resume=args.resume, progress=args.progress)
+        # a --time-budget counts from the command's launch, imports included, as a stopwatch would
+        result = fit(cfg, resume=args.resume, progress=args.progress, started=launch_clock())
     except RunInterrupted as e:
         print(f"alexnet train: {e}", file=sys.stderr)
         return 128 + e.signum

@@ -265,6 +265,9 @@ class RunSpec:
     # stop when validation top-1 has not improved for this many epochs (0: never); best.pt keeps the best epoch
     early_stop: int = flag(0, metavar="PATIENCE", help="stop when validation top-1 has not improved for PATIENCE "
                            "epochs (best.pt keeps the best)")
+    # None: every epoch, or a --time-budget run's choice (validation at most training.budget.VAL_SHARE of it)
+    val_every: int | None = flag(None, metavar="N", help="validate every N epochs and after the last (default: "
+                                 "every epoch; a --time-budget run chooses it)")
     # TensorBoard event files in <run>/tensorboard (the tensorboard extra): tensorboard --logdir runs/
     tensorboard: bool = flag(False, help="log scalars, conv1 filters, the confusion matrix and the hyperparameters "
                              "for TensorBoard (pip install 'alexnet[tensorboard]')")
@@ -296,6 +299,7 @@ class RunSpec:
         _F.integer(self.chance_warn_steps, "run.chance_warn_steps", 0, checks.MAX_STEPS)
         _F.integer(self.sync_every, "run.sync_every", 0, checks.MAX_STEPS)
         _F.integer(self.early_stop, "run.early_stop", 0, checks.MAX_EPOCHS)
+        _F.optional(self.val_every, _F.integer, "run.val_every", 1, checks.MAX_EPOCHS)
         _F.boolean(self.tensorboard, "run.tensorboard")
         _F.boolean(self.lr_find, "run.lr_find")
         if self.time_budget is not None:
@@ -319,6 +323,9 @@ class TrainConfig:
         _F.optional(self.recipe, _F.text, "recipe")
         for name, spec in (("model", ModelSpec), ("data", DataSpec), ("optim", OptimSpec), ("run", RunSpec)):
             _require(isinstance(getattr(self, name), spec), name, getattr(self, name), f"a {spec.__name__}")
+        if (self.run.val_every or 1) > 1 and (self.optim.lr_schedule == "plateau" or self.run.early_stop):
+            judge = "the plateau schedule" if self.optim.lr_schedule == "plateau" else "--early-stop"
+            raise ConfigError(f"field 'run.val_every' is {self.run.val_every}, but {judge} judges every epoch: use 1")
         if self.model.conv1_init == "patches" and self.data.loader != "cache":
             raise ConfigError("field 'model.conv1_init' patches reads the training images from the uint8 cache: "
                               "not with --loader pil")

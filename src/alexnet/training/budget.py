@@ -3,7 +3,7 @@
 
 Before the first step, a copy of the model times PROBE_STEPS steps through the trainer's own epoch function on the
 run's own batches. The plan is then arithmetic: what is left of the budget (it counts from the start of `fit`, data
-preparation included), less one validation pass per epoch, divided by the measured step, is the number of steps.
+preparation included; `alexnet train` starts it at the process's launch, so imports count too), less one validation pass per epoch, divided by the measured step, is the number of steps.
 The run's `max_steps`, `epochs` and a cosine schedule over exactly those steps are written into its config, so
 that the plan is recorded, a resume follows the same schedule (it never plans again), and `FitResult` can say how
 the budget was spent.
@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -43,7 +44,19 @@ PROBE_STEPS = 3  # timed steps after one warm-up step
 REPLAN_SLACK = 1.1  # plan again when the steps left would take 10% more or less than what is left of the budget
 EVAL_FRACTION = 1 / 3  # a validation image costs about a third of a training image (forward only)
 SAFETY = 0.97  # plan to end a little before the budget: step times drift on a shared machine
+VAL_SHARE = 0.05  # validation may take this share of a budget; more, and the run validates every few epochs
 BUDGET_RECIPE = "fast"  # the recipe a refused budget suggests (configs/fast.yaml: chosen for time to a good model)
+
+
+def launch_clock() -> float:
+    """time.perf_counter()'s reading at this process's launch, so that a budget counts the interpreter's start-up and
+    the imports as a user's stopwatch does (Linux: the start time the kernel records; elsewhere: now)."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()  # the name may hold spaces
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - int(fields[19]) / os.sysconf("SC_CLK_TCK")  # starttime
+    except (OSError, ValueError, IndexError, AttributeError):
+        return time.perf_counter()
+    return time.perf_counter() - min(max(age, 0.0), 3600.0)  # a clock that disagrees must not eat a whole budget
 
 
 @dataclass
@@ -54,12 +67,21 @@ class BudgetPlan:
     eval_s: float  # one epoch's end: a validation pass (estimated) and the saves and plots (measured)
     steps: int  # planned optimizer steps
     epochs: int  # epochs they span (the last one may be partial)
+    val_every: int = 1  # validation every this many epochs, and after the last
 
     def describe(self) -> str:
+        every = ("validated after each" if self.val_every == 1 else
+                 f"validated every {self.val_every} and after the last, for validation to take at most "
+                 f"{VAL_SHARE:.0%} of the budget")
         return (f"time budget {self.budget_s:.0f} s: {self.before_s:.1f} s spent before training (data, probe), "
-                f"{self.step_s:.3f} s per step measured, {self.eval_s:.2f} s per epoch's end (validation, checkpoints, "
-                f"plots): "
-                f"{plural(self.steps, 'step')} over {plural(self.epochs, 'epoch')}, cosine schedule to their end")
+                f"{self.step_s:.3f} s per step measured, {self.eval_s:.2f} s per validation (with its checkpoints "
+                f"and plots): {plural(self.steps, 'step')} over {plural(self.epochs, 'epoch')}, {every}, cosine "
+                "schedule to their end")
+
+
+def validations(epochs: int, val_every: int) -> int:
+    """Epoch ends that validate among `epochs`: every `val_every`-th, and the last."""
+    return math.ceil(epochs / val_every)
 
 
 def probe_step_seconds(model: torch.nn.Module, optim_spec: Any, source: Any, settings: EpochSettings,
@@ -95,34 +117,51 @@ def validation_seconds(val_images: int, batch_size: int, step_s: float) -> float
     return math.ceil(val_images / batch_size) * step_s * EVAL_FRACTION
 
 
-def plan(budget_s: float, elapsed_s: float, step_s: float, steps_per_epoch: int, val_images: int,
-         batch_size: int, save_s: float = 0.0, eval_passes: int = 1) -> BudgetPlan:
-    """The steps that fit: (budget x SAFETY - elapsed) = steps x step + epochs x (validation pass + `save_s`, the
-    epoch end's checkpoints, metrics and plots). `eval_passes`: forward passes per validation image (adapt)."""
-    eval_s = validation_seconds(val_images, batch_size, step_s) * eval_passes + save_s
+def epoch_end_estimate(val_images: int, batch_size: int, step_s: float, eval_passes: int = 1,
+                       save_s: float = 0.0) -> float:
+    """A validated epoch end's seconds: the validation pass (`eval_passes` forward passes per image, adapt) and
+    `save_s`, the checkpoints, metrics and plots (measured)."""
+    return validation_seconds(val_images, batch_size, step_s) * eval_passes + save_s
+
+
+def plan(budget_s: float, elapsed_s: float, step_s: float, steps_per_epoch: int, eval_s: float,
+         val_every: int | None = None) -> BudgetPlan:
+    """The steps that fit: (budget x SAFETY - elapsed) = steps x step + validations x `eval_s` (a validation pass
+    and the epoch end's checkpoints, metrics and plots: epoch_end_estimate). `val_every` None: every epoch, unless
+    that would take more than VAL_SHARE of the budget; then the fewest validations that keep to it (at 80 s on
+    CIFAR-10 they were 14% of the budget)."""
     left = budget_s * SAFETY - elapsed_s
     if left <= step_s + eval_s:
         raise ConfigError(f"--time-budget {budget_s:.0f} s: {elapsed_s:.0f} s went on preparing the data and timing "
                           f"a step ({step_s:.2f} s); nothing is left to train: give a larger budget")
-    # steps s over e = ceil(s / spe) epochs: s * step + e * eval <= left; take the largest s that fits
-    steps = int(left / (step_s + eval_s / steps_per_epoch))
-    while steps > 1 and steps * step_s + math.ceil(steps / steps_per_epoch) * eval_s > left:
-        steps -= 1
-    return BudgetPlan(budget_s, elapsed_s, step_s, eval_s, max(steps, 1), math.ceil(max(steps, 1) / steps_per_epoch))
+    every = val_every or 1
+    steps = steps_that_fit(left, step_s, eval_s, steps_per_epoch, 0, every)
+    while val_every is None and every < math.ceil(steps / steps_per_epoch) and \
+            validations(math.ceil(steps / steps_per_epoch), every) * eval_s > VAL_SHARE * budget_s:
+        every += 1  # fewer validations buy steps, which may add an epoch: count again
+        steps = steps_that_fit(left, step_s, eval_s, steps_per_epoch, 0, every)
+    steps = max(steps, 1)
+    epochs = math.ceil(steps / steps_per_epoch)
+    return BudgetPlan(budget_s, elapsed_s, step_s, eval_s, steps, epochs, min(every, epochs))
 
 
 def planned_config(cfg: TrainConfig, budget: BudgetPlan) -> TrainConfig:
     """The run's config as the plan has it: max_steps, epochs and a cosine schedule that ends at the last step."""
-    run = dataclasses.replace(cfg.run, epochs=budget.epochs, max_steps=budget.steps)
+    run = dataclasses.replace(cfg.run, epochs=budget.epochs, max_steps=budget.steps, val_every=budget.val_every)
     optim = dataclasses.replace(cfg.optim, lr_schedule="cosine")
     return dataclasses.replace(cfg, run=run, optim=optim)
 
 
-def steps_that_fit(left_s: float, step_s: float, eval_s: float, steps_per_epoch: int, step_in_epoch: int) -> int:
-    """The most steps s such that s steps and the epoch ends they cross (each costing `eval_s`, the last one
-    included) take at most `left_s`, starting `step_in_epoch` steps into an epoch."""
+def steps_that_fit(left_s: float, step_s: float, eval_s: float, steps_per_epoch: int, step_in_epoch: int,
+                   val_every: int = 1) -> int:
+    """The most steps s such that s steps and the validations at the epoch ends they cross (each costing `eval_s`;
+    every `val_every`-th epoch's and the last one's) take at most `left_s`, starting `step_in_epoch` steps into an
+    epoch."""
+    def cost(s: int) -> float:
+        return s * step_s + validations(math.ceil((step_in_epoch + s) / steps_per_epoch), val_every) * eval_s
+
     s = max(int(left_s / step_s), 0)
-    while s > 0 and s * step_s + math.ceil((step_in_epoch + s) / steps_per_epoch) * eval_s > left_s:
+    while s > 0 and cost(s) > left_s:
         s -= 1
     return s
 
@@ -175,12 +214,15 @@ class BudgetKeeper:
         step_s = self.step_s if step_s is None else step_s
         eval_s = self.eval_s if eval_s is None else eval_s
         left_s = max(self.deadline - (time.perf_counter() if now is None else now), 0.0)
+        every = cfg.run.val_every or 1
         planned = max((cfg.run.max_steps or global_step) - global_step, 0)
         epochs_left = math.ceil((step_in_epoch + planned) / self.steps_per_epoch) if planned else 0
-        needed = planned * step_s + epochs_left * eval_s
+        needed = planned * step_s + validations(epochs_left, every) * eval_s
         if left_s / REPLAN_SLACK <= needed <= left_s * REPLAN_SLACK or planned == 0:
             return None
-        fit = steps_that_fit(left_s, step_s, eval_s, self.steps_per_epoch, step_in_epoch)
+        fit = steps_that_fit(left_s, step_s, eval_s, self.steps_per_epoch, step_in_epoch, every)
+        if fit == 0 and step_in_epoch == 0 and (global_step // self.steps_per_epoch) % every:
+            fit = 1  # the epoch that just ended did not validate: one more step ends the run in one that does
         if fit == planned:
             return None
         new_total = global_step + fit
@@ -213,13 +255,15 @@ def plan_budget(ctx: Any, raw_model: torch.nn.Module, state: Any, source: Any, v
     step_s = distributed.all_gather(step_s)  # every rank plans the same: the slowest rank's step
     budget_s = parse_duration(cfg.run.time_budget)
     try:
-        budget = plan(budget_s, time.perf_counter() - started, max(step_s), len(source), val_images,
-                      cfg.run.batch_size, save_s=save_s, eval_passes=eval_passes(cfg))
+        budget = plan(budget_s, time.perf_counter() - started, max(step_s), len(source),
+                      epoch_end_estimate(val_images, cfg.run.batch_size, max(step_s), eval_passes(cfg), save_s),
+                      val_every(cfg))
         if cfg.run.adapt:  # regularisation for the passes the budget buys; then the plan with its validation cost
             ctx = apply_to_run(ctx, source, state, raw_model, budget.steps / len(source), budget.steps)
             cfg = ctx.cfg
-            budget = plan(budget_s, time.perf_counter() - started, max(step_s), len(source), val_images,
-                          cfg.run.batch_size, save_s=save_s, eval_passes=eval_passes(cfg))
+            budget = plan(budget_s, time.perf_counter() - started, max(step_s), len(source),
+                          epoch_end_estimate(val_images, cfg.run.batch_size, max(step_s), eval_passes(cfg), save_s),
+                          val_every(cfg))
     except ConfigError as e:
         raise ConfigError(f"{e}{smaller_run_hint(cfg, raw_model.config.image_size)}") from None
     cfg = planned_config(cfg, budget)
@@ -227,6 +271,12 @@ def plan_budget(ctx: Any, raw_model: torch.nn.Module, state: Any, source: Any, v
     state.schedule = LRSchedule(cfg.optim, schedule_epochs(cfg, steps), steps)
     ctx.log(budget.describe())
     return dataclasses.replace(ctx, cfg=cfg), BudgetKeeper(budget, started, steps)
+
+
+def val_every(cfg: TrainConfig) -> int | None:
+    """The run's validation cadence for the plan: the user's, else None (the plan's choice); 1 where every epoch's
+    validation is judged (early stop)."""
+    return cfg.run.val_every or (1 if cfg.run.early_stop else None)
 
 
 def smaller_run_hint(cfg: TrainConfig, image_size: int) -> str:

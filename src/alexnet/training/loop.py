@@ -127,6 +127,7 @@ class EpochLoop:
         self.tensorboard = (TensorBoardLog(ctx.paths.tensorboard, resume_step=state.global_step)
                             if cfg.run.tensorboard and ctx.info.is_main else None)
         self.early_stopped = False
+        self.seconds = 0.0  # this process's epochs, training and validating, validated or not
         self.curve = (TrainingCurve(ctx.paths.curve, cfg.run.curve_points, len(data.train_source), state.global_step)
                       if cfg.run.curve_points and ctx.info.is_main else None)
 
@@ -190,10 +191,12 @@ class EpochLoop:
             save_yaml(cfg, self.ctx.paths.config)  # the people's copy; the checkpoints record it too
         return True
 
-    def budget_epoch_end(self, eval_s: float) -> None:
-        """After an epoch's end: plan again from the figures of the slowest rank and the least time left."""
+    def budget_epoch_end(self, eval_s: float | None) -> None:
+        """After an epoch's end (`eval_s`: what it took, None when it did not validate): plan again from the figures
+        of the slowest rank and the least time left."""
         budget, state = self.budget, self.state
-        budget.epoch_end(eval_s)
+        if eval_s is not None:
+            budget.epoch_end(eval_s)
         ranks = distributed.all_gather((budget.step_s, budget.eval_s, budget.deadline - time.perf_counter()))
         step_s, eval_s, left_s = (max(r[0] for r in ranks), max(r[1] for r in ranks), min(r[2] for r in ranks))
         if self.follow(budget.replan(self.ctx.cfg, state.global_step, state.step_in_epoch, step_s=step_s,
@@ -266,9 +269,9 @@ class EpochLoop:
             if self.budget is not None:
                 self.budget.observe(state.global_step)
             end_start = time.perf_counter()
-            self.end_epoch(position, complete)
+            validated = self.end_epoch(position, complete)
             if self.budget is not None:
-                self.budget_epoch_end(time.perf_counter() - end_start)
+                self.budget_epoch_end(time.perf_counter() - end_start if validated else None)
             cfg = self.ctx.cfg
             reached = cfg.run.max_steps is not None and state.global_step >= cfg.run.max_steps
             if not complete or (reached and state.epoch < cfg.run.epochs):  # run.max_steps: mid-epoch or at its end
@@ -281,11 +284,29 @@ class EpochLoop:
                 return False
         return False
 
-    def end_epoch(self, position: int, complete: bool) -> None:
-        """Validate, log the epoch's row, apply the plateau rule, save last.pt (and best.pt when it improved)."""
+    def validation_due(self, complete: bool) -> bool:
+        """Whether this epoch's end validates: every run.val_every epochs, the last epoch, and a stop mid-epoch."""
+        cfg, state = self.ctx.cfg, self.state
+        number = state.epoch + 1
+        last = number >= cfg.run.epochs or (cfg.run.max_steps is not None and state.global_step >= cfg.run.max_steps)
+        return not complete or last or number % (cfg.run.val_every or 1) == 0
+
+    def end_epoch(self, position: int, complete: bool) -> bool:
+        """Validate, log the epoch's row, apply the plateau rule, save last.pt (and best.pt when it improved).
+        An epoch that is not due for validation (run.val_every) logs its training figures and saves last.pt only.
+        True when it validated."""
         ctx, cfg, state = self.ctx, self.ctx.cfg, self.state
         eval_start = time.perf_counter()
         class_names = self.data.class_names
+        if not self.validation_due(complete):
+            train = reduce_totals(state.totals, ctx.device)
+            ctx.log(f"epoch {state.epoch + 1}, loss {train['loss']:.4f}, train acc {train['acc']:.3f}, time "
+                    f"{train['seconds']:.1f} sec (validated every {plural(cfg.run.val_every, 'epoch')} and after "
+                    "the last: run.val_every)")
+            state.advance((state.epoch + 1, 0))
+            self.save("saving the epoch's checkpoint", best=False)
+            self.seconds += train["seconds"]
+            return False
         val, ema_val = self.validate()
         train = reduce_totals(state.totals, ctx.device)
         row = epoch_row(state.epoch, state.optimizer.param_groups[0]["lr"], train, val,
@@ -293,6 +314,7 @@ class EpochLoop:
         if ema_val is not None:
             row["ema_val_top1"] = ema_val.top1
         self.rows.append(row)
+        self.seconds += row["seconds"]
         ctx.log(d2l_line(row))
         ctx.log(f"data wait, epoch {state.epoch + 1}: waited {row['data_wait_s']:.2f} s for batches, "
                 f"{100 * row['data_wait_share']:.1f}% of {train['seconds']:.1f} s of training "
@@ -312,6 +334,7 @@ class EpochLoop:
         state.advance((state.epoch + 1, 0) if complete else (state.epoch, position))
         self.save("saving the epoch's checkpoints and metrics", best=improved, metrics=True,
                   best_is_ema=best_is_ema)
+        return True
 
     def validate(self) -> tuple[Any, Any]:
         """The weights' validation, and the moving average's (None without --ema-decay), with the run's TTA.
