@@ -214,3 +214,18 @@ def test_a_keeper_out_of_time_after_an_epoch_that_did_not_validate_takes_one_ste
     assert new.run.max_steps == 101
     new, _ = keeper.replan(cfg, global_step=300, step_in_epoch=0, now=200.0)  # epoch 3 ended, validated
     assert new.run.max_steps == 300
+
+
+def test_before_any_validation_the_keeper_scales_its_estimate_with_the_step_it_measures():
+    """The probe's steps are a run's slowest: a validation estimated from them, and never corrected before the
+    run's only validation, left seconds of an 80 s budget unused."""
+    from alexnet.training.budget import BudgetKeeper, BudgetPlan
+
+    budget = BudgetPlan(budget_s=80, before_s=8, step_s=0.26, eval_s=7.5, steps=230, epochs=2, val_every=2,
+                        save_s=0.5)
+    keeper = BudgetKeeper(budget, started=0.0, steps_per_epoch=195)
+    assert keeper.eval_s == pytest.approx(7.5)
+    keeper.train_s, keeper.steps = 17.5, 100  # 0.175 s a step, measured
+    assert keeper.eval_s == pytest.approx(0.5 + 7.0 * 0.175 / 0.26)
+    keeper.epoch_end(4.0)  # a validation measured: it is the estimate from now on
+    assert keeper.eval_s == pytest.approx(4.0)

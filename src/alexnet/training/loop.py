@@ -293,8 +293,9 @@ class EpochLoop:
 
     def end_epoch(self, position: int, complete: bool) -> bool:
         """Validate, log the epoch's row, apply the plateau rule, save last.pt (and best.pt when it improved).
-        An epoch that is not due for validation (run.val_every) logs its training figures and saves last.pt only.
-        True when it validated."""
+        An epoch that is not due for validation (run.val_every) logs its training figures only: its checkpoint
+        waits for the next validation, as a budget's plan counts no cost for it (a resume repeats the epochs since,
+        drawing exactly what they drew). True when it validated."""
         ctx, cfg, state = self.ctx, self.ctx.cfg, self.state
         eval_start = time.perf_counter()
         class_names = self.data.class_names
@@ -304,7 +305,6 @@ class EpochLoop:
                     f"{train['seconds']:.1f} sec (validated every {plural(cfg.run.val_every, 'epoch')} and after "
                     "the last: run.val_every)")
             state.advance((state.epoch + 1, 0))
-            self.save("saving the epoch's checkpoint", best=False)
             self.seconds += train["seconds"]
             return False
         val, ema_val = self.validate()
