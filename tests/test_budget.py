@@ -25,8 +25,8 @@ def test_bad_durations_name_the_field(text):
 
 
 def test_the_plan_fills_what_is_left_and_no_more():
-    eval_s = epoch_end_estimate(val_images=64, batch_size=32, step_s=0.5)
-    assert eval_s == pytest.approx(2 * 0.5 / 3)  # two batches, each a third of a training step
+    eval_s = epoch_end_estimate(val_images=64, batch_size=32, forward_s=0.5 / 3)
+    assert eval_s == pytest.approx(2 * 0.5 / 3)  # two batches
     p = plan(budget_s=100, elapsed_s=10, step_s=0.5, steps_per_epoch=10, eval_s=eval_s, val_every=1)
     left = 100 * 0.97 - 10
     cost = lambda steps: steps * 0.5 + math.ceil(steps / 10) * p.eval_s  # noqa: E731
@@ -163,18 +163,23 @@ def test_a_plan_validates_every_few_epochs_when_each_epoch_would_cost_more_than_
     every epoch it took 14% of the budget. The plan keeps it to VAL_SHARE and spends the rest on steps."""
     from alexnet.training.budget import VAL_SHARE, validations
 
-    eval_s = epoch_end_estimate(val_images=10000, batch_size=256, step_s=0.16, save_s=0.5)
+    eval_s = epoch_end_estimate(val_images=10000, batch_size=256, forward_s=0.16 / 3, eval_passes=2, save_s=0.5)
     cifar = {"budget_s": 80, "elapsed_s": 8, "step_s": 0.16, "steps_per_epoch": 195, "eval_s": eval_s}
     every_epoch = plan(**cifar, val_every=1)
     chosen = plan(**cifar)
     assert every_epoch.epochs * every_epoch.eval_s > VAL_SHARE * 80  # what the choice is for
     assert chosen.val_every > 1 and chosen.steps > every_epoch.steps
-    assert validations(chosen.epochs, chosen.val_every) * chosen.eval_s <= VAL_SHARE * 80
+    # one validation (the last epoch's) is the least: here it alone is over the share
+    assert chosen.val_every == chosen.epochs and validations(chosen.epochs, chosen.val_every) == 1
+    longer = plan(**{**cifar, "budget_s": 600})
+    assert 1 < validations(longer.epochs, longer.val_every) and \
+        validations(longer.epochs, longer.val_every) * longer.eval_s <= VAL_SHARE * 600 < \
+        validations(longer.epochs, longer.val_every - 1) * longer.eval_s
     left = 80 * 0.97 - 8
     cost = lambda steps: steps * 0.16 + validations(math.ceil(steps / 195), chosen.val_every) * chosen.eval_s  # noqa: E731
     assert cost(chosen.steps) <= left < cost(chosen.steps + 1)
     # a small validation set is validated every epoch; so is any whose user said so
-    small = epoch_end_estimate(val_images=1000, batch_size=256, step_s=0.16, save_s=0.5)
+    small = epoch_end_estimate(val_images=1000, batch_size=256, forward_s=0.16 / 3, eval_passes=2, save_s=0.5)
     assert plan(**{**cifar, "budget_s": 3600, "eval_s": small}).val_every == 1
     assert plan(**cifar, val_every=1).val_every == 1
     assert "validated every" in chosen.describe() and "at most 5% of the budget" in chosen.describe()
@@ -229,3 +234,17 @@ def test_before_any_validation_the_keeper_scales_its_estimate_with_the_step_it_m
     assert keeper.eval_s == pytest.approx(0.5 + 7.0 * 0.175 / 0.26)
     keeper.epoch_end(4.0)  # a validation measured: it is the estimate from now on
     assert keeper.eval_s == pytest.approx(4.0)
+
+
+def test_the_forward_probe_times_a_copy_and_leaves_the_model_as_it_was():
+    import torch
+
+    from alexnet.models import build_model
+    from alexnet.training.budget import probe_forward_seconds
+    from alexnet.training.epoch import EpochSettings
+
+    model = build_model("cc-80sec", num_classes=10, norm="bn").train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    settings = EpochSettings(seed=0, info=None, device=torch.device("cpu"), amp_dtype=None, channels_last=True)
+    assert 0 < probe_forward_seconds(model, 32, settings) < 10
+    assert model.training and all(torch.equal(before[k], v) for k, v in model.state_dict().items())

@@ -188,8 +188,8 @@ def test_a_fast_run_writes_its_choice_into_the_log_and_the_config(pets, tmp_path
 def test_the_budget_plans_the_validation_passes_a_moving_average_and_flip_tta_cost():
     from alexnet.training.budget import epoch_end_estimate, plan
 
-    one = plan(100.0, 0.0, 0.01, 10, epoch_end_estimate(1000, 10, 0.01), val_every=1)
-    four = plan(100.0, 0.0, 0.01, 10, epoch_end_estimate(1000, 10, 0.01, eval_passes=4), val_every=1)
+    one = plan(100.0, 0.0, 0.01, 10, epoch_end_estimate(1000, 10, 0.004), val_every=1)
+    four = plan(100.0, 0.0, 0.01, 10, epoch_end_estimate(1000, 10, 0.004, eval_passes=4), val_every=1)
     assert four.eval_s == pytest.approx(4 * one.eval_s) and four.steps < one.steps
 
 

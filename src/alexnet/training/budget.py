@@ -34,6 +34,7 @@ import torch
 from alexnet.config import TrainConfig, parse_duration, resolve_config
 from alexnet.errors import ConfigError, plural
 from alexnet.runtime import distributed
+from alexnet.runtime.amp import autocast
 from alexnet.store.checkpoint import save_checkpoint
 from alexnet.store.runfolder import RunPaths, draw_plots
 from alexnet.training.adapt import apply_to_run, eval_passes
@@ -118,16 +119,34 @@ def probe_step_seconds(model: torch.nn.Module, optim_spec: Any, source: Any, set
     return sum(steady) / len(steady)
 
 
+def probe_forward_seconds(model: torch.nn.Module, batch_size: int, settings: EpochSettings) -> float:
+    """One validation batch's forward pass, timed: the median of 3 after a warm-up, on a copy in eval mode, on a
+    batch of the model's input shape. (A third of a training step, the rule of thumb validation_seconds uses, was
+    0.3 to 0.43 of cc-80sec's on a 2-core CPU: at 80 s the runs' only validation ended them up to 3 s late.)"""
+    net = copy.deepcopy(model).eval()
+    size, channels = net.config.image_size, net.config.in_channels
+    memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
+    images = torch.randn(batch_size, channels, size, size, device=settings.device).contiguous(
+        memory_format=memory_format)
+    times = []
+    with torch.inference_mode(), autocast(settings.device.type, settings.amp_dtype):
+        for _ in range(4):
+            start = time.perf_counter()
+            net(images).float().sum().item()  # .item(): wait for the device
+            times.append(time.perf_counter() - start)
+    return sorted(times[1:])[1]
+
+
 def validation_seconds(val_images: int, batch_size: int, step_s: float) -> float:
     """One validation pass, from a measured training step: its batches, each EVAL_FRACTION of a step."""
     return math.ceil(val_images / batch_size) * step_s * EVAL_FRACTION
 
 
-def epoch_end_estimate(val_images: int, batch_size: int, step_s: float, eval_passes: int = 1,
+def epoch_end_estimate(val_images: int, batch_size: int, forward_s: float, eval_passes: int = 1,
                        save_s: float = 0.0) -> float:
-    """A validated epoch end's seconds: the validation pass (`eval_passes` forward passes per image, adapt) and
-    `save_s`, the checkpoints, metrics and plots (measured)."""
-    return validation_seconds(val_images, batch_size, step_s) * eval_passes + save_s
+    """A validated epoch end's seconds: the validation's batches, each `eval_passes` forward passes of `forward_s`
+    (flip TTA, a moving average: adapt), and `save_s`, the checkpoints, metrics and plots (measured)."""
+    return math.ceil(val_images / batch_size) * forward_s * eval_passes + save_s
 
 
 def plan(budget_s: float, elapsed_s: float, step_s: float, steps_per_epoch: int, eval_s: float,
@@ -260,17 +279,19 @@ def plan_budget(ctx: Any, raw_model: torch.nn.Module, state: Any, source: Any, v
     step_s = probe_step_seconds(raw_model, cfg.optim, source, ctx.probe_settings(),
                                 train_mode=state.train_mode)
     save_s = max(distributed.all_gather(epoch_end_seconds(ctx, raw_model, state, record)))  # rank 0 saves
+    forward_s = max(distributed.all_gather(probe_forward_seconds(raw_model, cfg.run.batch_size,
+                                                                 ctx.probe_settings())))
     step_s = distributed.all_gather(step_s)  # every rank plans the same: the slowest rank's step
     budget_s = parse_duration(cfg.run.time_budget)
     try:
         budget = plan(budget_s, time.perf_counter() - started, max(step_s), len(source),
-                      epoch_end_estimate(val_images, cfg.run.batch_size, max(step_s), eval_passes(cfg), save_s),
+                      epoch_end_estimate(val_images, cfg.run.batch_size, forward_s, eval_passes(cfg), save_s),
                       val_every(cfg))
         if cfg.run.adapt:  # regularisation for the passes the budget buys; then the plan with its validation cost
             ctx = apply_to_run(ctx, source, state, raw_model, budget.steps / len(source), budget.steps)
             cfg = ctx.cfg
             budget = plan(budget_s, time.perf_counter() - started, max(step_s), len(source),
-                          epoch_end_estimate(val_images, cfg.run.batch_size, max(step_s), eval_passes(cfg), save_s),
+                          epoch_end_estimate(val_images, cfg.run.batch_size, forward_s, eval_passes(cfg), save_s),
                           val_every(cfg))
     except ConfigError as e:
         raise ConfigError(f"{e}{smaller_run_hint(cfg, raw_model.config.image_size)}") from None
