@@ -6,8 +6,9 @@ Each case runs in fresh processes, with `ALEXNET_KEEP_FREED_MEMORY=0` (the alloc
 (alexnet.runtime.memory.keep_freed_memory, what `alexnet train` does on a CPU), alternating. A process trains one
 model on one fixed random batch: 3 warm-up steps, then `--steps` timed ones. Printed per case and policy: the
 median step over the processes' medians, and per step the system time and the minor page faults (the kernel
-zeroing a page the process touches again). The cases are the recipes' own models: cifar10-fast's cc-80sec at
-32 px (batch 256) and fast's alexnet-bn x0.5 at 128 px (batch 128), in fp32 and channels_last. The results are in
+zeroing a page the process touches again). The cases are the recipes' own models: cifar10-fast's cc-80sec with
+BatchNorm at 32 px (its batch of 128, and 256) and fast's alexnet-bn x0.5 at 128 px (batch 128), in fp32 and
+channels_last. The results are in
 benchmarks/README.md ("Where a CPU step's time goes").
 """
 
@@ -20,8 +21,9 @@ import statistics
 import subprocess
 import sys
 
-CASES = {  # name: (model, width, image size, batch, classes)
-    "cc-80sec 32 px, batch 256 (cifar10-fast)": ("cc-80sec", 1.0, 32, 256, 10),
+CASES = {  # name: (model, width, image size, batch, classes), as the recipes build them
+    "cc-80sec + BN 32 px, batch 256": ("cc-80sec", 1.0, 32, 256, 10),
+    "cc-80sec + BN 32 px, batch 128 (cifar10-fast)": ("cc-80sec", 1.0, 32, 128, 10),
     "alexnet-bn x0.5 128 px, batch 128 (fast)": ("alexnet-bn", 0.5, 128, 128, 10),
 }
 
@@ -33,7 +35,7 @@ import torch
 from alexnet.models.alexnet import build_model
 name, width, size, batch, classes, steps = json.loads(sys.argv[1])
 torch.manual_seed(0)
-extra = {} if name.startswith("cc-") else {"image_size": size}
+extra = {"norm": "bn", "init": "kaiming"} if name.startswith("cc-") else {"image_size": size}
 model = build_model(name, num_classes=classes, width_mult=width, **extra).to(memory_format=torch.channels_last)
 opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 x = torch.randn(batch, 3, size, size).to(memory_format=torch.channels_last)
