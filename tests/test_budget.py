@@ -172,9 +172,9 @@ def test_a_plan_validates_every_few_epochs_when_each_epoch_would_cost_more_than_
     # one validation (the last epoch's) is the least: here it alone is over the share
     assert chosen.val_every == chosen.epochs and validations(chosen.epochs, chosen.val_every) == 1
     longer = plan(**{**cifar, "budget_s": 600})
-    assert 1 < validations(longer.epochs, longer.val_every) and \
-        validations(longer.epochs, longer.val_every) * longer.eval_s <= VAL_SHARE * 600 < \
-        validations(longer.epochs, longer.val_every - 1) * longer.eval_s
+    count = validations(longer.epochs, longer.val_every)
+    assert count > 1 and count * longer.eval_s <= VAL_SHARE * 600
+    assert validations(longer.epochs, longer.val_every - 1) * longer.eval_s > VAL_SHARE * 600  # the least that fits
     left = 80 * 0.97 - 8
     cost = lambda steps: steps * 0.16 + validations(math.ceil(steps / 195), chosen.val_every) * chosen.eval_s  # noqa: E731
     assert cost(chosen.steps) <= left < cost(chosen.steps + 1)
@@ -248,3 +248,21 @@ def test_the_forward_probe_times_a_copy_and_leaves_the_model_as_it_was():
     settings = EpochSettings(seed=0, info=None, device=torch.device("cpu"), amp_dtype=None, channels_last=True)
     assert 0 < probe_forward_seconds(model, 32, settings) < 10
     assert model.training and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_a_run_resumed_before_epochs_that_do_not_validate_ends_as_the_uninterrupted_one(tmp_path):
+    import torch
+
+    from alexnet.store.checkpoint import load_checkpoint
+    from alexnet.train import resume_config
+
+    data = make_folder(tmp_path / "data", train=8, val=2)  # 16 images, batch 8: 2 steps an epoch
+    extra = {"run.epochs": 5, "run.val_every": 2, "run.deterministic": True}
+    whole = fit(tiny_config(data, tmp_path / "whole", **extra), progress=False)
+    fit(tiny_config(data, tmp_path / "parts", **extra, **{"run.max_steps": 4}), progress=False)  # epochs 1-2
+    parts = fit(resume_config(tmp_path / "parts", overrides={"run.max_steps": 10}), resume=tmp_path / "parts",
+                progress=False)
+    assert [r["epoch"] for r in whole.rows] == [r["epoch"] for r in parts.rows] == [2, 4, 5]
+    assert [r["val_top1"] for r in whole.rows] == [r["val_top1"] for r in parts.rows]
+    a, b = (load_checkpoint(p / "checkpoints" / "last.pt").weights for p in (tmp_path / "whole", tmp_path / "parts"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
