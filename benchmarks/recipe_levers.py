@@ -2,6 +2,10 @@
 
     python benchmarks/recipe_levers.py --data ../shared/data/dogs-vs-cats-4k --epochs 6 40 --seeds 3 \
         --out runs/levers [--workers 2] [--json FILE]
+    python benchmarks/recipe_levers.py --data /tmp/data/cifar10 --recipe cifar10-fast --epochs 2 --seeds 3
+
+The second form switches the parts of `--recipe cifar10-fast` (issue 24) at the length its 80-second budget buys,
+with candidates of its own (CIFAR_CANDIDATES); that recipe does not choose by length, so each is one run.
 
 At each number of epochs (passes over the training set), `alexnet train --recipe fast --epochs N` chooses its own
 regularisation (alexnet.training.adapt); every candidate is that run with one part switched the other way by a flag
@@ -45,13 +49,26 @@ CANDIDATES: dict[str, list[str]] = {
     "conv1 from the training patches": ["--conv1-init", "patches"],
 }
 BASE = "the recipe's choice"
+# cifar10-fast's candidates for the few epochs 80 s buys (issue 24): the recipe chooses nothing by length there, so
+# every candidate is its own run.
+CIFAR_CANDIDATES: dict[str, list[str]] = {
+    "the recipe's choice": [],
+    "conv1 from the training patches": ["--conv1-init", "patches"],
+    "warm-up 0.3 epochs": ["--warmup-epochs", "0.3"],
+    "no label smoothing": ["--label-smoothing", "0"],
+    "no flip TTA": ["--tta", "none"],
+    "lr 0.2": ["--lr", "0.2"],
+    "patches, lr 0.2": ["--conv1-init", "patches", "--lr", "0.2"],
+    "patches, conv1 fixed": ["--conv1-init", "patches", "--freeze", "conv1"],
+}
+CANDIDATE_SETS = {"fast": CANDIDATES, "cifar10-fast": CIFAR_CANDIDATES}
 
 
-def changes(name: str, epochs: int) -> bool:
+def changes(name: str, epochs: int, recipe: str = "fast") -> bool:
     """Whether the candidate differs from what the recipe chooses at this length (else it is the same run)."""
     from alexnet.training.adapt import regularisation_for
 
-    if name == BASE:
+    if name == BASE or recipe != "fast":
         return True
     band = regularisation_for(epochs)
     chosen = {"--crop-scale": band.crop_scale, "--tta": band.tta, "--label-smoothing": band.label_smoothing,
@@ -64,13 +81,13 @@ def changes(name: str, epochs: int) -> bool:
     return str(chosen[flag]) != value and not (flag != "--tta" and float(chosen[flag]) == float(value))
 
 
-def run_once(data: str, out: Path, epochs: int, seed: int, extra: list[str]) -> dict:
-    """One `alexnet train --recipe fast` run on one thread (reused when its folder holds a finished run)."""
+def run_once(data: str, out: Path, epochs: int, seed: int, extra: list[str], recipe: str = "fast") -> dict:
+    """One `alexnet train --recipe RECIPE` run on one thread (reused when its folder holds a finished run)."""
     done = out / "done.json"
     if not done.is_file():
         if out.exists():
             subprocess.run(["rm", "-rf", str(out)], check=True)  # a partial run is redone whole
-        command = [sys.executable, "-m", "alexnet", "train", "--recipe", "fast", "--data", data, "--epochs",
+        command = [sys.executable, "-m", "alexnet", "train", "--recipe", recipe, "--data", data, "--epochs",
                    str(epochs), "--seed", str(seed), "--device", "cpu", "--no-progress", "--output-dir", str(out),
                    *extra]
         start = time.perf_counter()
@@ -107,6 +124,8 @@ def table(epochs: int, results: dict[str, list[dict]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True)
+    parser.add_argument("--recipe", default="fast", choices=sorted(CANDIDATE_SETS),
+                        help="the recipe whose parts are switched; each has its own candidates")
     parser.add_argument("--epochs", type=int, nargs="+", default=[6, 40])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2, help="runs at once, one thread each")
@@ -114,15 +133,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/recipe-levers"))
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args()
-    names = [n for n in CANDIDATES if n == BASE or not args.only or n in args.only]
-    jobs = [(e, n, s) for e in args.epochs for s in range(args.seeds) for n in names if changes(n, e)]
+    candidates = CANDIDATE_SETS[args.recipe]
+    names = [n for n in candidates if n == BASE or not args.only or n in args.only]
+    jobs = [(e, n, s) for e in args.epochs for s in range(args.seeds) for n in names if changes(n, e, args.recipe)]
     with ThreadPoolExecutor(args.workers) as pool:
         done = list(pool.map(lambda j: run_once(args.data, args.out / f"e{j[0]}-{slug(j[1])}-seed{j[2]}", j[0], j[2],
-                                                CANDIDATES[j[1]]), jobs))
+                                                candidates[j[1]], args.recipe), jobs))
     found = {(e, n, s): r for (e, n, s), r in zip(jobs, done, strict=True)}
     report, raw = [], {}
     for e in args.epochs:
-        results = {n: [found[(e, n, s)] for s in range(args.seeds)] for n in names if changes(n, e)}
+        results = {n: [found[(e, n, s)] for s in range(args.seeds)] for n in names if changes(n, e, args.recipe)}
         report.append(table(e, results))
         raw[e] = results
     print(f"\n{args.seeds} seeds, data {args.data}\n\n" + "\n\n".join(report))
