@@ -14,8 +14,9 @@ A laptop is shared: the steps may run slower than the probe measured (another pr
 run trains, `BudgetKeeper` measures the steps actually taken; when the planned steps no longer fit in what is left
 of the budget it plans again, fewer steps, and moves the cosine's end to the new last step; when they would leave
 much of it unused (a probe slowed by another program) it plans more. The cosine goes on from the point it had
-reached to its new end (`LRSchedule.respan`): the learning rate never jumps. The new plan goes into the run's
-config and last.pt, so a resume follows it.
+reached to its new end (`LRSchedule.respan`): the learning rate never jumps. A cadence the plan chose (not the
+user's --val-every) is chosen again for the new plan's epochs. The new plan goes into the run's config and last.pt,
+so a resume follows it.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ class BudgetPlan:
     epochs: int  # epochs they span (the last one may be partial)
     val_every: int = 1  # validation every this many epochs, and after the last
     save_s: float = 0.0  # the part of eval_s that does not scale with the step: checkpoints, metrics, plots
+    cadence_chosen: bool = False  # val_every is the plan's (VAL_SHARE), not the user's: a new plan may change it
 
     def eval_s_at(self, step_s: float) -> float:
         """eval_s for a step measured since: the validation's passes scale with it, the saves do not. (The probe's
@@ -88,9 +90,13 @@ class BudgetPlan:
                 "schedule to their end")
 
 
-def validations(epochs: int, val_every: int) -> int:
-    """Epoch ends that validate among `epochs`: every `val_every`-th, and the last."""
-    return math.ceil(epochs / val_every)
+def validations(epochs: int, val_every: int, done: int = 0) -> int:
+    """Epoch ends that validate among the `epochs` after the first `done`: every `val_every`-th of the run, and the
+    last."""
+    if epochs <= 0:
+        return 0
+    end = done + epochs
+    return end // val_every - done // val_every + (1 if end % val_every else 0)
 
 
 def probe_step_seconds(model: torch.nn.Module, optim_spec: Any, source: Any, settings: EpochSettings,
@@ -165,15 +171,28 @@ def plan(budget_s: float, elapsed_s: float, step_s: float, steps_per_epoch: int,
     if left <= step_s + eval_s:
         raise ConfigError(f"--time-budget {budget_s:.0f} s: {elapsed_s:.0f} s went on preparing the data and timing "
                           f"a step ({step_s:.2f} s); nothing is left to train: give a larger budget")
-    every = val_every or 1
-    steps = steps_that_fit(left, step_s, eval_s, steps_per_epoch, 0, every)
-    while val_every is None and every < math.ceil(steps / steps_per_epoch) and \
-            validations(math.ceil(steps / steps_per_epoch), every) * eval_s > VAL_SHARE * budget_s:
-        every += 1  # fewer validations buy steps, which may add an epoch: count again
-        steps = steps_that_fit(left, step_s, eval_s, steps_per_epoch, 0, every)
+    if val_every is None:
+        steps, every = fit_and_cadence(left, step_s, eval_s, steps_per_epoch, VAL_SHARE * budget_s)
+    else:
+        steps, every = steps_that_fit(left, step_s, eval_s, steps_per_epoch, 0, val_every), val_every
     steps = max(steps, 1)
     epochs = math.ceil(steps / steps_per_epoch)
-    return BudgetPlan(budget_s, elapsed_s, step_s, eval_s, steps, epochs, min(every, epochs))
+    return BudgetPlan(budget_s, elapsed_s, step_s, eval_s, steps, epochs, min(every, epochs),
+                      cadence_chosen=val_every is None)
+
+
+def fit_and_cadence(left_s: float, step_s: float, eval_s: float, steps_per_epoch: int, share_s: float,
+                    step_in_epoch: int = 0, done: int = 0, every: int = 1) -> tuple[int, int]:
+    """(steps, val_every): the least val_every from `every` up whose validations take at most `share_s` seconds
+    (the run's last epoch when even its one validation is over), and the steps that fit with it, from
+    `step_in_epoch` steps into the epoch after the first `done`."""
+    steps = steps_that_fit(left_s, step_s, eval_s, steps_per_epoch, step_in_epoch, every, done)
+    while True:
+        end = done + math.ceil((step_in_epoch + steps) / steps_per_epoch)
+        if every >= end or validations(end - done, every, done) * eval_s <= share_s:
+            return steps, every
+        every += 1  # fewer validations buy steps, which may add an epoch: count again
+        steps = steps_that_fit(left_s, step_s, eval_s, steps_per_epoch, step_in_epoch, every, done)
 
 
 def planned_config(cfg: TrainConfig, budget: BudgetPlan) -> TrainConfig:
@@ -184,12 +203,12 @@ def planned_config(cfg: TrainConfig, budget: BudgetPlan) -> TrainConfig:
 
 
 def steps_that_fit(left_s: float, step_s: float, eval_s: float, steps_per_epoch: int, step_in_epoch: int,
-                   val_every: int = 1) -> int:
+                   val_every: int = 1, done: int = 0) -> int:
     """The most steps s such that s steps and the validations at the epoch ends they cross (each costing `eval_s`;
-    every `val_every`-th epoch's and the last one's) take at most `left_s`, starting `step_in_epoch` steps into an
-    epoch."""
+    every `val_every`-th epoch's of the run and the last one's) take at most `left_s`, starting `step_in_epoch`
+    steps into the epoch after the first `done`."""
     def cost(s: int) -> float:
-        return s * step_s + validations(math.ceil((step_in_epoch + s) / steps_per_epoch), val_every) * eval_s
+        return s * step_s + validations(math.ceil((step_in_epoch + s) / steps_per_epoch), val_every, done) * eval_s
 
     s = max(int(left_s / step_s), 0)
     while s > 0 and cost(s) > left_s:
@@ -246,25 +265,35 @@ class BudgetKeeper:
         eval_s = self.eval_s if eval_s is None else eval_s
         left_s = max(self.deadline - (time.perf_counter() if now is None else now), 0.0)
         every = cfg.run.val_every or 1
+        done = (global_step - step_in_epoch) // self.steps_per_epoch  # epochs ended
         planned = max((cfg.run.max_steps or global_step) - global_step, 0)
         epochs_left = math.ceil((step_in_epoch + planned) / self.steps_per_epoch) if planned else 0
-        needed = planned * step_s + validations(epochs_left, every) * eval_s
+        needed = planned * step_s + validations(epochs_left, every, done) * eval_s
         # more steps only when they would leave much unused; fewer as soon as they would overrun (within 10% of
         # what was left, runs of 80 s ended up to 3 s late)
         if left_s / REPLAN_SLACK <= needed <= left_s or planned == 0:
             return None
-        fit = steps_that_fit(left_s, step_s, eval_s, self.steps_per_epoch, step_in_epoch, every)
-        if fit == 0 and step_in_epoch == 0 and (global_step // self.steps_per_epoch) % every:
+        if self.budget.cadence_chosen:  # a plan of more epochs validates less often (at 80 s: not at epoch 2 of 3);
+            # never more often: the share is the whole run's, less what its validations took so far
+            share_s = VAL_SHARE * self.budget.budget_s - self.ends_s
+            fit, new_every = fit_and_cadence(left_s, step_s, eval_s, self.steps_per_epoch, share_s, step_in_epoch,
+                                             done, every)
+        else:
+            fit, new_every = steps_that_fit(left_s, step_s, eval_s, self.steps_per_epoch, step_in_epoch, every,
+                                            done), every
+        if fit == 0 and step_in_epoch == 0 and done % every:
             fit = 1  # the epoch that just ended did not validate: one more step ends the run in one that does
-        if fit == planned:
+        if fit == planned and new_every == every:
             return None
         new_total = global_step + fit
-        run = dataclasses.replace(cfg.run, max_steps=max(new_total, 1),
-                                  epochs=max(math.ceil(new_total / self.steps_per_epoch), 1))
+        epochs = max(math.ceil(new_total / self.steps_per_epoch), 1)
+        run = dataclasses.replace(cfg.run, max_steps=max(new_total, 1), epochs=epochs,
+                                  val_every=min(new_every, epochs) if cfg.run.val_every else None)
         how = f"end {needed - left_s:.1f} s after" if needed > left_s else f"leave {left_s - needed:.1f} s of"
+        cadence = f", validated every {plural(run.val_every, 'epoch')}" if run.val_every != cfg.run.val_every else ""
         message = (f"time budget: steps take {step_s:.3f} s now (the probe measured {self.budget.step_s:.3f} s), so "
                    f"the {planned} steps left would {how} the budget: {fit} steps left instead, the cosine schedule "
-                   f"now ends at step {new_total}")
+                   f"now ends at step {new_total}{cadence}")
         return dataclasses.replace(cfg, run=run), message
 
 
