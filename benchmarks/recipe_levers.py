@@ -47,6 +47,7 @@ CANDIDATES: dict[str, list[str]] = {
     "no flip TTA": ["--tta", "none"],
     "label smoothing 0.1": ["--label-smoothing", "0.1"],
     "conv1 from the training patches": ["--conv1-init", "patches"],
+    "patches, conv1 fixed": ["--conv1-init", "patches", "--freeze", "conv1"],
 }
 BASE = "the recipe's choice"
 # cifar10-fast's candidates for the few epochs 80 s buys (issue 24): the recipe chooses nothing by length there, so
@@ -73,7 +74,7 @@ def changes(name: str, epochs: int, recipe: str = "fast") -> bool:
     band = regularisation_for(epochs)
     chosen = {"--crop-scale": band.crop_scale, "--tta": band.tta, "--label-smoothing": band.label_smoothing,
               "--ema-decay": 1.0 if band.ema else 0.0}
-    flag, value = CANDIDATES[name]
+    flag, value = CANDIDATES[name][:2]  # a candidate of several flags is judged by its first
     if flag not in chosen:
         return True  # not one of the recipe's choices: always a change
     if flag == "--ema-decay":
