@@ -67,8 +67,11 @@ def test_a_budgeted_run_follows_its_plan_to_the_end(tmp_path, capsys):
     assert planned["epochs"] == math.ceil(planned["max_steps"] / 2)  # 16 images, batch 8: 2 steps per epoch
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     assert cfg["optim"]["lr_schedule"] == "cosine"
-    # the cosine reaches its end at the last planned step: the last epoch's learning rate is about zero
-    assert result.rows[-1]["lr"] < 0.02 * cfg["optim"]["lr"]
+    # the cosine reaches its end at the last planned step: the last epoch's learning rate is about zero; unless a
+    # slow machine (CI runs two tests at once) made the keeper stop at an epoch's end with the cosine short of its
+    # end: then the run ended at once, with 0 steps left (it happened once in CI: lr 0.0202 x the peak)
+    if ": 0 steps left instead" not in out:
+        assert result.rows[-1]["lr"] < 0.02 * cfg["optim"]["lr"], out
 
 
 def test_the_keeper_replans_when_the_steps_left_no_longer_fit_or_leave_much_unused():
