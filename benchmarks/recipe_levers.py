@@ -48,6 +48,12 @@ CANDIDATES: dict[str, list[str]] = {
     "label smoothing 0.1": ["--label-smoothing", "0.1"],
     "conv1 from the training patches": ["--conv1-init", "patches"],
     "patches, conv1 fixed": ["--conv1-init", "patches", "--freeze", "conv1"],
+    # the optimizer and the head, which the recipe does not choose by length (Adam 1e-3, batch 64, dropout 0.5)
+    "lr 0.002": ["--lr", "0.002"],
+    "AdamW, weight decay 0.05": ["--opt", "adamw", "--weight-decay", "0.05"],
+    "SGD 0.05, momentum 0.9, wd 5e-4": ["--opt", "sgd", "--lr", "0.05", "--momentum", "0.9", "--weight-decay", "5e-4"],
+    "batch 32": ["--batch-size", "32"],
+    "dropout 0.25": ["--dropout", "0.25"],
 }
 BASE = "the recipe's choice"
 # cifar10-fast's candidates for the few epochs 80 s buys (issue 24): the recipe chooses nothing by length there, so
