@@ -57,6 +57,10 @@ CANDIDATES: dict[str, list[str]] = {
     # 99 px: the size near 96 at which no conv or pool of AlexNet drops a row (99 -> 23 -> 11 -> 5 -> 2); at 96
     # pool5 reads only 3x3 of conv5's 4x4 map (alexnet summary warns of it)
     "input 99 px": ["--image-size", "99"],
+    # the winners of the row above, together (a sum of single wins need not add up)
+    "batch 32, patches": ["--batch-size", "32", "--conv1-init", "patches"],
+    "batch 32, patches, dropout 0.25, AdamW 0.05": ["--batch-size", "32", "--conv1-init", "patches", "--dropout", "0.25",
+                                                     "--opt", "adamw", "--weight-decay", "0.05"],
 }
 BASE = "the recipe's choice"
 # cifar10-fast's candidates for the few epochs 80 s buys (issue 24): the recipe chooses nothing by length there, so
