@@ -37,6 +37,7 @@ import argparse
 import csv
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -300,7 +301,8 @@ def main() -> None:
     parser.add_argument("--budget", nargs="+", default=["2m", "10m"], help="with --data: the budgets (each run from "
                         "the command's launch)")
     parser.add_argument("--note", action="store_true", help="with --data: the first note's script beside each run")
-    parser.add_argument("--extra", nargs="*", default=[], help="with --data: more `alexnet train` flags")
+    parser.add_argument("--extra", type=shlex.split, default=[],
+                        help='with --data: more `alexnet train` flags, one string: --extra "--batch-size 32 --lr 0.01"')
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--recipe", default="fast", help="with --data: the recipe each run uses")
     parser.add_argument("--warm-cache", action="store_true", help="with --data: decode into the uint8 cache once, "
