@@ -256,8 +256,11 @@ def test_a_run_with_conv1_from_patches_starts_from_them(pets, tmp_path):
     cfg = tiny_config(pets, tmp_path / "run", **{"run.epochs": 1, "run.max_steps": 1, "model.conv1_init": "patches"})
     fit(cfg, progress=False)
     assert "conv1 starts as the whitening filters" in (tmp_path / "run" / "log.txt").read_text()
-    with pytest.raises(ConfigError, match="model.conv1_init"):
+    with pytest.raises(ConfigError, match=r"model.conv1_init.*add --conv1-init random"):
         resolve_config(overrides={"model.conv1_init": "patches", "data.loader": "pil"})
+    # the recipes that start conv1 from the patches (fast, cifar10-fast) run with the PIL loader when told so
+    pil = resolve_config(recipe="fast", overrides={"data.source": "x", "data.loader": "pil", "model.conv1_init": "random"})
+    assert (pil.data.loader, pil.model.conv1_init) == ("pil", "random")
 
 
 def test_a_large_train_validation_gap_at_the_end_is_explained():

@@ -328,7 +328,7 @@ class TrainConfig:
             raise ConfigError(f"field 'run.val_every' is {self.run.val_every}, but {judge} judges every epoch: use 1")
         if self.model.conv1_init == "patches" and self.data.loader != "cache":
             raise ConfigError("field 'model.conv1_init' patches reads the training images from the uint8 cache: "
-                              "not with --loader pil")
+                              "not with --loader pil (with it, add --conv1-init random)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
