@@ -190,7 +190,7 @@ def test_a_fast_run_writes_its_choice_into_the_log_and_the_config(pets, tmp_path
     assert (saved["optim"]["opt"], saved["optim"]["weight_decay"], saved["model"]["dropout"]) == ("adamw", 0.05, 0.25)
     saved_state = torch.load(result.run_dir / "checkpoints" / "last.pt", weights_only=True)["train_state"]
     groups = saved_state["optimizer"]["param_groups"]
-    assert max(g["weight_decay"] for g in groups) == 0.05 and all(g.get("decoupled_weight_decay", True) for g in groups)
+    assert max(g["weight_decay"] for g in groups) == 0.05 and all(g["decoupled_weight_decay"] for g in groups)
 
 
 def test_the_budget_plans_the_validation_passes_a_moving_average_and_flip_tta_cost():
