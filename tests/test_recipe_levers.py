@@ -2,6 +2,7 @@
 weights (EMA) validated beside them, and flip TTA in validation and in eval."""
 
 import csv
+import json
 
 import pytest
 import torch
@@ -56,6 +57,74 @@ def test_crop_scale_changes_training_batches_only():
     assert not torch.equal(train(x), plain(x))
     evaluation = BatchAugment("seed", 40, train=False, crop_scale=0.35)
     assert torch.equal(evaluation(x), plain(x))
+
+
+def test_a_batch_cached_larger_than_the_input_is_cropped_from_whole_and_seen_whole():
+    big = ramps(8, side=96)  # the training cache at 2x a 48 px input (data.train_cache_scale 2)
+    small = torch.nn.functional.interpolate(big, size=(48, 48), mode="bilinear", antialias=True)
+    seen = BatchAugment("seed", 48, train=False)
+    # without crops the photo is squashed to the input, as at 1x: not a centre crop of half of it
+    assert torch.allclose(seen(big), seen(small), atol=0.02)
+    crops = BatchAugment("seed", 48, train=True, crop_scale=1.0, generator=torch.Generator().manual_seed(0))
+    out = crops(big)
+    assert out.shape == (8, 3, 48, 48)
+    # crops of at least 0.87 of the width (area 1, any aspect ratio) span the ramp, here cut from the 96 px photo
+    span = (out[:, 0, 24, -1] - out[:, 0, 24, 0]).abs() * seen.std[0]
+    assert span.min() > 0.8
+
+
+def test_train_cache_scale_stores_the_training_photos_larger_and_refuses_where_it_means_nothing(tmp_path,
+                                                                                                  monkeypatch):
+    monkeypatch.setenv("ALEXNET_CACHE", str(tmp_path / "cache"))
+    photos = make_folder(tmp_path / "photos", size=160)  # larger than twice the input: nothing is enlarged
+    cfg = tiny_config(photos, tmp_path / "run", **{"run.epochs": 1, "run.max_steps": 1, "data.crop_scale": 0.5,
+                                                   "data.train_cache_scale": 2.0})
+    fit(cfg, progress=False)
+    metas = [json.loads(p.read_text())["content"] for p in (tmp_path / "cache").rglob("*.json")]
+    sides = {m["split"]: m["shape"][-1] for m in metas if "shape" in m}
+    assert sides == {"train": 134, "val": 67}  # the training photos at 2 x the 67 px input, validation's at it
+    for bad in ({"data.loader": "pil"}, {"data.preset": "paper"}):
+        with pytest.raises(ConfigError, match="data.train_cache_scale.*add --train-cache-scale 1"):
+            resolve_config(overrides={"data.train_cache_scale": 1.5, **bad})
+    with pytest.raises(ConfigError, match="data.train_cache_scale"):
+        resolve_config(overrides={"data.train_cache_scale": 0.5})
+
+
+def test_typical_side_is_the_median_shorter_side_of_a_sample_and_passes_over_a_bad_file():
+    from PIL import Image
+
+    from alexnet.data.cache import SIDE_SAMPLE, typical_side
+    from alexnet.errors import DataError
+
+    class Photos:
+        def __init__(self, sides):
+            self.sides = sides
+
+        def __len__(self):
+            return len(self.sides)
+
+        def load_pil(self, i):
+            if self.sides[i] is None:
+                raise DataError(f"photo {i}: cannot decode the image")
+            return Image.new("RGB", (self.sides[i] + 50, self.sides[i]))  # landscape: the shorter side is the height
+
+    assert typical_side(Photos([200] * 100)) == 200
+    assert typical_side(Photos([32, 500, 500, None, 64])) == 500  # the median of the four that decode
+    assert typical_side(Photos([])) is None and typical_side(Photos([None])) is None
+    assert typical_side(Photos(list(range(1, 1001)))) in range(400, 600) and SIDE_SAMPLE < 1000  # spread, a sample
+
+
+def test_the_training_cache_grows_with_its_scale_up_to_the_papers_256_px():
+    from alexnet.training.batches import MAX_TRAIN_CACHE_SIDE, train_stored_size
+
+    twice = resolve_config(overrides={"data.train_cache_scale": 2.0})
+    assert train_stored_size(twice, "seed", 96) == 192
+    assert train_stored_size(twice, "seed", 160) == MAX_TRAIN_CACHE_SIDE == 256
+    assert train_stored_size(twice, "seed", 300) is None  # never beyond 256 px, nor below the input itself
+    assert train_stored_size(twice, "seed", 96, photo_side=200) == 192
+    assert train_stored_size(twice, "seed", 96, photo_side=150) == 150  # the photos' own side: no enlarging
+    assert train_stored_size(twice, "seed", 96, photo_side=32) is None  # CIFAR's 32 px photos: the input's 96 px
+    assert train_stored_size(resolve_config(), "seed", 96) is None  # 1x: the cache's own size
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -252,14 +321,31 @@ def test_whitening_filters_whiten_the_patches_they_came_from():
     assert torch.allclose(responses.T.cov(), torch.eye(12, dtype=torch.float64), atol=0.05)  # unit, uncorrelated
 
 
+def test_whitening_unfolds_only_the_images_its_patch_budget_needs():
+    from alexnet.models import build_model
+    from alexnet.training import whiten
+
+    model = build_model("alexnet-bn", width_mult=0.25, image_size=96)
+    images = torch.randint(0, 256, (3000, 3, 96, 96), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    line = whiten.whiten_conv1(model, images, lambda x: (x.float() / 255 - 0.5) / 0.25)
+    per_image = ((96 - 11) // 4 + 1) ** 2  # conv1's 22 x 22 positions
+    assert f"from {-(-whiten.MAX_PATCHES // per_image)} images" in line  # 414, not all 3000 (nor MAX_IMAGES)
+    w = model.conv1.weight.detach()
+    assert torch.isfinite(w).all() and torch.allclose(w[1::2], -w[0::2])
+
+
 def test_a_run_with_conv1_from_patches_starts_from_them(pets, tmp_path):
     cfg = tiny_config(pets, tmp_path / "run", **{"run.epochs": 1, "run.max_steps": 1, "model.conv1_init": "patches"})
     fit(cfg, progress=False)
     assert "conv1 starts as the whitening filters" in (tmp_path / "run" / "log.txt").read_text()
     with pytest.raises(ConfigError, match=r"model.conv1_init.*add --conv1-init random"):
         resolve_config(overrides={"model.conv1_init": "patches", "data.loader": "pil"})
-    # the recipes that start conv1 from the patches (fast, cifar10-fast) run with the PIL loader when told so
-    pil = resolve_config(recipe="fast", overrides={"data.source": "x", "data.loader": "pil", "model.conv1_init": "random"})
+    # the recipes that start conv1 from the patches (fast, cifar10-fast) run with the PIL loader when told so; the
+    # fast recipe's larger training cache too, and the refusal names every flag that takes
+    with pytest.raises(ConfigError, match=r"train_cache_scale.*add --conv1-init random --train-cache-scale 1"):
+        resolve_config(recipe="fast", overrides={"data.source": "x", "data.loader": "pil"})
+    pil = resolve_config(recipe="fast", overrides={"data.source": "x", "data.loader": "pil", "model.conv1_init": "random",
+                                                   "data.train_cache_scale": 1.0})
     assert (pil.data.loader, pil.model.conv1_init) == ("pil", "random")
 
 

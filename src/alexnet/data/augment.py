@@ -177,13 +177,16 @@ class BatchAugment:
         if batch.dim() != 4:
             raise ValueError(f"BatchAugment expects (B, C, H, W), got shape {tuple(batch.shape)}")
         S = self.size
-        # A batch stored smaller than the preset's resize size is resized up first (cache_split(size=...)).
-        x = _fit(batch, S) if batch.shape[-1] >= S and batch.shape[-2] >= S else _fit(batch, resize_size(self.preset, S))
-        B = x.shape[0]
         if self.ten_crop:  # cut from ten_crop_size(S) (eval caches at that size); a batch stored smaller is enlarged
             return self._to_float(ten_crop(_fit(batch, ten_crop_size(S)), S), out=out)  # (B, 10, C, S, S)
-        if self.train and self.crop_scale > 0:
+        # A batch stored smaller than the preset's resize size is resized up first (cache_split(size=...)).
+        x = _fit(batch, S) if batch.shape[-1] >= S and batch.shape[-2] >= S else _fit(batch, resize_size(self.preset, S))
+        if self.train and self.crop_scale > 0:  # from the stored photo, whatever its size (data.train_cache_scale)
             return self._normalize(random_resized_crop(x, S, self.crop_scale, self.generator), out)
+        if self.preset != "paper" and x.shape[-1] > S and x.shape[-2] > S:
+            # seed and d2l squash every photo to S x S; a cache kept larger (data.train_cache_scale) is squashed too
+            x = F.interpolate(x, size=(S, S), mode="bilinear", align_corners=False, antialias=True)
+        B = x.shape[0]
         randomize = self.train and self.augment and self.preset != "d2l"
         if randomize and self.preset == "paper":
             h, w = x.shape[-2:]

@@ -40,7 +40,7 @@ from alexnet.config import SPLITS
 from alexnet.data.cachedir import build_lock, cache_dir
 from alexnet.data.limits import SealBroken, decode_workers, open_sealed_json, sealed_json
 from alexnet.data.transforms import resize_size
-from alexnet.errors import DataError
+from alexnet.errors import AlexNetError, DataError
 from alexnet.files import (
     FileWriteError,
     atomic_write,
@@ -83,6 +83,22 @@ def _resize(img: Image.Image, preset: str, stored: int) -> Image.Image:
     img = img.resize((nw, nh), Image.BILINEAR)
     left, top = int(round((nw - stored) / 2.0)), int(round((nh - stored) / 2.0))
     return img.crop((left, top, left + stored, top + stored))
+
+
+SIDE_SAMPLE = 16  # photos typical_side decodes
+
+
+def typical_side(dataset) -> int | None:
+    """The median shorter side of SIDE_SAMPLE photos spread over `dataset` (None when it is empty or none decodes):
+    what a cache larger than the input can keep of them without enlarging."""
+    n = len(dataset)
+    sides = []
+    for i in sorted({k * n // SIDE_SAMPLE for k in range(SIDE_SAMPLE)}) if n else []:
+        try:
+            sides.append(min(dataset.load_pil(i).size))
+        except AlexNetError:  # a file that went bad since the scan: the cache's build names it
+            continue
+    return sorted(sides)[len(sides) // 2] if sides else None
 
 
 def cache_key(dataset, split: str, preset: str, stored: int, in_channels: int) -> str:
