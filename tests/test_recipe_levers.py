@@ -114,6 +114,29 @@ def test_typical_side_is_the_median_shorter_side_of_a_sample_and_passes_over_a_b
     assert typical_side(Photos(list(range(1, 1001)))) in range(400, 600) and SIDE_SAMPLE < 1000  # spread, a sample
 
 
+def test_a_larger_training_cache_without_crops_is_squashed_once_and_gives_the_same_batches():
+    from alexnet.runtime.distributed import DistInfo
+    from alexnet.training.batches import BatchPlan, TrainBatches
+
+    def source(crop_scale):
+        g = torch.Generator()
+        augment = BatchAugment("seed", 48, train=True, augment=False, crop_scale=crop_scale, generator=g)
+        images = torch.randint(0, 256, (20, 3, 96, 96), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+        plan = BatchPlan(8, seed=3, info=DistInfo(rank=0, world_size=1, local_rank=0), device=torch.device("cpu"))
+        return TrainBatches(images, torch.arange(20) % 2, augment, g, plan)
+
+    def epoch(s):
+        return [x.clone() for _, x, _, _ in s.batches(0, 0)]
+
+    per_batch, once = source(0.0), source(0.0)
+    once.fit_images_to_input()
+    assert once.images.shape[-1] == 48 and per_batch.images.shape[-1] == 96
+    assert all(torch.equal(a, b) for a, b in zip(epoch(per_batch), epoch(once), strict=True))
+    crops = source(0.35)
+    crops.fit_images_to_input()  # crops are cut from the larger photos: they stay
+    assert crops.images.shape[-1] == 96
+
+
 def test_the_training_cache_grows_with_its_scale_up_to_the_papers_256_px():
     from alexnet.training.batches import MAX_TRAIN_CACHE_SIDE, train_stored_size
 

@@ -91,6 +91,7 @@ def apply_to_run(ctx: Any, source: Any, state: Any | None, raw_model: Any, epoch
     augment = getattr(source, "augment", None)  # the cache loader's BatchAugment
     if augment is not None:
         augment.crop_scale = cfg.data.crop_scale
+        source.fit_images_to_input()  # no crops: a training cache kept larger is squashed once, not every batch
     if state is not None:  # else built after this, from the config (TrainState.ema)
         state.ema = WeightAverage(raw_model, cfg.optim.ema_decay) if cfg.optim.ema_decay else None
     return dataclasses.replace(ctx, cfg=cfg)
