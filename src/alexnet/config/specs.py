@@ -36,6 +36,7 @@ from alexnet.config.values import (
     _require,
     _valid_device,
     adapt_fields,
+    check_cache_fields,
     parse_channels,
     parse_class_weights,
     parse_duration,
@@ -156,11 +157,7 @@ class DataSpec:
     # random-resized crops and flips (data.augment.random_resized_crop) in place of the preset's augmentation
     crop_scale: float = flag(0.0, metavar="S", help="cache loader: train on random-resized crops covering at least "
                              "this fraction of each image (e.g. 0.35), and flips (0: the preset's augmentation)")
-    # the training split's uint8 cache at this multiple of the input side: random-resized crops are cut from it and
-    # resized to the input, so a crop keeps the photo's detail instead of enlarging an input-sized copy
-    train_cache_scale: float = flag(1.0, metavar="F", help="cache loader: store the training photos at F x the input "
-                                    "side, so that random-resized crops keep their detail (e.g. 1.5; 1: at the "
-                                    "input side)")
+    train_cache_scale: float = flag(1.0, metavar="F", help="cache loader: crops cut from photos kept at F x the input")
     # the paper's init N(0, 0.01) was made for its inputs: 0-255 pixels less the mean, about 60x larger than unit std
     pixel_scale: str = flag("std", choices=PIXEL_SCALES, help="the mean-subtracted pixels divided by the channels' "
                             "std (default), or on the paper's 0-255 scale (255), which its N(0, 0.01) init assumes")
@@ -190,10 +187,6 @@ class DataSpec:
         if self.crop_scale and (self.loader != "cache" or self.augment is False):
             raise ConfigError("field 'data.crop_scale' is training augmentation of the cache loader: not with "
                               "--loader pil or --no-augment")
-        _F.number(self.train_cache_scale, "data.train_cache_scale", 1.0, 4.0)
-        if self.train_cache_scale != 1.0 and self.preset == "paper":
-            raise ConfigError("field 'data.train_cache_scale' is for random-resized crops: the paper preset cuts its "
-                              "crops at the input size from the 256/224 resize (with it, add --train-cache-scale 1)")
         _F.text(self.tta, "data.tta", choices=TTA_MODES)
         _F.text(self.pixel_scale, "data.pixel_scale", choices=PIXEL_SCALES)
 
@@ -335,16 +328,7 @@ class TrainConfig:
         if (self.run.val_every or 1) > 1 and (self.optim.lr_schedule == "plateau" or self.run.early_stop):
             judge = "the plateau schedule" if self.optim.lr_schedule == "plateau" else "--early-stop"
             raise ConfigError(f"field 'run.val_every' is {self.run.val_every}, but {judge} judges every epoch: use 1")
-        cached = []  # (field, the flag that undoes it) for each field that reads the uint8 cache
-        if self.model.conv1_init == "patches":
-            cached.append(("'model.conv1_init' patches", "--conv1-init random"))
-        if self.data.train_cache_scale != 1.0:
-            cached.append((f"'data.train_cache_scale' {self.data.train_cache_scale:g}", "--train-cache-scale 1"))
-        if cached and self.data.loader != "cache":  # (the fast recipe sets both)
-            fields, flags = " and ".join(f for f, _ in cached), " ".join(f for _, f in cached)
-            reads = "reads" if len(cached) == 1 else "read"
-            raise ConfigError(f"field{'s' * (len(cached) > 1)} {fields} {reads} the training images from the uint8 "
-                              f"cache: not with --loader pil (with it, add {flags})")
+        check_cache_fields(self)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -68,3 +68,23 @@ def _valid_device(device: Any) -> bool:
 def adapt_fields(text: str) -> list[str]:
     """run.adapt, "data.crop_scale, optim.tta" -> the field names (RunSpec checks each is adaptable)."""
     return [n.strip() for n in text.split(",") if n.strip()]
+
+
+def check_cache_fields(cfg: Any) -> None:
+    """Refuse the fields that read the training images from the uint8 cache where there is none (--loader pil), or
+    where they mean nothing, naming every flag that takes them back (the fast recipe sets two of them). The training
+    cache's scale (data.train_cache_scale, data.augment.random_resized_crop) is checked here too."""
+    _F.number(cfg.data.train_cache_scale, "data.train_cache_scale", 1.0, 4.0)
+    if cfg.data.train_cache_scale != 1.0 and cfg.data.preset == "paper":
+        raise ConfigError("field 'data.train_cache_scale' is for random-resized crops: the paper preset cuts its "
+                          "crops at the input size from the 256/224 resize (with it, add --train-cache-scale 1)")
+    cached = []  # (field, the flag that takes it back)
+    if cfg.model.conv1_init == "patches":
+        cached.append(("'model.conv1_init' patches", "--conv1-init random"))
+    if cfg.data.train_cache_scale != 1.0:
+        cached.append((f"'data.train_cache_scale' {cfg.data.train_cache_scale:g}", "--train-cache-scale 1"))
+    if cached and cfg.data.loader != "cache":
+        fields, flags = " and ".join(f for f, _ in cached), " ".join(f for _, f in cached)
+        reads = "reads" if len(cached) == 1 else "read"
+        raise ConfigError(f"field{'s' * (len(cached) > 1)} {fields} {reads} the training images from the uint8 "
+                          f"cache: not with --loader pil (with it, add {flags})")

@@ -92,7 +92,7 @@ class TrainBatches:
 
     def fit_images_to_input(self) -> None:
         """Squash a training cache kept larger than the input (data.train_cache_scale) to the input once, for a run
-        that takes no random-resized crops, instead of in every batch (7 ms of a 40 ms step at 96 px from 192). The
+        that takes no random-resized crops, instead of in every batch (a resize of every image of every step). The
         same resize BatchAugment applies per batch, image by image: the batches do not change."""
         a, side = self.augment, min(self.images.shape[-2:])
         if a.crop_scale or a.preset == "paper" or side <= a.size:
