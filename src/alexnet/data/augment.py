@@ -68,6 +68,12 @@ def ten_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     return torch.stack(crops, dim=1)
 
 
+def squash(x: torch.Tensor, size: int) -> torch.Tensor:
+    """A uint8 (B, C, H, W) batch resized to size x size whatever its aspect (the seed and d2l presets' rule), on
+    uint8, where torch's antialiased resize is fast."""
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+
 CROP_GROUP = 8  # images that share one crop size (each with its own position and flip): one resize per group
 
 
@@ -185,7 +191,7 @@ class BatchAugment:
             return self._normalize(random_resized_crop(x, S, self.crop_scale, self.generator), out)
         if self.preset != "paper" and x.shape[-1] > S and x.shape[-2] > S:
             # seed and d2l squash every photo to S x S; a cache kept larger (data.train_cache_scale) is squashed too
-            x = F.interpolate(x, size=(S, S), mode="bilinear", align_corners=False, antialias=True)
+            x = squash(x, S)
         B = x.shape[0]
         randomize = self.train and self.augment and self.preset != "d2l"
         if randomize and self.preset == "paper":

@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from alexnet.config import TrainConfig
 from alexnet.config.values import adapt_fields
-from alexnet.data.augment import BatchAugment
+from alexnet.data.augment import BatchAugment, squash
 from alexnet.data.batches import EvalBatches, rank_part
 from alexnet.data.cache import cache_split, typical_side
 from alexnet.data.limits import loader_workers
@@ -97,8 +96,7 @@ class TrainBatches:
         a, side = self.augment, min(self.images.shape[-2:])
         if a.crop_scale or a.preset == "paper" or side <= a.size:
             return
-        self.images = torch.cat([F.interpolate(chunk, size=(a.size, a.size), mode="bilinear", align_corners=False,
-                                               antialias=True) for chunk in self.images.split(256)])
+        self.images = torch.cat([squash(chunk, a.size) for chunk in self.images.split(256)])
 
     def describe(self) -> str:
         """How batches reach the step, for the per-epoch data-wait line."""
